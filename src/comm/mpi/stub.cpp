@@ -1,0 +1,5 @@
+#include "comm/mpi/mpi_info.h"
+
+namespace longctx {
+std::string mpi_library_version() { return ""; }
+}

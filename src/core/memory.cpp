@@ -1,0 +1,188 @@
+#include "core/memory.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace longctx {
+
+const char* tag_name(Tag t) {
+  static const char* names[] = {"weights", "grads",    "optim",     "checkpoint", "activations",
+                                "kv_cache", "kv_grad", "workspace", "comm",       "data"};
+  return int(t) < kNumTags ? names[int(t)] : "?";
+}
+
+int64_t parse_bytes(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size() && (std::isdigit((unsigned char)s[i]) || s[i] == '.')) i++;
+  CHECK(i > 0, "cannot read a byte size from '", s, "' (use e.g. 2GiB, 512MiB, 1000000)");
+  double v = std::strtod(s.substr(0, i).c_str(), nullptr);
+  std::string unit = s.substr(i);
+  double mul = 0;
+  const char* units[] = {"", "B", "K", "KB", "KiB", "M", "MB", "MiB", "G", "GB", "GiB", "T", "TB", "TiB"};
+  const double muls[] = {1, 1, 1024, 1e3, 1024, 1048576, 1e6, 1048576, 1073741824.0, 1e9, 1073741824.0,
+                         1099511627776.0, 1e12, 1099511627776.0};
+  for (size_t k = 0; k < sizeof(muls) / sizeof(muls[0]); k++)
+    if (unit == units[k]) mul = muls[k];
+  CHECK(mul > 0, "unknown unit '", unit, "' in byte size '", s, "' (use B, KiB, MiB, GiB, TiB, KB, MB, GB)");
+  return int64_t(std::llround(v * mul));
+}
+
+std::string format_bytes(int64_t b) {
+  char buf[64];
+  const double x = double(b);
+  if (x >= 1073741824.0) std::snprintf(buf, sizeof buf, "%.2f GiB", x / 1073741824.0);
+  else if (x >= 1048576.0) std::snprintf(buf, sizeof buf, "%.2f MiB", x / 1048576.0);
+  else if (x >= 1024.0) std::snprintf(buf, sizeof buf, "%.2f KiB", x / 1024.0);
+  else std::snprintf(buf, sizeof buf, "%lld B", (long long)b);
+  return buf;
+}
+
+void MemoryTracker::on_alloc(Tier t, Tag g, int64_t bytes) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto& tc = tiers_[size_t(t)];
+  const int64_t budget = budget_[size_t(t)];
+  if (budget > 0 && tc.current + bytes > budget)
+    FAIL("out of ", tier_name(t), " memory: tag '", tag_name(g), "' asked for ", bytes, " bytes (",
+         format_bytes(bytes), ") with ", tc.current, " in use of a ", budget, "-byte (",
+         format_bytes(budget), ") budget");
+  tc.current += bytes;
+  tc.peak = std::max(tc.peak, tc.current);
+  auto& gc = tags_[size_t(t)][size_t(g)];
+  gc.current += bytes;
+  gc.peak = std::max(gc.peak, gc.current);
+}
+
+void MemoryTracker::on_free(Tier t, Tag g, int64_t bytes) {
+  std::lock_guard<std::mutex> lk(mu_);
+  tiers_[size_t(t)].current -= bytes;
+  tags_[size_t(t)][size_t(g)].current -= bytes;
+}
+
+MemoryTracker::Counter MemoryTracker::tier(Tier t) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return tiers_[size_t(t)];
+}
+
+MemoryTracker::Counter MemoryTracker::tag(Tier t, Tag g) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return tags_[size_t(t)][size_t(g)];
+}
+
+void MemoryTracker::reset_peaks() {
+  std::lock_guard<std::mutex> lk(mu_);
+  for (int t = 0; t < kNumTiers; t++) {
+    tiers_[size_t(t)].peak = tiers_[size_t(t)].current;
+    for (auto& c : tags_[size_t(t)]) c.peak = c.current;
+  }
+}
+
+namespace {
+
+class HostAllocator : public Allocator {
+ public:
+  void* raw_alloc(size_t bytes) override {
+    void* p = std::aligned_alloc(64, (std::max<size_t>(bytes, 1) + 63) / 64 * 64);
+    CHECK(p, "host allocation of ", bytes, " bytes failed");
+    return p;
+  }
+  void raw_free(void* p, size_t) override { std::free(p); }
+};
+
+// Each allocation is its own file, unlinked at once so nothing is left behind
+// after a crash; the kernel pages it to disk under memory pressure.
+class DiskAllocator : public Allocator {
+ public:
+  explicit DiskAllocator(std::string dir) : dir_(std::move(dir)) {}
+  void* raw_alloc(size_t bytes) override {
+    std::string path = dir_ + "/longctx-XXXXXX";
+    int fd = mkstemp(path.data());
+    CHECK(fd >= 0, "cannot create a file in offload dir '", dir_, "': ", std::strerror(errno));
+    unlink(path.c_str());
+    const size_t n = std::max<size_t>(bytes, 1);
+    if (ftruncate(fd, off_t(n)) != 0) {
+      close(fd);
+      FAIL("cannot size a ", n, "-byte file in '", dir_, "': ", std::strerror(errno));
+    }
+    void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    CHECK(p != MAP_FAILED, "mmap of ", n, " bytes in '", dir_, "' failed: ", std::strerror(errno));
+    return p;
+  }
+  void raw_free(void* p, size_t bytes) override { munmap(p, std::max<size_t>(bytes, 1)); }
+
+ private:
+  std::string dir_;
+};
+
+}  // namespace
+
+std::unique_ptr<Allocator> make_host_allocator() { return std::make_unique<HostAllocator>(); }
+std::unique_ptr<Allocator> make_disk_allocator(const std::string& dir) {
+  return std::make_unique<DiskAllocator>(dir);
+}
+
+Memory::Memory() {
+  alloc_[size_t(Tier::device)] = make_host_allocator();
+  alloc_[size_t(Tier::host)] = make_host_allocator();
+  const char* tmp = std::getenv("TMPDIR");
+  alloc_[size_t(Tier::disk)] = make_disk_allocator(tmp && *tmp ? tmp : "/tmp");
+}
+Memory::~Memory() = default;
+
+void Memory::set_allocator(Tier t, std::unique_ptr<Allocator> a) { alloc_[size_t(t)] = std::move(a); }
+void Memory::set_disk_dir(const std::string& dir) { alloc_[size_t(Tier::disk)] = make_disk_allocator(dir); }
+
+void* Memory::alloc(Tier t, Tag g, size_t bytes) {
+  tracker_.on_alloc(t, g, int64_t(bytes));
+  try {
+    return alloc_[size_t(t)]->raw_alloc(bytes);
+  } catch (...) {
+    tracker_.on_free(t, g, int64_t(bytes));
+    throw;
+  }
+}
+
+void Memory::free(Tier t, Tag g, void* p, size_t bytes) {
+  if (!p) return;
+  alloc_[size_t(t)]->raw_free(p, bytes);
+  tracker_.on_free(t, g, int64_t(bytes));
+}
+
+Buffer::Buffer(Memory& mem, Tier tier, Tag tag, Shape shape, DType dtype)
+    : mem_(&mem), tag_(tag), bytes_(size_t(shape.numel()) * dtype_size(dtype)) {
+  t_ = Tensor(mem.alloc(tier, tag, bytes_), shape, dtype, tier);
+}
+
+Buffer& Buffer::operator=(Buffer&& o) noexcept {
+  if (this != &o) {
+    reset();
+    mem_ = o.mem_;
+    tag_ = o.tag_;
+    bytes_ = o.bytes_;
+    t_ = o.t_;
+    o.mem_ = nullptr;
+    o.t_ = Tensor();
+    o.bytes_ = 0;
+  }
+  return *this;
+}
+
+void Buffer::reset() {
+  if (mem_ && t_.ptr) mem_->free(t_.tier, tag_, t_.ptr, bytes_);
+  mem_ = nullptr;
+  t_ = Tensor();
+  bytes_ = 0;
+}
+
+void Buffer::zero() {
+  if (t_.ptr) std::memset(t_.ptr, 0, t_.bytes());
+}
+
+}  // namespace longctx

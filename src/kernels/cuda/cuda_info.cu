@@ -1,0 +1,27 @@
+// CUDA device discovery for `longctx info`.
+#include <cuda_runtime.h>
+
+#include "kernels/cuda/cuda_info.h"
+
+namespace longctx {
+
+bool cuda_built() { return true; }
+
+std::vector<CudaDeviceInfo> cuda_devices(std::string* why_none) {
+  std::vector<CudaDeviceInfo> out;
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    if (why_none) *why_none = cudaGetErrorString(e);
+    return out;
+  }
+  for (int i = 0; i < n; i++) {
+    cudaDeviceProp p{};
+    if (cudaGetDeviceProperties(&p, i) != cudaSuccess) continue;
+    out.push_back({p.name, p.major, p.minor, int64_t(p.totalGlobalMem), p.multiProcessorCount});
+  }
+  if (out.empty() && why_none) *why_none = "no CUDA devices";
+  return out;
+}
+
+}  // namespace longctx

@@ -1,0 +1,20 @@
+// What the CUDA backend can report about itself; a stub when not built.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace longctx {
+
+struct CudaDeviceInfo {
+  std::string name;
+  int cc_major = 0, cc_minor = 0;
+  int64_t total_bytes = 0;
+  int sm_count = 0;
+};
+
+bool cuda_built();
+// Devices the runtime sees; empty with a reason in *why_none otherwise.
+std::vector<CudaDeviceInfo> cuda_devices(std::string* why_none);
+
+}  // namespace longctx
