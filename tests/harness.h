@@ -60,7 +60,8 @@ inline void expect_close(const float* a, const double* e, size_t n, double rtol,
   double worst = 0;
   size_t wi = 0;
   for (size_t i = 0; i < n; i++) {
-    const double r = std::abs(double(a[i]) - e[i]) / (atol + rtol * std::abs(e[i]));
+    const double d = std::abs(double(a[i]) - e[i]);
+    const double r = d == 0 ? 0 : d / (atol + rtol * std::abs(e[i]));
     if (!(r <= worst)) worst = r, wi = i;  // NaN-propagating
   }
   EXPECT_LE(worst, 1.0) << what << ": worst at " << wi << " got " << a[wi] << " want " << e[wi];

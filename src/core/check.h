@@ -21,6 +21,10 @@ template <class... Args> std::string str_cat(const Args&... args) {
 
 }  // namespace longctx
 
+// GoogleTest defines FAIL() too; ours wins, tests use GTEST_FAIL().
+#ifdef FAIL
+#undef FAIL
+#endif
 // FAIL("msg", value, ...): throw with the message and where it was thrown.
 #define FAIL(...) ::longctx::fail_at(__FILE__, __LINE__, ::longctx::str_cat(__VA_ARGS__))
 

@@ -52,7 +52,7 @@ uint16_t f32_to_f16(float f) {
   uint32_t r = man >> shift, rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
   if (rem > half || (rem == half && (r & 1))) r++;
   if (e < -14) return uint16_t(sign | r);
-  return uint16_t(sign | (uint32_t(e + 15) << 10) + (r - 0x400));
+  return uint16_t(sign | ((uint32_t(e + 15) << 10) + (r - 0x400)));
 }
 
 }  // namespace longctx

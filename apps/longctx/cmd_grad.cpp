@@ -1,0 +1,98 @@
+// longctx grad: one forward+backward over a token file; writes the gradient
+// of every parameter and prints one JSON line of figures.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "commands.h"
+#include "io/npy.h"
+#include "model/flops.h"
+#include "model/llama_io.h"
+#include "train/grad_step.h"
+#include "train/report.h"
+
+namespace longctx::cli {
+
+namespace {
+
+struct Opts {
+  std::string model, tokens, out, device_mem, host_mem;
+  int repeat = 1;
+};
+
+// (B, T+1) ids -> inputs [:, :-1] and labels [:, 1:], all checked against V.
+void split_tokens(const TokenArray& a, const std::string& path, int64_t V, Tensor inputs, Tensor labels) {
+  CHECK(a.cols >= 2, path, ": needs at least 2 tokens per row (inputs [:, :-1], labels [:, 1:]), got ", a.cols);
+  const int64_t T = a.cols - 1;
+  for (int64_t b = 0; b < a.rows; b++)
+    for (int64_t t = 0; t <= T; t++) {
+      const int32_t id = a.ids[size_t(b * a.cols + t)];
+      CHECK(id >= 0 && id < V, path, ": token id ", id, " at [", b, ", ", t, "] is outside the model's vocabulary [0, ",
+            V, ")");
+      if (t < T) inputs.i32()[b * T + t] = id;
+      if (t > 0) labels.i32()[b * T + t - 1] = id;
+    }
+}
+
+int run_grad(const Opts& o) {
+  namespace fs = std::filesystem;
+  CHECK(fs::is_directory(o.model), o.model, ": model directory not found");
+  const LlamaConfig c = load_llama_config(o.model + "/config.json");
+  const TokenArray toks = load_tokens_npy(o.tokens);
+  CHECK(o.repeat >= 1, "--repeat must be >= 1, got ", o.repeat);
+  const int64_t B = toks.rows, T = toks.cols - 1;
+
+  Memory mem;
+  if (!o.device_mem.empty()) mem.tracker().set_budget(Tier::device, parse_bytes(o.device_mem));
+  if (!o.host_mem.empty()) mem.tracker().set_budget(Tier::host, parse_bytes(o.host_mem));
+  Context ctx;
+  ctx.mem = &mem;
+  Buffer inputs(mem, Tier::host, Tag::data, {B, std::max<int64_t>(T, 1)}, DType::I32);
+  Buffer labels(mem, Tier::host, Tag::data, {B, std::max<int64_t>(T, 1)}, DType::I32);
+  split_tokens(toks, o.tokens, c.vocab_size, inputs.t(), labels.t());
+
+  ParamSet w(c, mem, Tier::device, Tag::weights), g(c, mem, Tier::device, Tag::grads);
+  load_params(w, o.model);
+  GradStep step(c, mem, B, T);
+  std::vector<double> secs;
+  double loss = 0;
+  for (int r = 0; r < o.repeat; r++) {
+    g.zero();
+    const auto t0 = std::chrono::steady_clock::now();
+    loss = step.run(w, g, inputs.t(), labels.t(), ctx);
+    secs.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  if (!o.out.empty()) save_params(o.out, g);
+
+  const double sec = median(secs);
+  const StepFlops f = step_flops(c, B, T, true);
+  nlohmann::json j;
+  j["loss"] = loss;
+  j["tokens"] = B * T;
+  j["labels"] = step.label_count();
+  j["step_seconds"] = sec;
+  j["step_seconds_all"] = secs;
+  j["tokens_per_second"] = double(B * T) / sec;
+  j["model_gflops"] = f.model / 1e9;
+  j["achieved_gflops_per_s"] = f.executed / 1e9 / sec;
+  j["peak_bytes"] = peak_bytes_json(mem.tracker());
+  std::printf("loss %.6f over %lld tokens, step %.4f s (median of %d), peak device %s\n", loss,
+              (long long)(B * T), sec, o.repeat, format_bytes(mem.tracker().tier(Tier::device).peak).c_str());
+  std::printf("%s\n", j.dump().c_str());
+  return 0;
+}
+
+}  // namespace
+
+Run add_grad(CLI::App& app) {
+  auto o = std::make_shared<Opts>();
+  app.add_option("--model", o->model, "HF model directory (config.json + safetensors)")->required();
+  app.add_option("--tokens", o->tokens, ".npy int array (B, T+1) or (T+1)")->required();
+  app.add_option("--out", o->out, "where to write the gradients (.safetensors)");
+  app.add_option("--repeat", o->repeat, "run the step N times; step_seconds is the median");
+  app.add_option("--device-mem", o->device_mem, "device memory budget, e.g. 2GiB (CPU: emulated)");
+  app.add_option("--host-mem", o->host_mem, "host memory budget");
+  return [o] { return run_grad(*o); };
+}
+
+}  // namespace longctx::cli

@@ -1,0 +1,37 @@
+// longctx: train Llama-family models at very long context.
+#include <cstdio>
+#include <exception>
+#include <map>
+
+#include "commands.h"
+#include "core/check.h"
+#include "kernels/cpu/blas_info.h"
+
+int main(int argc, char** argv) {
+  longctx::ensure_best_blas_kernels(argv);
+  CLI::App app{"longctx: Llama training at very long context"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", LONGCTX_VERSION);
+  std::map<CLI::App*, longctx::cli::Run> runs;
+  auto add = [&](const char* name, const char* help, auto fn) {
+    CLI::App* sub = app.add_subcommand(name, help);
+    runs[sub] = fn(*sub);
+  };
+  add("init", "write a randomly initialised model as an HF directory", longctx::cli::add_init);
+  add("grad", "one forward+backward: loss and the gradient of every parameter", longctx::cli::add_grad);
+  add("info", "version, backends, BLAS kernels, CPU features, MPI, CUDA devices", longctx::cli::add_info);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  try {
+    for (auto& [sub, run] : runs)
+      if (sub->parsed()) return run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "longctx: error: %s\n", e.what());
+    return 1;
+  }
+  return 2;
+}

@@ -1,0 +1,155 @@
+// Flash attention forward on the CPU. A work unit is one (batch row, kv head,
+// query tile): the G query heads that share the kv head are packed together,
+// so every key/value tile is packed once and reused by G * Br query rows.
+// Units are independent, so the result does not depend on the thread count.
+#include <omp.h>
+
+#include "kernels/cpu/attention_internal.h"
+
+namespace longctx::cpu {
+namespace {
+using namespace attn;
+
+struct FwdBufs {
+  float* Qs;  // (G * nqp, HSp) queries times scale * log2(e)
+  float* O;   // (G * nqp, HSp) unnormalised output accumulators
+  float* m;   // (G * nqp) running row max of the base-2 scores
+  float* l;   // (G * nqp) running row sum of exp2(s - m)
+  float* Kt;  // (HS, Bc) key tile, transposed
+  float* V;   // (Bc, HSp) value tile
+  float* S;   // (kR, Bc) scores, then probabilities, of one strip
+};
+
+FwdBufs carve_fwd(float* base, const Geom& g, Carver&& c = {}) {
+  c.base = base;
+  const int64_t rows = g.rows_max();
+  FwdBufs w;
+  w.Qs = c.take(rows * g.HSp), w.O = c.take(rows * g.HSp);
+  w.m = c.take(rows), w.l = c.take(rows);
+  w.Kt = c.take(g.HSp * g.Bc), w.V = c.take(g.Bc * g.HSp), w.S = c.take(kR * g.Bc);
+  return w;
+}
+
+size_t fwd_floats(const Geom& g) {
+  Carver c;
+  carve_fwd(nullptr, g, std::move(c));
+  return size_t(c.used);
+}
+
+// Columns of the key tile a strip has to compute: under the causal mask a
+// strip on the diagonal sees only keys up to its last query's position.
+int64_t strip_cols(const Geom& g, const Tile& t, int64_t i0) {
+  if (!g.mask.causal) return t.nkp;
+  const int64_t last = g.mask.q_offset + t.q0 + std::min(i0 + kR, t.nq) - 1 - t.k0;  // last key index seen
+  return std::min(t.nkp, round_up(std::max<int64_t>(last + 1, 0), 16));
+}
+
+// Online softmax of one strip: S holds kR rows of base-2 scores; they become
+// exp2(s - m_new) in place, m and l are updated, and rows of O are rescaled
+// by exp2(m_old - m_new) when the running max moved.
+void softmax_strip(float* S, int64_t lds, int64_t ncols, float* m, float* l, float* O, int64_t HSp) {
+  for (int r = 0; r < kR; r++) {
+    float* s = S + r * lds;
+    vf mx = vset(-kInf);
+    for (int64_t j = 0; j < ncols; j += 8) mx = vmax(mx, vload(s + j));
+    const float m_new = std::max(m[r], hmax(mx));
+    if (m_new == -kInf) {  // nothing visible to this row yet: contributes nothing
+      for (int64_t j = 0; j < ncols; j += 8) vstore(s + j, vzero());
+      continue;
+    }
+    const vf mv = vset(m_new);
+    vf sum = vzero();
+    for (int64_t j = 0; j < ncols; j += 8) {
+      const vf p = vexp2(vsub(vload(s + j), mv));
+      vstore(s + j, p);
+      sum = vadd(sum, p);
+    }
+    const float alpha = std::exp2(m[r] - m_new);  // 0 when m[r] = -inf
+    l[r] = l[r] * alpha + hsum(sum);
+    m[r] = m_new;
+    if (alpha != 1.f) {
+      const vf av = vset(alpha);
+      float* o = O + r * HSp;
+      for (int64_t d = 0; d < HSp; d += 8) vstore(o + d, vmul(vload(o + d), av));
+    }
+  }
+}
+
+struct FwdArgs {
+  float* out;
+  float* lse;
+  const float *q, *k, *v;
+};
+
+// out = O / l, lse = ln 2 * (m + log2 l); rows that saw nothing get 0 and -inf.
+void write_unit(const Geom& g, const FwdArgs& a, const Tile& t, const FwdBufs& w) {
+  for (int64_t gg = 0; gg < g.G; gg++) {
+    const int64_t h = t.kvh * g.G + gg;
+    for (int64_t i = 0; i < t.nq; i++) {
+      const int64_t r = gg * t.nqp + i;
+      float* o = a.out + ((t.b * g.Tq + t.q0 + i) * g.NH + h) * g.HS;
+      float* lse = a.lse + (t.b * g.NH + h) * g.Tq + t.q0 + i;
+      if (w.l[r] > 0.f) {
+        const float inv = 1.f / w.l[r];
+        for (int64_t d = 0; d < g.HS; d++) o[d] = w.O[r * g.HSp + d] * inv;
+        *lse = (w.m[r] + std::log2(w.l[r])) * kLn2;
+      } else {
+        for (int64_t d = 0; d < g.HS; d++) o[d] = 0.f;
+        *lse = -kInf;
+      }
+    }
+  }
+}
+
+void forward_unit(const Geom& g, const FwdArgs& a, int64_t b, int64_t kvh, int64_t qt, const FwdBufs& w) {
+  Tile t = make_tile(g, b, kvh, qt, 0);
+  const int64_t rows = g.G * t.nqp;
+  pack_q_rows(w.Qs, a.q, g, t, g.scale * kLog2e);
+  std::fill(w.O, w.O + rows * g.HSp, 0.f);
+  std::fill(w.m, w.m + rows, -kInf);
+  std::fill(w.l, w.l + rows, 0.f);
+  const int64_t kt_end = key_tile_end(g, t.q0, t.nq);
+  for (int64_t kt = 0; kt < kt_end; kt++) {
+    t = make_tile(g, b, kvh, qt, kt);
+    const Vis vis = classify(g, t);
+    if (vis == Vis::none) continue;
+    pack_k_cols(w.Kt, a.k, g, t);
+    pack_k_rows(w.V, a.v, g, t);
+    for (int64_t i0 = 0; i0 < t.nq; i0 += kR) {
+      const int64_t ncols = strip_cols(g, t, i0);
+      if (ncols == 0) continue;
+      for (int64_t gg = 0; gg < g.G; gg++) {
+        const int64_t r0 = gg * t.nqp + i0;
+        strip_abt(w.S, g.Bc, w.Qs + r0 * g.HSp, g.HSp, w.Kt, g.Bc, g.HS, ncols);
+        if (vis == Vis::some) mask_strip(w.S, g.Bc, g, t, i0, ncols);
+        softmax_strip(w.S, g.Bc, ncols, w.m + r0, w.l + r0, w.O + r0 * g.HSp, g.HSp);
+        strip_ab_acc(w.O + r0 * g.HSp, g.HSp, w.S, g.Bc, w.V, g.HSp, std::min(ncols, t.nk), g.HSp);
+      }
+    }
+  }
+  write_unit(g, a, t, w);
+}
+
+}  // namespace
+
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                       const AttentionDims& d, const AttentionMask& m, float scale) {
+  const Geom g = make_geom(d, m, scale);
+  const int threads = omp_get_max_threads();
+  const ThreadScratch scratch(threads, fwd_floats(g));
+  const FwdArgs a{out, lse, q, k, v};
+  const int64_t groups = g.B * g.NKV;
+  const int64_t units = groups * g.nqt;
+#pragma omp parallel num_threads(threads)
+  {
+    const FwdBufs w = carve_fwd(scratch.thread(omp_get_thread_num()), g);
+    // Causal work grows with the query tile: hand out the heaviest units first.
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t u = 0; u < units; u++) {
+      const int64_t qt = g.nqt - 1 - u / groups, b = (u % groups) / g.NKV, kvh = u % g.NKV;
+      forward_unit(g, a, b, kvh, qt, w);
+    }
+  }
+}
+
+}  // namespace longctx::cpu

@@ -1,0 +1,68 @@
+// One Llama decoder block, forward and backward, over N = B*T tokens.
+// Sizes of every activation come from one table (block_act_table) so that a
+// recompute policy is a choice of which rows to keep.
+#pragma once
+#include <vector>
+
+#include "core/context.h"
+#include "model/config.h"
+#include "model/params.h"
+#include "ops/attention.h"
+
+namespace longctx {
+
+struct ActSpec {
+  const char* name;
+  Shape shape;
+};
+
+// Forward activations of one block (kept for its backward).
+struct BlockActs {
+  Tensor ln1, rstd1;     // (N, C), (N)
+  Tensor q, k, v;        // (N, Cq), (N, Ckv), (N, Ckv) after rope
+  Tensor att, lse;       // (N, Cq), (B, NH, T)
+  Tensor x2;             // (N, C) residual after attention
+  Tensor ln2, rstd2;     // (N, C), (N)
+  Tensor gate, up, hmlp; // (N, F) each; hmlp = silu(gate) * up
+};
+// Scratch of one block's backward.
+struct BlockGrads {
+  Tensor datt, dq;  // (N, Cq)
+  Tensor dk, dv;    // (N, Ckv)
+  Tensor dln;       // (N, C)
+};
+
+std::vector<ActSpec> block_act_table(const LlamaConfig& c, int64_t B, int64_t T);
+std::vector<ActSpec> block_grad_table(const LlamaConfig& c, int64_t B, int64_t T);
+int64_t table_bytes(const std::vector<ActSpec>& t);  // fp32, each row 64-byte aligned
+
+// Owns one block's activations or backward scratch, carved from one buffer.
+class ActBuffer {
+ public:
+  ActBuffer(const std::vector<ActSpec>& table, Memory& mem, Tier tier, Tag tag);
+  Tensor get(const char* name) const;
+
+ private:
+  std::vector<ActSpec> table_;
+  std::vector<Tensor> views_;
+  Buffer storage_;
+};
+BlockActs bind_acts(const ActBuffer& b);
+BlockGrads bind_grads(const ActBuffer& b);
+
+// What every block of a step shares: positions, rope tables, attention setup.
+struct BlockShared {
+  int64_t B = 0, T = 0;
+  Tensor pos;       // (N) I32 absolute positions
+  Tensor cos, sin;  // (P, HS/2)
+  AttentionParams attn;
+};
+
+// out (N, C) = block(inp (N, C)); fills a.
+void block_forward(Tensor out, Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
+                   const BlockShared& s, Context& ctx);
+// dx (N, C): in, d(loss)/d(out); out, d(loss)/d(inp). dw +=. a from block_forward on inp.
+void block_backward(Tensor dx, Tensor inp, const LayerParams& w, const LayerParams& dw, const BlockActs& a,
+                    const BlockGrads& g, const LlamaConfig& c, const BlockShared& s, Context& ctx);
+
+}  // namespace longctx

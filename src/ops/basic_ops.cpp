@@ -1,0 +1,156 @@
+// Op boundary for the small ops: validate, then dispatch to the backend.
+#include "kernels/cpu/cpu_kernels.h"
+#include "ops/adamw.h"
+#include "ops/elementwise.h"
+#include "ops/embedding.h"
+#include "ops/matmul.h"
+#include "ops/rmsnorm.h"
+#include "ops/rope.h"
+#include "ops/swiglu.h"
+#include "ops/validate.h"
+
+namespace longctx {
+using ops::expect;
+using ops::expect_cpu;
+using ops::expect_ndim;
+
+void embedding_forward(Tensor out, Tensor tokens, Tensor wte, Context& ctx) {
+  expect_ndim("embedding", "wte", wte, 2);
+  expect_ndim("embedding", "tokens", tokens, 1);
+  const int64_t N = tokens.dim(0), V = wte.dim(0), C = wte.dim(1);
+  expect("embedding", "tokens", tokens, {N}, DType::I32);
+  expect("embedding", "out", out, {N, C});
+  expect_cpu("embedding", ctx);
+  const int32_t* tok = tokens.i32();
+  for (int64_t n = 0; n < N; n++)
+    CHECK(tok[n] >= 0 && tok[n] < V, "[embedding] token id ", tok[n], " at position ", n,
+          " is outside the vocabulary [0, ", V, ")");
+  cpu::embedding_forward(out.f32(), tok, wte.f32(), N, C);
+}
+
+void embedding_backward(Tensor dwte, Tensor dout, Tensor tokens, Context& ctx) {
+  expect_ndim("embedding_backward", "dwte", dwte, 2);
+  const int64_t N = tokens.dim(0), C = dwte.dim(1);
+  expect("embedding_backward", "tokens", tokens, {N}, DType::I32);
+  expect("embedding_backward", "dout", dout, {N, C});
+  expect_cpu("embedding_backward", ctx);
+  cpu::embedding_backward(dwte.f32(), dout.f32(), tokens.i32(), N, C);
+}
+
+void rmsnorm_forward(Tensor out, Tensor rstd, Tensor inp, Tensor weight, float eps, Context& ctx) {
+  expect_ndim("rmsnorm", "inp", inp, 2);
+  const int64_t N = inp.dim(0), C = inp.dim(1);
+  expect("rmsnorm", "weight", weight, {C});
+  expect("rmsnorm", "out", out, {N, C});
+  expect("rmsnorm", "rstd", rstd, {N});
+  expect_cpu("rmsnorm", ctx);
+  cpu::rmsnorm_forward(out.f32(), rstd.f32(), inp.f32(), weight.f32(), N, C, eps);
+}
+
+void rmsnorm_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight, Tensor rstd,
+                      Context& ctx, bool accumulate) {
+  expect_ndim("rmsnorm_backward", "inp", inp, 2);
+  const int64_t N = inp.dim(0), C = inp.dim(1);
+  expect("rmsnorm_backward", "dinp", dinp, {N, C});
+  expect("rmsnorm_backward", "dout", dout, {N, C});
+  expect("rmsnorm_backward", "weight", weight, {C});
+  expect("rmsnorm_backward", "rstd", rstd, {N});
+  if (dweight.defined()) expect("rmsnorm_backward", "dweight", dweight, {C});
+  expect_cpu("rmsnorm_backward", ctx);
+  cpu::rmsnorm_backward(dinp.f32(), dweight.defined() ? dweight.f32() : nullptr, dout.f32(), inp.f32(),
+                        weight.f32(), rstd.f32(), N, C, accumulate);
+}
+
+void matmul_forward(Tensor out, Tensor inp, Tensor weight, Context& ctx) {
+  expect_ndim("matmul", "inp", inp, 2);
+  expect_ndim("matmul", "weight", weight, 2);
+  const int64_t N = inp.dim(0), IC = inp.dim(1), OC = weight.dim(0);
+  expect("matmul", "weight", weight, {OC, IC});
+  expect("matmul", "out", out, {N, OC});
+  expect_cpu("matmul", ctx);
+  cpu::matmul_forward(out.f32(), inp.f32(), weight.f32(), N, IC, OC);
+}
+
+void matmul_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight, Context& ctx,
+                     bool accumulate) {
+  expect_ndim("matmul_backward", "inp", inp, 2);
+  expect_ndim("matmul_backward", "weight", weight, 2);
+  const int64_t N = inp.dim(0), IC = inp.dim(1), OC = weight.dim(0);
+  expect("matmul_backward", "weight", weight, {OC, IC});
+  expect("matmul_backward", "dout", dout, {N, OC});
+  if (dinp.defined()) expect("matmul_backward", "dinp", dinp, {N, IC});
+  if (dweight.defined()) expect("matmul_backward", "dweight", dweight, {OC, IC});
+  expect_cpu("matmul_backward", ctx);
+  cpu::matmul_backward(dinp.defined() ? dinp.f32() : nullptr, dweight.defined() ? dweight.f32() : nullptr,
+                       dout.f32(), inp.f32(), weight.f32(), N, IC, OC, accumulate);
+}
+
+static void rope_check(const char* op, Tensor out, Tensor inp, Tensor pos, Tensor cos, Tensor sin) {
+  expect_ndim(op, "inp", inp, 3);
+  const int64_t N = inp.dim(0), H = inp.dim(1), HS = inp.dim(2);
+  CHECK(HS % 2 == 0, "[", op, "] head size ", HS, " must be even");
+  expect(op, "out", out, inp.shape);
+  expect(op, "pos", pos, {N}, DType::I32);
+  expect_ndim(op, "cos", cos, 2);
+  expect(op, "cos", cos, {cos.dim(0), HS / 2});
+  expect(op, "sin", sin, cos.shape);
+  const int32_t* p = pos.i32();
+  for (int64_t n = 0; n < N; n++)
+    CHECK(p[n] >= 0 && p[n] < cos.dim(0), "[", op, "] position ", p[n], " is outside the rope table of ",
+          cos.dim(0), " positions");
+  (void)H;
+}
+
+void rope_forward(Tensor out, Tensor inp, Tensor pos, Tensor cos, Tensor sin, Context& ctx) {
+  rope_check("rope", out, inp, pos, cos, sin);
+  expect_cpu("rope", ctx);
+  cpu::rope_apply(out.f32(), inp.f32(), pos.i32(), cos.f32(), sin.f32(), inp.dim(0), inp.dim(1), inp.dim(2), 1.f);
+}
+
+void rope_backward(Tensor dinp, Tensor dout, Tensor pos, Tensor cos, Tensor sin, Context& ctx) {
+  rope_check("rope_backward", dinp, dout, pos, cos, sin);
+  expect_cpu("rope_backward", ctx);
+  cpu::rope_apply(dinp.f32(), dout.f32(), pos.i32(), cos.f32(), sin.f32(), dout.dim(0), dout.dim(1), dout.dim(2),
+                  -1.f);
+}
+
+void swiglu_forward(Tensor out, Tensor gate, Tensor up, Context& ctx) {
+  expect("swiglu", "up", up, gate.shape);
+  expect("swiglu", "out", out, gate.shape);
+  expect_cpu("swiglu", ctx);
+  cpu::swiglu_forward(out.f32(), gate.f32(), up.f32(), gate.numel());
+}
+
+void swiglu_backward(Tensor dgate, Tensor dup, Tensor dout, Tensor gate, Tensor up, Context& ctx) {
+  for (auto [n, t] : {std::pair{"up", up}, {"dout", dout}, {"dgate", dgate}, {"dup", dup}})
+    expect("swiglu_backward", n, t, gate.shape);
+  expect_cpu("swiglu_backward", ctx);
+  cpu::swiglu_backward(dgate.f32(), dup.f32(), dout.f32(), gate.f32(), up.f32(), gate.numel());
+}
+
+void adamw_update(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& p, Context& ctx) {
+  for (auto [n, t] : {std::pair{"grad", grad}, {"m", m}, {"v", v}}) expect("adamw", n, t, param.shape);
+  CHECK(p.step >= 1, "[adamw] step must be >= 1, got ", p.step);
+  expect_cpu("adamw", ctx);
+  cpu::adamw_update(param.f32(), grad.f32(), m.f32(), v.f32(), param.numel(), p.lr, p.beta1, p.beta2, p.eps,
+                    p.weight_decay, p.step);
+}
+
+void add_forward(Tensor out, Tensor a, Tensor b, Context& ctx) {
+  expect("add", "b", b, a.shape);
+  expect("add", "out", out, a.shape);
+  expect_cpu("add", ctx);
+  cpu::add(out.f32(), a.f32(), b.f32(), a.numel());
+}
+
+double sum_squares(Tensor x, Context& ctx) {
+  expect_cpu("sum_squares", ctx);
+  return cpu::sum_squares(x.f32(), x.numel());
+}
+
+void scale_inplace(Tensor x, float s, Context& ctx) {
+  expect_cpu("scale", ctx);
+  cpu::scale(x.f32(), s, x.numel());
+}
+
+}  // namespace longctx

@@ -1,0 +1,668 @@
+#!/usr/bin/python3
+"""Independent fp64 PyTorch reference for Hugging Face Llama (LlamaForCausalLM).
+
+The oracle that longctx's loss and gradients are compared against (DESIGN.md
+section 6, item 2). Written from the HF semantics, sharing no code with the
+engine: RMSNorm, rotate-half RoPE (default, "linear" and "llama3" scaling),
+causal GQA softmax attention, SwiGLU MLP, final norm, LM head (optionally
+tied to the embedding) and mean cross-entropy over labels != -100.
+
+Module use:
+    import llama_ref
+    cfg, params, dtypes = llama_ref.load_model(dir)     # fp64 tensors, HF names
+    inputs, labels = llama_ref.load_tokens("t.npy", cfg["vocab_size"])
+    loss, grads = llama_ref.loss_and_grads(cfg, params, inputs, labels)
+    llama_ref.write_random_model(dir, config_dict, seed=0, sharded=True, dtype="BF16")
+
+CLI:
+    /usr/bin/python3 tests/reference/llama_ref.py --model DIR --tokens T.npy --out G.safetensors
+        prints {"loss": ..., "tokens": ...}; G holds the F64 gradient of every parameter.
+    /usr/bin/python3 tests/reference/llama_ref.py --self-test
+        checks the reference against a naive loop implementation and finite differences.
+"""
+import argparse
+import json
+import math
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+
+IGNORE_INDEX = -100
+
+# ----------------------------------------------------------------------------
+# safetensors
+# ----------------------------------------------------------------------------
+
+_NP_DTYPES = {
+    "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"),
+    "BF16": np.dtype("<u2"), "I64": np.dtype("<i8"), "I32": np.dtype("<i4"),
+    "I16": np.dtype("<i2"), "I8": np.dtype("i1"), "U8": np.dtype("u1"),
+    "U16": np.dtype("<u2"), "U32": np.dtype("<u4"), "U64": np.dtype("<u8"),
+    "BOOL": np.dtype("u1"),
+}
+
+
+class RefError(Exception):
+    """An input problem, reported as one line naming the file."""
+
+
+def bf16_bits_to_f32(bits):
+    """uint16 array of bfloat16 bit patterns -> float32 array (exact)."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def f32_to_bf16_bits(x):
+    """float32 array -> uint16 bfloat16 bit patterns, round to nearest even."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+    nan = np.isnan(x)
+    out = rounded.astype(np.uint16)
+    out[nan] = 0x7FC0
+    return out
+
+
+def read_safetensors(path):
+    """Returns ({name: np.ndarray in its stored dtype (BF16 as float32)}, {name: dtype string}, metadata)."""
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except OSError as e:
+        raise RefError(f"{path}: cannot open ({e.strerror})")
+    if len(blob) < 8:
+        raise RefError(f"{path}: truncated safetensors file")
+    (n,) = struct.unpack("<Q", blob[:8])
+    if 8 + n > len(blob):
+        raise RefError(f"{path}: header length {n} exceeds file size")
+    try:
+        header = json.loads(blob[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RefError(f"{path}: malformed safetensors header ({e})")
+    data = memoryview(blob)[8 + n:]
+    metadata = header.pop("__metadata__", {}) or {}
+    arrays, dtypes = {}, {}
+    for name, info in header.items():
+        dt = info["dtype"]
+        if dt not in _NP_DTYPES:
+            raise RefError(f"{path}: tensor {name} has unsupported dtype {dt}")
+        shape = [int(s) for s in info["shape"]]
+        b, e = info["data_offsets"]
+        npdt = _NP_DTYPES[dt]
+        if e - b != int(np.prod(shape, dtype=np.int64)) * npdt.itemsize or e > len(data):
+            raise RefError(f"{path}: tensor {name} data_offsets do not match its shape/dtype")
+        arr = np.frombuffer(data[b:e], dtype=npdt).reshape(shape)
+        if dt == "BF16":
+            arr = bf16_bits_to_f32(arr)
+        arrays[name] = arr
+        dtypes[name] = dt
+    return arrays, dtypes, metadata
+
+
+def write_safetensors(path, tensors, dtype="F32", metadata=None):
+    """tensors: {name: array-like}; dtype: one of F64, F32, F16, BF16 (applied to all)."""
+    header, chunks, off = {}, [], 0
+    for name in sorted(tensors):
+        t = tensors[name]
+        a = t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+        if dtype == "BF16":
+            raw = f32_to_bf16_bits(a.astype(np.float32)).tobytes()
+        elif dtype in ("F64", "F32", "F16"):
+            raw = np.ascontiguousarray(a, dtype=_NP_DTYPES[dtype]).tobytes()
+        else:
+            raise ValueError(f"write_safetensors: unsupported dtype {dtype}")
+        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [off, off + len(raw)]}
+        chunks.append(raw)
+        off += len(raw)
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    hj = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    hj += b" " * ((8 - len(hj) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(hj)))
+        f.write(hj)
+        for c in chunks:
+            f.write(c)
+
+
+# ----------------------------------------------------------------------------
+# config
+# ----------------------------------------------------------------------------
+
+def normalize_config(raw, source="config.json"):
+    """HF config dict -> dict with every field the model needs, defaults applied."""
+    def need(key):
+        if key not in raw:
+            raise RefError(f"{source}: missing required field {key}")
+        return raw[key]
+
+    c = {}
+    c["vocab_size"] = int(need("vocab_size"))
+    c["hidden_size"] = int(need("hidden_size"))
+    c["intermediate_size"] = int(need("intermediate_size"))
+    c["num_hidden_layers"] = int(need("num_hidden_layers"))
+    c["num_attention_heads"] = int(need("num_attention_heads"))
+    nkv = raw.get("num_key_value_heads")
+    c["num_key_value_heads"] = int(nkv) if nkv is not None else c["num_attention_heads"]
+    hd = raw.get("head_dim")
+    c["head_dim"] = int(hd) if hd is not None else c["hidden_size"] // c["num_attention_heads"]
+    c["rms_norm_eps"] = float(raw.get("rms_norm_eps", 1e-6))
+    c["tie_word_embeddings"] = bool(raw.get("tie_word_embeddings", False))
+    for flag in ("attention_bias", "mlp_bias"):
+        if raw.get(flag, False):
+            raise RefError(f"{source}: {flag}=true is not supported by the reference")
+    if raw.get("hidden_act", "silu") != "silu":
+        raise RefError(f"{source}: hidden_act {raw.get('hidden_act')} not supported")
+
+    # rope: transformers <= 4.x uses rope_theta + rope_scaling; 5.x uses rope_parameters
+    # (which carries rope_theta itself).
+    rope = raw.get("rope_parameters")
+    if rope is None:
+        rope = raw.get("rope_scaling")
+    rope = dict(rope) if rope else {}
+    rtype = rope.get("rope_type", rope.get("type", "default")) or "default"
+    theta = rope.get("rope_theta", raw.get("rope_theta", 10000.0))
+    c["rope_theta"] = float(theta)
+    c["rope_type"] = rtype
+    if rtype == "default":
+        pass
+    elif rtype == "linear":
+        c["rope_factor"] = float(rope["factor"])
+    elif rtype == "llama3":
+        for k in ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"):
+            if k not in rope:
+                raise RefError(f"{source}: llama3 rope scaling missing {k}")
+        c["rope_factor"] = float(rope["factor"])
+        c["rope_low_freq_factor"] = float(rope["low_freq_factor"])
+        c["rope_high_freq_factor"] = float(rope["high_freq_factor"])
+        c["rope_original_max_position_embeddings"] = float(rope["original_max_position_embeddings"])
+    else:
+        raise RefError(f"{source}: rope type {rtype} not supported by the reference")
+    if rope.get("partial_rotary_factor", raw.get("partial_rotary_factor", 1.0)) != 1.0:
+        raise RefError(f"{source}: partial_rotary_factor not supported")
+
+    if c["num_attention_heads"] % c["num_key_value_heads"] != 0:
+        raise RefError(f"{source}: num_attention_heads not a multiple of num_key_value_heads")
+    if c["head_dim"] % 2 != 0:
+        raise RefError(f"{source}: head_dim must be even")
+    return c
+
+
+def rope_inv_freq(cfg):
+    """fp64 inverse frequencies (HS/2,), HF formulas for default / linear / llama3."""
+    hs = cfg["head_dim"]
+    exponents = torch.arange(0, hs, 2, dtype=torch.float64) / hs
+    inv_freq = 1.0 / (cfg["rope_theta"] ** exponents)
+    rtype = cfg["rope_type"]
+    if rtype == "linear":
+        inv_freq = inv_freq / cfg["rope_factor"]
+    elif rtype == "llama3":
+        factor = cfg["rope_factor"]
+        low, high = cfg["rope_low_freq_factor"], cfg["rope_high_freq_factor"]
+        old_len = cfg["rope_original_max_position_embeddings"]
+        low_freq_wavelen = old_len / low    # longer wavelengths than this: scale by 1/factor
+        high_freq_wavelen = old_len / high  # shorter than this: unchanged
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+        smooth = (old_len / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = (wavelen >= high_freq_wavelen) & (wavelen <= low_freq_wavelen)
+        inv_freq = torch.where(medium, smoothed, scaled)
+    return inv_freq
+
+
+# ----------------------------------------------------------------------------
+# weights
+# ----------------------------------------------------------------------------
+
+def param_shapes(cfg):
+    """{HF name: shape} of every trainable parameter, in a fixed order."""
+    V, C, F = cfg["vocab_size"], cfg["hidden_size"], cfg["intermediate_size"]
+    NH, NKV, HS = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    s = {"model.embed_tokens.weight": (V, C)}
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        s[p + "input_layernorm.weight"] = (C,)
+        s[p + "self_attn.q_proj.weight"] = (NH * HS, C)
+        s[p + "self_attn.k_proj.weight"] = (NKV * HS, C)
+        s[p + "self_attn.v_proj.weight"] = (NKV * HS, C)
+        s[p + "self_attn.o_proj.weight"] = (C, NH * HS)
+        s[p + "post_attention_layernorm.weight"] = (C,)
+        s[p + "mlp.gate_proj.weight"] = (F, C)
+        s[p + "mlp.up_proj.weight"] = (F, C)
+        s[p + "mlp.down_proj.weight"] = (C, F)
+    s["model.norm.weight"] = (C,)
+    if not cfg["tie_word_embeddings"]:
+        s["lm_head.weight"] = (V, C)
+    return s
+
+
+def load_config(model_dir):
+    path = os.path.join(model_dir, "config.json")
+    if not os.path.isdir(model_dir):
+        raise RefError(f"{model_dir}: model directory does not exist")
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except OSError as e:
+        raise RefError(f"{path}: cannot open ({e.strerror})")
+    except json.JSONDecodeError as e:
+        raise RefError(f"{path}: malformed JSON ({e})")
+    return normalize_config(raw, path), raw
+
+
+def load_model(model_dir):
+    """-> (cfg, {HF name: fp64 tensor}, {name: stored dtype})."""
+    cfg, _ = load_config(model_dir)
+    single = os.path.join(model_dir, "model.safetensors")
+    index = os.path.join(model_dir, "model.safetensors.index.json")
+    arrays, dtypes = {}, {}
+    if os.path.exists(single):
+        a, d, _ = read_safetensors(single)
+        arrays.update(a)
+        dtypes.update(d)
+        where = {n: single for n in a}
+    elif os.path.exists(index):
+        try:
+            with open(index) as f:
+                wm = json.load(f)["weight_map"]
+        except (OSError, json.JSONDecodeError, KeyError) as e:
+            raise RefError(f"{index}: bad index ({e})")
+        where = {}
+        for shard in sorted(set(wm.values())):
+            sp = os.path.join(model_dir, shard)
+            a, d, _ = read_safetensors(sp)
+            for n in a:
+                if wm.get(n) != shard:
+                    raise RefError(f"{sp}: tensor {n} not listed for this shard in {index}")
+                where[n] = sp
+            arrays.update(a)
+            dtypes.update(d)
+        missing_from_shards = set(wm) - set(arrays)
+        if missing_from_shards:
+            n = sorted(missing_from_shards)[0]
+            raise RefError(f"{os.path.join(model_dir, wm[n])}: tensor {n} listed in index but absent")
+    else:
+        raise RefError(f"{single}: no weights (neither model.safetensors nor its index)")
+
+    shapes = param_shapes(cfg)
+    params = {}
+    for name, shape in shapes.items():
+        if name not in arrays:
+            raise RefError(f"{model_dir}: weights missing tensor {name}")
+        a = arrays[name]
+        if tuple(a.shape) != tuple(shape):
+            raise RefError(f"{where[name]}: tensor {name} has shape {list(a.shape)}, expected {list(shape)}")
+        params[name] = torch.from_numpy(np.array(a, dtype=np.float64))
+    for name in arrays:
+        if name in shapes or name.endswith("rotary_emb.inv_freq"):
+            continue
+        if name == "lm_head.weight" and cfg["tie_word_embeddings"]:
+            continue  # HF ties it to the embedding regardless
+        raise RefError(f"{where[name]}: unexpected tensor {name}")
+    return cfg, params, {n: dtypes[n] for n in shapes}
+
+
+def load_tokens(path, vocab_size=None):
+    """.npy integer array (B, T+1) or (T+1,) -> (inputs (B,T), labels (B,T)) int64 tensors."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except OSError as e:
+        raise RefError(f"{path}: cannot open ({getattr(e, 'strerror', None) or e})")
+    except ValueError as e:
+        raise RefError(f"{path}: not a valid .npy file ({e})")
+    if arr.dtype.kind not in "iu":
+        raise RefError(f"{path}: tokens must be integers, found dtype {arr.dtype}")
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise RefError(f"{path}: tokens must have 1 or 2 dims, found {arr.ndim}")
+    if arr.shape[1] < 2:
+        raise RefError(f"{path}: need at least 2 tokens per row")
+    arr = arr.astype(np.int64)
+    inputs = arr[:, :-1]
+    labels = arr[:, 1:]
+    if vocab_size is not None:
+        if inputs.size and (inputs.min() < 0 or inputs.max() >= vocab_size):
+            raise RefError(f"{path}: token id out of range [0, {vocab_size})")
+        ok = (labels == IGNORE_INDEX) | ((labels >= 0) & (labels < vocab_size))
+        if not ok.all():
+            raise RefError(f"{path}: label out of range [0, {vocab_size})")
+    return torch.from_numpy(np.ascontiguousarray(inputs)), torch.from_numpy(np.ascontiguousarray(labels))
+
+
+# ----------------------------------------------------------------------------
+# model (vectorised)
+# ----------------------------------------------------------------------------
+
+def rms_norm(x, w, eps):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+
+
+def rotate_half(x):
+    h = x.shape[-1] // 2
+    return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
+
+
+def rope_cos_sin(cfg, T):
+    pos = torch.arange(T, dtype=torch.float64)
+    freqs = pos[:, None] * rope_inv_freq(cfg)[None, :]
+    emb = torch.cat((freqs, freqs), dim=-1)  # (T, HS)
+    return emb.cos(), emb.sin()
+
+
+def forward_loss(cfg, params, inputs, labels):
+    """Mean cross-entropy over labels != -100 (HF LlamaForCausalLM with pre-shifted labels)."""
+    B, T = inputs.shape
+    NH, NKV, HS = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    eps = cfg["rms_norm_eps"]
+    emb = params["model.embed_tokens.weight"]
+    x = emb[inputs]  # (B, T, C)
+    cos, sin = rope_cos_sin(cfg, T)
+    mask = torch.ones(T, T, dtype=torch.bool).tril()
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        h = rms_norm(x, params[p + "input_layernorm.weight"], eps)
+        q = (h @ params[p + "self_attn.q_proj.weight"].T).view(B, T, NH, HS).transpose(1, 2)
+        k = (h @ params[p + "self_attn.k_proj.weight"].T).view(B, T, NKV, HS).transpose(1, 2)
+        v = (h @ params[p + "self_attn.v_proj.weight"].T).view(B, T, NKV, HS).transpose(1, 2)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        rep = NH // NKV  # HF repeat_kv: query head j reads kv head j // rep
+        k = k.repeat_interleave(rep, dim=1)
+        v = v.repeat_interleave(rep, dim=1)
+        scores = (q @ k.transpose(-1, -2)) * (HS ** -0.5)
+        scores = scores.masked_fill(~mask, float("-inf"))
+        att = torch.softmax(scores, dim=-1) @ v  # (B, NH, T, HS)
+        att = att.transpose(1, 2).reshape(B, T, NH * HS)
+        x = x + att @ params[p + "self_attn.o_proj.weight"].T
+        h = rms_norm(x, params[p + "post_attention_layernorm.weight"], eps)
+        g = h @ params[p + "mlp.gate_proj.weight"].T
+        u = h @ params[p + "mlp.up_proj.weight"].T
+        x = x + (torch.nn.functional.silu(g) * u) @ params[p + "mlp.down_proj.weight"].T
+    x = rms_norm(x, params["model.norm.weight"], eps)
+    head = emb if cfg["tie_word_embeddings"] else params["lm_head.weight"]
+    logits = x @ head.T
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(B * T, -1), labels.reshape(B * T), ignore_index=IGNORE_INDEX, reduction="mean")
+
+
+def loss_and_grads(cfg, params, inputs, labels):
+    """-> (loss float, {name: fp64 gradient}) for every parameter in params."""
+    leaves = {n: t.detach().clone().to(torch.float64).requires_grad_(True) for n, t in params.items()}
+    loss = forward_loss(cfg, leaves, inputs, labels)
+    loss.backward()
+    return loss.item(), {n: t.grad.detach() for n, t in leaves.items()}
+
+
+# ----------------------------------------------------------------------------
+# random models
+# ----------------------------------------------------------------------------
+
+def random_params(cfg, seed):
+    """Random fp32 weights; matrices ~N(0, 1/fan_in) so attention is far from uniform and RoPE
+    matters, norm weights 1 + 0.1*N(0,1), LM head (or tied embedding) ~N(0, 1/C) for O(1) logits,
+    untied embedding ~N(0, 0.03^2)."""
+    g = torch.Generator().manual_seed(seed)
+    C = cfg["hidden_size"]
+    out = {}
+    for name, shape in param_shapes(cfg).items():
+        if len(shape) == 1:
+            t = 1.0 + 0.1 * torch.randn(shape, generator=g, dtype=torch.float64)
+        elif name == "model.embed_tokens.weight":
+            # tied: it is also the LM head, so O(1) logits; untied: small, so that the first
+            # RMSNorm's eps matters and a mis-read rms_norm_eps shows in the gradients
+            t = torch.randn(shape, generator=g, dtype=torch.float64) * (1.0 / math.sqrt(C) if cfg["tie_word_embeddings"] else 0.03)
+        elif name == "lm_head.weight":
+            t = torch.randn(shape, generator=g, dtype=torch.float64) / math.sqrt(C)
+        else:
+            fan_in = shape[1]
+            scale = 0.5 if (name.endswith("o_proj.weight") or name.endswith("down_proj.weight")) else 1.0
+            t = torch.randn(shape, generator=g, dtype=torch.float64) * (scale / math.sqrt(fan_in))
+        out[name] = t.to(torch.float32)
+    return out
+
+
+def write_random_model(model_dir, config_dict, seed=0, sharded=False, dtype="F32", num_shards=2):
+    """Writes model_dir/config.json and random weights (single file or num_shards >= 2 shards)."""
+    os.makedirs(model_dir, exist_ok=True)
+    cfg = normalize_config(config_dict)
+    with open(os.path.join(model_dir, "config.json"), "w") as f:
+        json.dump(config_dict, f, indent=2)
+    tensors = random_params(cfg, seed)
+    if not sharded:
+        write_safetensors(os.path.join(model_dir, "model.safetensors"), tensors, dtype, {"format": "pt"})
+        return
+    names = list(tensors)
+    num_shards = max(2, min(num_shards, len(names)))
+    per = -(-len(names) // num_shards)
+    weight_map, total = {}, 0
+    for s in range(num_shards):
+        fname = f"model-{s + 1:05d}-of-{num_shards:05d}.safetensors"
+        part = {n: tensors[n] for n in names[s * per:(s + 1) * per]}
+        write_safetensors(os.path.join(model_dir, fname), part, dtype, {"format": "pt"})
+        for n, t in part.items():
+            weight_map[n] = fname
+            total += t.numel() * {"F32": 4, "F16": 2, "BF16": 2, "F64": 8}[dtype]
+    with open(os.path.join(model_dir, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
+
+
+# ----------------------------------------------------------------------------
+# self-test: naive loops and finite differences
+# ----------------------------------------------------------------------------
+
+def naive_inv_freq(cfg):
+    """Per-frequency scalar version of the rope scaling rules (a second reading of HF's code)."""
+    hs, out = cfg["head_dim"], []
+    for i in range(hs // 2):
+        f = cfg["rope_theta"] ** (-(2.0 * i) / hs)
+        if cfg["rope_type"] == "linear":
+            f /= cfg["rope_factor"]
+        elif cfg["rope_type"] == "llama3":
+            L = cfg["rope_original_max_position_embeddings"]
+            lo, hi, fac = cfg["rope_low_freq_factor"], cfg["rope_high_freq_factor"], cfg["rope_factor"]
+            wl = 2 * math.pi / f
+            if wl < L / hi:
+                pass
+            elif wl > L / lo:
+                f = f / fac
+            else:
+                s = (L / wl - lo) / (hi - lo)
+                f = (1 - s) * f / fac + s * f
+        out.append(f)
+    return out
+
+
+def naive_loss(cfg, params, inputs, labels):
+    """Token-by-token, head-by-head numpy fp64 loss: an independent check of forward_loss."""
+    P = {n: t.detach().numpy().astype(np.float64) for n, t in params.items()}
+    B, T = inputs.shape
+    NH, NKV, HS = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    eps, half = cfg["rms_norm_eps"], HS // 2
+    inv = naive_inv_freq(cfg)
+
+    def norm(v, w):
+        return v / math.sqrt(float(np.dot(v, v)) / v.size + eps) * w
+
+    def rot(vec, t):
+        o = vec.copy()
+        for j in range(half):
+            c, s = math.cos(t * inv[j]), math.sin(t * inv[j])
+            a, b = vec[j], vec[j + half]
+            o[j], o[j + half] = a * c - b * s, b * c + a * s
+        return o
+
+    total, count = 0.0, 0
+    for b in range(B):
+        xs = [P["model.embed_tokens.weight"][int(inputs[b, t])].copy() for t in range(T)]
+        for i in range(cfg["num_hidden_layers"]):
+            p = f"model.layers.{i}."
+            hs = [norm(x, P[p + "input_layernorm.weight"]) for x in xs]
+            Wq, Wk, Wv, Wo = (P[p + "self_attn." + k + "_proj.weight"] for k in "qkvo")
+            qs = [Wq @ h for h in hs]
+            ks = [Wk @ h for h in hs]
+            vs = [Wv @ h for h in hs]
+            new = []
+            for t in range(T):
+                heads = []
+                for hh in range(NH):
+                    kv = hh // (NH // NKV)
+                    qv = rot(qs[t][hh * HS:(hh + 1) * HS], t)
+                    sc = []
+                    for u in range(t + 1):
+                        kvec = rot(ks[u][kv * HS:(kv + 1) * HS], u)
+                        sc.append(float(np.dot(qv, kvec)) / math.sqrt(HS))
+                    m = max(sc)
+                    e = [math.exp(z - m) for z in sc]
+                    z = sum(e)
+                    o = sum((e[u] / z) * vs[u][kv * HS:(kv + 1) * HS] for u in range(t + 1))
+                    heads.append(o)
+                new.append(xs[t] + Wo @ np.concatenate(heads))
+            xs = new
+            out = []
+            for x in xs:
+                h = norm(x, P[p + "post_attention_layernorm.weight"])
+                gt = P[p + "mlp.gate_proj.weight"] @ h
+                up = P[p + "mlp.up_proj.weight"] @ h
+                act = gt / (1.0 + np.exp(-gt)) * up
+                out.append(x + P[p + "mlp.down_proj.weight"] @ act)
+            xs = out
+        head = P["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else P["lm_head.weight"]
+        for t in range(T):
+            lab = int(labels[b, t])
+            if lab == IGNORE_INDEX:
+                continue
+            lg = head @ norm(xs[t], P["model.norm.weight"])
+            m = lg.max()
+            total += (m + math.log(np.exp(lg - m).sum())) - lg[lab]
+            count += 1
+    return total / count
+
+
+SELF_TEST_CONFIGS = [
+    dict(vocab_size=23, hidden_size=12, intermediate_size=19, num_hidden_layers=2,
+         num_attention_heads=3, tie_word_embeddings=True, rms_norm_eps=1e-5),
+    dict(vocab_size=29, hidden_size=16, intermediate_size=21, num_hidden_layers=2,
+         num_attention_heads=4, num_key_value_heads=2, head_dim=6, rope_theta=500.0,
+         rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0,
+                           high_freq_factor=4.0, original_max_position_embeddings=16)),
+    dict(vocab_size=31, hidden_size=12, intermediate_size=13, num_hidden_layers=1,
+         num_attention_heads=2, num_key_value_heads=1,
+         rope_parameters=dict(rope_type="linear", factor=2.0, rope_theta=100.0)),
+]
+
+
+def self_test(verbose=True):
+    """Returns number of failures."""
+    fails = 0
+
+    def report(ok, msg):
+        nonlocal fails
+        fails += 0 if ok else 1
+        if verbose or not ok:
+            print(("ok   " if ok else "FAIL ") + msg)
+
+    # llama3 with a hand-worked value: theta 10000, HS 4 -> inv_freq [1, 0.01];
+    # L=32, lo=1, hi=4: wavelen 2*pi < 8 kept; 628.3 > 32 divided by 8.
+    c = normalize_config(dict(vocab_size=2, hidden_size=4, intermediate_size=2, num_hidden_layers=1,
+                              num_attention_heads=1, rope_scaling=dict(type="llama3", factor=8,
+                              low_freq_factor=1, high_freq_factor=4, original_max_position_embeddings=32)))
+    got = rope_inv_freq(c).tolist()
+    report(abs(got[0] - 1.0) < 1e-15 and abs(got[1] - 0.01 / 8) < 1e-15, f"llama3 hand values {got}")
+    # medium band: theta 10000 HS 8 -> inv_freq[1] = 0.1, wavelen 62.8; L=128 lo 1 hi 4 -> 32 < 62.8 < 128
+    c = normalize_config(dict(vocab_size=2, hidden_size=8, intermediate_size=2, num_hidden_layers=1,
+                              num_attention_heads=1, rope_scaling=dict(rope_type="llama3", factor=8,
+                              low_freq_factor=1, high_freq_factor=4, original_max_position_embeddings=128)))
+    s = (128 / (2 * math.pi / 0.1) - 1) / 3
+    want = (1 - s) * 0.1 / 8 + s * 0.1
+    got = rope_inv_freq(c)[1].item()
+    report(abs(got - want) < 1e-15, f"llama3 medium band {got} vs {want}")
+
+    for ci, raw in enumerate(SELF_TEST_CONFIGS):
+        cfg = normalize_config(raw)
+        inv_a = rope_inv_freq(cfg).tolist()
+        inv_b = naive_inv_freq(cfg)
+        report(max(abs(a - b) / b for a, b in zip(inv_a, inv_b)) < 1e-14, f"config {ci}: inv_freq vectorised == scalar")
+        params = {n: t.to(torch.float64) for n, t in random_params(cfg, seed=10 + ci).items()}
+        g = torch.Generator().manual_seed(ci)
+        B, T = 2, 9
+        toks = torch.randint(0, cfg["vocab_size"], (B, T + 1), generator=g)
+        inputs, labels = toks[:, :-1], toks[:, 1:].clone()
+        labels[1, 2] = IGNORE_INDEX
+        la = forward_loss(cfg, params, inputs, labels).item()
+        lb = naive_loss(cfg, params, inputs, labels)
+        report(abs(la - lb) < 1e-12 * max(1.0, abs(lb)), f"config {ci}: loss {la:.15f} vs naive {lb:.15f}")
+        loss, grads = loss_and_grads(cfg, params, inputs, labels)
+        # directional central differences per tensor, two random directions each
+        worst = 0.0
+        for name in params:
+            for _ in range(2):
+                d = torch.randn(params[name].shape, generator=g, dtype=torch.float64)
+                d *= params[name].pow(2).mean().sqrt()  # step relative to the tensor's scale
+
+                def central(h):
+                    pp = dict(params); pp[name] = params[name] + h * d
+                    pm = dict(params); pm[name] = params[name] - h * d
+                    return (forward_loss(cfg, pp, inputs, labels).item()
+                            - forward_loss(cfg, pm, inputs, labels).item()) / (2 * h)
+                fd = (4 * central(5e-5) - central(1e-4)) / 3  # Richardson: O(h^4)
+                an = float((grads[name] * d).sum())
+                err = abs(fd - an) / max(abs(an), 1e-4)
+                worst = max(worst, err)
+        report(worst < 1e-6, f"config {ci}: finite differences, worst relative error {worst:.2e}")
+        # gradcheck on a whole small tensor set with the naive-loss cross-check already done
+        name = "model.norm.weight"
+        def f(w):
+            pp = dict(params); pp[name] = w
+            return forward_loss(cfg, pp, inputs, labels)
+        ok = torch.autograd.gradcheck(f, (params[name].clone().requires_grad_(True),), eps=1e-6, atol=1e-8, rtol=1e-6)
+        report(ok, f"config {ci}: torch.autograd.gradcheck on {name}")
+
+    # bf16 round trip and safetensors io
+    x = np.array([1.0, 1.00390625, 1.005859375, -3.14159, 1e-20, 65504.0], dtype=np.float32)
+    bits = f32_to_bf16_bits(x)
+    back = bf16_bits_to_f32(bits)
+    ref = torch.from_numpy(x).to(torch.bfloat16).to(torch.float32).numpy()
+    report(np.array_equal(back, ref), f"bf16 rounding matches torch: {back.tolist()}")
+    return fails
+
+
+# ----------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="fp64 reference loss and gradients of an HF Llama model")
+    ap.add_argument("--model", help="HF model directory (config.json + safetensors)")
+    ap.add_argument("--tokens", help=".npy integer array (B, T+1) or (T+1)")
+    ap.add_argument("--out", help="write F64 gradients of every parameter here (safetensors)")
+    ap.add_argument("--out-dtype", default="F64", choices=["F64", "F32"])
+    ap.add_argument("--self-test", action="store_true", help="check the reference itself and exit")
+    ap.add_argument("--threads", type=int, default=0)
+    a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if a.self_test:
+        n = self_test()
+        print(f"self-test: {n} failed")
+        return 1 if n else 0
+    if not a.model or not a.tokens:
+        ap.error("--model and --tokens are required")
+    try:
+        cfg, params, _ = load_model(a.model)
+        inputs, labels = load_tokens(a.tokens, cfg["vocab_size"])
+    except RefError as e:
+        print(f"llama_ref: {e}", file=sys.stderr)
+        return 1
+    loss, grads = loss_and_grads(cfg, params, inputs, labels)
+    if a.out:
+        write_safetensors(a.out, grads, a.out_dtype, {"loss": repr(loss)})
+    n_tok = int((labels != IGNORE_INDEX).sum())
+    print(json.dumps({"loss": loss, "tokens": n_tok}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
