@@ -11,10 +11,17 @@ struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-template <class... Args> std::string str_cat(const Args&... args) {
+template <class... Args>
+std::string str_cat(const Args&... args) {
   std::ostringstream os;
   (os << ... << args);
   return os.str();
+}
+
+inline std::string check_message(const char* expr) { return str_cat("check failed: ", expr); }
+template <class... Args>
+std::string check_message(const char*, const Args&... args) {
+  return str_cat(args...);
 }
 
 [[noreturn]] void fail_at(const char* file, int line, const std::string& msg);
@@ -28,10 +35,10 @@ template <class... Args> std::string str_cat(const Args&... args) {
 // FAIL("msg", value, ...): throw with the message and where it was thrown.
 #define FAIL(...) ::longctx::fail_at(__FILE__, __LINE__, ::longctx::str_cat(__VA_ARGS__))
 
-// CHECK(cond, "msg", ...): throw naming the expression when cond is false.
-#define CHECK(cond, ...)                                                                 \
-  do {                                                                                   \
-    if (!(cond))                                                                         \
-      ::longctx::fail_at(__FILE__, __LINE__,                                             \
-                         ::longctx::str_cat(__VA_ARGS__ __VA_OPT__(, ) " (check failed: " #cond ")")); \
+// CHECK(cond, "msg", ...): throw with the message when cond is false; with no
+// message, the failing expression is the message.
+#define CHECK(cond, ...)                                                                                  \
+  do {                                                                                                    \
+    if (!(cond))                                                                                          \
+      ::longctx::fail_at(__FILE__, __LINE__, ::longctx::check_message(#cond __VA_OPT__(, ) __VA_ARGS__)); \
   } while (0)

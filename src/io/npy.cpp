@@ -103,11 +103,16 @@ class HeaderParser {
   }
   PyValue value() {
     PyValue v;
-    if (peek('\'') || peek('"')) v.str = string_lit();
-    else if (word("True")) v.kind = PyValue::kBool, v.flag = true;
-    else if (word("False")) v.kind = PyValue::kBool;
-    else if (peek('(')) v.kind = PyValue::kTuple, v.ints = tuple();
-    else bad("unexpected value");
+    if (peek('\'') || peek('"'))
+      v.str = string_lit();
+    else if (word("True"))
+      v.kind = PyValue::kBool, v.flag = true;
+    else if (word("False"))
+      v.kind = PyValue::kBool;
+    else if (peek('('))
+      v.kind = PyValue::kTuple, v.ints = tuple();
+    else
+      bad("unexpected value");
     return v;
   }
   std::vector<int64_t> tuple() {
@@ -137,8 +142,10 @@ IntType parse_descr(const std::string& path, const std::string& d) {
   const std::string size = d.substr(2);
   if (kind != 'i' && kind != 'u') NPY_FAIL(path, "non-integer dtype '", d, "'; token ids must be integers");
   IntType t{kind == 'i', 0};
-  if (size == "1" || size == "2" || size == "4" || size == "8") t.size = size_t(std::stoi(size));
-  else NPY_FAIL(path, "unsupported integer dtype '", d, "'");
+  if (size == "1" || size == "2" || size == "4" || size == "8")
+    t.size = size_t(std::stoi(size));
+  else
+    NPY_FAIL(path, "unsupported integer dtype '", d, "'");
   if (order == '>' && t.size > 1) NPY_FAIL(path, "big-endian dtype '", d, "' is not supported");
   if (order != '<' && order != '|' && order != '=' && order != '>')
     NPY_FAIL(path, "unsupported byte order in dtype '", d, "'");
@@ -248,8 +255,8 @@ TokenArray load_tokens_npy(const std::string& path) {
 
 namespace {
 
-void save_npy(const std::string& path, const std::vector<int64_t>& shape, const void* data,
-              const char* descr, size_t elem) {
+void save_npy(const std::string& path, const std::vector<int64_t>& shape, const void* data, const char* descr,
+              size_t elem) {
   int64_t numel = 1;
   std::string dims;  // Python tuple repr: "(3,)", "(3, 4)"
   for (size_t i = 0; i < shape.size(); i++) {
@@ -283,7 +290,8 @@ void save_npy(const std::string& path, const std::vector<int64_t>& shape, const 
       NPY_FAIL(tmp, "write failed");
     }
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) NPY_FAIL(path, "rename failed (", std::strerror(errno), ")");
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    NPY_FAIL(path, "rename failed (", std::strerror(errno), ")");
 }
 
 }  // namespace

@@ -64,9 +64,9 @@ void write_all(int fd, const void* src, size_t n, const std::string& path) {
 // Every dtype name the safetensors spec defines; only those in our DType enum are usable.
 bool parse_dtype(const std::string& s, DType* out) {
   static const std::map<std::string, DType> known = {
-      {"F32", DType::F32}, {"F64", DType::F64}, {"BF16", DType::BF16}, {"F16", DType::F16},
-      {"I32", DType::I32}, {"I64", DType::I64}, {"U16", DType::U16},   {"U32", DType::U32},
-      {"U8", DType::U8}};
+      {"F32", DType::F32}, {"F64", DType::F64}, {"BF16", DType::BF16},
+      {"F16", DType::F16}, {"I32", DType::I32}, {"I64", DType::I64},
+      {"U16", DType::U16}, {"U32", DType::U32}, {"U8", DType::U8}};
   auto it = known.find(s);
   if (it == known.end()) return false;
   *out = it->second;
@@ -145,7 +145,8 @@ void check_layout(const std::string& path, std::vector<SafeTensorInfo>& ts, uint
   const std::string* prev = nullptr;
   for (const SafeTensorInfo& t : ts) {
     if (t.begin < cursor)
-      ST_FAIL(path, "tensor '", t.name, "' overlaps '", prev ? *prev : std::string(), "' at offset ", t.begin);
+      ST_FAIL(path, "tensor '", t.name, "' overlaps '", prev ? *prev : std::string(), "' at offset ",
+              t.begin);
     if (t.begin > cursor) ST_FAIL(path, "hole in data section: bytes [", cursor, ", ", t.begin, ") unused");
     cursor = t.end;
     prev = &t.name;
@@ -184,8 +185,10 @@ SafeTensorsFile::SafeTensorsFile(const std::string& path) : path_(path), fd_(ope
 
   const json h = parse_header_json(path, text);
   for (auto it = h.begin(); it != h.end(); ++it) {
-    if (it.key() == "__metadata__") metadata_ = parse_metadata(path, it.value());
-    else tensors_.push_back(parse_entry(path, it.key(), it.value(), data_size));
+    if (it.key() == "__metadata__")
+      metadata_ = parse_metadata(path, it.value());
+    else
+      tensors_.push_back(parse_entry(path, it.key(), it.value(), data_size));
   }
   check_layout(path, tensors_, data_size);
   for (size_t i = 0; i < tensors_.size(); i++) index_[tensors_[i].name] = i;
@@ -257,7 +260,8 @@ void SafeTensorsDir::load_index(const std::string& dir, const std::string& index
   std::map<std::string, std::vector<std::string>> by_shard;  // shard file -> tensor names
   for (auto it = idx["weight_map"].begin(); it != idx["weight_map"].end(); ++it) {
     if (!it.value().is_string())
-      ST_FAIL(index_path, "weight_map value for '", it.key(), "' must be a string, got ", json_type(it.value()));
+      ST_FAIL(index_path, "weight_map value for '", it.key(), "' must be a string, got ",
+              json_type(it.value()));
     by_shard[it.value().get<std::string>()].push_back(it.key());
   }
   for (const auto& [shard, names] : by_shard) {
@@ -268,7 +272,8 @@ void SafeTensorsDir::load_index(const std::string& dir, const std::string& index
     files_.emplace_back(shard_path);
     const size_t fi = files_.size() - 1;
     for (const std::string& n : names) {
-      if (!files_[fi].find(n)) ST_FAIL(shard_path, "tensor '", n, "' listed in the index weight_map is absent");
+      if (!files_[fi].find(n))
+        ST_FAIL(shard_path, "tensor '", n, "' listed in the index weight_map is absent");
       where_[n] = fi;
     }
     // A tensor the index does not list would be silently dropped from the model.

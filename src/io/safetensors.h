@@ -35,8 +35,8 @@ class SafeTensorsFile {
 
  private:
   std::string path_;
-  std::shared_ptr<int> fd_;   // closes on last copy
-  uint64_t data_start_ = 0;   // 8 + header length
+  std::shared_ptr<int> fd_;  // closes on last copy
+  uint64_t data_start_ = 0;  // 8 + header length
   std::vector<SafeTensorInfo> tensors_;
   std::map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;

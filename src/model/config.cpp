@@ -103,29 +103,28 @@ RopeScaling parse_rope(const json& r, const std::string& field, const std::strin
 // accepting them would silently train a different model.
 void reject_unsupported(const Fields& f, const std::string& where) {
   const std::string model_type = f.str("model_type", "llama");
-  if (model_type != "llama")
-    FAIL(where, ": model_type '", model_type, "' is not supported (only 'llama')");
+  if (model_type != "llama") FAIL(where, ": model_type '", model_type, "' is not supported (only 'llama')");
   const std::string act = f.str("hidden_act", "silu");
   if (act != "silu") f.bad("hidden_act", "is '" + act + "'; only 'silu' is supported");
-  if (f.boolean("attention_bias", false)) f.bad("attention_bias", "is true; attention biases are not supported");
+  if (f.boolean("attention_bias", false))
+    f.bad("attention_bias", "is true; attention biases are not supported");
   if (f.boolean("mlp_bias", false)) f.bad("mlp_bias", "is true; MLP biases are not supported");
 }
 
 void validate_impl(const LlamaConfig& c, const std::string& where) {
-  const std::pair<const char*, int64_t> sizes[] = {
-      {"vocab_size", c.vocab_size},
-      {"hidden_size", c.hidden_size},
-      {"intermediate_size", c.intermediate_size},
-      {"num_hidden_layers", c.num_hidden_layers},
-      {"num_attention_heads", c.num_attention_heads},
-      {"num_key_value_heads", c.num_key_value_heads},
-      {"head_dim", c.head_dim},
-      {"max_position_embeddings", c.max_position_embeddings}};
+  const std::pair<const char*, int64_t> sizes[] = {{"vocab_size", c.vocab_size},
+                                                   {"hidden_size", c.hidden_size},
+                                                   {"intermediate_size", c.intermediate_size},
+                                                   {"num_hidden_layers", c.num_hidden_layers},
+                                                   {"num_attention_heads", c.num_attention_heads},
+                                                   {"num_key_value_heads", c.num_key_value_heads},
+                                                   {"head_dim", c.head_dim},
+                                                   {"max_position_embeddings", c.max_position_embeddings}};
   for (const auto& [name, v] : sizes)
     if (v <= 0) FAIL(where, ": ", name, " must be positive, got ", v);
   if (c.num_attention_heads % c.num_key_value_heads != 0)
-    FAIL(where, ": num_attention_heads (", c.num_attention_heads, ") must be a multiple of num_key_value_heads (",
-         c.num_key_value_heads, ")");
+    FAIL(where, ": num_attention_heads (", c.num_attention_heads,
+         ") must be a multiple of num_key_value_heads (", c.num_key_value_heads, ")");
   if (c.head_dim % 2 != 0) FAIL(where, ": head_dim must be even for RoPE, got ", c.head_dim);
   if (!(c.rms_norm_eps > 0)) FAIL(where, ": rms_norm_eps must be positive, got ", c.rms_norm_eps);
   if (!(c.rope_theta > 0)) FAIL(where, ": rope_theta must be positive, got ", c.rope_theta);
@@ -136,8 +135,8 @@ void validate_impl(const LlamaConfig& c, const std::string& where) {
     FAIL(where, ": rope_scaling.factor must be positive, got ", r.factor);
   if (r.type == "llama3") {
     if (!(r.low_freq_factor > 0) || !(r.high_freq_factor > r.low_freq_factor))
-      FAIL(where, ": rope_scaling needs 0 < low_freq_factor < high_freq_factor, got ", r.low_freq_factor, " and ",
-           r.high_freq_factor);
+      FAIL(where, ": rope_scaling needs 0 < low_freq_factor < high_freq_factor, got ", r.low_freq_factor,
+           " and ", r.high_freq_factor);
     if (r.original_max_position_embeddings <= 0)
       FAIL(where, ": rope_scaling.original_max_position_embeddings must be positive, got ",
            r.original_max_position_embeddings);
@@ -214,28 +213,27 @@ std::string llama_config_to_json(const LlamaConfig& c) {
             {"high_freq_factor", r.high_freq_factor},
             {"original_max_position_embeddings", r.original_max_position_embeddings}};
   auto token = [](int64_t id) { return id < 0 ? ordered_json(nullptr) : ordered_json(id); };
-  const ordered_json j = {
-      {"architectures", ordered_json::array({"LlamaForCausalLM"})},
-      {"model_type", "llama"},
-      {"vocab_size", c.vocab_size},
-      {"hidden_size", c.hidden_size},
-      {"intermediate_size", c.intermediate_size},
-      {"num_hidden_layers", c.num_hidden_layers},
-      {"num_attention_heads", c.num_attention_heads},
-      {"num_key_value_heads", c.num_key_value_heads},
-      {"head_dim", c.head_dim},
-      {"max_position_embeddings", c.max_position_embeddings},
-      {"rms_norm_eps", c.rms_norm_eps},
-      {"rope_theta", c.rope_theta},
-      {"rope_scaling", rope},
-      {"hidden_act", "silu"},
-      {"attention_bias", false},
-      {"mlp_bias", false},
-      {"tie_word_embeddings", c.tie_word_embeddings},
-      {"initializer_range", c.initializer_range},
-      {"torch_dtype", c.torch_dtype},
-      {"bos_token_id", token(c.bos_token_id)},
-      {"eos_token_id", token(c.eos_token_id)}};
+  const ordered_json j = {{"architectures", ordered_json::array({"LlamaForCausalLM"})},
+                          {"model_type", "llama"},
+                          {"vocab_size", c.vocab_size},
+                          {"hidden_size", c.hidden_size},
+                          {"intermediate_size", c.intermediate_size},
+                          {"num_hidden_layers", c.num_hidden_layers},
+                          {"num_attention_heads", c.num_attention_heads},
+                          {"num_key_value_heads", c.num_key_value_heads},
+                          {"head_dim", c.head_dim},
+                          {"max_position_embeddings", c.max_position_embeddings},
+                          {"rms_norm_eps", c.rms_norm_eps},
+                          {"rope_theta", c.rope_theta},
+                          {"rope_scaling", rope},
+                          {"hidden_act", "silu"},
+                          {"attention_bias", false},
+                          {"mlp_bias", false},
+                          {"tie_word_embeddings", c.tie_word_embeddings},
+                          {"initializer_range", c.initializer_range},
+                          {"torch_dtype", c.torch_dtype},
+                          {"bos_token_id", token(c.bos_token_id)},
+                          {"eos_token_id", token(c.eos_token_id)}};
   return j.dump(2) + "\n";
 }
 

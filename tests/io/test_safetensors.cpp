@@ -1,8 +1,6 @@
 // safetensors: round trips (F32/BF16, single file and sharded) and one test
 // per header validation rule, each checking that the error names the file and
 // the problem on a single line.
-#include "io/safetensors.h"
-
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -13,6 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
+
+#include "io/safetensors.h"
 
 namespace fs = std::filesystem;
 using namespace longctx;
@@ -25,7 +25,8 @@ void expect_st_error(const std::function<void()>& f, const std::vector<std::stri
     ADD_FAILURE() << "expected longctx::Error";
   } catch (const Error& e) {
     const std::string m = e.what();
-    for (const std::string& n : needles) EXPECT_NE(m.find(n), std::string::npos) << "'" << n << "' not in: " << m;
+    for (const std::string& n : needles)
+      EXPECT_NE(m.find(n), std::string::npos) << "'" << n << "' not in: " << m;
     EXPECT_EQ(m.find('\n'), std::string::npos) << "multi-line message: " << m;
   }
 }
@@ -135,7 +136,8 @@ TEST_F(SafeTensorsTest, ReadsF16) {
   const float want[3] = {1.5f, -2.f, 65504.f};
   uint16_t h[3];
   for (int i = 0; i < 3; i++) h[i] = f32_to_f16(want[i]);
-  const std::string path = raw_entry("h.safetensors", R"({"dtype":"F16","shape":[3],"data_offsets":[0,6]})", 0);
+  const std::string path =
+      raw_entry("h.safetensors", R"({"dtype":"F16","shape":[3],"data_offsets":[0,6]})", 0);
   std::ofstream(path, std::ios::app | std::ios::binary).write(reinterpret_cast<const char*>(h), 6);
   float got[3];
   SafeTensorsFile(path).read_f32("w", got, {3});
@@ -144,7 +146,8 @@ TEST_F(SafeTensorsTest, ReadsF16) {
 
 TEST_F(SafeTensorsTest, MetadataRoundTripAndHeaderPadding) {
   float x = 7.f;
-  save_safetensors(p("a.safetensors"), {{"x", Tensor(&x, {1})}}, SaveDType::F32, {{"step", "12"}, {"k", "v"}});
+  save_safetensors(p("a.safetensors"), {{"x", Tensor(&x, {1})}}, SaveDType::F32,
+                   {{"step", "12"}, {"k", "v"}});
   SafeTensorsFile a(p("a.safetensors"));
   EXPECT_EQ(a.metadata().size(), 2u);
   EXPECT_EQ(a.metadata().at("step"), "12");
@@ -260,10 +263,9 @@ TEST_F(SafeTensorsTest, ErrorHeaderNotObject) {
 }
 
 TEST_F(SafeTensorsTest, ErrorEntryMissingFields) {
-  const std::pair<const char*, const char*> cases[] = {
-      {R"({"shape":[1],"data_offsets":[0,4]})", "dtype"},
-      {R"({"dtype":"F32","data_offsets":[0,4]})", "shape"},
-      {R"({"dtype":"F32","shape":[1]})", "data_offsets"}};
+  const std::pair<const char*, const char*> cases[] = {{R"({"shape":[1],"data_offsets":[0,4]})", "dtype"},
+                                                       {R"({"dtype":"F32","data_offsets":[0,4]})", "shape"},
+                                                       {R"({"dtype":"F32","shape":[1]})", "data_offsets"}};
   for (const auto& [entry, field] : cases) {
     const std::string path = raw_entry("miss.safetensors", entry, 4);
     expect_st_error([&] { SafeTensorsFile f(path); }, {"miss.safetensors", "'w'", "missing", field});
@@ -285,7 +287,8 @@ TEST_F(SafeTensorsTest, ErrorEntryWrongJsonTypes) {
 }
 
 TEST_F(SafeTensorsTest, ErrorUnsupportedDtype) {
-  const std::string path = raw_entry("f8.safetensors", R"({"dtype":"F8_E4M3","shape":[4],"data_offsets":[0,4]})", 4);
+  const std::string path =
+      raw_entry("f8.safetensors", R"({"dtype":"F8_E4M3","shape":[4],"data_offsets":[0,4]})", 4);
   expect_st_error([&] { SafeTensorsFile f(path); }, {"f8.safetensors", "unsupported dtype", "F8_E4M3"});
 }
 
@@ -296,22 +299,26 @@ TEST_F(SafeTensorsTest, ErrorTooManyDims) {
 }
 
 TEST_F(SafeTensorsTest, ErrorNegativeDim) {
-  const std::string path = raw_entry("neg.safetensors", R"({"dtype":"F32","shape":[-1],"data_offsets":[0,4]})", 4);
+  const std::string path =
+      raw_entry("neg.safetensors", R"({"dtype":"F32","shape":[-1],"data_offsets":[0,4]})", 4);
   expect_st_error([&] { SafeTensorsFile f(path); }, {"neg.safetensors", "negative"});
 }
 
 TEST_F(SafeTensorsTest, ErrorEndBeforeBegin) {
-  const std::string path = raw_entry("eb.safetensors", R"({"dtype":"F32","shape":[1],"data_offsets":[8,4]})", 8);
+  const std::string path =
+      raw_entry("eb.safetensors", R"({"dtype":"F32","shape":[1],"data_offsets":[8,4]})", 8);
   expect_st_error([&] { SafeTensorsFile f(path); }, {"eb.safetensors", "end 4 < begin 8"});
 }
 
 TEST_F(SafeTensorsTest, ErrorSizeMismatch) {
-  const std::string path = raw_entry("sz.safetensors", R"({"dtype":"BF16","shape":[2,3],"data_offsets":[0,8]})", 8);
+  const std::string path =
+      raw_entry("sz.safetensors", R"({"dtype":"BF16","shape":[2,3],"data_offsets":[0,8]})", 8);
   expect_st_error([&] { SafeTensorsFile f(path); }, {"sz.safetensors", "size mismatch", "needs 12"});
 }
 
 TEST_F(SafeTensorsTest, ErrorOffsetsBeyondData) {
-  const std::string path = raw_entry("bey.safetensors", R"({"dtype":"F32","shape":[2],"data_offsets":[0,8]})", 4);
+  const std::string path =
+      raw_entry("bey.safetensors", R"({"dtype":"F32","shape":[2],"data_offsets":[0,8]})", 4);
   expect_st_error([&] { SafeTensorsFile f(path); }, {"bey.safetensors", "beyond the data section"});
 }
 
@@ -329,7 +336,8 @@ TEST_F(SafeTensorsTest, ErrorHole) {
                                R"("b":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}})",
                                20);
   expect_st_error([&] { SafeTensorsFile f(path); }, {"hole.safetensors", "hole", "[8, 12)"});
-  const std::string tail = raw_entry("tail.safetensors", R"({"dtype":"F32","shape":[2],"data_offsets":[0,8]})", 12);
+  const std::string tail =
+      raw_entry("tail.safetensors", R"({"dtype":"F32","shape":[2],"data_offsets":[0,8]})", 12);
   expect_st_error([&] { SafeTensorsFile f(tail); }, {"tail.safetensors", "4 trailing bytes"});
 }
 
@@ -355,16 +363,26 @@ TEST_F(SafeTensorsTest, ReadRefusesNonFloatAndWrongShape) {
   EXPECT_EQ(f.find("ids")->dtype, DType::I32);
   float buf[6];
   expect_st_error([&] { f.read_f32("ids", buf, {2}); }, {"int.safetensors", "'ids'", "non-float dtype I32"});
-  expect_st_error([&] { f.read_f32("w", buf, {3, 2}); }, {"int.safetensors", "'w'", "(2, 3)", "expected (3, 2)"});
+  expect_st_error(
+      [&] {
+        f.read_f32("w", buf, {3, 2});
+      },
+      {"int.safetensors", "'w'", "(2, 3)", "expected (3, 2)"});
   expect_st_error([&] { f.read_f32("v", buf, {6}); }, {"int.safetensors", "no tensor", "'v'"});
 }
 
 TEST_F(SafeTensorsTest, SaveRejectsDuplicateAndNonF32) {
   float x[2] = {1, 2};
-  expect_st_error([&] { save_safetensors(p("d.safetensors"), {{"a", Tensor(x, {1})}, {"a", Tensor(x, {2})}}); },
-                  {"d.safetensors", "duplicate", "'a'"});
-  expect_st_error([&] { save_safetensors(p("i.safetensors"), {{"a", Tensor(x, {2}, DType::I32)}}); },
-                  {"i.safetensors", "only F32"});
+  expect_st_error(
+      [&] {
+        save_safetensors(p("d.safetensors"), {{"a", Tensor(x, {1})}, {"a", Tensor(x, {2})}});
+      },
+      {"d.safetensors", "duplicate", "'a'"});
+  expect_st_error(
+      [&] {
+        save_safetensors(p("i.safetensors"), {{"a", Tensor(x, {2}, DType::I32)}});
+      },
+      {"i.safetensors", "only F32"});
   EXPECT_FALSE(fs::exists(p("d.safetensors")));
 }
 
@@ -395,7 +413,8 @@ TEST_F(SafeTensorsIndexTest, ErrorIndexWeightMap) {
   write_index(R"({"weight_map": ["a"]})");
   expect_st_error([&] { SafeTensorsDir d(dir_); }, {"model.safetensors.index.json", "weight_map"});
   write_index(R"({"weight_map": {"a": 1}})");
-  expect_st_error([&] { SafeTensorsDir d(dir_); }, {"model.safetensors.index.json", "'a'", "must be a string"});
+  expect_st_error([&] { SafeTensorsDir d(dir_); },
+                  {"model.safetensors.index.json", "'a'", "must be a string"});
 }
 
 TEST_F(SafeTensorsIndexTest, ErrorMissingShard) {
@@ -404,8 +423,9 @@ TEST_F(SafeTensorsIndexTest, ErrorMissingShard) {
 }
 
 TEST_F(SafeTensorsIndexTest, ErrorTensorAbsentFromShard) {
-  write_index(R"({"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00001-of-00002.safetensors",)"
-              R"( "c": "model-00002-of-00002.safetensors"}})");
+  write_index(
+      R"({"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00001-of-00002.safetensors",)"
+      R"( "c": "model-00002-of-00002.safetensors"}})");
   expect_st_error([&] { SafeTensorsDir d(dir_); }, {"model-00001-of-00002.safetensors", "'b'", "absent"});
 }
 
@@ -413,7 +433,8 @@ TEST_F(SafeTensorsIndexTest, ErrorTensorNotListed) {
   write_index(R"({"weight_map": {"a": "model-00001-of-00002.safetensors"}})");
   SafeTensorsDir ok(dir_);  // the unlisted shard is never opened
   EXPECT_EQ(ok.names(), std::vector<std::string>{"a"});
-  save_safetensors(p("model-00001-of-00002.safetensors"), {{"a", Tensor(x_.data(), {8})}, {"z", Tensor(x_.data(), {1})}});
+  save_safetensors(p("model-00001-of-00002.safetensors"),
+                   {{"a", Tensor(x_.data(), {8})}, {"z", Tensor(x_.data(), {1})}});
   expect_st_error([&] { SafeTensorsDir d(dir_); }, {"model-00001-of-00002.safetensors", "'z'", "not listed"});
 }
 

@@ -11,37 +11,28 @@ namespace {
 using namespace attn;
 
 struct FwdBufs {
-  float* Qs;  // (G * nqp, HSp) queries times scale * log2(e)
+  float* Qs;  // (G * nqp / kR, HS, kR) query strips times scale * log2(e)
   float* O;   // (G * nqp, HSp) unnormalised output accumulators
   float* m;   // (G * nqp) running row max of the base-2 scores
   float* l;   // (G * nqp) running row sum of exp2(s - m)
   float* Kt;  // (HS, Bc) key tile, transposed
   float* V;   // (Bc, HSp) value tile
-  float* S;   // (kR, Bc) scores, then probabilities, of one strip
+  float* S;   // (kR, kLdS) scores, then probabilities, of one strip
 };
 
-FwdBufs carve_fwd(float* base, const Geom& g, Carver&& c = {}) {
-  c.base = base;
+FwdBufs carve_fwd(Carver& c, const Geom& g) {
   const int64_t rows = g.rows_max();
   FwdBufs w;
   w.Qs = c.take(rows * g.HSp), w.O = c.take(rows * g.HSp);
   w.m = c.take(rows), w.l = c.take(rows);
-  w.Kt = c.take(g.HSp * g.Bc), w.V = c.take(g.Bc * g.HSp), w.S = c.take(kR * g.Bc);
+  w.Kt = c.take(g.HSp * g.Bc), w.V = c.take(g.Bc * g.HSp), w.S = c.take(kR * kLdS);
   return w;
 }
 
 size_t fwd_floats(const Geom& g) {
-  Carver c;
-  carve_fwd(nullptr, g, std::move(c));
+  Carver c;  // counts only
+  carve_fwd(c, g);
   return size_t(c.used);
-}
-
-// Columns of the key tile a strip has to compute: under the causal mask a
-// strip on the diagonal sees only keys up to its last query's position.
-int64_t strip_cols(const Geom& g, const Tile& t, int64_t i0) {
-  if (!g.mask.causal) return t.nkp;
-  const int64_t last = g.mask.q_offset + t.q0 + std::min(i0 + kR, t.nq) - 1 - t.k0;  // last key index seen
-  return std::min(t.nkp, round_up(std::max<int64_t>(last + 1, 0), 16));
 }
 
 // Online softmax of one strip: S holds kR rows of base-2 scores; they become
@@ -64,14 +55,18 @@ void softmax_strip(float* S, int64_t lds, int64_t ncols, float* m, float* l, flo
       vstore(s + j, p);
       sum = vadd(sum, p);
     }
-    const float alpha = std::exp2(m[r] - m_new);  // 0 when m[r] = -inf
-    l[r] = l[r] * alpha + hsum(sum);
-    m[r] = m_new;
-    if (alpha != 1.f) {
-      const vf av = vset(alpha);
-      float* o = O + r * HSp;
-      for (int64_t d = 0; d < HSp; d += 8) vstore(o + d, vmul(vload(o + d), av));
+    const float tile_sum = hsum(sum);
+    if (m_new == m[r]) {
+      l[r] += tile_sum;
+      continue;
     }
+    // The max moved: what was summed so far shrinks by exp2(m_old - m_new), 0 when m_old = -inf.
+    const float alpha = exp2_scalar(m[r] - m_new);
+    l[r] = l[r] * alpha + tile_sum;
+    m[r] = m_new;
+    const vf av = vset(alpha);
+    float* o = O + r * HSp;
+    for (int64_t d = 0; d < HSp; d += 8) vstore(o + d, vmul(vload(o + d), av));
   }
 }
 
@@ -104,7 +99,7 @@ void write_unit(const Geom& g, const FwdArgs& a, const Tile& t, const FwdBufs& w
 void forward_unit(const Geom& g, const FwdArgs& a, int64_t b, int64_t kvh, int64_t qt, const FwdBufs& w) {
   Tile t = make_tile(g, b, kvh, qt, 0);
   const int64_t rows = g.G * t.nqp;
-  pack_q_rows(w.Qs, a.q, g, t, g.scale * kLog2e);
+  pack_q_strips(w.Qs, a.q, g, t, g.scale * kLog2e);
   std::fill(w.O, w.O + rows * g.HSp, 0.f);
   std::fill(w.m, w.m + rows, -kInf);
   std::fill(w.l, w.l + rows, 0.f);
@@ -120,10 +115,10 @@ void forward_unit(const Geom& g, const FwdArgs& a, int64_t b, int64_t kvh, int64
       if (ncols == 0) continue;
       for (int64_t gg = 0; gg < g.G; gg++) {
         const int64_t r0 = gg * t.nqp + i0;
-        strip_abt(w.S, g.Bc, w.Qs + r0 * g.HSp, g.HSp, w.Kt, g.Bc, g.HS, ncols);
-        if (vis == Vis::some) mask_strip(w.S, g.Bc, g, t, i0, ncols);
-        softmax_strip(w.S, g.Bc, ncols, w.m + r0, w.l + r0, w.O + r0 * g.HSp, g.HSp);
-        strip_ab_acc(w.O + r0 * g.HSp, g.HSp, w.S, g.Bc, w.V, g.HSp, std::min(ncols, t.nk), g.HSp);
+        strip_abt(w.S, w.Qs + r0 * g.HS, w.Kt, g.Bc, g.HS, ncols);
+        if (vis == Vis::some) mask_strip(w.S, kLdS, g, t, i0, ncols);
+        softmax_strip(w.S, kLdS, ncols, w.m + r0, w.l + r0, w.O + r0 * g.HSp, g.HSp);
+        strip_ab_acc(w.O + r0 * g.HSp, g.HSp, w.S, w.V, g.HSp, std::min(ncols, t.nk), g.HSp);
       }
     }
   }
@@ -142,7 +137,8 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
   const int64_t units = groups * g.nqt;
 #pragma omp parallel num_threads(threads)
   {
-    const FwdBufs w = carve_fwd(scratch.thread(omp_get_thread_num()), g);
+    Carver c{scratch.thread(omp_get_thread_num())};
+    const FwdBufs w = carve_fwd(c, g);
     // Causal work grows with the query tile: hand out the heaviest units first.
 #pragma omp for schedule(dynamic, 1)
     for (int64_t u = 0; u < units; u++) {

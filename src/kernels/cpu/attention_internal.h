@@ -121,6 +121,13 @@ inline float hmax(vf a) {
 }
 #endif
 
+// One exp2 through the vector path: no libm call (and no vzeroupper) in the hot loop.
+inline float exp2_scalar(float x) {
+  float lanes[8];
+  vstore(lanes, vexp2(vset(x)));
+  return lanes[0];
+}
+
 // ---------------------------------------------------------------- geometry
 struct Geom {
   int64_t B, Tq, Tk, NH, NKV, HS;
@@ -216,6 +223,14 @@ inline void mask_strip(float* S, int64_t lds, const Geom& g, const Tile& t, int6
   }
 }
 
+// Columns of the key tile a strip has to compute: under the causal mask a
+// strip on the diagonal sees only keys up to its last query's position.
+inline int64_t strip_cols(const Geom& g, const Tile& t, int64_t i0) {
+  if (!g.mask.causal) return t.nkp;
+  const int64_t last = g.mask.q_offset + t.q0 + std::min(i0 + kR, t.nq) - 1 - t.k0;  // last key index seen
+  return std::min(t.nkp, round_up(std::max<int64_t>(last + 1, 0), 16));
+}
+
 // ---------------------------------------------------------------- packing
 // dst (G * nqp, HSp): row gg * nqp + i = mul * src[b, q0 + i, kvh * G + gg, :]
 // for a tensor laid out like q (B, Tq, NH, HS); padding rows and columns are 0.
@@ -229,6 +244,22 @@ inline void pack_q_rows(float* dst, const float* src, const Geom& g, const Tile&
         for (; d < g.HS; d++) o[d] = mul * s[d];
       }
       for (; d < g.HSp; d++) o[d] = 0.f;
+    }
+}
+
+// The same rows as pack_q_rows, interleaved for strip_abt: strip n (rows
+// n kR .. n kR + kR - 1) is a (HS, kR) block, dst[(n HS + d) kR + r] = row r, column d.
+inline void pack_q_strips(float* dst, const float* src, const Geom& g, const Tile& t, float mul) {
+  for (int64_t gg = 0; gg < g.G; gg++)
+    for (int64_t i = 0; i < t.nqp; i++) {
+      const int64_t row = gg * t.nqp + i;
+      float* o = dst + (row / kR) * g.HS * kR + row % kR;
+      if (i < t.nq) {
+        const float* s = src + ((t.b * g.Tq + t.q0 + i) * g.NH + t.kvh * g.G + gg) * g.HS;
+        for (int64_t d = 0; d < g.HS; d++) o[d * kR] = mul * s[d];
+      } else {
+        for (int64_t d = 0; d < g.HS; d++) o[d * kR] = 0.f;
+      }
     }
 }
 
@@ -258,43 +289,62 @@ inline void pack_k_cols(float* dst, const float* src, const Geom& g, const Tile&
 }
 
 // ---------------------------------------------------------------- micro-kernels
-// S (kR, ncols) = A (kR, K) * Bt (K, ncols); ncols a multiple of 16. Keys run
-// along the vector lanes, so the softmax that follows is lane-parallel too.
-inline void strip_abt(float* S, int64_t lds, const float* A, int64_t lda, const float* Bt, int64_t ldb,
-                      int64_t K, int64_t ncols) {
+// Strips of scores / probabilities are (kR, kLdS) with a compile-time row
+// stride, so the kernels address all kR rows from one pointer with constant
+// offsets instead of tying up a register per row.
+constexpr int64_t kLdS = 128;  // >= every key tile width Bc
+
+// Keeps a loaded vector in a register: without it GCC folds the load into
+// every FMA that uses it, which turns a compute-bound loop load-bound.
+inline void in_register(vf& x) {
+#ifdef LONGCTX_ATTN_AVX2
+  asm("" : "+x"(x));
+#else
+  (void)x;
+#endif
+}
+
+// S (kR, ncols) = A (kR, K) * Bt (K, ncols) with A interleaved (K, kR) as
+// packed by pack_q_strips; ncols a multiple of 16. Keys run along the vector
+// lanes, so the softmax that follows is lane-parallel too.
+inline void strip_abt(float* S, const float* A, const float* Bt, int64_t ldb, int64_t K, int64_t ncols) {
   for (int64_t j = 0; j < ncols; j += 16) {
     vf acc[kR][2];
     for (int r = 0; r < kR; r++) acc[r][0] = acc[r][1] = vzero();
-    for (int64_t d = 0; d < K; d++) {
-      const vf b0 = vload(Bt + d * ldb + j), b1 = vload(Bt + d * ldb + j + 8);
+    const float* bt = Bt + j;
+    for (int64_t d = 0; d < K; d++, bt += ldb) {
+      vf b0 = vload(bt), b1 = vload(bt + 8);
+      in_register(b0), in_register(b1);
 #pragma GCC unroll 4
       for (int r = 0; r < kR; r++) {
-        const vf a = vset(A[r * lda + d]);
+        const vf a = vset(A[d * kR + r]);
         acc[r][0] = vfma(a, b0, acc[r][0]);
         acc[r][1] = vfma(a, b1, acc[r][1]);
       }
     }
     for (int r = 0; r < kR; r++) {
-      vstore(S + r * lds + j, acc[r][0]);
-      vstore(S + r * lds + j + 8, acc[r][1]);
+      vstore(S + r * kLdS + j, acc[r][0]);
+      vstore(S + r * kLdS + j + 8, acc[r][1]);
     }
   }
 }
 
-// C (kR, 8 NV) += P (kR, nj) * M (nj, 8 NV): columns [c, c + 8 NV) of C and M.
+// C (kR, 8 NV) += P (kR, nj) * M (nj, 8 NV), C rows ldc apart, M rows ldm apart; NV is 1 or 2.
+// (Named registers rather than arrays: GCC spills arrays pinned by in_register.)
 template <int NV>
-inline void strip_ab_block(float* C, int64_t ldc, const float* P, int64_t ldp, const float* M, int64_t ldm,
-                           int64_t nj) {
+inline void strip_ab_block(float* C, int64_t ldc, const float* P, const float* M, int64_t ldm, int64_t nj) {
+  static_assert(NV == 1 || NV == 2);
   vf acc[kR][NV];
   for (int r = 0; r < kR; r++)
     for (int v = 0; v < NV; v++) acc[r][v] = vload(C + r * ldc + 8 * v);
-  for (int64_t j = 0; j < nj; j++) {
-    vf m[NV];
-    for (int v = 0; v < NV; v++) m[v] = vload(M + j * ldm + 8 * v);
+  for (int64_t j = 0; j < nj; j++, M += ldm) {
+    vf m0 = vload(M), m1 = NV == 2 ? vload(M + 8) : m0;
+    in_register(m0), in_register(m1);
 #pragma GCC unroll 4
     for (int r = 0; r < kR; r++) {
-      const vf p = vset(P[r * ldp + j]);
-      for (int v = 0; v < NV; v++) acc[r][v] = vfma(p, m[v], acc[r][v]);
+      const vf p = vset(P[r * kLdS + j]);
+      acc[r][0] = vfma(p, m0, acc[r][0]);
+      if constexpr (NV == 2) acc[r][NV - 1] = vfma(p, m1, acc[r][NV - 1]);
     }
   }
   for (int r = 0; r < kR; r++)
@@ -302,39 +352,38 @@ inline void strip_ab_block(float* C, int64_t ldc, const float* P, int64_t ldp, c
 }
 
 // C (kR, ncols) += P (kR, nj) * M (nj, ncols); ncols a multiple of 8. O += P V, dQ += dS K.
-inline void strip_ab_acc(float* C, int64_t ldc, const float* P, int64_t ldp, const float* M, int64_t ldm,
-                         int64_t nj, int64_t ncols) {
+inline void strip_ab_acc(float* C, int64_t ldc, const float* P, const float* M, int64_t ldm, int64_t nj,
+                         int64_t ncols) {
   int64_t c = 0;
-  for (; c + 16 <= ncols; c += 16) strip_ab_block<2>(C + c, ldc, P, ldp, M + c, ldm, nj);
-  if (c < ncols) strip_ab_block<1>(C + c, ldc, P, ldp, M + c, ldm, nj);
+  for (; c + 16 <= ncols; c += 16) strip_ab_block<2>(C + c, ldc, P, M + c, ldm, nj);
+  if (c < ncols) strip_ab_block<1>(C + c, ldc, P, M + c, ldm, nj);
 }
 
 // C (nj, 8 NV) += P^T (nj, kR) * A (kR, 8 NV): the strip's rows of A stay in
 // registers while each row of C is loaded, updated kR times and stored.
 template <int NV>
-inline void strip_atb_block(float* C, int64_t ldc, const float* P, int64_t ldp, const float* A, int64_t lda,
-                            int64_t nj) {
+inline void strip_atb_block(float* C, int64_t ldc, const float* P, const float* A, int64_t lda, int64_t nj) {
   vf a[kR][NV];
   for (int r = 0; r < kR; r++)
-    for (int v = 0; v < NV; v++) a[r][v] = vload(A + r * lda + 8 * v);
-  for (int64_t j = 0; j < nj; j++) {
+    for (int v = 0; v < NV; v++) a[r][v] = vload(A + r * lda + 8 * v), in_register(a[r][v]);
+  for (int64_t j = 0; j < nj; j++, C += ldc) {
     vf acc[NV];
-    for (int v = 0; v < NV; v++) acc[v] = vload(C + j * ldc + 8 * v);
+    for (int v = 0; v < NV; v++) acc[v] = vload(C + 8 * v);
 #pragma GCC unroll 4
     for (int r = 0; r < kR; r++) {
-      const vf p = vset(P[r * ldp + j]);
+      const vf p = vset(P[r * kLdS + j]);
       for (int v = 0; v < NV; v++) acc[v] = vfma(p, a[r][v], acc[v]);
     }
-    for (int v = 0; v < NV; v++) vstore(C + j * ldc + 8 * v, acc[v]);
+    for (int v = 0; v < NV; v++) vstore(C + 8 * v, acc[v]);
   }
 }
 
 // C (nj, ncols) += P^T (nj, kR) * A (kR, ncols); ncols a multiple of 8. dV += P^T dO, dK += dS^T Q.
-inline void strip_atb_acc(float* C, int64_t ldc, const float* P, int64_t ldp, const float* A, int64_t lda,
-                          int64_t nj, int64_t ncols) {
+inline void strip_atb_acc(float* C, int64_t ldc, const float* P, const float* A, int64_t lda, int64_t nj,
+                          int64_t ncols) {
   int64_t c = 0;
-  for (; c + 16 <= ncols; c += 16) strip_atb_block<2>(C + c, ldc, P, ldp, A + c, lda, nj);
-  if (c < ncols) strip_atb_block<1>(C + c, ldc, P, ldp, A + c, lda, nj);
+  for (; c + 16 <= ncols; c += 16) strip_atb_block<2>(C + c, ldc, P, A + c, lda, nj);
+  if (c < ncols) strip_atb_block<1>(C + c, ldc, P, A + c, lda, nj);
 }
 
 // ---------------------------------------------------------------- scratch

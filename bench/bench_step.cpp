@@ -1,0 +1,104 @@
+// Training-step throughput on a small Llama at T = 1K, 4K, 16K, printed next
+// to the BLAS sgemm rate measured in the same run, and which BLAS kernels ran.
+//   bench_step [--config configs/tiny.json] [--lengths 1024,4096,16384] [--repeat 3]
+#include <cblas.h>
+#include <omp.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/blas_info.h"
+#include "model/flops.h"
+#include "model/params.h"
+#include "train/grad_step.h"
+#include "train/report.h"
+
+using namespace longctx;
+using Clock = std::chrono::steady_clock;
+
+static double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// sgemm GFLOP/s on square matrices of size n, best of a few runs.
+static double sgemm_gflops(int n) {
+  std::vector<float> a(size_t(n) * n, 0.5f), b(size_t(n) * n, 0.25f), c(size_t(n) * n);
+  double best = 1e30;
+  for (int r = 0; r < 5; r++) {
+    auto t0 = Clock::now();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f,
+                c.data(), n);
+    best = std::min(best, seconds_since(t0));
+  }
+  return 2.0 * n * n * n / best / 1e9;
+}
+
+static LlamaConfig bench_config(const std::string& path) {
+  if (!path.empty()) return load_llama_config(path);
+  LlamaConfig c;  // the benchmark model
+  c.vocab_size = 512, c.hidden_size = 128, c.intermediate_size = 352, c.num_hidden_layers = 2;
+  c.num_attention_heads = 8, c.num_key_value_heads = 2, c.head_dim = 16, c.tie_word_embeddings = true;
+  c.rope_theta = 500000;
+  return c;
+}
+
+int main(int argc, char** argv) {
+  ensure_best_blas_kernels(argv);
+  std::string config;
+  std::vector<int64_t> lengths = {1024, 4096, 16384};
+  int repeat = 3;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--config")) config = argv[i + 1];
+    if (!std::strcmp(argv[i], "--repeat")) repeat = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--lengths")) {
+      lengths.clear();
+      std::stringstream ss(argv[i + 1]);
+      for (std::string t; std::getline(ss, t, ',');) lengths.push_back(std::stoll(t));
+    }
+  }
+  try {
+    const LlamaConfig c = bench_config(config);
+    c.validate();
+    const double sgemm = sgemm_gflops(1024);
+    std::printf("cpu features: %s\n", cpu_features().c_str());
+    const std::string better = best_blas_coretype();
+    std::printf(
+        "blas kernels: %s (%s)%s\n", blas_corename().c_str(),
+        std::getenv("OPENBLAS_CORETYPE") ? "chosen by longctx via OPENBLAS_CORETYPE" : "library's own choice",
+        better.empty() ? ", the best this CPU has" : (", better available: " + better).c_str());
+    std::printf("threads: %d\n", omp_get_max_threads());
+    std::printf("reference: sgemm 1024^3 = %.1f GFLOP/s (measured now)\n\n", sgemm);
+    std::printf("%8s %10s %12s %12s %10s %14s\n", "T", "step_s", "tok/s", "GFLOP/s", "of_sgemm",
+                "peak_device");
+    for (int64_t T : lengths) {
+      Memory mem;
+      Context ctx;
+      ctx.mem = &mem;
+      ParamSet w(c, mem, Tier::device, Tag::weights), g(c, mem, Tier::device, Tag::grads);
+      init_params_random(w, c, 1);
+      std::vector<int32_t> toks(size_t(T + 1));
+      for (int64_t t = 0; t <= T; t++) toks[size_t(t)] = int32_t((t * 2654435761u) % uint64_t(c.vocab_size));
+      GradStep step(c, mem, 1, T);
+      std::vector<double> secs;
+      for (int r = 0; r < repeat + 1; r++) {  // the first run warms up
+        g.zero();
+        auto t0 = Clock::now();
+        step.run(w, g, Tensor(toks.data(), {1, T}, DType::I32), Tensor(toks.data() + 1, {1, T}, DType::I32),
+                 ctx);
+        if (r > 0) secs.push_back(seconds_since(t0));
+      }
+      const double s = median(secs);
+      const double gf = step_flops(c, 1, T, true).executed / s / 1e9;
+      std::printf("%8lld %10.4f %12.0f %12.1f %9.0f%% %14s\n", (long long)T, s, double(T) / s, gf,
+                  100 * gf / sgemm, format_bytes(mem.tracker().tier(Tier::device).peak).c_str());
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_step: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

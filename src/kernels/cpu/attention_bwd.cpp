@@ -1,0 +1,198 @@
+// Flash attention backward on the CPU (FlashAttention-2 style): per (query
+// tile, key tile) pair the scores are recomputed from q, k and the saved
+// log-sum-exp, P = exp(s - lse), dP = dO V^T, dS = P (dP - D) with
+// D = rowsum(dO * O); then dV += P^T dO, dK += dS^T Q and dQ += dS K.
+//
+// Parallel without races or atomics, and deterministic independent of the
+// thread count: each (query tile, key tile) pair is an OpenMP task that adds
+// into its own rows of dq and dk/dv, and tasks that share a query tile or a
+// key tile are chained by task dependences in one fixed order. The pairs are
+// created in diagonal sweeps (sweep s pairs key tile kt with query tile
+// (kt + s) mod N), so each sweep is a set of pairs with no tile in common
+// and a thread that finishes early moves on to the next sweep instead of
+// waiting at a barrier. Every row of dq, dk, dv receives its contributions in
+// the same order whatever the thread count or timing.
+#include <omp.h>
+
+#include <cstring>
+#include <vector>
+
+#include "kernels/cpu/attention_internal.h"
+
+namespace longctx::cpu {
+namespace {
+using namespace attn;
+
+struct BwdBufs {
+  float* Qs;  // (G * nqp, HSp) queries times scale * log2(e)
+  float* Qi;  // (G * nqp / kR, HS, kR) the same, as interleaved strips
+  float* dO;  // (G * nqp, HSp) output gradient rows
+  float* dOi;  // (G * nqp / kR, HS, kR) the same, as interleaved strips
+  float* dQ;  // (G * nqp, HSp) sum_j dS K of this pair
+  float* L;   // (G * nqp) lse in base 2; +inf for rows that see nothing (so P = 0)
+  float* D;   // (G * nqp) rowsum(dO * O)
+  float* Kt;  // (HS, Bc) key tile, transposed
+  float* Vt;  // (HS, Bc) value tile, transposed
+  float* K;   // (Bc, HSp) key tile
+  float* dK;  // (Bc, HSp) sum_i dS^T Q of this pair
+  float* dV;  // (Bc, HSp) sum_i P^T dO of this pair
+  float* P;   // (kR, kLdS) probabilities of one strip
+  float* dS;  // (kR, kLdS) dP, then dS, of one strip
+};
+
+BwdBufs carve_bwd(Carver& c, const Geom& g) {
+  const int64_t rows = g.rows_max();
+  BwdBufs w;
+  w.Qs = c.take(rows * g.HSp), w.Qi = c.take(rows * g.HS);
+  w.dO = c.take(rows * g.HSp), w.dOi = c.take(rows * g.HS), w.dQ = c.take(rows * g.HSp);
+  w.L = c.take(rows), w.D = c.take(rows);
+  w.Kt = c.take(g.HSp * g.Bc), w.Vt = c.take(g.HSp * g.Bc), w.K = c.take(g.Bc * g.HSp);
+  w.dK = c.take(g.Bc * g.HSp), w.dV = c.take(g.Bc * g.HSp);
+  w.P = c.take(kR * kLdS), w.dS = c.take(kR * kLdS);
+  return w;
+}
+
+size_t bwd_floats(const Geom& g) {
+  Carver c;  // counts only
+  carve_bwd(c, g);
+  return size_t(c.used);
+}
+
+struct BwdArgs {
+  float *dq, *dk, *dv;
+  const float *dout, *q, *k, *v, *out, *lse;
+};
+
+// Packs the query side of a pair: scaled q, dO, base-2 lse and D per row.
+void pack_query_side(const Geom& g, const BwdArgs& a, const Tile& t, const BwdBufs& w) {
+  pack_q_rows(w.Qs, a.q, g, t, g.scale * kLog2e);
+  pack_q_strips(w.Qi, a.q, g, t, g.scale * kLog2e);
+  pack_q_rows(w.dO, a.dout, g, t, 1.f);
+  pack_q_strips(w.dOi, a.dout, g, t, 1.f);
+  for (int64_t gg = 0; gg < g.G; gg++) {
+    const int64_t h = t.kvh * g.G + gg;
+    for (int64_t i = 0; i < t.nqp; i++) {
+      const int64_t r = gg * t.nqp + i;
+      w.L[r] = kInf, w.D[r] = 0.f;
+      if (i >= t.nq) continue;
+      const float lse = a.lse[(t.b * g.NH + h) * g.Tq + t.q0 + i];
+      if (lse == -kInf) continue;  // the row saw no key: no gradient flows through it
+      w.L[r] = lse * kLog2e;
+      const float* o = a.out + ((t.b * g.Tq + t.q0 + i) * g.NH + h) * g.HS;
+      float dot = 0.f;
+      for (int64_t d = 0; d < g.HS; d++) dot += w.dO[r * g.HSp + d] * o[d];
+      w.D[r] = dot;
+    }
+  }
+}
+
+// P = exp2(s - L) in place; dS = P * (dP - D) in place of dP.
+void probs_and_dscores(float* P, float* dS, int64_t ncols, const float* L, const float* D) {
+  for (int r = 0; r < kR; r++) {
+    float* p = P + r * kLdS;
+    float* ds = dS + r * kLdS;
+    const vf lv = vset(L[r]), dv = vset(D[r]);
+    for (int64_t j = 0; j < ncols; j += 8) {
+      const vf pj = vexp2(vsub(vload(p + j), lv));
+      vstore(p + j, pj);
+      vstore(ds + j, vmul(pj, vsub(vload(ds + j), dv)));
+    }
+  }
+}
+
+// One strip of kR query rows (one head) against the key tile.
+void backward_strip(const Geom& g, const Tile& t, Vis vis, int64_t i0, int64_t r0, int64_t ncols,
+                    const BwdBufs& w) {
+  strip_abt(w.P, w.Qi + r0 * g.HS, w.Kt, g.Bc, g.HS, ncols);
+  if (vis == Vis::some) mask_strip(w.P, kLdS, g, t, i0, ncols);
+  strip_abt(w.dS, w.dOi + r0 * g.HS, w.Vt, g.Bc, g.HS, ncols);
+  probs_and_dscores(w.P, w.dS, ncols, w.L + r0, w.D + r0);
+  const int64_t nj = std::min(ncols, t.nk);
+  strip_atb_acc(w.dV, g.HSp, w.P, w.dO + r0 * g.HSp, g.HSp, nj, g.HSp);
+  strip_atb_acc(w.dK, g.HSp, w.dS, w.Qs + r0 * g.HSp, g.HSp, nj, g.HSp);
+  strip_ab_acc(w.dQ + r0 * g.HSp, g.HSp, w.dS, w.K, g.HSp, nj, g.HSp);
+}
+
+// Adds the pair's accumulators into dq, dk, dv. dK was taken against the
+// scaled queries, so ln 2 (= scale / (scale * log2 e)) turns it into dk.
+void flush_pair(const Geom& g, const BwdArgs& a, const Tile& t, const BwdBufs& w) {
+  for (int64_t gg = 0; gg < g.G; gg++)
+    for (int64_t i = 0; i < t.nq; i++) {
+      float* dq = a.dq + ((t.b * g.Tq + t.q0 + i) * g.NH + t.kvh * g.G + gg) * g.HS;
+      const float* src = w.dQ + (gg * t.nqp + i) * g.HSp;
+      for (int64_t d = 0; d < g.HS; d++) dq[d] += g.scale * src[d];
+    }
+  for (int64_t j = 0; j < t.nk; j++) {
+    const int64_t off = ((t.b * g.Tk + t.k0 + j) * g.NKV + t.kvh) * g.HS;
+    for (int64_t d = 0; d < g.HS; d++) {
+      a.dk[off + d] += kLn2 * w.dK[j * g.HSp + d];
+      a.dv[off + d] += w.dV[j * g.HSp + d];
+    }
+  }
+}
+
+void backward_pair(const Geom& g, const BwdArgs& a, const Tile& t, Vis vis, const BwdBufs& w) {
+  pack_query_side(g, a, t, w);
+  pack_k_cols(w.Kt, a.k, g, t);
+  pack_k_cols(w.Vt, a.v, g, t);
+  pack_k_rows(w.K, a.k, g, t);
+  std::fill(w.dQ, w.dQ + g.G * t.nqp * g.HSp, 0.f);
+  std::fill(w.dK, w.dK + t.nkp * g.HSp, 0.f);
+  std::fill(w.dV, w.dV + t.nkp * g.HSp, 0.f);
+  for (int64_t i0 = 0; i0 < t.nq; i0 += kR) {
+    const int64_t ncols = strip_cols(g, t, i0);
+    if (ncols == 0) continue;
+    for (int64_t gg = 0; gg < g.G; gg++) {
+      const int64_t r0 = gg * t.nqp + i0;
+      bool live = false;  // padding and fully masked rows have L = +inf
+      for (int r = 0; r < kR; r++) live = live || w.L[r0 + r] != kInf;
+      if (live) backward_strip(g, t, vis, i0, r0, ncols, w);
+    }
+  }
+  flush_pair(g, a, t, w);
+}
+
+void zero_parallel(float* p, int64_t n) {
+  constexpr int64_t kChunk = 1 << 16;
+#pragma omp for schedule(static)
+  for (int64_t c = 0; c < n; c += kChunk) std::memset(p + c, 0, size_t(std::min(kChunk, n - c)) * 4);
+}
+
+}  // namespace
+
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                        const float* v, const float* out, const float* lse, const AttentionDims& d,
+                        const AttentionMask& m, float scale) {
+  const Geom g = make_geom(d, m, scale);
+  const int threads = omp_get_max_threads();
+  const ThreadScratch scratch(threads, bwd_floats(g));
+  const BwdArgs a{dq, dk, dv, dout, q, k, v, out, lse};
+  const int64_t sweeps = std::max(g.nqt, g.nkt);
+  // Dependence tokens: one per (b, kv head, query tile) and (b, kv head, key tile).
+  std::vector<char> q_tok(size_t(g.B * g.NKV * g.nqt)), k_tok(size_t(g.B * g.NKV * g.nkt));
+  [[maybe_unused]] char* qt_tok = q_tok.data();  // used only in depend clauses, which GCC misses
+  [[maybe_unused]] char* kt_tok = k_tok.data();
+#pragma omp parallel num_threads(threads)
+  {
+    zero_parallel(dq, g.B * g.Tq * g.NH * g.HS);
+    zero_parallel(dk, g.B * g.Tk * g.NKV * g.HS);
+    zero_parallel(dv, g.B * g.Tk * g.NKV * g.HS);
+#pragma omp single
+    for (int64_t s = 0; s < sweeps; s++)
+      for (int64_t bk = 0; bk < g.B * g.NKV; bk++)
+        for (int64_t kt = 0; kt < g.nkt; kt++) {
+          const int64_t qt = (kt + s) % sweeps;
+          if (qt >= g.nqt) continue;
+          const Tile t = make_tile(g, bk / g.NKV, bk % g.NKV, qt, kt);
+          const Vis vis = classify(g, t);
+          if (vis == Vis::none) continue;
+#pragma omp task firstprivate(t, vis) depend(inout : qt_tok[bk * g.nqt + qt], kt_tok[bk * g.nkt + kt])
+          {
+            Carver c{scratch.thread(omp_get_thread_num())};
+            backward_pair(g, a, t, vis, carve_bwd(c, g));
+          }
+        }
+  }
+}
+
+}  // namespace longctx::cpu

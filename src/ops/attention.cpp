@@ -1,0 +1,110 @@
+// Op boundary for flash attention: every shape and dtype is checked here with
+// messages that name the tensor and both shapes, then the backend kernel runs.
+#include "ops/attention.h"
+
+#include <cmath>
+
+#include "kernels/cpu/attention.h"
+
+namespace longctx {
+namespace {
+
+// A tensor with no elements may have a null pointer (e.g. no keys at all).
+void expect_f32(const char* op, const char* name, const Tensor& t) {
+  CHECK(t.defined() || (t.ndim() > 0 && t.numel() == 0), "[", op, "] ", name, " is missing");
+  CHECK(t.dtype == DType::F32, "[", op, "] ", name, " is ", dtype_name(t.dtype), ", expected F32");
+}
+
+void expect_like(const char* op, const char* name, const Tensor& t, const char* ref_name, const Tensor& ref) {
+  expect_f32(op, name, t);
+  CHECK(t.shape == ref.shape, "[", op, "] ", name, " has shape ", t.shape.str(), " but ", ref_name, " has ",
+        ref.shape.str(), "; they must match");
+}
+
+// Checks q, k, v (and the document ids) against each other; returns the sizes.
+cpu::AttentionDims check_qkv(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                             const AttentionParams& p) {
+  expect_f32(op, "q", q);
+  CHECK(q.ndim() == 4, "[", op, "] q has shape ", q.shape.str(), ", expected 4 dims (B, Tq, NH, HS)");
+  cpu::AttentionDims d;
+  d.B = q.dim(0), d.Tq = q.dim(1), d.NH = q.dim(2), d.HS = q.dim(3);
+  CHECK(d.NH > 0 && d.HS > 0, "[", op, "] q has shape ", q.shape.str(), ": NH and HS must be positive");
+  expect_f32(op, "k", k);
+  const bool k_ok = k.ndim() == 4 && k.dim(0) == d.B && k.dim(3) == d.HS && k.dim(2) > 0 && d.NH % k.dim(2) == 0;
+  CHECK(k_ok, "[", op, "] k has shape ", k.shape.str(), " but q ", q.shape.str(), " needs (B=", d.B,
+        ", *, NKV, HS=", d.HS, ") with NH=", d.NH, " divisible by NKV");
+  d.Tk = k.dim(1), d.NKV = k.dim(2);
+  expect_like(op, "v", v, "k", k);
+  CHECK(p.q_doc.defined() == p.k_doc.defined(), "[", op, "] q_doc and k_doc must be given together (q_doc ",
+        p.q_doc.defined() ? p.q_doc.shape.str() : "missing", ", k_doc ",
+        p.k_doc.defined() ? p.k_doc.shape.str() : "missing", ")");
+  if (p.q_doc.defined()) {
+    CHECK(p.q_doc.dtype == DType::I32 && p.k_doc.dtype == DType::I32, "[", op, "] q_doc and k_doc must be I32, got ",
+          dtype_name(p.q_doc.dtype), " and ", dtype_name(p.k_doc.dtype));
+    CHECK(p.q_doc.shape == Shape({d.B, d.Tq}), "[", op, "] q_doc has shape ", p.q_doc.shape.str(),
+          " but q ", q.shape.str(), " needs (B, Tq) = ", Shape({d.B, d.Tq}).str());
+    CHECK(p.k_doc.shape == Shape({d.B, d.Tk}), "[", op, "] k_doc has shape ", p.k_doc.shape.str(),
+          " but k ", k.shape.str(), " needs (B, Tk) = ", Shape({d.B, d.Tk}).str());
+  }
+  CHECK(std::isfinite(p.scale), "[", op, "] scale ", p.scale, " is not finite");
+  return d;
+}
+
+void expect_lse(const char* op, const Tensor& lse, const cpu::AttentionDims& d) {
+  expect_f32(op, "lse", lse);
+  const Shape want{d.B, d.NH, d.Tq};
+  CHECK(lse.shape == want, "[", op, "] lse has shape ", lse.shape.str(), " but q needs (B, NH, Tq) = ",
+        want.str());
+}
+
+void expect_cpu_backend(const char* op, const Context& ctx) {
+  CHECK(ctx.backend == Backend::cpu, "[", op, "] the ", ctx.backend == Backend::cuda ? "cuda" : "unknown",
+        " backend is not built for this op (only cpu)");
+}
+
+cpu::AttentionMask mask_of(const AttentionParams& p) {
+  cpu::AttentionMask m;
+  m.q_offset = p.q_offset;
+  m.causal = p.causal;
+  if (p.q_doc.defined()) m.q_doc = p.q_doc.i32(), m.k_doc = p.k_doc.i32();
+  return m;
+}
+
+float scale_of(const AttentionParams& p, int64_t HS) {
+  return p.scale != 0.f ? p.scale : float(1.0 / std::sqrt(double(HS)));
+}
+
+}  // namespace
+
+void attention_forward(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, const AttentionParams& p,
+                       Context& ctx) {
+  const char* op = "attention";
+  const cpu::AttentionDims d = check_qkv(op, q, k, v, p);
+  expect_like(op, "out", out, "q", q);
+  expect_lse(op, lse, d);
+  expect_cpu_backend(op, ctx);
+  cpu::attention_forward(out.f32(), lse.f32(), q.f32(), k.f32(), v.f32(), d, mask_of(p), scale_of(p, d.HS));
+}
+
+void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
+                        Tensor out, Tensor lse, const AttentionParams& p, Context& ctx) {
+  const char* op = "attention";
+  const cpu::AttentionDims d = check_qkv(op, q, k, v, p);
+  expect_like(op, "dq", dq, "q", q);
+  expect_like(op, "dk", dk, "k", k);
+  expect_like(op, "dv", dv, "v", v);
+  expect_like(op, "dout", dout, "q", q);
+  expect_like(op, "out", out, "q", q);
+  expect_lse(op, lse, d);
+  expect_cpu_backend(op, ctx);
+  cpu::attention_backward(dq.f32(), dk.f32(), dv.f32(), dout.f32(), q.f32(), k.f32(), v.f32(), out.f32(),
+                          lse.f32(), d, mask_of(p), scale_of(p, d.HS));
+}
+
+// The CPU kernels carve their tiles from small per-thread blocks of their own
+// (O(tile) each, never O(T)), so nothing is taken from ctx.mem.
+size_t attention_workspace_bytes(int64_t B, int64_t Tq, int64_t Tk, int64_t NH, int64_t NKV, int64_t HS) {
+  return 0;
+}
+
+}  // namespace longctx

@@ -1,0 +1,79 @@
+// The whole step: deterministic, equal to finite differences of its own loss,
+// and refusing to run past the device budget.
+#include "harness.h"
+#include "model/params.h"
+#include "train/grad_step.h"
+
+namespace longctx::test {
+namespace {
+
+LlamaConfig tiny(bool tied, int64_t nkv) {
+  LlamaConfig c;
+  c.vocab_size = 37, c.hidden_size = 24, c.intermediate_size = 40, c.num_hidden_layers = 2;
+  c.num_attention_heads = 4, c.num_key_value_heads = nkv, c.head_dim = 6, c.tie_word_embeddings = tied;
+  c.initializer_range = 0.3;
+  c.rope_scaling.type = "llama3", c.rope_scaling.factor = 4,
+  c.rope_scaling.original_max_position_embeddings = 8;
+  c.validate();
+  return c;
+}
+
+struct Batch {
+  int64_t B, T;
+  std::vector<int32_t> in, lab;
+};
+Batch make_batch(int64_t B, int64_t T, int64_t V) {
+  Batch b{B, T, {}, {}};
+  for (int64_t i = 0; i < B * T; i++) {
+    b.in.push_back(int32_t((i * 7 + 3) % V));
+    b.lab.push_back(i % 9 == 4 ? -100 : int32_t((i * 5 + 1) % V));
+  }
+  return b;
+}
+
+double run(GradStep& s, const ParamSet& w, ParamSet& g, Batch& b, Context& ctx) {
+  g.zero();
+  return s.run(w, g, Tensor(b.in.data(), {b.B, b.T}, DType::I32),
+               Tensor(b.lab.data(), {b.B, b.T}, DType::I32), ctx);
+}
+
+TEST(Model, StepIsDeterministicAndMatchesFiniteDifferences) {
+  for (auto [tied, nkv] : {std::pair{true, int64_t(4)}, {false, int64_t(2)}, {false, int64_t(1)}}) {
+    const LlamaConfig c = tiny(tied, nkv);
+    Memory mem;
+    Context ctx = cpu_context(mem);
+    ParamSet w(c, mem, Tier::device, Tag::weights), g(c, mem, Tier::device, Tag::grads);
+    ParamSet g2(c, mem, Tier::device, Tag::grads);
+    init_params_random(w, c, 5);
+    for (const auto& l : w.layers)  // norms away from 1 so their gradients matter
+      for (int64_t i = 0; i < l.ln1.numel(); i++)
+        l.ln1.f32()[i] += 0.1f * float(i % 5), l.ln2.f32()[i] -= 0.05f * float(i % 3);
+    Batch b = make_batch(2, 11, c.vocab_size);
+    GradStep step(c, mem, b.B, b.T);
+    const double loss = run(step, w, g, b, ctx);
+    g2.zero();
+    const double loss2 = step.run(w, g2, Tensor(b.in.data(), {2, 11}, DType::I32),
+                                  Tensor(b.lab.data(), {2, 11}, DType::I32), ctx);
+    EXPECT_EQ(loss, loss2);
+    EXPECT_EQ(0, std::memcmp(g.all().ptr, g2.all().ptr, g.all().bytes())) << "gradients differ run to run";
+    std::vector<float> grad(g.all().f32(), g.all().f32() + g.all().numel());
+    auto f = [&] { return run(step, w, g2, b, ctx); };
+    expect_fd_grad(w.all().f32(), size_t(w.all().numel()), grad.data(), f, "model", 40, 1e-2f, 5e-2, 2e-4);
+  }
+}
+
+TEST(Model, DeviceBudgetIsEnforcedBeforeTheStepRuns) {
+  const LlamaConfig c = tiny(true, 2);
+  Memory mem;
+  mem.tracker().set_budget(Tier::device, 64 << 10);
+  ParamSet w(c, mem, Tier::device, Tag::weights);
+  try {
+    GradStep step(c, mem, 1, 4096);
+    ADD_FAILURE() << "no throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("out of device memory"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace longctx::test
