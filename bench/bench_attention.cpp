@@ -72,8 +72,8 @@ void bench_one(int64_t T, int64_t HS, int64_t NH, int64_t NKV, double min_time) 
       min_time);
   const double flops = 4.0 * double(B * NH * HS) * double(T) * double(T) / 2.0;
   std::printf("%6lld %4lld %4lld %4lld | %10.2f %8.1f | %10.2f %8.1f | %10.2f\n", (long long)T, (long long)HS,
-              (long long)NH, (long long)NKV, fwd * 1e3, flops / fwd * 1e-9, bwd * 1e3, 2.5 * flops / bwd * 1e-9,
-              (fwd + bwd) * 1e3);
+              (long long)NH, (long long)NKV, fwd * 1e3, flops / fwd * 1e-9, bwd * 1e3,
+              2.5 * flops / bwd * 1e-9, (fwd + bwd) * 1e3);
   std::fflush(stdout);
 }
 
@@ -85,11 +85,16 @@ int main(int argc, char** argv) {
   double min_time = 1.0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--T") Ts = parse_list(argv[i + 1]);
-    else if (a == "--HS") HSs = parse_list(argv[i + 1]);
-    else if (a == "--NH") NH = std::atoll(argv[i + 1]);
-    else if (a == "--NKV") NKV = std::atoll(argv[i + 1]);
-    else if (a == "--min-time") min_time = std::atof(argv[i + 1]);
+    if (a == "--T")
+      Ts = parse_list(argv[i + 1]);
+    else if (a == "--HS")
+      HSs = parse_list(argv[i + 1]);
+    else if (a == "--NH")
+      NH = std::atoll(argv[i + 1]);
+    else if (a == "--NKV")
+      NKV = std::atoll(argv[i + 1]);
+    else if (a == "--min-time")
+      min_time = std::atof(argv[i + 1]);
     else {
       std::fprintf(stderr, "unknown option %s\n", argv[i]);
       return 2;

@@ -2,7 +2,10 @@
 // messages that name the tensor and both shapes, then the backend kernel runs.
 #include "ops/attention.h"
 
+#include <algorithm>
 #include <cmath>
+
+#include "core/memory.h"
 
 #include "kernels/cpu/attention.h"
 
@@ -30,7 +33,8 @@ cpu::AttentionDims check_qkv(const char* op, const Tensor& q, const Tensor& k, c
   d.B = q.dim(0), d.Tq = q.dim(1), d.NH = q.dim(2), d.HS = q.dim(3);
   CHECK(d.NH > 0 && d.HS > 0, "[", op, "] q has shape ", q.shape.str(), ": NH and HS must be positive");
   expect_f32(op, "k", k);
-  const bool k_ok = k.ndim() == 4 && k.dim(0) == d.B && k.dim(3) == d.HS && k.dim(2) > 0 && d.NH % k.dim(2) == 0;
+  const bool k_ok =
+      k.ndim() == 4 && k.dim(0) == d.B && k.dim(3) == d.HS && k.dim(2) > 0 && d.NH % k.dim(2) == 0;
   CHECK(k_ok, "[", op, "] k has shape ", k.shape.str(), " but q ", q.shape.str(), " needs (B=", d.B,
         ", *, NKV, HS=", d.HS, ") with NH=", d.NH, " divisible by NKV");
   d.Tk = k.dim(1), d.NKV = k.dim(2);
@@ -39,12 +43,13 @@ cpu::AttentionDims check_qkv(const char* op, const Tensor& q, const Tensor& k, c
         p.q_doc.defined() ? p.q_doc.shape.str() : "missing", ", k_doc ",
         p.k_doc.defined() ? p.k_doc.shape.str() : "missing", ")");
   if (p.q_doc.defined()) {
-    CHECK(p.q_doc.dtype == DType::I32 && p.k_doc.dtype == DType::I32, "[", op, "] q_doc and k_doc must be I32, got ",
-          dtype_name(p.q_doc.dtype), " and ", dtype_name(p.k_doc.dtype));
-    CHECK(p.q_doc.shape == Shape({d.B, d.Tq}), "[", op, "] q_doc has shape ", p.q_doc.shape.str(),
-          " but q ", q.shape.str(), " needs (B, Tq) = ", Shape({d.B, d.Tq}).str());
-    CHECK(p.k_doc.shape == Shape({d.B, d.Tk}), "[", op, "] k_doc has shape ", p.k_doc.shape.str(),
-          " but k ", k.shape.str(), " needs (B, Tk) = ", Shape({d.B, d.Tk}).str());
+    CHECK(p.q_doc.dtype == DType::I32 && p.k_doc.dtype == DType::I32, "[", op,
+          "] q_doc and k_doc must be I32, got ", dtype_name(p.q_doc.dtype), " and ",
+          dtype_name(p.k_doc.dtype));
+    CHECK(p.q_doc.shape == Shape({d.B, d.Tq}), "[", op, "] q_doc has shape ", p.q_doc.shape.str(), " but q ",
+          q.shape.str(), " needs (B, Tq) = ", Shape({d.B, d.Tq}).str());
+    CHECK(p.k_doc.shape == Shape({d.B, d.Tk}), "[", op, "] k_doc has shape ", p.k_doc.shape.str(), " but k ",
+          k.shape.str(), " needs (B, Tk) = ", Shape({d.B, d.Tk}).str());
   }
   CHECK(std::isfinite(p.scale), "[", op, "] scale ", p.scale, " is not finite");
   return d;
@@ -53,8 +58,8 @@ cpu::AttentionDims check_qkv(const char* op, const Tensor& q, const Tensor& k, c
 void expect_lse(const char* op, const Tensor& lse, const cpu::AttentionDims& d) {
   expect_f32(op, "lse", lse);
   const Shape want{d.B, d.NH, d.Tq};
-  CHECK(lse.shape == want, "[", op, "] lse has shape ", lse.shape.str(), " but q needs (B, NH, Tq) = ",
-        want.str());
+  CHECK(lse.shape == want, "[", op, "] lse has shape ", lse.shape.str(),
+        " but q needs (B, NH, Tq) = ", want.str());
 }
 
 void expect_cpu_backend(const char* op, const Context& ctx) {
@@ -97,14 +102,20 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, 
   expect_like(op, "out", out, "q", q);
   expect_lse(op, lse, d);
   expect_cpu_backend(op, ctx);
+  CHECK(ctx.mem, "[", op, "] ctx.mem is null; the backward takes its workspace from it");
+  const int64_t ws_floats = int64_t(cpu::attention_backward_workspace_floats(d));
+  Buffer ws(*ctx.mem, Tier::device, Tag::workspace, {std::max<int64_t>(ws_floats, 1)});  // (2, B, NH, Tq)
   cpu::attention_backward(dq.f32(), dk.f32(), dv.f32(), dout.f32(), q.f32(), k.f32(), v.f32(), out.f32(),
-                          lse.f32(), d, mask_of(p), scale_of(p, d.HS));
+                          lse.f32(), ws.f32(), d, mask_of(p), scale_of(p, d.HS));
 }
 
-// The CPU kernels carve their tiles from small per-thread blocks of their own
-// (O(tile) each, never O(T)), so nothing is taken from ctx.mem.
+// The backward takes its per-row statistics (base-2 lse and rowsum(dO * O),
+// O(T)) from ctx.mem; tiles come from small per-thread blocks of the kernel's
+// own (O(tile) each), and the forward takes nothing.
 size_t attention_workspace_bytes(int64_t B, int64_t Tq, int64_t Tk, int64_t NH, int64_t NKV, int64_t HS) {
-  return 0;
+  cpu::AttentionDims d;
+  d.B = B, d.Tq = Tq, d.Tk = Tk, d.NH = NH, d.NKV = NKV, d.HS = HS;
+  return std::max<size_t>(cpu::attention_backward_workspace_floats(d), 1) * sizeof(float);
 }
 
 }  // namespace longctx

@@ -29,7 +29,7 @@ struct Case {
 // Inputs of one case, seeded by its sizes.
 struct Inputs {
   Case c;
-  std::vector<float> q, k, v, dout;  // (B, Tq, NH, HS), (B, Tk, NKV, HS) x2, (B, Tq, NH, HS)
+  std::vector<float> q, k, v, dout;   // (B, Tq, NH, HS), (B, Tk, NKV, HS) x2, (B, Tq, NH, HS)
   std::vector<int32_t> q_doc, k_doc;  // (B, Tq), (B, Tk) or empty
   float scale() const { return c.scale != 0.f ? c.scale : float(1.0 / std::sqrt(double(c.HS))); }
   size_t nq() const { return size_t(c.B * c.Tq * c.NH * c.HS); }
@@ -138,11 +138,12 @@ Ref reference(const Inputs& in) {
 struct Outputs {
   Guarded out, lse, dq, dk, dv;
   explicit Outputs(const Inputs& in)
-      : out(in.nq(), 7.f), lse(size_t(in.c.B * in.c.NH * in.c.Tq), 7.f), dq(in.nq(), 7.f), dk(in.nk(), 7.f),
+      : out(in.nq(), 7.f),
+        lse(size_t(in.c.B * in.c.NH * in.c.Tq), 7.f),
+        dq(in.nq(), 7.f),
+        dk(in.nk(), 7.f),
         dv(in.nk(), 7.f) {}
-  void check_guards() {
-    out.check("out"), lse.check("lse"), dq.check("dq"), dk.check("dk"), dv.check("dv");
-  }
+  void check_guards() { out.check("out"), lse.check("lse"), dq.check("dq"), dk.check("dk"), dv.check("dv"); }
 };
 
 void run(Inputs& in, Outputs& o, bool backward = true) {
@@ -240,7 +241,9 @@ void check_fd(const Case& c) {
   expect_fd_grad(in.v.data(), in.nk(), dv.data(), loss, "dv", 24, 1e-2f, 2e-2, 2e-3);
 }
 
-TEST(AttentionFiniteDifferences, GqaCausalDocs) { check_fd({"fd", 1, 29, 29, 4, 2, 10, 0, true, Docs::packed}); }
+TEST(AttentionFiniteDifferences, GqaCausalDocs) {
+  check_fd({"fd", 1, 29, 29, 4, 2, 10, 0, true, Docs::packed});
+}
 TEST(AttentionFiniteDifferences, ChunkWithOffset) { check_fd({"fd", 1, 19, 49, 3, 1, 16, 30}); }
 TEST(AttentionFiniteDifferences, NonCausalMqa) { check_fd({"fd", 2, 13, 21, 2, 1, 6, 0, false}); }
 
@@ -254,7 +257,8 @@ TEST(Attention, DeterministicAcrossThreadCounts) {
     Outputs o(in);
     run(in, o);
     std::vector<float> all;
-    for (Guarded* g : {&o.out, &o.lse, &o.dq, &o.dk, &o.dv}) all.insert(all.end(), g->data(), g->data() + g->size());
+    for (Guarded* g : {&o.out, &o.lse, &o.dq, &o.dk, &o.dv})
+      all.insert(all.end(), g->data(), g->data() + g->size());
     results.push_back(all);
   }
   omp_set_num_threads(saved);
@@ -298,8 +302,9 @@ TEST(AttentionErrors, ShapesDtypesAndBackend) {
   auto fwd = [&](Tensor o, Tensor l, Tensor qq, Tensor kk, Tensor vv, const AttentionParams& pp, Context& c) {
     return [=, &c] { attention_forward(o, l, qq, kk, vv, pp, c); };
   };
-  expect_attention_error(fwd(out, lse, q, Tensor(p, {1, 7, 3, 16}), v, ok, ctx),
-                         "k has shape (1, 7, 3, 16) but q (1, 5, 8, 16) needs (B=1, *, NKV, HS=16) with NH=8");
+  expect_attention_error(
+      fwd(out, lse, q, Tensor(p, {1, 7, 3, 16}), v, ok, ctx),
+      "k has shape (1, 7, 3, 16) but q (1, 5, 8, 16) needs (B=1, *, NKV, HS=16) with NH=8");
   expect_attention_error(fwd(out, lse, q, Tensor(p, {2, 7, 2, 16}), v, ok, ctx), "k has shape (2, 7, 2, 16)");
   expect_attention_error(fwd(out, lse, q, k, Tensor(p, {1, 6, 2, 16}), ok, ctx), "v has shape (1, 6, 2, 16)");
   expect_attention_error(fwd(Tensor(p, {1, 5, 8, 8}), lse, q, k, v, ok, ctx), "out has shape (1, 5, 8, 8)");
@@ -314,10 +319,16 @@ TEST(AttentionErrors, ShapesDtypesAndBackend) {
   Context gpu = ctx;
   gpu.backend = Backend::cuda;
   expect_attention_error(fwd(out, lse, q, k, v, ok, gpu), "cuda backend is not built for this op");
-  expect_attention_error([&] { attention_backward(out, Tensor(p, {1, 7, 2, 8}), k, out, q, k, v, out, lse, ok, ctx); },
-                         "dk has shape (1, 7, 2, 8)");
-  expect_attention_error([&] { attention_backward(out, k, k, out, q, k, v, out, Tensor(p, {8, 5}), ok, ctx); },
-                         "lse has shape (8, 5)");
+  expect_attention_error(
+      [&] {
+        attention_backward(out, Tensor(p, {1, 7, 2, 8}), k, out, q, k, v, out, lse, ok, ctx);
+      },
+      "dk has shape (1, 7, 2, 8)");
+  expect_attention_error(
+      [&] {
+        attention_backward(out, k, k, out, q, k, v, out, Tensor(p, {8, 5}), ok, ctx);
+      },
+      "lse has shape (8, 5)");
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // CPU flash attention (fp32, OpenMP). Raw pointers and sizes: shapes were
 // validated by the op layer (src/ops/attention.cpp) before these are called.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 namespace longctx::cpu {
@@ -26,9 +27,11 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
                        const AttentionDims& d, const AttentionMask& m, float scale);
 
 // dq (B, Tq, NH, HS) =, dk, dv (B, Tk, NKV, HS) = ; out and lse from attention_forward.
+// workspace: attention_backward_workspace_floats(d) floats (per-row statistics, O(T)).
 // Deterministic: the result does not depend on the thread count.
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
-                        const float* v, const float* out, const float* lse, const AttentionDims& d,
-                        const AttentionMask& m, float scale);
+                        const float* v, const float* out, const float* lse, float* workspace,
+                        const AttentionDims& d, const AttentionMask& m, float scale);
+size_t attention_backward_workspace_floats(const AttentionDims& d);
 
 }  // namespace longctx::cpu

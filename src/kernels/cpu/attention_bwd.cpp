@@ -24,20 +24,20 @@ namespace {
 using namespace attn;
 
 struct BwdBufs {
-  float* Qs;  // (G * nqp, HSp) queries times scale * log2(e)
-  float* Qi;  // (G * nqp / kR, HS, kR) the same, as interleaved strips
-  float* dO;  // (G * nqp, HSp) output gradient rows
+  float* Qs;   // (G * nqp, HSp) queries times scale * log2(e)
+  float* Qi;   // (G * nqp / kR, HS, kR) the same, as interleaved strips
+  float* dO;   // (G * nqp, HSp) output gradient rows
   float* dOi;  // (G * nqp / kR, HS, kR) the same, as interleaved strips
-  float* dQ;  // (G * nqp, HSp) sum_j dS K of this pair
-  float* L;   // (G * nqp) lse in base 2; +inf for rows that see nothing (so P = 0)
-  float* D;   // (G * nqp) rowsum(dO * O)
-  float* Kt;  // (HS, Bc) key tile, transposed
-  float* Vt;  // (HS, Bc) value tile, transposed
-  float* K;   // (Bc, HSp) key tile
-  float* dK;  // (Bc, HSp) sum_i dS^T Q of this pair
-  float* dV;  // (Bc, HSp) sum_i P^T dO of this pair
-  float* P;   // (kR, kLdS) probabilities of one strip
-  float* dS;  // (kR, kLdS) dP, then dS, of one strip
+  float* dQ;   // (G * nqp, HSp) sum_j dS K over the task's keys
+  float* L;    // (G * nqp) lse in base 2; +inf for rows that see nothing (so P = 0)
+  float* D;    // (G * nqp) rowsum(dO * O)
+  float* Kt;   // (HS, Bc) key tile, transposed
+  float* Vt;   // (HS, Bc) value tile, transposed
+  float* K;    // (Bc, HSp) key tile
+  float* dK;   // (Bc, HSp) sum_i dS^T Q of this key tile
+  float* dV;   // (Bc, HSp) sum_i P^T dO of this key tile
+  float* P;    // (kR, kLdS) probabilities of one strip
+  float* dS;   // (kR, kLdS) dP, then dS, of one strip
 };
 
 BwdBufs carve_bwd(Carver& c, const Geom& g) {
@@ -60,83 +60,80 @@ size_t bwd_floats(const Geom& g) {
 
 struct BwdArgs {
   float *dq, *dk, *dv;
-  const float *dout, *q, *k, *v, *out, *lse;
+  const float *dout, *q, *k, *v;
+  const float* L;  // (B, NH, Tq) lse in base 2, +inf where lse = -inf
+  const float* D;  // (B, NH, Tq) rowsum(dout * out)
 };
 
-// Packs the query side of a pair: scaled q, dO, base-2 lse and D per row.
+// L and D for every query row, once, rather than in every task that uses the row.
+void row_stats(float* L, float* D, const float* dout, const float* out, const float* lse, const Geom& g) {
+#pragma omp for schedule(static)
+  for (int64_t bh = 0; bh < g.B * g.NH; bh++) {
+    const int64_t b = bh / g.NH, h = bh % g.NH;
+    for (int64_t i = 0; i < g.Tq; i++) {
+      const int64_t at = bh * g.Tq + i, row = ((b * g.Tq + i) * g.NH + h) * g.HS;
+      float dot = 0.f;
+      for (int64_t d = 0; d < g.HS; d++) dot += dout[row + d] * out[row + d];
+      // A row that saw no key (lse = -inf) gets L = +inf: P = 0, so no gradient flows through it.
+      L[at] = lse[at] == -kInf ? kInf : lse[at] * kLog2e;
+      D[at] = dot;
+    }
+  }
+}
+
+// Packs the query side of a task: scaled q and dO (as rows and as strips), L and D.
 void pack_query_side(const Geom& g, const BwdArgs& a, const Tile& t, const BwdBufs& w) {
   pack_q_rows(w.Qs, a.q, g, t, g.scale * kLog2e);
   pack_q_strips(w.Qi, a.q, g, t, g.scale * kLog2e);
   pack_q_rows(w.dO, a.dout, g, t, 1.f);
   pack_q_strips(w.dOi, a.dout, g, t, 1.f);
   for (int64_t gg = 0; gg < g.G; gg++) {
-    const int64_t h = t.kvh * g.G + gg;
+    const int64_t at = (t.b * g.NH + t.kvh * g.G + gg) * g.Tq + t.q0;
     for (int64_t i = 0; i < t.nqp; i++) {
-      const int64_t r = gg * t.nqp + i;
-      w.L[r] = kInf, w.D[r] = 0.f;
-      if (i >= t.nq) continue;
-      const float lse = a.lse[(t.b * g.NH + h) * g.Tq + t.q0 + i];
-      if (lse == -kInf) continue;  // the row saw no key: no gradient flows through it
-      w.L[r] = lse * kLog2e;
-      const float* o = a.out + ((t.b * g.Tq + t.q0 + i) * g.NH + h) * g.HS;
-      float dot = 0.f;
-      for (int64_t d = 0; d < g.HS; d++) dot += w.dO[r * g.HSp + d] * o[d];
-      w.D[r] = dot;
+      w.L[gg * t.nqp + i] = i < t.nq ? a.L[at + i] : kInf;
+      w.D[gg * t.nqp + i] = i < t.nq ? a.D[at + i] : 0.f;
     }
   }
 }
 
-// P = exp2(s - L) in place; dS = P * (dP - D) in place of dP.
-void probs_and_dscores(float* P, float* dS, int64_t ncols, const float* L, const float* D) {
+// P = exp2(s - L) in place, for a strip whose scores were masked in memory.
+void strip_probs(float* P, int64_t ncols, const float* L) {
   for (int r = 0; r < kR; r++) {
-    float* p = P + r * kLdS;
-    float* ds = dS + r * kLdS;
-    const vf lv = vset(L[r]), dv = vset(D[r]);
-    for (int64_t j = 0; j < ncols; j += 8) {
-      const vf pj = vexp2(vsub(vload(p + j), lv));
-      vstore(p + j, pj);
-      vstore(ds + j, vmul(pj, vsub(vload(ds + j), dv)));
-    }
+    const vf lv = vset(L[r]);
+    for (int64_t j = 0; j < ncols; j += 8) vstore(P + r * kLdS + j, vexp2(vsub(vload(P + r * kLdS + j), lv)));
   }
 }
 
-// One strip of kR query rows (one head) against the key tile.
+// One strip of kR query rows (one head) against a key tile. P = exp2(s - L)
+// and dS = P (dP - D) are formed in the epilogues of the two score products.
 void backward_strip(const Geom& g, const Tile& t, Vis vis, int64_t i0, int64_t r0, int64_t ncols,
                     const BwdBufs& w) {
-  strip_abt(w.P, w.Qi + r0 * g.HS, w.Kt, g.Bc, g.HS, ncols);
-  if (vis == Vis::some) mask_strip(w.P, kLdS, g, t, i0, ncols);
-  strip_abt(w.dS, w.dOi + r0 * g.HS, w.Vt, g.Bc, g.HS, ncols);
-  probs_and_dscores(w.P, w.dS, ncols, w.L + r0, w.D + r0);
+  const float* L = w.L + r0;
+  const float* D = w.D + r0;
+  if (vis == Vis::all) {
+    strip_abt(w.P, w.Qi + r0 * g.HS, w.Kt, g.Bc, g.HS, ncols,
+              [&](int r, int64_t, vf s) { return vexp2(vsub(s, vset(L[r]))); });
+  } else {
+    strip_abt(w.P, w.Qi + r0 * g.HS, w.Kt, g.Bc, g.HS, ncols);
+    mask_strip(w.P, kLdS, g, t, i0, ncols);
+    strip_probs(w.P, ncols, L);
+  }
+  const float* P = w.P;
+  strip_abt(w.dS, w.dOi + r0 * g.HS, w.Vt, g.Bc, g.HS, ncols,
+            [&](int r, int64_t j, vf dp) { return vmul(vload(P + r * kLdS + j), vsub(dp, vset(D[r]))); });
   const int64_t nj = std::min(ncols, t.nk);
   strip_atb_acc(w.dV, g.HSp, w.P, w.dO + r0 * g.HSp, g.HSp, nj, g.HSp);
   strip_atb_acc(w.dK, g.HSp, w.dS, w.Qs + r0 * g.HSp, g.HSp, nj, g.HSp);
   strip_ab_acc(w.dQ + r0 * g.HSp, g.HSp, w.dS, w.K, g.HSp, nj, g.HSp);
 }
 
-// Adds the pair's accumulators into dq, dk, dv. dK was taken against the
-// scaled queries, so ln 2 (= scale / (scale * log2 e)) turns it into dk.
-void flush_pair(const Geom& g, const BwdArgs& a, const Tile& t, const BwdBufs& w) {
-  for (int64_t gg = 0; gg < g.G; gg++)
-    for (int64_t i = 0; i < t.nq; i++) {
-      float* dq = a.dq + ((t.b * g.Tq + t.q0 + i) * g.NH + t.kvh * g.G + gg) * g.HS;
-      const float* src = w.dQ + (gg * t.nqp + i) * g.HSp;
-      for (int64_t d = 0; d < g.HS; d++) dq[d] += g.scale * src[d];
-    }
-  for (int64_t j = 0; j < t.nk; j++) {
-    const int64_t off = ((t.b * g.Tk + t.k0 + j) * g.NKV + t.kvh) * g.HS;
-    for (int64_t d = 0; d < g.HS; d++) {
-      a.dk[off + d] += kLn2 * w.dK[j * g.HSp + d];
-      a.dv[off + d] += w.dV[j * g.HSp + d];
-    }
-  }
-}
-
-void backward_pair(const Geom& g, const BwdArgs& a, const Tile& t, Vis vis, const BwdBufs& w) {
-  pack_query_side(g, a, t, w);
+// The task's query rows against one key tile; dk and dv of the tile are
+// final for this task when it returns. dK was taken against the scaled
+// queries, so ln 2 (= scale / (scale * log2 e)) turns it into dk.
+void backward_key_tile(const Geom& g, const BwdArgs& a, const Tile& t, Vis vis, const BwdBufs& w) {
   pack_k_cols(w.Kt, a.k, g, t);
   pack_k_cols(w.Vt, a.v, g, t);
   pack_k_rows(w.K, a.k, g, t);
-  std::fill(w.dQ, w.dQ + g.G * t.nqp * g.HSp, 0.f);
   std::fill(w.dK, w.dK + t.nkp * g.HSp, 0.f);
   std::fill(w.dV, w.dV + t.nkp * g.HSp, 0.f);
   for (int64_t i0 = 0; i0 < t.nq; i0 += kR) {
@@ -149,7 +146,30 @@ void backward_pair(const Geom& g, const BwdArgs& a, const Tile& t, Vis vis, cons
       if (live) backward_strip(g, t, vis, i0, r0, ncols, w);
     }
   }
-  flush_pair(g, a, t, w);
+  for (int64_t j = 0; j < t.nk; j++) {
+    const int64_t off = ((t.b * g.Tk + t.k0 + j) * g.NKV + t.kvh) * g.HS;
+    for (int64_t d = 0; d < g.HS; d++) {
+      a.dk[off + d] += kLn2 * w.dK[j * g.HSp + d];
+      a.dv[off + d] += w.dV[j * g.HSp + d];
+    }
+  }
+}
+
+// One task: a query tile against the keys [k0, k0 + Bk), one key tile at a time.
+void backward_task(const Geom& g, const BwdArgs& a, const Tile& task, const BwdBufs& w) {
+  pack_query_side(g, a, task, w);
+  std::fill(w.dQ, w.dQ + g.G * task.nqp * g.HSp, 0.f);
+  for (int64_t k0 = task.k0; k0 < task.k0 + task.nk; k0 += g.Bc) {
+    const Tile t = make_tile(g, task.b, task.kvh, task.q0 / g.Br, k0, g.Bc);
+    const Vis vis = classify(g, t);
+    if (vis != Vis::none) backward_key_tile(g, a, t, vis, w);
+  }
+  for (int64_t gg = 0; gg < g.G; gg++)
+    for (int64_t i = 0; i < task.nq; i++) {
+      float* dq = a.dq + ((task.b * g.Tq + task.q0 + i) * g.NH + task.kvh * g.G + gg) * g.HS;
+      const float* src = w.dQ + (gg * task.nqp + i) * g.HSp;
+      for (int64_t d = 0; d < g.HS; d++) dq[d] += g.scale * src[d];
+    }
 }
 
 void zero_parallel(float* p, int64_t n) {
@@ -160,16 +180,20 @@ void zero_parallel(float* p, int64_t n) {
 
 }  // namespace
 
+size_t attention_backward_workspace_floats(const AttentionDims& d) { return size_t(2 * d.B * d.NH * d.Tq); }
+
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
-                        const float* v, const float* out, const float* lse, const AttentionDims& d,
-                        const AttentionMask& m, float scale) {
+                        const float* v, const float* out, const float* lse, float* workspace,
+                        const AttentionDims& d, const AttentionMask& m, float scale) {
   const Geom g = make_geom(d, m, scale);
   const int threads = omp_get_max_threads();
   const ThreadScratch scratch(threads, bwd_floats(g));
-  const BwdArgs a{dq, dk, dv, dout, q, k, v, out, lse};
-  const int64_t sweeps = std::max(g.nqt, g.nkt);
-  // Dependence tokens: one per (b, kv head, query tile) and (b, kv head, key tile).
-  std::vector<char> q_tok(size_t(g.B * g.NKV * g.nqt)), k_tok(size_t(g.B * g.NKV * g.nkt));
+  float* L = workspace;                  // (B, NH, Tq)
+  float* D = workspace + g.B * g.NH * g.Tq;  // (B, NH, Tq)
+  const BwdArgs a{dq, dk, dv, dout, q, k, v, L, D};
+  const int64_t nqt = g.nqt, nkt = (g.Tk + g.Bk - 1) / g.Bk, sweeps = std::max(nqt, nkt);
+  // Dependence tokens: one per (b, kv head, query tile) and per (b, kv head, task key range).
+  std::vector<char> q_tok(size_t(g.B * g.NKV * nqt)), k_tok(size_t(g.B * g.NKV * nkt));
   [[maybe_unused]] char* qt_tok = q_tok.data();  // used only in depend clauses, which GCC misses
   [[maybe_unused]] char* kt_tok = k_tok.data();
 #pragma omp parallel num_threads(threads)
@@ -177,19 +201,19 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     zero_parallel(dq, g.B * g.Tq * g.NH * g.HS);
     zero_parallel(dk, g.B * g.Tk * g.NKV * g.HS);
     zero_parallel(dv, g.B * g.Tk * g.NKV * g.HS);
+    row_stats(L, D, dout, out, lse, g);
 #pragma omp single
     for (int64_t s = 0; s < sweeps; s++)
       for (int64_t bk = 0; bk < g.B * g.NKV; bk++)
-        for (int64_t kt = 0; kt < g.nkt; kt++) {
+        for (int64_t kt = 0; kt < nkt; kt++) {
           const int64_t qt = (kt + s) % sweeps;
-          if (qt >= g.nqt) continue;
-          const Tile t = make_tile(g, bk / g.NKV, bk % g.NKV, qt, kt);
-          const Vis vis = classify(g, t);
-          if (vis == Vis::none) continue;
-#pragma omp task firstprivate(t, vis) depend(inout : qt_tok[bk * g.nqt + qt], kt_tok[bk * g.nkt + kt])
+          if (qt >= nqt) continue;
+          const Tile t = make_tile(g, bk / g.NKV, bk % g.NKV, qt, kt * g.Bk, g.Bk);
+          if (classify(g, t) == Vis::none) continue;
+#pragma omp task firstprivate(t) depend(inout : qt_tok[bk * nqt + qt], kt_tok[bk * nkt + kt])
           {
             Carver c{scratch.thread(omp_get_thread_num())};
-            backward_pair(g, a, t, vis, carve_bwd(c, g));
+            backward_task(g, a, t, carve_bwd(c, g));
           }
         }
   }

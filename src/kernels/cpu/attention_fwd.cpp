@@ -35,15 +35,21 @@ size_t fwd_floats(const Geom& g) {
   return size_t(c.used);
 }
 
-// Online softmax of one strip: S holds kR rows of base-2 scores; they become
-// exp2(s - m_new) in place, m and l are updated, and rows of O are rescaled
-// by exp2(m_old - m_new) when the running max moved.
-void softmax_strip(float* S, int64_t lds, int64_t ncols, float* m, float* l, float* O, int64_t HSp) {
+// Row maxima of a strip of scores (after masking).
+void strip_max(const float* S, int64_t ncols, vf* mx) {
   for (int r = 0; r < kR; r++) {
-    float* s = S + r * lds;
-    vf mx = vset(-kInf);
-    for (int64_t j = 0; j < ncols; j += 8) mx = vmax(mx, vload(s + j));
-    const float m_new = std::max(m[r], hmax(mx));
+    mx[r] = vset(-kInf);
+    for (int64_t j = 0; j < ncols; j += 8) mx[r] = vmax(mx[r], vload(S + r * kLdS + j));
+  }
+}
+
+// Online softmax of one strip: S holds kR rows of base-2 scores with lane-wise
+// row maxima mx; they become exp2(s - m_new) in place, m and l are updated,
+// and rows of O are rescaled by exp2(m_old - m_new) when the running max moved.
+void softmax_strip(float* S, int64_t ncols, const vf* mx, float* m, float* l, float* O, int64_t HSp) {
+  for (int r = 0; r < kR; r++) {
+    float* s = S + r * kLdS;
+    const float m_new = std::max(m[r], hmax(mx[r]));
     if (m_new == -kInf) {  // nothing visible to this row yet: contributes nothing
       for (int64_t j = 0; j < ncols; j += 8) vstore(s + j, vzero());
       continue;
@@ -97,7 +103,7 @@ void write_unit(const Geom& g, const FwdArgs& a, const Tile& t, const FwdBufs& w
 }
 
 void forward_unit(const Geom& g, const FwdArgs& a, int64_t b, int64_t kvh, int64_t qt, const FwdBufs& w) {
-  Tile t = make_tile(g, b, kvh, qt, 0);
+  Tile t = make_tile(g, b, kvh, qt, 0, g.Bc);
   const int64_t rows = g.G * t.nqp;
   pack_q_strips(w.Qs, a.q, g, t, g.scale * kLog2e);
   std::fill(w.O, w.O + rows * g.HSp, 0.f);
@@ -105,7 +111,7 @@ void forward_unit(const Geom& g, const FwdArgs& a, int64_t b, int64_t kvh, int64
   std::fill(w.l, w.l + rows, 0.f);
   const int64_t kt_end = key_tile_end(g, t.q0, t.nq);
   for (int64_t kt = 0; kt < kt_end; kt++) {
-    t = make_tile(g, b, kvh, qt, kt);
+    t = make_tile(g, b, kvh, qt, kt * g.Bc, g.Bc);
     const Vis vis = classify(g, t);
     if (vis == Vis::none) continue;
     pack_k_cols(w.Kt, a.k, g, t);
@@ -115,9 +121,19 @@ void forward_unit(const Geom& g, const FwdArgs& a, int64_t b, int64_t kvh, int64
       if (ncols == 0) continue;
       for (int64_t gg = 0; gg < g.G; gg++) {
         const int64_t r0 = gg * t.nqp + i0;
-        strip_abt(w.S, w.Qs + r0 * g.HS, w.Kt, g.Bc, g.HS, ncols);
-        if (vis == Vis::some) mask_strip(w.S, kLdS, g, t, i0, ncols);
-        softmax_strip(w.S, kLdS, ncols, w.m + r0, w.l + r0, w.O + r0 * g.HSp, g.HSp);
+        vf mx[kR];
+        if (vis == Vis::all) {  // the row maxima come from the registers
+          for (int r = 0; r < kR; r++) mx[r] = vset(-kInf);
+          strip_abt(w.S, w.Qs + r0 * g.HS, w.Kt, g.Bc, g.HS, ncols, [&](int r, int64_t, vf x) {
+            mx[r] = vmax(mx[r], x);
+            return x;
+          });
+        } else {
+          strip_abt(w.S, w.Qs + r0 * g.HS, w.Kt, g.Bc, g.HS, ncols);
+          mask_strip(w.S, kLdS, g, t, i0, ncols);
+          strip_max(w.S, ncols, mx);
+        }
+        softmax_strip(w.S, ncols, mx, w.m + r0, w.l + r0, w.O + r0 * g.HSp, g.HSp);
         strip_ab_acc(w.O + r0 * g.HSp, g.HSp, w.S, w.V, g.HSp, std::min(ncols, t.nk), g.HSp);
       }
     }

@@ -98,9 +98,9 @@ inline vf vload(const float* p) {
 inline void vstore(float* p, vf a) {
   for (int i = 0; i < 8; i++) p[i] = a.x[i];
 }
-#define LONGCTX_ATTN_LANES(expr) \
-  vf r;                          \
-  for (int i = 0; i < 8; i++) r.x[i] = (expr);  \
+#define LONGCTX_ATTN_LANES(expr)               \
+  vf r;                                        \
+  for (int i = 0; i < 8; i++) r.x[i] = (expr); \
   return r
 inline vf vadd(vf a, vf b) { LONGCTX_ATTN_LANES(a.x[i] + b.x[i]); }
 inline vf vsub(vf a, vf b) { LONGCTX_ATTN_LANES(a.x[i] - b.x[i]); }
@@ -134,8 +134,9 @@ struct Geom {
   int64_t G;    // query heads per kv head; the G heads of a group are one work unit (shared K/V tile)
   int64_t HSp;  // HS rounded up to 8 (packed tiles are zero-padded to whole vectors)
   int64_t Br;   // queries per tile, per head
-  int64_t Bc;   // keys per tile, a multiple of 16 (the width of a micro-kernel block)
-  int64_t nqt, nkt;
+  int64_t Bc;   // keys per tile, a multiple of 16 (the width of a micro-kernel block), <= kLdS
+  int64_t Bk;   // keys per backward task, a multiple of Bc (amortises packing the query side)
+  int64_t nqt, nkt;  // query tiles, key tiles (of Bc keys)
   AttentionMask mask;
   float scale;
   int64_t rows_max() const { return G * round_up(Br, kR); }
@@ -152,6 +153,7 @@ inline Geom make_geom(const AttentionDims& d, const AttentionMask& m, float scal
   while (g.Br > 16 && g.G * g.Br * g.HSp > 16384) g.Br /= 2;
   // Small heads: wider key tiles amortise the per-row softmax bookkeeping.
   g.Bc = g.HSp <= 32 ? 128 : 64;
+  g.Bk = 256;
   g.nqt = (d.Tq + g.Br - 1) / g.Br;
   g.nkt = (d.Tk + g.Bc - 1) / g.Bc;
   g.mask = m;
@@ -166,11 +168,12 @@ struct Tile {
   int64_t k0, nk, nkp;  // keys [k0, k0 + nk); nkp = nk rounded up to 16
 };
 
-inline Tile make_tile(const Geom& g, int64_t b, int64_t kvh, int64_t qt, int64_t kt) {
+// Query tile qt against keys [k0, k0 + width) (clipped to Tk).
+inline Tile make_tile(const Geom& g, int64_t b, int64_t kvh, int64_t qt, int64_t k0, int64_t width) {
   Tile t;
   t.b = b, t.kvh = kvh;
   t.q0 = qt * g.Br, t.nq = std::min(g.Br, g.Tq - t.q0), t.nqp = round_up(t.nq, kR);
-  t.k0 = kt * g.Bc, t.nk = std::min(g.Bc, g.Tk - t.k0), t.nkp = round_up(t.nk, 16);
+  t.k0 = k0, t.nk = std::min(width, g.Tk - k0), t.nkp = round_up(t.nk, 16);
   return t;
 }
 
@@ -189,7 +192,7 @@ enum class Vis { none, all, some };
 inline Vis classify(const Geom& g, const Tile& t) {
   if (t.nq <= 0 || t.nk <= 0) return Vis::none;
   const AttentionMask& m = g.mask;
-  bool all = t.nk == g.Bc;  // a short last key tile needs its padding masked
+  bool all = t.nk % 16 == 0;  // otherwise the padding up to nkp needs masking
   if (m.causal) {
     if (t.k0 > m.q_offset + t.q0 + t.nq - 1) return Vis::none;
     all = all && t.k0 + t.nk - 1 <= m.q_offset + t.q0;
@@ -211,7 +214,7 @@ inline void mask_strip(float* S, int64_t lds, const Geom& g, const Tile& t, int6
   const AttentionMask& m = g.mask;
   for (int r = 0; r < kR; r++) {
     float* s = S + r * lds;
-    const int64_t i = t.q0 + i0 + r;  // query index
+    const int64_t i = t.q0 + i0 + r;                          // query index
     int64_t lim = i0 + r < t.nq ? std::min(ncols, t.nk) : 0;  // keys [0, lim) may be visible
     if (m.causal) lim = std::min(lim, std::max<int64_t>(0, m.q_offset + i - t.k0 + 1));
     for (int64_t j = lim; j < ncols; j++) s[j] = -kInf;
@@ -304,10 +307,15 @@ inline void in_register(vf& x) {
 #endif
 }
 
-// S (kR, ncols) = A (kR, K) * Bt (K, ncols) with A interleaved (K, kR) as
-// packed by pack_q_strips; ncols a multiple of 16. Keys run along the vector
-// lanes, so the softmax that follows is lane-parallel too.
-inline void strip_abt(float* S, const float* A, const float* Bt, int64_t ldb, int64_t K, int64_t ncols) {
+// S (kR, ncols) = epi(A (kR, K) * Bt (K, ncols)) with A interleaved (K, kR)
+// as packed by pack_q_strips; ncols a multiple of 16. Keys run along the
+// vector lanes, so the softmax that follows is lane-parallel too. The
+// epilogue epi(row, column, vector) sees each block while it is still in
+// registers, so elementwise work that follows (row max, exp, dS) costs no
+// extra pass over memory.
+template <class Epilogue>
+inline void strip_abt(float* S, const float* A, const float* Bt, int64_t ldb, int64_t K, int64_t ncols,
+                      Epilogue&& epi) {
   for (int64_t j = 0; j < ncols; j += 16) {
     vf acc[kR][2];
     for (int r = 0; r < kR; r++) acc[r][0] = acc[r][1] = vzero();
@@ -323,10 +331,14 @@ inline void strip_abt(float* S, const float* A, const float* Bt, int64_t ldb, in
       }
     }
     for (int r = 0; r < kR; r++) {
-      vstore(S + r * kLdS + j, acc[r][0]);
-      vstore(S + r * kLdS + j + 8, acc[r][1]);
+      vstore(S + r * kLdS + j, epi(r, j, acc[r][0]));
+      vstore(S + r * kLdS + j + 8, epi(r, j + 8, acc[r][1]));
     }
   }
+}
+
+inline void strip_abt(float* S, const float* A, const float* Bt, int64_t ldb, int64_t K, int64_t ncols) {
+  strip_abt(S, A, Bt, ldb, K, ncols, [](int, int64_t, vf x) { return x; });
 }
 
 // C (kR, 8 NV) += P (kR, nj) * M (nj, 8 NV), C rows ldc apart, M rows ldm apart; NV is 1 or 2.

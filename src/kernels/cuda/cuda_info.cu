@@ -12,7 +12,7 @@ std::vector<CudaDeviceInfo> cuda_devices(std::string* why_none) {
   int n = 0;
   cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess) {
-    if (why_none) *why_none = cudaGetErrorString(e);
+    if (why_none) *why_none = std::string("no usable CUDA device: ") + cudaGetErrorString(e);
     return out;
   }
   for (int i = 0; i < n; i++) {
