@@ -294,6 +294,12 @@ def main(argv=None):
 
     print()
     print_table(rows)
+    for r in rows:  # every timed step: on a shared machine the spread shows how noisy the medians are
+        lc, th = r["longctx"], r["torch"]
+        if lc["ok"] and th["ok"] and lc.get("step_seconds_all") and th.get("step_seconds_all"):
+            a_, b_ = lc["step_seconds_all"], th["step_seconds_all"]
+            print(f"T={r['T']} steps s: longctx {' '.join(f'{x:.3f}' for x in a_)}; torch "
+                  f"{' '.join(f'{x:.3f}' for x in b_)}; best-vs-best speedup {min(b_) / min(a_):.1f}x")
     for r in rows:
         lc = r["longctx"]
         if lc["ok"] and lc.get("tags"):

@@ -5,11 +5,12 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake ninja-build pkg-config
+  libpcre2-dev
   libopenblas-openmp-dev
   openmpi-bin libopenmpi-dev
   nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
   libgtest-dev googletest
-  python3 python3-numpy python3-torch
+  python3 python3-numpy python3-torch python3-venv
 )
 
 missing=()
@@ -18,11 +19,14 @@ for p in "${PKGS[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all packages present"
-  exit 0
+else
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  echo "install-deps: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo"
-export DEBIAN_FRONTEND=noninteractive
-echo "install-deps: installing ${missing[*]}"
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# PyPI-only test dependencies, in the repo's .venv/
+bash "$(dirname "$0")/install-py.sh"

@@ -10,5 +10,8 @@ using Run = std::function<int()>;
 Run add_init(CLI::App& app);
 Run add_grad(CLI::App& app);
 Run add_info(CLI::App& app);
+Run add_train(CLI::App& app);
+Run add_eval(CLI::App& app);
+Run add_generate(CLI::App& app);
 
 }  // namespace longctx::cli

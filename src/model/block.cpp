@@ -71,8 +71,21 @@ void block_forward(Tensor out, Tensor inp, const LayerParams& w, const BlockActs
   matmul_forward(a.v, a.ln1, w.wv, ctx);
   rope_forward(heads3(a.q, NH, HS), heads3(a.q, NH, HS), s.pos, s.cos, s.sin, ctx);
   rope_forward(heads3(a.k, NKV, HS), heads3(a.k, NKV, HS), s.pos, s.cos, s.sin, ctx);
-  attention_forward(heads4(a.att, s, NH, HS), a.lse, heads4(a.q, s, NH, HS), heads4(a.k, s, NKV, HS),
-                    heads4(a.v, s, NKV, HS), s.attn, ctx);
+  if (s.k_cache.defined()) {
+    CHECK(s.B == 1 && s.cache_len + s.T <= s.k_cache.dim(0), "[block] KV cache of ", s.k_cache.dim(0),
+          " rows cannot take ", s.T, " more after ", s.cache_len, " (batch ", s.B, ")");
+    const int64_t Tk = s.cache_len + s.T;
+    copy_tensor(s.k_cache.slice0(s.cache_len, s.T), a.k, ctx);
+    copy_tensor(s.v_cache.slice0(s.cache_len, s.T), a.v, ctx);
+    AttentionParams p = s.attn;
+    p.q_offset = s.cache_len;
+    attention_forward(heads4(a.att, s, NH, HS), a.lse, heads4(a.q, s, NH, HS),
+                      s.k_cache.slice0(0, Tk).view({1, Tk, NKV, HS}), s.v_cache.slice0(0, Tk).view({1, Tk, NKV, HS}),
+                      p, ctx);
+  } else {
+    attention_forward(heads4(a.att, s, NH, HS), a.lse, heads4(a.q, s, NH, HS), heads4(a.k, s, NKV, HS),
+                      heads4(a.v, s, NKV, HS), s.attn, ctx);
+  }
   matmul_forward(out, a.att, w.wo, ctx);  // out used as scratch for the o_proj output
   add_forward(a.x2, inp, out, ctx);
   // MLP half: out = x2 + down(silu(gate(ln2)) * up(ln2))

@@ -56,6 +56,11 @@ struct BlockShared {
   Tensor pos;       // (N) I32 absolute positions
   Tensor cos, sin;  // (P, HS/2)
   AttentionParams attn;
+  // KV cache (B = 1): when set, this call's K/V rows are written at
+  // [cache_len, cache_len + T) and attention covers keys [0, cache_len + T),
+  // with queries at absolute positions from cache_len.
+  Tensor k_cache, v_cache;  // (Tmax, Ckv)
+  int64_t cache_len = 0;
 };
 
 // out (N, C) = block(inp (N, C)); fills a.

@@ -6,7 +6,6 @@
 #include <cmath>
 
 #include "core/memory.h"
-
 #include "kernels/cpu/attention.h"
 
 namespace longctx {

@@ -11,6 +11,13 @@
 
 namespace longctx {
 
+// One micro-batch. positions and doc_ids are optional (B, T) I32: without
+// them positions run 0..T-1 in every row and a row is one document.
+struct StepInput {
+  Tensor inputs, labels;  // (B, T) I32; labels may hold kIgnoreIndex
+  Tensor positions, doc_ids;
+};
+
 class GradStep {
  public:
   // Allocates every buffer of the step for batches of (B, T) tokens.
@@ -18,14 +25,25 @@ class GradStep {
   // inputs, labels (B, T) I32 on any tier; labels may hold kIgnoreIndex.
   // grads += d(loss)/d(w); returns the loss, the mean over non-ignored labels.
   double run(const ParamSet& w, ParamSet& grads, Tensor inputs, Tensor labels, Context& ctx);
+  // As above; gradients are those of (sum of losses) / label_norm, so that
+  // micro-batches of one accumulated step share one normaliser (0: this
+  // batch's own label count). Returns this batch's mean loss.
+  double run(const ParamSet& w, ParamSet& grads, const StepInput& in, Context& ctx, double label_norm = 0);
+  // Forward only: the mean loss, or the final-norm hidden states (N, C)
+  // (valid until the next call) for logits of chosen rows.
+  double forward_loss(const ParamSet& w, const StepInput& in, Context& ctx);
+  Tensor forward_hidden(const ParamSet& w, const StepInput& in, Context& ctx);
   int64_t label_count() const { return label_count_; }
 
  private:
+  void prepare(const StepInput& in, Context& ctx);
+  void forward(const ParamSet& w, Context& ctx);
+
   LlamaConfig c_;
   int64_t B_, T_;
-  Buffer tokens_, labels_;         // (N) I32
-  Buffer pos_, cos_, sin_;         // (N) I32, (T, HS/2), (T, HS/2)
-  std::vector<Buffer> ckpt_;       // L x (N, C): each block's input
+  Buffer tokens_, labels_;             // (N) I32
+  Buffer pos_, docs_, cos_, sin_;      // (N) I32, (N) I32, (T, HS/2), (T, HS/2)
+  std::vector<Buffer> ckpt_;           // L x (N, C): each block's input
   Buffer xL_, hf_, rstdf_, dhf_, dx_;  // (N, C), (N, C), (N), (N, C), (N, C)
   std::unique_ptr<ActBuffer> acts_, grads_;
   BlockShared shared_;

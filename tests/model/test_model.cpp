@@ -1,7 +1,9 @@
 // The whole step: deterministic, equal to finite differences of its own loss,
 // and refusing to run past the device budget.
 #include "harness.h"
+#include "model/decode.h"
 #include "model/params.h"
+#include "ops/matmul.h"
 #include "train/grad_step.h"
 
 namespace longctx::test {
@@ -73,6 +75,33 @@ TEST(Model, DeviceBudgetIsEnforcedBeforeTheStepRuns) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("out of device memory"), std::string::npos) << e.what();
   }
+}
+
+// Logits of the KV-cache decoder (prefill, then one token at a time) equal
+// those of the full forward pass at every position.
+TEST(Model, KvCacheDecodingMatchesFullForward) {
+  const LlamaConfig c = tiny(false, 2);
+  Memory mem;
+  Context ctx = cpu_context(mem);
+  ParamSet w(c, mem, Tier::device, Tag::weights);
+  init_params_random(w, c, 9);
+  const int64_t T = 13, V = c.vocab_size;
+  Batch b = make_batch(1, T, V);
+  GradStep step(c, mem, 1, T);
+  Tensor h = step.forward_hidden(w, StepInput{Tensor(b.in.data(), {1, T}, DType::I32),
+                                              Tensor(b.lab.data(), {1, T}, DType::I32), Tensor(), Tensor()}, ctx);
+  std::vector<float> full(size_t(T * V));
+  matmul_forward(Tensor(full.data(), {T, V}), h, w.lm_head, ctx);
+  Decoder d(c, mem, 32);
+  const int64_t prefill = 5;
+  std::vector<float> got = d.feed(w, std::vector<int32_t>(b.in.begin(), b.in.begin() + prefill), ctx);
+  for (int64_t t = prefill - 1; t < T; t++) {
+    if (t >= prefill) got = d.feed(w, {b.in[size_t(t)]}, ctx);
+    for (int64_t v = 0; v < V; v++)
+      ASSERT_NEAR(got[size_t(v)], full[size_t(t * V + v)], 1e-4) << "position " << t << " logit " << v;
+  }
+  EXPECT_EQ(d.length(), T);
+  EXPECT_THROW(d.feed(w, std::vector<int32_t>(40, 1), ctx), Error);
 }
 
 }  // namespace

@@ -4,14 +4,14 @@
 // D = rowsum(dO * O); then dV += P^T dO, dK += dS^T Q and dQ += dS K.
 //
 // Parallel without races or atomics, and deterministic independent of the
-// thread count: each (query tile, key tile) pair is an OpenMP task that adds
-// into its own rows of dq and dk/dv, and tasks that share a query tile or a
-// key tile are chained by task dependences in one fixed order. The pairs are
-// created in diagonal sweeps (sweep s pairs key tile kt with query tile
-// (kt + s) mod N), so each sweep is a set of pairs with no tile in common
-// and a thread that finishes early moves on to the next sweep instead of
-// waiting at a barrier. Every row of dq, dk, dv receives its contributions in
-// the same order whatever the thread count or timing.
+// thread count: a task is one query tile against a range of Bk keys, adding
+// into its own rows of dq and dk/dv; tasks that share a query tile or a key
+// range are chained by task dependences in one fixed order. Tasks are created
+// in diagonal sweeps (sweep s pairs key range kt with query tile (kt + s) mod
+// N), so the tasks of a sweep share no tile and a thread that finishes early
+// starts on the next sweep instead of waiting at a barrier. Every row of dq,
+// dk, dv receives its contributions in the same order whatever the thread
+// count or timing.
 #include <omp.h>
 
 #include <cstring>
@@ -25,14 +25,14 @@ using namespace attn;
 
 struct BwdBufs {
   float* Qs;   // (G * nqp, HSp) queries times scale * log2(e)
-  float* Qi;   // (G * nqp / kR, HS, kR) the same, as interleaved strips
+  float* Qi;   // (G * nqp / kR, HSp, kR) the same, as interleaved strips
   float* dO;   // (G * nqp, HSp) output gradient rows
-  float* dOi;  // (G * nqp / kR, HS, kR) the same, as interleaved strips
+  float* dOi;  // (G * nqp / kR, HSp, kR) the same, as interleaved strips
   float* dQ;   // (G * nqp, HSp) sum_j dS K over the task's keys
   float* L;    // (G * nqp) lse in base 2; +inf for rows that see nothing (so P = 0)
   float* D;    // (G * nqp) rowsum(dO * O)
-  float* Kt;   // (HS, Bc) key tile, transposed
-  float* Vt;   // (HS, Bc) value tile, transposed
+  float* Kt;   // (HSp, Bc) key tile, transposed
+  float* Vt;   // (HSp, Bc) value tile, transposed
   float* K;    // (Bc, HSp) key tile
   float* dK;   // (Bc, HSp) sum_i dS^T Q of this key tile
   float* dV;   // (Bc, HSp) sum_i P^T dO of this key tile
@@ -43,8 +43,8 @@ struct BwdBufs {
 BwdBufs carve_bwd(Carver& c, const Geom& g) {
   const int64_t rows = g.rows_max();
   BwdBufs w;
-  w.Qs = c.take(rows * g.HSp), w.Qi = c.take(rows * g.HS);
-  w.dO = c.take(rows * g.HSp), w.dOi = c.take(rows * g.HS), w.dQ = c.take(rows * g.HSp);
+  w.Qs = c.take(rows * g.HSp), w.Qi = c.take(rows * g.HSp);
+  w.dO = c.take(rows * g.HSp), w.dOi = c.take(rows * g.HSp), w.dQ = c.take(rows * g.HSp);
   w.L = c.take(rows), w.D = c.take(rows);
   w.Kt = c.take(g.HSp * g.Bc), w.Vt = c.take(g.HSp * g.Bc), w.K = c.take(g.Bc * g.HSp);
   w.dK = c.take(g.Bc * g.HSp), w.dV = c.take(g.Bc * g.HSp);
@@ -83,10 +83,11 @@ void row_stats(float* L, float* D, const float* dout, const float* out, const fl
 
 // Packs the query side of a task: scaled q and dO (as rows and as strips), L and D.
 void pack_query_side(const Geom& g, const BwdArgs& a, const Tile& t, const BwdBufs& w) {
+  const int64_t rows = g.G * t.nqp;
   pack_q_rows(w.Qs, a.q, g, t, g.scale * kLog2e);
-  pack_q_strips(w.Qi, a.q, g, t, g.scale * kLog2e);
+  interleave_strips(w.Qi, w.Qs, rows, g.HSp);
   pack_q_rows(w.dO, a.dout, g, t, 1.f);
-  pack_q_strips(w.dOi, a.dout, g, t, 1.f);
+  interleave_strips(w.dOi, w.dO, rows, g.HSp);
   for (int64_t gg = 0; gg < g.G; gg++) {
     const int64_t at = (t.b * g.NH + t.kvh * g.G + gg) * g.Tq + t.q0;
     for (int64_t i = 0; i < t.nqp; i++) {
@@ -96,7 +97,8 @@ void pack_query_side(const Geom& g, const BwdArgs& a, const Tile& t, const BwdBu
   }
 }
 
-// P = exp2(s - L) in place, for a strip whose scores were masked in memory.
+// P = exp2(s - L) in place. (Not in the epilogue of the score product: the
+// exp constants would take the registers its accumulators need.)
 void strip_probs(float* P, int64_t ncols, const float* L) {
   for (int r = 0; r < kR; r++) {
     const vf lv = vset(L[r]);
@@ -104,22 +106,16 @@ void strip_probs(float* P, int64_t ncols, const float* L) {
   }
 }
 
-// One strip of kR query rows (one head) against a key tile. P = exp2(s - L)
-// and dS = P (dP - D) are formed in the epilogues of the two score products.
+// One strip of kR query rows (one head) against a key tile. dS = P (dP - D)
+// is formed in the epilogue of the dP product.
 void backward_strip(const Geom& g, const Tile& t, Vis vis, int64_t i0, int64_t r0, int64_t ncols,
                     const BwdBufs& w) {
-  const float* L = w.L + r0;
-  const float* D = w.D + r0;
-  if (vis == Vis::all) {
-    strip_abt(w.P, w.Qi + r0 * g.HS, w.Kt, g.Bc, g.HS, ncols,
-              [&](int r, int64_t, vf s) { return vexp2(vsub(s, vset(L[r]))); });
-  } else {
-    strip_abt(w.P, w.Qi + r0 * g.HS, w.Kt, g.Bc, g.HS, ncols);
-    mask_strip(w.P, kLdS, g, t, i0, ncols);
-    strip_probs(w.P, ncols, L);
-  }
+  strip_abt(w.P, w.Qi + r0 * g.HSp, w.Kt, g.Bc, g.HS, ncols);
+  if (vis == Vis::some) mask_strip(w.P, kLdS, g, t, i0, ncols);
+  strip_probs(w.P, ncols, w.L + r0);
   const float* P = w.P;
-  strip_abt(w.dS, w.dOi + r0 * g.HS, w.Vt, g.Bc, g.HS, ncols,
+  const float* D = w.D + r0;
+  strip_abt(w.dS, w.dOi + r0 * g.HSp, w.Vt, g.Bc, g.HS, ncols,
             [&](int r, int64_t j, vf dp) { return vmul(vload(P + r * kLdS + j), vsub(dp, vset(D[r]))); });
   const int64_t nj = std::min(ncols, t.nk);
   strip_atb_acc(w.dV, g.HSp, w.P, w.dO + r0 * g.HSp, g.HSp, nj, g.HSp);
@@ -127,13 +123,14 @@ void backward_strip(const Geom& g, const Tile& t, Vis vis, int64_t i0, int64_t r
   strip_ab_acc(w.dQ + r0 * g.HSp, g.HSp, w.dS, w.K, g.HSp, nj, g.HSp);
 }
 
-// The task's query rows against one key tile; dk and dv of the tile are
-// final for this task when it returns. dK was taken against the scaled
-// queries, so ln 2 (= scale / (scale * log2 e)) turns it into dk.
+// The task's query rows against one key tile, added into the tile's rows of
+// dk and dv. dK was taken against the scaled queries, so ln 2
+// (= scale / (scale * log2 e)) turns it into dk.
 void backward_key_tile(const Geom& g, const BwdArgs& a, const Tile& t, Vis vis, const BwdBufs& w) {
-  pack_k_cols(w.Kt, a.k, g, t);
-  pack_k_cols(w.Vt, a.v, g, t);
   pack_k_rows(w.K, a.k, g, t);
+  transpose_rows(w.Kt, g.Bc, w.K, t.nkp, g.HSp);
+  pack_k_rows(w.dV, a.v, g, t);  // dV is free until it is zeroed below
+  transpose_rows(w.Vt, g.Bc, w.dV, t.nkp, g.HSp);
   std::fill(w.dK, w.dK + t.nkp * g.HSp, 0.f);
   std::fill(w.dV, w.dV + t.nkp * g.HSp, 0.f);
   for (int64_t i0 = 0; i0 < t.nq; i0 += kR) {
@@ -185,10 +182,10 @@ size_t attention_backward_workspace_floats(const AttentionDims& d) { return size
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, float* workspace,
                         const AttentionDims& d, const AttentionMask& m, float scale) {
-  const Geom g = make_geom(d, m, scale);
+  const Geom g = make_geom(d, m, scale, /*backward=*/true);
   const int threads = omp_get_max_threads();
   const ThreadScratch scratch(threads, bwd_floats(g));
-  float* L = workspace;                  // (B, NH, Tq)
+  float* L = workspace;                      // (B, NH, Tq)
   float* D = workspace + g.B * g.NH * g.Tq;  // (B, NH, Tq)
   const BwdArgs a{dq, dk, dv, dout, q, k, v, L, D};
   const int64_t nqt = g.nqt, nkt = (g.Tk + g.Bk - 1) / g.Bk, sweeps = std::max(nqt, nkt);

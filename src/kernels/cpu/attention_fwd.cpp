@@ -11,11 +11,12 @@ namespace {
 using namespace attn;
 
 struct FwdBufs {
-  float* Qs;  // (G * nqp / kR, HS, kR) query strips times scale * log2(e)
+  float* Qs;  // (G * nqp / kR, HSp, kR) query strips times scale * log2(e)
   float* O;   // (G * nqp, HSp) unnormalised output accumulators
   float* m;   // (G * nqp) running row max of the base-2 scores
   float* l;   // (G * nqp) running row sum of exp2(s - m)
-  float* Kt;  // (HS, Bc) key tile, transposed
+  float* K;   // (Bc, HSp) key tile
+  float* Kt;  // (HSp, Bc) key tile, transposed
   float* V;   // (Bc, HSp) value tile
   float* S;   // (kR, kLdS) scores, then probabilities, of one strip
 };
@@ -25,7 +26,8 @@ FwdBufs carve_fwd(Carver& c, const Geom& g) {
   FwdBufs w;
   w.Qs = c.take(rows * g.HSp), w.O = c.take(rows * g.HSp);
   w.m = c.take(rows), w.l = c.take(rows);
-  w.Kt = c.take(g.HSp * g.Bc), w.V = c.take(g.Bc * g.HSp), w.S = c.take(kR * kLdS);
+  w.K = c.take(g.Bc * g.HSp), w.Kt = c.take(g.HSp * g.Bc), w.V = c.take(g.Bc * g.HSp);
+  w.S = c.take(kR * kLdS);
   return w;
 }
 
@@ -102,50 +104,55 @@ void write_unit(const Geom& g, const FwdArgs& a, const Tile& t, const FwdBufs& w
   }
 }
 
+// One strip of kR query rows (one head, packed rows r0 ..) against a key tile.
+void forward_strip(const Geom& g, const Tile& t, Vis vis, int64_t i0, int64_t r0, int64_t ncols,
+                   const FwdBufs& w) {
+  vf mx[kR];
+  if (vis == Vis::all) {  // the row maxima come straight from the registers
+    for (int r = 0; r < kR; r++) mx[r] = vset(-kInf);
+    strip_abt(w.S, w.Qs + r0 * g.HSp, w.Kt, g.Bc, g.HS, ncols, [&](int r, int64_t, vf x) {
+      mx[r] = vmax(mx[r], x);
+      return x;
+    });
+  } else {
+    strip_abt(w.S, w.Qs + r0 * g.HSp, w.Kt, g.Bc, g.HS, ncols);
+    mask_strip(w.S, kLdS, g, t, i0, ncols);
+    strip_max(w.S, ncols, mx);
+  }
+  softmax_strip(w.S, ncols, mx, w.m + r0, w.l + r0, w.O + r0 * g.HSp, g.HSp);
+  strip_ab_acc(w.O + r0 * g.HSp, g.HSp, w.S, w.V, g.HSp, std::min(ncols, t.nk), g.HSp);
+}
+
 void forward_unit(const Geom& g, const FwdArgs& a, int64_t b, int64_t kvh, int64_t qt, const FwdBufs& w) {
-  Tile t = make_tile(g, b, kvh, qt, 0, g.Bc);
-  const int64_t rows = g.G * t.nqp;
-  pack_q_strips(w.Qs, a.q, g, t, g.scale * kLog2e);
+  const Tile tq = make_tile(g, b, kvh, qt, 0, 0);  // the query side
+  const int64_t rows = g.G * tq.nqp;
+  pack_q_rows(w.O, a.q, g, tq, g.scale * kLog2e);  // O is free until the first key tile
+  interleave_strips(w.Qs, w.O, rows, g.HSp);
   std::fill(w.O, w.O + rows * g.HSp, 0.f);
   std::fill(w.m, w.m + rows, -kInf);
   std::fill(w.l, w.l + rows, 0.f);
-  const int64_t kt_end = key_tile_end(g, t.q0, t.nq);
+  const int64_t kt_end = key_tile_end(g, tq.q0, tq.nq);
   for (int64_t kt = 0; kt < kt_end; kt++) {
-    t = make_tile(g, b, kvh, qt, kt * g.Bc, g.Bc);
+    const Tile t = make_tile(g, b, kvh, qt, kt * g.Bc, g.Bc);
     const Vis vis = classify(g, t);
     if (vis == Vis::none) continue;
-    pack_k_cols(w.Kt, a.k, g, t);
+    pack_k_rows(w.K, a.k, g, t);
+    transpose_rows(w.Kt, g.Bc, w.K, t.nkp, g.HSp);
     pack_k_rows(w.V, a.v, g, t);
     for (int64_t i0 = 0; i0 < t.nq; i0 += kR) {
       const int64_t ncols = strip_cols(g, t, i0);
       if (ncols == 0) continue;
-      for (int64_t gg = 0; gg < g.G; gg++) {
-        const int64_t r0 = gg * t.nqp + i0;
-        vf mx[kR];
-        if (vis == Vis::all) {  // the row maxima come from the registers
-          for (int r = 0; r < kR; r++) mx[r] = vset(-kInf);
-          strip_abt(w.S, w.Qs + r0 * g.HS, w.Kt, g.Bc, g.HS, ncols, [&](int r, int64_t, vf x) {
-            mx[r] = vmax(mx[r], x);
-            return x;
-          });
-        } else {
-          strip_abt(w.S, w.Qs + r0 * g.HS, w.Kt, g.Bc, g.HS, ncols);
-          mask_strip(w.S, kLdS, g, t, i0, ncols);
-          strip_max(w.S, ncols, mx);
-        }
-        softmax_strip(w.S, ncols, mx, w.m + r0, w.l + r0, w.O + r0 * g.HSp, g.HSp);
-        strip_ab_acc(w.O + r0 * g.HSp, g.HSp, w.S, w.V, g.HSp, std::min(ncols, t.nk), g.HSp);
-      }
+      for (int64_t gg = 0; gg < g.G; gg++) forward_strip(g, t, vis, i0, gg * t.nqp + i0, ncols, w);
     }
   }
-  write_unit(g, a, t, w);
+  write_unit(g, a, tq, w);
 }
 
 }  // namespace
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                        const AttentionDims& d, const AttentionMask& m, float scale) {
-  const Geom g = make_geom(d, m, scale);
+  const Geom g = make_geom(d, m, scale, /*backward=*/false);
   const int threads = omp_get_max_threads();
   const ThreadScratch scratch(threads, fwd_floats(g));
   const FwdArgs a{out, lse, q, k, v};

@@ -131,18 +131,18 @@ inline float exp2_scalar(float x) {
 // ---------------------------------------------------------------- geometry
 struct Geom {
   int64_t B, Tq, Tk, NH, NKV, HS;
-  int64_t G;    // query heads per kv head; the G heads of a group are one work unit (shared K/V tile)
-  int64_t HSp;  // HS rounded up to 8 (packed tiles are zero-padded to whole vectors)
-  int64_t Br;   // queries per tile, per head
-  int64_t Bc;   // keys per tile, a multiple of 16 (the width of a micro-kernel block), <= kLdS
-  int64_t Bk;   // keys per backward task, a multiple of Bc (amortises packing the query side)
+  int64_t G;         // query heads per kv head; the G heads of a group are one work unit (shared K/V tile)
+  int64_t HSp;       // HS rounded up to 8 (packed tiles are zero-padded to whole vectors)
+  int64_t Br;        // queries per tile, per head
+  int64_t Bc;        // keys per tile, a multiple of 16 (the width of a micro-kernel block), <= kLdS
+  int64_t Bk;        // keys per backward task, a multiple of Bc (amortises packing the query side)
   int64_t nqt, nkt;  // query tiles, key tiles (of Bc keys)
   AttentionMask mask;
   float scale;
   int64_t rows_max() const { return G * round_up(Br, kR); }
 };
 
-inline Geom make_geom(const AttentionDims& d, const AttentionMask& m, float scale) {
+inline Geom make_geom(const AttentionDims& d, const AttentionMask& m, float scale, bool backward) {
   Geom g{};
   g.B = d.B, g.Tq = d.Tq, g.Tk = d.Tk, g.NH = d.NH, g.NKV = d.NKV, g.HS = d.HS;
   g.G = d.NH / d.NKV;
@@ -150,9 +150,10 @@ inline Geom make_geom(const AttentionDims& d, const AttentionMask& m, float scal
   // Keep a unit's packed query rows (G * Br x HSp floats) around 64 KiB, so the
   // query, output and gradient rows of a unit stay in L2 while key tiles stream.
   g.Br = 64;
-  while (g.Br > 16 && g.G * g.Br * g.HSp > 16384) g.Br /= 2;
-  // Small heads: wider key tiles amortise the per-row softmax bookkeeping.
-  g.Bc = g.HSp <= 32 ? 128 : 64;
+  while (g.Br > 8 && g.G * g.Br * g.HSp > 16384) g.Br /= 2;
+  // Forward with small heads: wider key tiles amortise the per-row softmax
+  // bookkeeping. Backward: five (Bc, HSp) key-side tiles are live, keep them small.
+  g.Bc = !backward && g.HSp <= 32 ? 128 : 64;
   g.Bk = 256;
   g.nqt = (d.Tq + g.Br - 1) / g.Br;
   g.nkt = (d.Tk + g.Bc - 1) / g.Bc;
@@ -250,23 +251,8 @@ inline void pack_q_rows(float* dst, const float* src, const Geom& g, const Tile&
     }
 }
 
-// The same rows as pack_q_rows, interleaved for strip_abt: strip n (rows
-// n kR .. n kR + kR - 1) is a (HS, kR) block, dst[(n HS + d) kR + r] = row r, column d.
-inline void pack_q_strips(float* dst, const float* src, const Geom& g, const Tile& t, float mul) {
-  for (int64_t gg = 0; gg < g.G; gg++)
-    for (int64_t i = 0; i < t.nqp; i++) {
-      const int64_t row = gg * t.nqp + i;
-      float* o = dst + (row / kR) * g.HS * kR + row % kR;
-      if (i < t.nq) {
-        const float* s = src + ((t.b * g.Tq + t.q0 + i) * g.NH + t.kvh * g.G + gg) * g.HS;
-        for (int64_t d = 0; d < g.HS; d++) o[d * kR] = mul * s[d];
-      } else {
-        for (int64_t d = 0; d < g.HS; d++) o[d * kR] = 0.f;
-      }
-    }
-}
-
-// dst (nkp, HSp) = src[b, k0 + j, kvh, :] for a tensor laid out like k (B, Tk, NKV, HS).
+// dst (nkp, HSp) = src[b, k0 + j, kvh, :] for a tensor laid out like k (B, Tk, NKV, HS);
+// padding rows and columns are 0.
 inline void pack_k_rows(float* dst, const float* src, const Geom& g, const Tile& t) {
   for (int64_t j = 0; j < t.nkp; j++) {
     float* o = dst + j * g.HSp;
@@ -279,16 +265,59 @@ inline void pack_k_rows(float* dst, const float* src, const Geom& g, const Tile&
   }
 }
 
-// dst (HS, Bc), transposed: dst[d * Bc + j] = src[b, k0 + j, kvh, d], zero for nk <= j < nkp.
-inline void pack_k_cols(float* dst, const float* src, const Geom& g, const Tile& t) {
-  for (int64_t j = 0; j < t.nkp; j++) {
-    if (j < t.nk) {
-      const float* s = src + ((t.b * g.Tk + t.k0 + j) * g.NKV + t.kvh) * g.HS;
-      for (int64_t d = 0; d < g.HS; d++) dst[d * g.Bc + j] = s[d];
-    } else {
-      for (int64_t d = 0; d < g.HS; d++) dst[d * g.Bc + j] = 0.f;
-    }
+// Four rows a, b, c, d (8 columns each, lda apart) interleaved column by
+// column: o = a0 b0 c0 d0 a1 b1 c1 d1 ... a7 b7 c7 d7.
+inline void interleave4x8(const float* a, int64_t lda, float* o) {
+#ifdef LONGCTX_ATTN_AVX2
+  const vf r0 = vload(a), r1 = vload(a + lda), r2 = vload(a + 2 * lda), r3 = vload(a + 3 * lda);
+  const vf t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);  // a0 b0 a1 b1 | a4 b4 a5 b5
+  const vf t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+  const vf u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);  // cols 0|4, 1|5
+  const vf u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);  // cols 2|6, 3|7
+  vstore(o, _mm256_permute2f128_ps(u0, u1, 0x20));
+  vstore(o + 8, _mm256_permute2f128_ps(u2, u3, 0x20));
+  vstore(o + 16, _mm256_permute2f128_ps(u0, u1, 0x31));
+  vstore(o + 24, _mm256_permute2f128_ps(u2, u3, 0x31));
+#else
+  for (int d = 0; d < 8; d++)
+    for (int r = 0; r < kR; r++) o[d * kR + r] = a[r * lda + d];
+#endif
+}
+
+// dst[d * ldd + j] = src[j * lds + d] for an 8 x 8 block.
+inline void transpose8x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
+#ifdef LONGCTX_ATTN_AVX2
+  vf t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    const vf r0 = vload(src + i * lds), r1 = vload(src + (i + 1) * lds);
+    t[i] = _mm256_unpacklo_ps(r0, r1), t[i + 1] = _mm256_unpackhi_ps(r0, r1);
   }
+  for (int i = 0; i < 8; i += 4) {  // u[i + c]: columns c and c + 4 of rows i .. i + 3
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44), u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44),
+          u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int c = 0; c < 4; c++) {
+    vstore(dst + c * ldd, _mm256_permute2f128_ps(u[c], u[c + 4], 0x20));
+    vstore(dst + (c + 4) * ldd, _mm256_permute2f128_ps(u[c], u[c + 4], 0x31));
+  }
+#else
+  for (int j = 0; j < 8; j++)
+    for (int d = 0; d < 8; d++) dst[d * ldd + j] = src[j * lds + d];
+#endif
+}
+
+// Strips for strip_abt from packed rows (HSp apart; nrows a multiple of kR):
+// strip n (rows n kR .. n kR + kR - 1) becomes dst[n kR HSp + d kR + r].
+inline void interleave_strips(float* dst, const float* rows, int64_t nrows, int64_t HSp) {
+  for (int64_t n = 0; n < nrows; n += kR)
+    for (int64_t d = 0; d < HSp; d += 8) interleave4x8(rows + n * HSp + d, HSp, dst + n * HSp + d * kR);
+}
+
+// dst (HSp, ldd) = rows (nrows, HSp) transposed; nrows a multiple of 8.
+inline void transpose_rows(float* dst, int64_t ldd, const float* rows, int64_t nrows, int64_t HSp) {
+  for (int64_t j = 0; j < nrows; j += 8)
+    for (int64_t d = 0; d < HSp; d += 8) transpose8x8(rows + j * HSp + d, HSp, dst + d * ldd + j, ldd);
 }
 
 // ---------------------------------------------------------------- micro-kernels
@@ -308,7 +337,7 @@ inline void in_register(vf& x) {
 }
 
 // S (kR, ncols) = epi(A (kR, K) * Bt (K, ncols)) with A interleaved (K, kR)
-// as packed by pack_q_strips; ncols a multiple of 16. Keys run along the
+// as packed by interleave_strips; ncols a multiple of 16. Keys run along the
 // vector lanes, so the softmax that follows is lane-parallel too. The
 // epilogue epi(row, column, vector) sees each block while it is still in
 // registers, so elementwise work that follows (row max, exp, dS) costs no

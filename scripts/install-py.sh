@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Creates .venv/ in the repo root with the PyPI-only packages the Python tests
+# need (`tokenizers`, the reference for our BPE tokenizer). The system python
+# stays untouched: Debian's python refuses pip installs outside a venv.
+# Safe to run again: an existing venv that already imports them is kept.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=.venv
+PY_PKGS=(tokenizers)
+
+if "$VENV/bin/python" -c "import tokenizers" 2>/dev/null; then
+  echo "install-py: $VENV ready"
+  exit 0
+fi
+
+# First python3 that can build a venv with pip in it (Debian splits ensurepip
+# into python3-venv, so `import venv` alone is not enough).
+has_venv() { "$1" -c "import venv, ensurepip" 2>/dev/null; }
+BASE=""
+for cand in python3 /usr/bin/python3; do
+  if command -v "$cand" >/dev/null && has_venv "$cand"; then
+    BASE=$cand
+    break
+  fi
+done
+if [ -z "$BASE" ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "install-py: installing python3-venv"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv
+  BASE=/usr/bin/python3
+fi
+
+# A venv whose base interpreter went away cannot be repaired in place.
+rm -rf "$VENV"
+echo "install-py: creating $VENV with $BASE"
+"$BASE" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_PKGS[@]}"
+"$VENV/bin/python" -c "import tokenizers; print('install-py: tokenizers', tokenizers.__version__)"

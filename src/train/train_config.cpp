@@ -1,0 +1,198 @@
+#include "train/train_config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <map>
+
+#include "core/check.h"
+
+namespace longctx {
+
+namespace {
+
+using json = nlohmann::json;
+
+// Every key `train` knows, with its default. Sub-objects listed here as
+// "free" (model.init, data.*, eval.*) are checked by their own readers.
+const json& schema() {
+  static const json s = json::parse(R"({
+    "model": {"path": "", "init": null},
+    "data": {},
+    "seq_len": 1024, "batch_size": 1, "grad_accum": 1, "steps": 100,
+    "lr": 3e-4, "min_lr": 3e-5, "warmup_steps": 10, "weight_decay": 0.1, "grad_clip": 1.0,
+    "beta1": 0.9, "beta2": 0.95, "seed": 0, "out_dir": "runs/train", "save_every": 0, "keep_last": 2,
+    "resume": false, "stop_after": 0, "log_every": 1, "max_bad_steps": 5, "curriculum": [],
+    "device_mem": "", "host_mem": "",
+    "eval": {"lengths": [], "depths": [0.1, 0.5, 0.9], "samples": 4, "heatmap": "passkey.png"}
+  })");
+  return s;
+}
+
+json yaml_to_json(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Null: return nullptr;
+    case YAML::NodeType::Sequence: {
+      json a = json::array();
+      for (const auto& e : n) a.push_back(yaml_to_json(e));
+      return a;
+    }
+    case YAML::NodeType::Map: {
+      json o = json::object();
+      for (const auto& kv : n) o[kv.first.as<std::string>()] = yaml_to_json(kv.second);
+      return o;
+    }
+    default: break;
+  }
+  const std::string s = n.Scalar();
+  if (n.Tag() == "!") return s;  // quoted: always a string
+  bool b;
+  if (YAML::convert<bool>::decode(n, b) && s != "y" && s != "n") return b;
+  char* end = nullptr;
+  errno = 0;
+  const long long i = std::strtoll(s.c_str(), &end, 10);
+  if (!s.empty() && *end == '\0' && errno == 0) return i;
+  const double d = std::strtod(s.c_str(), &end);
+  if (!s.empty() && *end == '\0') return d;
+  return s;
+}
+
+std::string kind_of(const json& v) {
+  if (v.is_boolean()) return "a boolean";
+  if (v.is_number_integer()) return "an integer";
+  if (v.is_number()) return "a number";
+  if (v.is_string()) return "a string";
+  if (v.is_array()) return "a list";
+  if (v.is_object()) return "a mapping";
+  return "null";
+}
+
+// Same JSON kind as the default (integers are numbers too; null default: anything).
+void check_type(const std::string& key, const json& def, const json& v, const std::string& src) {
+  if (def.is_null() || v.is_null()) return;
+  const bool ok = (def.is_boolean() && v.is_boolean()) ||
+                  (def.is_number_integer() && v.is_number_integer()) ||
+                  (def.is_number_float() && v.is_number()) || (def.is_string() && v.is_string()) ||
+                  (def.is_array() && v.is_array()) || (def.is_object() && v.is_object());
+  CHECK(ok, src, ": key '", key, "' must be ", kind_of(def), ", got ", kind_of(v), " (", v.dump(), ")");
+}
+
+// Defaults under the user's values; unknown keys are errors naming the key.
+json merge(const json& def, const json& user, const std::string& prefix, const std::string& src) {
+  json out = def;
+  for (auto it = user.begin(); it != user.end(); ++it) {
+    const std::string key = prefix.empty() ? it.key() : prefix + "." + it.key();
+    CHECK(def.contains(it.key()), src, ": unknown config key '", key, "'");
+    const json& d = def[it.key()];
+    check_type(key, d, it.value(), src);
+    const bool free_map = key == "model.init" || key == "data" || d.is_null();  // checked by their readers
+    out[it.key()] = d.is_object() && !free_map ? merge(d, it.value(), key, src) : it.value();
+  }
+  return out;
+}
+
+void set_dotted(json& root, const std::string& key, const json& v) {
+  json* cur = &root;
+  size_t start = 0;
+  for (size_t dot; (dot = key.find('.', start)) != std::string::npos; start = dot + 1) {
+    json& next = (*cur)[key.substr(start, dot - start)];
+    if (!next.is_object()) next = json::object();
+    cur = &next;
+  }
+  (*cur)[key.substr(start)] = v;
+}
+
+}  // namespace
+
+int64_t TrainConfig::seq_len_at(int64_t step) const {
+  for (const auto& s : curriculum)
+    if (step < s.until_step) return s.seq_len;
+  return seq_len;
+}
+
+TrainConfig train_config_from_json(json user, const std::string& src) {
+  CHECK(user.is_object(), src, ": the config must be a mapping of keys to values");
+  TrainConfig c;
+  c.raw = merge(schema(), user, "", src);
+  const json& r = c.raw;
+  c.model_path = r["model"]["path"];
+  c.model_init = r["model"]["init"];
+  CHECK(c.model_path.empty() != c.model_init.is_null(), src,
+        ": set exactly one of model.path and model.init");
+  CHECK(c.model_init.is_null() || c.model_init.is_object(), src,
+        ": model.init must be a mapping of HF config fields");
+  c.data = r["data"];
+  for (const char* k : {"seq_len", "batch_size", "grad_accum", "steps"}) {
+    CHECK(r[k].get<int64_t>() >= 1, src, ": key '", k, "' must be >= 1, got ", r[k].dump());
+  }
+  c.seq_len = r["seq_len"], c.batch_size = r["batch_size"], c.grad_accum = r["grad_accum"],
+  c.steps = r["steps"];
+  c.lr = r["lr"], c.min_lr = r["min_lr"], c.weight_decay = r["weight_decay"], c.grad_clip = r["grad_clip"];
+  c.beta1 = r["beta1"], c.beta2 = r["beta2"];
+  c.warmup_steps = r["warmup_steps"], c.seed = r["seed"], c.save_every = r["save_every"];
+  c.stop_after = r["stop_after"];
+  c.keep_last = r["keep_last"], c.log_every = r["log_every"], c.max_bad_steps = r["max_bad_steps"];
+  c.out_dir = r["out_dir"], c.resume = r["resume"], c.device_mem = r["device_mem"],
+  c.host_mem = r["host_mem"];
+  c.eval = r["eval"];
+  CHECK(c.lr > 0 && c.min_lr >= 0 && c.min_lr <= c.lr, src, ": need 0 <= min_lr <= lr and lr > 0");
+  CHECK(c.keep_last >= 1, src, ": keep_last must be >= 1");
+  for (const json& st : r["curriculum"]) {
+    CHECK(st.is_object() && st.contains("until_step") && st.contains("seq_len") && st.size() == 2 &&
+              st["until_step"].is_number_integer() && st["seq_len"].is_number_integer(),
+          src, ": each curriculum stage must be {until_step: INT, seq_len: INT}, got ", st.dump());
+    c.curriculum.push_back({st["until_step"], st["seq_len"]});
+    CHECK(c.curriculum.back().seq_len >= 1, src, ": curriculum seq_len must be >= 1");
+  }
+  return c;
+}
+
+TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides) {
+  json user;
+  try {
+    user = yaml_to_json(YAML::LoadFile(path));
+  } catch (const YAML::BadFile&) {
+    FAIL(path, ": cannot read the config file");
+  } catch (const YAML::Exception& e) {
+    FAIL(path, ": not valid YAML: ", e.msg, " at line ", e.mark.line + 1);
+  }
+  if (user.is_null()) user = json::object();
+  for (const std::string& o : overrides) {
+    const size_t eq = o.find('=');
+    CHECK(eq != std::string::npos && eq > 0, "override '", o, "' must look like key=value");
+    json v;
+    try {
+      v = yaml_to_json(YAML::Load(o.substr(eq + 1)));
+    } catch (const YAML::Exception& e) {
+      FAIL("override '", o, "': cannot read the value: ", e.msg);
+    }
+    set_dotted(user, o.substr(0, eq), v);
+  }
+  return train_config_from_json(user, path);
+}
+
+std::string to_yaml(const json& j) {
+  YAML::Emitter out;
+  std::function<void(const json&)> emit = [&](const json& v) {
+    if (v.is_object()) {
+      out << YAML::BeginMap;
+      for (auto it = v.begin(); it != v.end(); ++it)
+        out << YAML::Key << it.key() << YAML::Value, emit(it.value());
+      out << YAML::EndMap;
+    } else if (v.is_array()) {
+      out << YAML::Flow << YAML::BeginSeq;
+      for (const auto& e : v) emit(e);
+      out << YAML::EndSeq;
+    } else if (v.is_string()) {
+      out << YAML::DoubleQuoted << v.get<std::string>();
+    } else if (v.is_null()) {
+      out << YAML::Null;
+    } else {
+      out << v.dump();
+    }
+  };
+  emit(j);
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace longctx

@@ -1,0 +1,40 @@
+// `longctx train` configuration: YAML with key=value overrides, checked
+// against a schema of known keys so that a typo is an error, not a default.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace longctx {
+
+struct CurriculumStage {
+  int64_t until_step = 0;  // this stage runs while step < until_step
+  int64_t seq_len = 0;
+};
+
+struct TrainConfig {
+  nlohmann::json raw;  // the effective config, every key with its value
+
+  std::string model_path;     // model.path: an HF directory
+  nlohmann::json model_init;  // model.init: HF config fields, random init
+  nlohmann::json data;        // data.* (read by the data layer)
+  int64_t seq_len = 1024, batch_size = 1, grad_accum = 1, steps = 100;
+  double lr = 3e-4, min_lr = 3e-5, weight_decay = 0.1, grad_clip = 1.0, beta1 = 0.9, beta2 = 0.95;
+  int64_t warmup_steps = 10, seed = 0, save_every = 0, keep_last = 2, log_every = 1, max_bad_steps = 5;
+  std::string out_dir = "runs/train";
+  bool resume = false;
+  int64_t stop_after = 0;  // > 0: end this run after that step (checkpointed), the schedule still spans `steps`
+  std::vector<CurriculumStage> curriculum;  // empty: seq_len throughout
+  std::string device_mem, host_mem;
+  nlohmann::json eval;  // eval.* after training
+
+  int64_t seq_len_at(int64_t step) const;
+};
+
+// Reads YAML `path`, applies `key=value` overrides (dotted keys for nesting,
+// values parsed as YAML scalars), fills defaults and checks every key and type.
+TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides);
+TrainConfig train_config_from_json(nlohmann::json j, const std::string& source);
+std::string to_yaml(const nlohmann::json& j);
+
+}  // namespace longctx

@@ -1,0 +1,209 @@
+#include "train/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "io/png.h"
+#include "model/flops.h"
+#include "model/llama_io.h"
+#include "ops/adamw.h"
+#include "ops/elementwise.h"
+#include "train/checkpoint.h"
+#include "train/data.h"
+#include "train/evaluate.h"
+#include "train/grad_step.h"
+#include "train/progress.h"
+#include "train/report.h"
+#include "train/schedule.h"
+
+namespace longctx {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+LlamaConfig model_config(const TrainConfig& cfg) {
+  if (!cfg.model_path.empty()) {
+    CHECK(fs::is_directory(cfg.model_path), cfg.model_path, ": model directory not found (model.path)");
+    return load_llama_config(cfg.model_path + "/config.json");
+  }
+  return llama_config_from_json(cfg.model_init.dump(), "model.init");
+}
+
+// Keep only the metrics of steps <= last_step: a crash may have logged steps
+// past the checkpoint we resume from, and they will be run again.
+void truncate_metrics(const fs::path& p, int64_t last_step) {
+  std::ifstream in(p);
+  if (!in) return;
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    try {
+      if (json::parse(line).value("step", int64_t(0)) <= last_step) kept += line + "\n";
+    } catch (...) {  // a line cut by the crash
+    }
+  }
+  in.close();
+  std::ofstream(p, std::ios::trunc) << kept;
+}
+
+struct Model {
+  LlamaConfig c;
+  ParamSet w, g, m, v;
+  Model(const LlamaConfig& cfg, Memory& mem)
+      : c(cfg),
+        w(cfg, mem, Tier::device, Tag::weights),
+        g(cfg, mem, Tier::device, Tag::grads),
+        m(cfg, mem, Tier::device, Tag::optim),
+        v(cfg, mem, Tier::device, Tag::optim) {}
+};
+
+void adamw_all(Model& md, const TrainConfig& cfg, double lr, int64_t step, Context& ctx) {
+  AdamWParams a;
+  a.lr = float(lr), a.beta1 = float(cfg.beta1), a.beta2 = float(cfg.beta2), a.step = step;
+  for (size_t i = 0; i < md.w.specs().size(); i++) {
+    a.weight_decay = md.w.specs()[i].shape.n >= 2 ? float(cfg.weight_decay) : 0.f;  // no decay on norms
+    adamw_update(md.w.tensor(i), md.g.tensor(i), md.m.tensor(i), md.v.tensor(i), a, ctx);
+  }
+}
+
+// The passkey grid of eval.* on the trained model: a table on stdout, a JSON
+// file and a heat-map in out_dir.
+void final_passkey_eval(const TrainConfig& cfg, const LlamaConfig& c, const ParamSet& w, Memory& mem,
+                        Context& ctx) {
+  const DataConfig dc = data_config_from_json(cfg.data);
+  auto tok = dc.tokenizer.empty() ? make_byte_tokenizer() : load_tokenizer(dc.tokenizer);
+  const auto lengths = cfg.eval["lengths"].get<std::vector<int64_t>>();
+  const auto depths = cfg.eval["depths"].get<std::vector<double>>();
+  const int64_t samples = cfg.eval["samples"];
+  // a seed far from training's, so the evaluated samples are new ones
+  const PasskeyGrid g = eval_passkey(c, w, *tok, lengths, depths, samples, uint64_t(cfg.seed) + 0x5eed0000u,
+                                     int(dc.passkey_digits), mem, ctx);
+  std::printf("%s", format_passkey_table(g).c_str());
+  const std::string png = (fs::path(cfg.out_dir) / cfg.eval["heatmap"].get<std::string>()).string();
+  write_heatmap_png(png, g.accuracy);
+  std::ofstream(fs::path(cfg.out_dir) / "passkey_eval.json")
+      << json{{"lengths", g.lengths}, {"depths", g.depths}, {"accuracy", g.accuracy}}.dump() << "\n";
+  std::printf("passkey heat-map: %s\n", png.c_str());
+}
+
+}  // namespace
+
+TrainResult run_training(const TrainConfig& cfg) {
+  fs::create_directories(cfg.out_dir);
+  const std::string yaml = to_yaml(cfg.raw);
+  std::printf("effective config:\n%s", yaml.c_str());
+  std::ofstream(fs::path(cfg.out_dir) / "config.yaml") << yaml;
+
+  Memory mem;
+  if (!cfg.device_mem.empty()) mem.tracker().set_budget(Tier::device, parse_bytes(cfg.device_mem));
+  if (!cfg.host_mem.empty()) mem.tracker().set_budget(Tier::host, parse_bytes(cfg.host_mem));
+  Context ctx;
+  ctx.mem = &mem;
+  Model md(model_config(cfg), mem);
+  const LlamaConfig& c = md.c;
+  auto data = make_data_source(data_config_from_json(cfg.data), uint64_t(cfg.seed), c.vocab_size);
+
+  int64_t start = 0, bad = 0;
+  const fs::path metrics_path = fs::path(cfg.out_dir) / "metrics.jsonl";
+  const std::string ckpt = cfg.resume ? latest_checkpoint(cfg.out_dir) : "";
+  if (!ckpt.empty()) {
+    const json st = load_checkpoint(ckpt, md.w, {md.m, md.v});
+    start = st.at("step");
+    bad = st.value("bad_steps", int64_t(0));
+    data->restore(st.at("data"));
+    truncate_metrics(metrics_path, start);
+    std::printf("resumed from %s at step %lld\n", ckpt.c_str(), (long long)start);
+  } else {
+    if (cfg.model_path.empty())
+      init_params_random(md.w, c, uint64_t(cfg.seed));
+    else
+      load_params(md.w, cfg.model_path);
+    std::ofstream(metrics_path, std::ios::trunc);
+  }
+  std::ofstream metrics(metrics_path, std::ios::app);
+  const double peak_gflops = measure_peak_gflops();
+  Progress progress(cfg.steps, isatty(fileno(stdout)) != 0);
+
+  std::unique_ptr<GradStep> step_fn;
+  int64_t step_T = 0;
+  std::vector<Batch> micro(size_t(cfg.grad_accum));
+  TrainResult res;
+  for (int64_t step = start; step < cfg.steps; step++) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const int64_t T = cfg.seq_len_at(step), B = cfg.batch_size;
+    if (!step_fn || step_T != T) {
+      step_fn.reset();  // free the old length's buffers first
+      step_fn = std::make_unique<GradStep>(c, mem, B, T);
+      step_T = T;
+    }
+    int64_t labels = 0;
+    for (auto& b : micro) {
+      data->next(b, B, T);
+      labels += b.label_count();
+    }
+    md.g.zero();
+    double loss_sum = 0;
+    for (auto& b : micro) {
+      StepInput in{Tensor(b.inputs.data(), {B, T}, DType::I32), Tensor(b.labels.data(), {B, T}, DType::I32),
+                   Tensor(b.positions.data(), {B, T}, DType::I32),
+                   Tensor(b.doc_ids.data(), {B, T}, DType::I32)};
+      loss_sum += step_fn->run(md.w, md.g, in, ctx, double(labels)) * double(b.label_count());
+    }
+    const double loss = labels > 0 ? loss_sum / double(labels) : 0.0;
+    const double norm = std::sqrt(sum_squares(md.g.all(), ctx));
+    const double lr = lr_at(step, cfg.steps, cfg.warmup_steps, cfg.lr, cfg.min_lr);
+    const bool finite = std::isfinite(loss) && std::isfinite(norm);
+    if (finite) {
+      bad = 0;
+      if (cfg.grad_clip > 0 && norm > cfg.grad_clip)
+        scale_inplace(md.g.all(), float(cfg.grad_clip / norm), ctx);
+      adamw_all(md, cfg, lr, step + 1, ctx);
+    } else {
+      bad++;
+      std::printf("\nstep %lld: non-finite %s, update skipped (%lld in a row)\n", (long long)(step + 1),
+                  std::isfinite(loss) ? "gradients" : "loss", (long long)bad);
+      CHECK(bad < cfg.max_bad_steps, "aborting at step ", step + 1, ": ", bad,
+            " steps in a row had a non-finite loss or gradients");
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double tokens = double(B * T * cfg.grad_accum);
+    const double flops = step_flops(c, B, T, false).model * double(cfg.grad_accum);
+    json j = {{"step", step + 1},
+              {"loss", loss},
+              {"lr", lr},
+              {"grad_norm", norm},
+              {"seq_len", T},
+              {"tokens", tokens},
+              {"step_seconds", secs},
+              {"tokens_per_s", tokens / secs},
+              {"mfu", flops / secs / (peak_gflops * 1e9)},
+              {"skipped", !finite},
+              {"peak_bytes", peak_bytes_json(mem.tracker())}};
+    metrics << j.dump() << "\n" << std::flush;
+    progress.update(step + 1, loss, tokens / secs, mem.tracker().tier(Tier::device).peak, secs);
+    res = {step + 1, loss};
+    const bool stop = cfg.stop_after > 0 && step + 1 == cfg.stop_after;
+    const bool last = step + 1 == cfg.steps || stop;
+    if ((cfg.save_every > 0 && (step + 1) % cfg.save_every == 0) || last)
+      save_checkpoint(cfg.out_dir, step + 1, md.w, {md.m, md.v},
+                      json{{"step", step + 1}, {"bad_steps", bad}, {"data", data->state()}}, cfg.keep_last);
+    if (stop) {
+      progress.finish();
+      std::printf("stopped after step %lld as asked (stop_after); resume=true continues\n", (long long)(step + 1));
+      return res;
+    }
+  }
+  progress.finish();
+  save_model_dir(cfg.out_dir, c, md.w);
+  std::printf("final model written to %s\n", cfg.out_dir.c_str());
+  if (!cfg.eval["lengths"].empty()) final_passkey_eval(cfg, c, md.w, mem, ctx);
+  return res;
+}
+
+}  // namespace longctx

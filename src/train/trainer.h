@@ -1,0 +1,17 @@
+// The training loop of `longctx train`: data, accumulation, clipping, AdamW
+// with warmup + cosine, metrics, checkpoints and resume, final export.
+#pragma once
+#include <cstdio>
+
+#include "train/train_config.h"
+
+namespace longctx {
+
+struct TrainResult {
+  int64_t steps_done = 0;
+  double last_loss = 0;
+};
+
+TrainResult run_training(const TrainConfig& cfg);
+
+}  // namespace longctx

@@ -1,0 +1,173 @@
+#!/usr/bin/python3
+"""`longctx train` end to end: bit-exact resume, survival of kill -9 at random
+moments (also during saves), metrics.jsonl, config errors, export and eval.
+
+    /usr/bin/python3 tests/train/test_train_cli.py --longctx build/bin/longctx [--keep]
+
+Prints one line per check and a final `N passed, M failed`; exits 1 on any failure.
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+RESULTS = []
+
+
+def check(name, ok, detail=""):
+    RESULTS.append(ok)
+    print(("PASS " if ok else "FAIL ") + name + (": " + detail if detail else ""), flush=True)
+
+
+CONFIG = """
+model:
+  init: {vocab_size: 64, hidden_size: 32, intermediate_size: 56, num_hidden_layers: 2,
+         num_attention_heads: 4, num_key_value_heads: 2, rope_theta: 10000.0, tie_word_embeddings: true}
+data:
+  kind: tokens
+  path: %(tokens)s
+seq_len: 48
+batch_size: 2
+grad_accum: 2
+steps: %(steps)d
+lr: 0.003
+min_lr: 0.0003
+warmup_steps: 3
+save_every: 1
+keep_last: 2
+seed: 7
+out_dir: %(out)s
+"""
+
+
+def write_config(d, out, steps, tokens, extra=""):
+    p = os.path.join(d, os.path.basename(out) + ".yaml")
+    with open(p, "w") as f:
+        f.write(CONFIG % dict(out=out, steps=steps, tokens=tokens) + extra)
+    return p
+
+
+def losses(out):
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    return [(r["step"], r["loss"]) for r in rows]
+
+
+def run(exe, args, **kw):
+    return subprocess.run([exe] + args, capture_output=True, text=True, timeout=600, **kw)
+
+
+def test_straight_vs_resumed(exe, d, tokens):
+    steps = 12
+    full = os.path.join(d, "full")
+    r = run(exe, ["train", write_config(d, full, steps, tokens)])
+    check("train runs", r.returncode == 0, r.stderr.strip()[-300:])
+    ref = losses(full)
+    check("metrics.jsonl has one valid JSON object per step", [s for s, _ in ref] == list(range(1, steps + 1)))
+    m = json.loads(open(os.path.join(full, "metrics.jsonl")).readline())
+    keys = {"step", "loss", "lr", "grad_norm", "tokens_per_s", "mfu", "peak_bytes"}
+    check("metrics lines carry the figures", keys <= set(m), str(sorted(m)))
+    check("effective config saved", os.path.exists(os.path.join(full, "config.yaml")))
+    check("final model exported", os.path.exists(os.path.join(full, "model.safetensors"))
+          and os.path.exists(os.path.join(full, "config.json")))
+    ck = sorted(os.listdir(os.path.join(full, "checkpoints")))
+    check("keep_last prunes old checkpoints", ck == ["step_00000011", "step_00000012"], str(ck))
+
+    half = os.path.join(d, "half")
+    cfg = write_config(d, half, steps, tokens)
+    r1 = run(exe, ["train", cfg, "stop_after=6"])
+    r2 = run(exe, ["train", cfg, "resume=true"])
+    got = losses(half)
+    check("N straight == N/2 + resume + N/2, bit for bit", got == ref and r2.returncode == 0,
+          "first difference: %s" % next(((a, b) for a, b in zip(got, ref) if a != b), None))
+    return ref
+
+
+def test_kill9(exe, d, tokens, ref):
+    steps = len(ref)
+    out = os.path.join(d, "killed")
+    cfg = write_config(d, out, steps, tokens)
+    rng = random.Random(1234)
+    kills = 0
+    for attempt in range(7):  # six runs killed at random moments, then one to the end
+        p = subprocess.Popen([exe, "train", cfg, "resume=true"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            p.wait(timeout=rng.uniform(0.05, 0.6) if attempt < 6 else 600)
+        except subprocess.TimeoutExpired:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            kills += 1
+            continue
+        if p.returncode != 0:
+            check("killed run resumes", False, p.stderr.read()[-300:])
+            return
+        break
+    got = losses(out)
+    check("kill -9 x%d then resume: the losses of an uninterrupted run" % kills,
+          kills >= 3 and got == ref, "kills=%d, %d vs %d rows" % (kills, len(got), len(ref)))
+
+
+def test_errors(exe, d, tokens):
+    cases = [
+        ("unknown key", ["seq_lenn=5"], "seq_lenn"),
+        ("wrong type", ["steps=many"], "steps"),
+        ("missing data file", ["data.path=/nonexistent/tokens.npy"], "nonexistent"),
+        ("token beyond vocab", ["model.init.vocab_size=10"], "vocab"),
+    ]
+    for name, over, word in cases:
+        out = os.path.join(d, "err")
+        r = run(exe, ["train", write_config(d, out, 2, tokens)] + over)
+        lines = [l for l in r.stderr.strip().splitlines() if l]
+        check("error: " + name, r.returncode == 1 and len(lines) == 1 and word in lines[0],
+              "rc=%d stderr=%r" % (r.returncode, r.stderr[-300:]))
+    bad = os.path.join(d, "bad.yaml")
+    with open(bad, "w") as f:
+        f.write("seq_len: [1, 2\n")
+    r = run(exe, ["train", bad])
+    check("error: malformed YAML", r.returncode == 1 and "bad.yaml" in r.stderr, r.stderr[-200:])
+    r = run(exe, ["train", os.path.join(d, "missing.yaml")])
+    check("error: missing config", r.returncode == 1 and "missing.yaml" in r.stderr, r.stderr[-200:])
+
+
+def test_eval_generate(exe, d, tokens):
+    model = os.path.join(d, "full")
+    r = run(exe, ["eval", "--model", model, "--tokens", tokens, "--seq-len", "32", "--max-windows", "4"])
+    ok = r.returncode == 0 and json.loads(r.stdout.strip().splitlines()[-1])["perplexity"] > 1
+    check("eval perplexity", ok, r.stderr[-200:])
+    r = run(exe, ["generate", "--model", model, "--prompt", "12", "--max-new", "5", "--tokenizer", ""])
+    check("generate", r.returncode == 0, r.stderr[-200:])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--longctx", required=True)
+    ap.add_argument("--keep", action="store_true")
+    args, _ = ap.parse_known_args()
+    d = tempfile.mkdtemp(prefix="longctx-train-")
+    try:
+        toks = np.random.default_rng(0).integers(0, 64, size=20000).astype(np.int32)
+        tokens = os.path.join(d, "tokens.npy")
+        np.save(tokens, toks)
+        ref = test_straight_vs_resumed(args.longctx, d, tokens)
+        test_kill9(args.longctx, d, tokens, ref)
+        test_errors(args.longctx, d, tokens)
+        test_eval_generate(args.longctx, d, tokens)
+    finally:
+        if not args.keep:
+            shutil.rmtree(d, ignore_errors=True)
+    failed = RESULTS.count(False)
+    print("%d passed, %d failed" % (len(RESULTS) - failed, failed))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
