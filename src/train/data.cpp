@@ -426,10 +426,14 @@ DataConfig data_config_from_json(const json& j) {
         c.depth_min = v.get<double>();
       } else if (k == "depth_max") {
         c.depth_max = v.get<double>();
+      } else if (k == "passkey_loss") {
+        c.passkey_loss = v.get<std::string>();
+        CHECK(c.passkey_loss == "answer" || c.passkey_loss == "all", "data.passkey_loss must be answer or all, got '",
+              c.passkey_loss, "'");
       } else {
         FAIL("data.", k,
              ": unknown key (known: kind, path, tokenizer, pack, eos_id, passkey_digits, depth_min, ",
-             "depth_max)");
+             "depth_max, passkey_loss)");
       }
     } catch (const json::exception& e) {
       FAIL("data.", k, ": wrong type, got ", v.type_name(), " (", e.what(), ")");

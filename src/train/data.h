@@ -27,6 +27,9 @@ struct DataConfig {
   int32_t eos_id = -1;             // document separator in token streams (-1: none); jsonl: the tokenizer's
   int64_t passkey_digits = 5;
   double depth_min = 0.0, depth_max = 1.0;  // needle depth range, fractions of the filler
+  // "answer": the loss is on the answer tokens only; "all": on every token,
+  // which adds next-token prediction on the filler (it teaches copying sooner).
+  std::string passkey_loss = "answer";
 };
 
 // data.* of the train config: kind, path (a string or a list), tokenizer, pack,

@@ -126,7 +126,8 @@ class PasskeySource : public DataSource {
         seed_(seed),
         digits_(int(c.passkey_digits)),
         dmin_(c.depth_min),
-        dmax_(c.depth_max) {
+        dmax_(c.depth_max),
+        all_(c.passkey_loss == "all") {
     CHECK(c.passkey_digits >= 1 && c.passkey_digits <= 18, "data.passkey_digits must be in [1, 18], got ",
           c.passkey_digits);
     CHECK(0.0 <= dmin_ && dmin_ <= dmax_ && dmax_ <= 1.0,
@@ -161,7 +162,7 @@ class PasskeySource : public DataSource {
     const size_t o = size_t(r * T);
     for (int64_t t = 0; t < T; t++) {
       b.inputs[o + t] = s.tokens[size_t(t)];
-      b.labels[o + t] = t + 1 >= s.answer_start ? s.tokens[size_t(t + 1)] : kIgnoreIndex;
+      b.labels[o + t] = all_ || t + 1 >= s.answer_start ? s.tokens[size_t(t + 1)] : kIgnoreIndex;
       b.positions[o + t] = int32_t(t);
       b.doc_ids[o + t] = 0;
     }
@@ -170,6 +171,7 @@ class PasskeySource : public DataSource {
   std::unique_ptr<Tokenizer> tok_;
   uint64_t seed_, sample_ = 0;
   int digits_;
+  bool all_;  // labels on every token, not just the answer
   double dmin_, dmax_;
 };
 

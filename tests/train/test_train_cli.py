@@ -91,7 +91,19 @@ def test_straight_vs_resumed(exe, d, tokens):
     return ref
 
 
+def rows(out):
+    try:
+        with open(os.path.join(out, "metrics.jsonl")) as f:
+            return f.read().count("\n")
+    except OSError:
+        return 0
+
+
 def test_kill9(exe, d, tokens, ref):
+    """Kills are placed by progress, not by wall time, so they land mid-run on
+    fast and slow machines alike: each run is killed once metrics.jsonl has
+    reached a random row (a save follows every step, so many kills hit a
+    save), after a random extra delay of up to a few milliseconds."""
     steps = len(ref)
     out = os.path.join(d, "killed")
     cfg = write_config(d, out, steps, tokens)
@@ -100,16 +112,24 @@ def test_kill9(exe, d, tokens, ref):
     for attempt in range(7):  # six runs killed at random moments, then one to the end
         p = subprocess.Popen([exe, "train", cfg, "resume=true"], stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
-        try:
-            p.wait(timeout=rng.uniform(0.05, 0.6) if attempt < 6 else 600)
-        except subprocess.TimeoutExpired:
-            p.send_signal(signal.SIGKILL)
-            p.wait()
-            kills += 1
-            continue
+        if attempt < 6:
+            target = min(steps - 1, rows(out) + rng.randint(0, 2))
+            deadline = time.time() + 600
+            while p.poll() is None and rows(out) < target and time.time() < deadline:
+                time.sleep(0.0005)
+            time.sleep(rng.uniform(0, 0.004))
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+                p.wait()
+                kills += 1
+                continue
+        else:
+            p.wait(timeout=600)
         if p.returncode != 0:
             check("killed run resumes", False, p.stderr.read()[-300:])
             return
+        if attempt < 6:
+            continue  # finished before the kill landed; the next run resumes from the end
         break
     got = losses(out)
     check("kill -9 x%d then resume: the losses of an uninterrupted run" % kills,
