@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
-# The main job on its built-in default: install, build, write a random small
-# Llama, and run one forward+backward over 4096 random tokens with it.
+# The main job on its built-in default: install, build, then train a small
+# Llama from scratch on passkey retrieval with a length curriculum (192 -> 4096
+# tokens) and print its passkey accuracy per length and depth. About 6-8
+# minutes on 2 cores. Extra arguments are config overrides (key=value).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
-RUN=${RUN_DIR:-runs/demo}
-mkdir -p "$RUN"
 ./build/bin/longctx info
-./build/bin/longctx init --config configs/tiny.json --out "$RUN/model" --seed 0
-/usr/bin/python3 -c "import numpy as np; np.save('$RUN/tokens.npy', np.random.default_rng(0).integers(0, 512, size=(1, 4097), dtype=np.int32))"
-./build/bin/longctx grad --model "$RUN/model" --tokens "$RUN/tokens.npy" --out "$RUN/grads.safetensors" --repeat 3
+exec ./build/bin/longctx train configs/passkey-demo.yaml "$@"

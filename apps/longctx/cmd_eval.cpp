@@ -38,21 +38,24 @@ Run add_eval(CLI::App& app) {
     nlohmann::json j;
     if (!o->tokens.empty()) {
       const PerplexityResult r = eval_perplexity(m.c, *m.w, o->tokens, o->seq_len, o->max_windows, mem, ctx);
-      std::printf("perplexity %.4f (loss %.4f) over %lld tokens in %lld windows of %lld\n", r.perplexity, r.loss,
-                  (long long)r.tokens, (long long)r.windows, (long long)o->seq_len);
+      std::printf("perplexity %.4f (loss %.4f) over %lld tokens in %lld windows of %lld\n", r.perplexity,
+                  r.loss, (long long)r.tokens, (long long)r.windows, (long long)o->seq_len);
       j["perplexity"] = r.perplexity, j["loss"] = r.loss, j["tokens"] = r.tokens;
     }
     if (o->passkey) {
       auto tok = model_tokenizer(o->tokenizer, o->model);
       const PasskeyGrid g = eval_passkey(m.c, *m.w, *tok, parse_list<int64_t>(o->lengths, "--lengths"),
-                                         parse_list<double>(o->depths, "--depths"), o->samples, uint64_t(o->seed),
-                                         o->digits, mem, ctx);
+                                         parse_list<double>(o->depths, "--depths"), o->samples,
+                                         uint64_t(o->seed), o->digits, mem, ctx);
       std::printf("%s", format_passkey_table(g).c_str());
       if (!o->heatmap.empty()) {
         write_heatmap_png(o->heatmap, g.accuracy);
         std::printf("heat-map written to %s\n", o->heatmap.c_str());
       }
-      j["passkey"] = {{"lengths", g.lengths}, {"depths", g.depths}, {"accuracy", g.accuracy}};
+      j["passkey"] = {{"lengths", g.lengths},
+                      {"depths", g.depths},
+                      {"accuracy", g.accuracy},
+                      {"token_accuracy", g.token_accuracy}};
     }
     std::printf("%s\n", j.dump().c_str());
     return 0;

@@ -23,14 +23,17 @@ struct PasskeyGrid {
   std::vector<int64_t> lengths;
   std::vector<double> depths;
   std::vector<std::vector<double>> accuracy;  // [length][depth]
-  double at_length(size_t i) const;           // mean over depths
+  // [length][k]: how often answer token k was right (teacher-forced), over all
+  // depths and samples; shows which part of the key a model still misses
+  std::vector<std::vector<double>> token_accuracy;
+  double at_length(size_t i) const;  // mean over depths
 };
 // A sample is right when greedy decoding after the question reproduces every
 // key token (checked by argmax at each answer position: the same as greedy
 // decoding while the answer so far is right).
 PasskeyGrid eval_passkey(const LlamaConfig& c, const ParamSet& w, const Tokenizer& tok,
-                         const std::vector<int64_t>& lengths, const std::vector<double>& depths, int64_t samples,
-                         uint64_t seed, int digits, Memory& mem, Context& ctx);
+                         const std::vector<int64_t>& lengths, const std::vector<double>& depths,
+                         int64_t samples, uint64_t seed, int digits, Memory& mem, Context& ctx);
 std::string format_passkey_table(const PasskeyGrid& g);
 
 }  // namespace longctx

@@ -46,9 +46,8 @@ std::string random_key(uint64_t& rng, int digits) {
   return key;
 }
 
-// Exactly n filler tokens of whole sentences (the last one cut); `starts`
-// gets every sentence start and n itself: the places a needle may go.
-std::vector<int32_t> filler(const Tokenizer& tok, int64_t n, uint64_t& rng, std::vector<int64_t>& starts) {
+// Exactly n filler tokens of whole sentences (the last one cut).
+std::vector<int32_t> filler(const Tokenizer& tok, int64_t n, uint64_t& rng) {
   std::vector<std::vector<int32_t>> sentences;
   for (const char* s : kFiller) sentences.push_back(piece(tok, std::string(" ") + s));
   std::vector<int32_t> out;
@@ -56,19 +55,10 @@ std::vector<int32_t> filler(const Tokenizer& tok, int64_t n, uint64_t& rng, std:
   while (int64_t(out.size()) < n) {
     const auto& s = sentences[splitmix64(rng) % kFillerCount];
     CHECK(!s.empty(), "passkey: the tokenizer encodes a filler sentence to no tokens");
-    starts.push_back(int64_t(out.size()));
     out.insert(out.end(), s.begin(), s.end());
   }
   out.resize(size_t(n));
-  starts.push_back(n);
   return out;
-}
-
-int64_t nearest(const std::vector<int64_t>& v, double target) {
-  int64_t best = v.front();
-  for (int64_t x : v)
-    if (std::abs(double(x) - target) < std::abs(double(best) - target)) best = x;
-  return best;
 }
 
 template <class V>
@@ -101,9 +91,11 @@ PasskeySample make_passkey_sample(const Tokenizer& tok, int64_t total_tokens, do
         " tokens cannot hold the needle, question ", "and answer (", fixed,
         " tokens); use a longer sequence");
 
-  std::vector<int64_t> starts;
-  const std::vector<int32_t> fill = filler(tok, total_tokens - fixed, rng, starts);
-  const int64_t at = nearest(starts, depth * double(fill.size()));
+  const std::vector<int32_t> fill = filler(tok, total_tokens - fixed, rng);
+  // The needle goes at any token, not only at sentence starts: with few
+  // possible places (short samples) a model learns the distances from the
+  // question to the needle instead of finding the key by its content.
+  const int64_t at = std::llround(depth * double(fill.size()));
   s.tokens.reserve(size_t(total_tokens));
   if (prefix) s.tokens.push_back(tok.bos_id());
   append(s.tokens, fill, 0, size_t(at));
@@ -171,8 +163,8 @@ class PasskeySource : public DataSource {
   std::unique_ptr<Tokenizer> tok_;
   uint64_t seed_, sample_ = 0;
   int digits_;
-  bool all_;  // labels on every token, not just the answer
   double dmin_, dmax_;
+  bool all_;  // labels on every token, not just the answer
 };
 
 }  // namespace

@@ -110,6 +110,12 @@ int64_t TrainConfig::seq_len_at(int64_t step) const {
   return seq_len;
 }
 
+int64_t TrainConfig::batch_size_at(int64_t step) const {
+  for (const auto& s : curriculum)
+    if (step < s.until_step) return s.batch_size > 0 ? s.batch_size : batch_size;
+  return batch_size;
+}
+
 TrainConfig train_config_from_json(json user, const std::string& src) {
   CHECK(user.is_object(), src, ": the config must be a mapping of keys to values");
   TrainConfig c;
@@ -138,11 +144,15 @@ TrainConfig train_config_from_json(json user, const std::string& src) {
   CHECK(c.lr > 0 && c.min_lr >= 0 && c.min_lr <= c.lr, src, ": need 0 <= min_lr <= lr and lr > 0");
   CHECK(c.keep_last >= 1, src, ": keep_last must be >= 1");
   for (const json& st : r["curriculum"]) {
-    CHECK(st.is_object() && st.contains("until_step") && st.contains("seq_len") && st.size() == 2 &&
-              st["until_step"].is_number_integer() && st["seq_len"].is_number_integer(),
-          src, ": each curriculum stage must be {until_step: INT, seq_len: INT}, got ", st.dump());
-    c.curriculum.push_back({st["until_step"], st["seq_len"]});
+    const bool has_b = st.is_object() && st.contains("batch_size");
+    CHECK(st.is_object() && st.contains("until_step") && st.contains("seq_len") &&
+              st.size() == 2 + size_t(has_b) && st["until_step"].is_number_integer() &&
+              st["seq_len"].is_number_integer() && (!has_b || st["batch_size"].is_number_integer()),
+          src, ": each curriculum stage must be {until_step: INT, seq_len: INT[, batch_size: INT]}, got ",
+          st.dump());
+    c.curriculum.push_back({st["until_step"], st["seq_len"], has_b ? st["batch_size"].get<int64_t>() : 0});
     CHECK(c.curriculum.back().seq_len >= 1, src, ": curriculum seq_len must be >= 1");
+    CHECK(!has_b || c.curriculum.back().batch_size >= 1, src, ": curriculum batch_size must be >= 1");
   }
   return c;
 }

@@ -10,6 +10,7 @@ namespace longctx {
 struct CurriculumStage {
   int64_t until_step = 0;  // this stage runs while step < until_step
   int64_t seq_len = 0;
+  int64_t batch_size = 0;  // 0: the run's batch_size
 };
 
 struct TrainConfig {
@@ -23,12 +24,14 @@ struct TrainConfig {
   int64_t warmup_steps = 10, seed = 0, save_every = 0, keep_last = 2, log_every = 1, max_bad_steps = 5;
   std::string out_dir = "runs/train";
   bool resume = false;
-  int64_t stop_after = 0;  // > 0: end this run after that step (checkpointed), the schedule still spans `steps`
+  int64_t stop_after =
+      0;  // > 0: end this run after that step (checkpointed), the schedule still spans `steps`
   std::vector<CurriculumStage> curriculum;  // empty: seq_len throughout
   std::string device_mem, host_mem;
   nlohmann::json eval;  // eval.* after training
 
   int64_t seq_len_at(int64_t step) const;
+  int64_t batch_size_at(int64_t step) const;
 };
 
 // Reads YAML `path`, applies `key=value` overrides (dotted keys for nesting,

@@ -87,8 +87,12 @@ void final_passkey_eval(const TrainConfig& cfg, const LlamaConfig& c, const Para
   std::printf("%s", format_passkey_table(g).c_str());
   const std::string png = (fs::path(cfg.out_dir) / cfg.eval["heatmap"].get<std::string>()).string();
   write_heatmap_png(png, g.accuracy);
-  std::ofstream(fs::path(cfg.out_dir) / "passkey_eval.json")
-      << json{{"lengths", g.lengths}, {"depths", g.depths}, {"accuracy", g.accuracy}}.dump() << "\n";
+  std::ofstream(fs::path(cfg.out_dir) / "passkey_eval.json") << json{{"lengths", g.lengths},
+                                                                     {"depths", g.depths},
+                                                                     {"accuracy", g.accuracy},
+                                                                     {"token_accuracy", g.token_accuracy}}
+                                                                    .dump()
+                                                             << "\n";
   std::printf("passkey heat-map: %s\n", png.c_str());
 }
 
@@ -131,16 +135,16 @@ TrainResult run_training(const TrainConfig& cfg) {
   Progress progress(cfg.steps, isatty(fileno(stdout)) != 0);
 
   std::unique_ptr<GradStep> step_fn;
-  int64_t step_T = 0;
+  int64_t step_T = 0, step_B = 0;
   std::vector<Batch> micro(size_t(cfg.grad_accum));
   TrainResult res;
   for (int64_t step = start; step < cfg.steps; step++) {
     const auto t0 = std::chrono::steady_clock::now();
-    const int64_t T = cfg.seq_len_at(step), B = cfg.batch_size;
-    if (!step_fn || step_T != T) {
-      step_fn.reset();  // free the old length's buffers first
+    const int64_t T = cfg.seq_len_at(step), B = cfg.batch_size_at(step);
+    if (!step_fn || step_T != T || step_B != B) {
+      step_fn.reset();  // free the old shape's buffers first
       step_fn = std::make_unique<GradStep>(c, mem, B, T);
-      step_T = T;
+      step_T = T, step_B = B;
     }
     int64_t labels = 0;
     for (auto& b : micro) {
@@ -179,6 +183,7 @@ TrainResult run_training(const TrainConfig& cfg) {
               {"lr", lr},
               {"grad_norm", norm},
               {"seq_len", T},
+              {"batch_size", B},
               {"tokens", tokens},
               {"step_seconds", secs},
               {"tokens_per_s", tokens / secs},
@@ -195,7 +200,8 @@ TrainResult run_training(const TrainConfig& cfg) {
                       json{{"step", step + 1}, {"bad_steps", bad}, {"data", data->state()}}, cfg.keep_last);
     if (stop) {
       progress.finish();
-      std::printf("stopped after step %lld as asked (stop_after); resume=true continues\n", (long long)(step + 1));
+      std::printf("stopped after step %lld as asked (stop_after); resume=true continues\n",
+                  (long long)(step + 1));
       return res;
     }
   }

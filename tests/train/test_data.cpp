@@ -15,6 +15,7 @@
 #include "ops/lm_head_loss.h"
 #include "train/data.h"
 #include "train/passkey.h"
+#include "train/train_config.h"
 
 namespace fs = std::filesystem;
 using namespace longctx;
@@ -323,10 +324,10 @@ TEST(Passkey, NeedleSitsAtTheChosenDepth) {
     const auto at = s.tokens.begin() + s.needle_start;
     EXPECT_EQ(tok->decode(Ids(at, at + int64_t(needle.size()))), needle);
     // Filler = everything but bos, needle, question, answer; the needle snaps
-    // to a sentence boundary, so it lands within one sentence of the target.
+    // to the nearest token.
     const int64_t question = int64_t(std::string(" What is the pass key? The pass key is ").size());
     const int64_t filler = total - 1 - int64_t(needle.size()) - question - 6;
-    EXPECT_NEAR(double(s.needle_start - 1), depth * double(filler), 30.0) << "depth " << depth;
+    EXPECT_NEAR(double(s.needle_start - 1), depth * double(filler), 1.0) << "depth " << depth;
   }
   // The source's depth range: [0.5, 0.5] puts every needle mid-filler.
   Batch b;
@@ -419,6 +420,43 @@ TEST(DataConfigJson, ReadsKeysAndRejectsUnknownOnes) {
   DataConfig bad;
   bad.kind = "text";
   expect_error([&] { make_data_source(bad, 0, 0); }, {"data.kind", "text"});
+  EXPECT_EQ(data_config_from_json({{"passkey_loss", "all"}}).passkey_loss, "all");
+  expect_error([] { data_config_from_json({{"passkey_loss", "most"}}); }, {"passkey_loss", "most"});
+}
+
+TEST(PasskeyLoss, AllLabelsEveryTokenAnswerOnlyTheKey) {
+  for (const char* mode : {"answer", "all"}) {
+    DataConfig c;
+    c.kind = "passkey";
+    c.passkey_loss = mode;
+    auto src = make_data_source(c, 3, 259);
+    Batch b;
+    src->next(b, 2, 150);
+    EXPECT_EQ(b.label_count(), std::string(mode) == "all" ? 300 : 2 * 5) << mode;
+  }
+}
+
+TEST(TrainConfigCurriculum, StagesSetLengthAndOptionallyBatch) {
+  const TrainConfig c = train_config_from_json(
+      {{"model", {{"init", {{"vocab_size", 8}}}}},
+       {"seq_len", 64},
+       {"batch_size", 2},
+       {"curriculum",
+        {{{"until_step", 10}, {"seq_len", 16}, {"batch_size", 8}}, {{"until_step", 20}, {"seq_len", 32}}}}},
+      "cfg.yaml");
+  EXPECT_EQ(c.seq_len_at(0), 16);
+  EXPECT_EQ(c.batch_size_at(9), 8);
+  EXPECT_EQ(c.seq_len_at(10), 32);
+  EXPECT_EQ(c.batch_size_at(10), 2);
+  EXPECT_EQ(c.seq_len_at(20), 64);
+  EXPECT_EQ(c.batch_size_at(25), 2);
+  expect_error(
+      [] {
+        train_config_from_json({{"model", {{"init", {{"vocab_size", 8}}}}},
+                                {"curriculum", {{{"until_step", 10}, {"seq_len", 16}, {"rows", 8}}}}},
+                               "cfg.yaml");
+      },
+      {"cfg.yaml", "curriculum stage"});
 }
 
 }  // namespace
