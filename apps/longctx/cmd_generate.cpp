@@ -26,8 +26,8 @@ Run add_generate(CLI::App& app) {
     std::vector<int32_t> prompt = tok->encode(o->prompt);
     CHECK(!prompt.empty(), "generate: the prompt is empty");
     for (int32_t id : prompt)
-      CHECK(id < m.c.vocab_size, "generate: the tokenizer gives id ", id, " beyond the model's vocabulary of ",
-            m.c.vocab_size);
+      CHECK(id < m.c.vocab_size, "generate: the tokenizer gives id ", id,
+            " beyond the model's vocabulary of ", m.c.vocab_size);
     Decoder d(m.c, mem, int64_t(prompt.size()) + o->max_new);
     const auto out = greedy_generate(d, *m.w, prompt, o->max_new, tok->eos_id(), ctx);
     std::printf("%s%s\n", o->prompt.c_str(), tok->decode(out).c_str());

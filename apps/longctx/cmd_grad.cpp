@@ -22,13 +22,14 @@ struct Opts {
 
 // (B, T+1) ids -> inputs [:, :-1] and labels [:, 1:], all checked against V.
 void split_tokens(const TokenArray& a, const std::string& path, int64_t V, Tensor inputs, Tensor labels) {
-  CHECK(a.cols >= 2, path, ": needs at least 2 tokens per row (inputs [:, :-1], labels [:, 1:]), got ", a.cols);
+  CHECK(a.cols >= 2, path, ": needs at least 2 tokens per row (inputs [:, :-1], labels [:, 1:]), got ",
+        a.cols);
   const int64_t T = a.cols - 1;
   for (int64_t b = 0; b < a.rows; b++)
     for (int64_t t = 0; t <= T; t++) {
       const int32_t id = a.ids[size_t(b * a.cols + t)];
-      CHECK(id >= 0 && id < V, path, ": token id ", id, " at [", b, ", ", t, "] is outside the model's vocabulary [0, ",
-            V, ")");
+      CHECK(id >= 0 && id < V, path, ": token id ", id, " at [", b, ", ", t,
+            "] is outside the model's vocabulary [0, ", V, ")");
       if (t < T) inputs.i32()[b * T + t] = id;
       if (t > 0) labels.i32()[b * T + t - 1] = id;
     }

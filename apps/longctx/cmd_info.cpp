@@ -27,8 +27,9 @@ Run add_info(CLI::App& app) {
     const auto devs = cuda_devices(&why);
     if (devs.empty()) std::printf("cuda devices: none (%s)\n", why.c_str());
     for (size_t i = 0; i < devs.size(); i++)
-      std::printf("cuda device %zu: %s, sm_%d%d, %d SMs, %.1f GiB\n", i, devs[i].name.c_str(), devs[i].cc_major,
-                  devs[i].cc_minor, devs[i].sm_count, double(devs[i].total_bytes) / (1 << 30));
+      std::printf("cuda device %zu: %s, sm_%d%d, %d SMs, %.1f GiB\n", i, devs[i].name.c_str(),
+                  devs[i].cc_major, devs[i].cc_minor, devs[i].sm_count,
+                  double(devs[i].total_bytes) / (1 << 30));
     return 0;
   };
 }

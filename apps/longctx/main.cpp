@@ -20,7 +20,8 @@ int main(int argc, char** argv) {
   add("init", "write a randomly initialised model as an HF directory", longctx::cli::add_init);
   add("grad", "one forward+backward: loss and the gradient of every parameter", longctx::cli::add_grad);
   add("train", "train a model from a YAML config (key=value overrides)", longctx::cli::add_train);
-  add("eval", "perplexity on held-out tokens; passkey accuracy over lengths x depths", longctx::cli::add_eval);
+  add("eval", "perplexity on held-out tokens; passkey accuracy over lengths x depths",
+      longctx::cli::add_eval);
   add("generate", "greedy decoding with a KV cache", longctx::cli::add_generate);
   add("info", "version, backends, BLAS kernels, CPU features, MPI, CUDA devices", longctx::cli::add_info);
   try {

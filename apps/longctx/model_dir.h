@@ -32,7 +32,8 @@ inline std::unique_ptr<Tokenizer> model_tokenizer(const std::string& flag, const
   return make_byte_tokenizer();
 }
 
-template <class T> std::vector<T> parse_list(const std::string& s, const char* flag) {
+template <class T>
+std::vector<T> parse_list(const std::string& s, const char* flag) {
   std::vector<T> out;
   std::stringstream ss(s);
   for (std::string item; std::getline(ss, item, ',');) {

@@ -13,7 +13,7 @@
 namespace longctx {
 
 const char* tag_name(Tag t) {
-  static const char* names[] = {"weights", "grads",    "optim",     "checkpoint", "activations",
+  static const char* names[] = {"weights",  "grads",   "optim",     "checkpoint", "activations",
                                 "kv_cache", "kv_grad", "workspace", "comm",       "data"};
   return int(t) < kNumTags ? names[int(t)] : "?";
 }
@@ -26,8 +26,20 @@ int64_t parse_bytes(const std::string& s) {
   std::string unit = s.substr(i);
   double mul = 0;
   const char* units[] = {"", "B", "K", "KB", "KiB", "M", "MB", "MiB", "G", "GB", "GiB", "T", "TB", "TiB"};
-  const double muls[] = {1, 1, 1024, 1e3, 1024, 1048576, 1e6, 1048576, 1073741824.0, 1e9, 1073741824.0,
-                         1099511627776.0, 1e12, 1099511627776.0};
+  const double muls[] = {1,
+                         1,
+                         1024,
+                         1e3,
+                         1024,
+                         1048576,
+                         1e6,
+                         1048576,
+                         1073741824.0,
+                         1e9,
+                         1073741824.0,
+                         1099511627776.0,
+                         1e12,
+                         1099511627776.0};
   for (size_t k = 0; k < sizeof(muls) / sizeof(muls[0]); k++)
     if (unit == units[k]) mul = muls[k];
   CHECK(mul > 0, "unknown unit '", unit, "' in byte size '", s, "' (use B, KiB, MiB, GiB, TiB, KB, MB, GB)");
@@ -37,10 +49,14 @@ int64_t parse_bytes(const std::string& s) {
 std::string format_bytes(int64_t b) {
   char buf[64];
   const double x = double(b);
-  if (x >= 1073741824.0) std::snprintf(buf, sizeof buf, "%.2f GiB", x / 1073741824.0);
-  else if (x >= 1048576.0) std::snprintf(buf, sizeof buf, "%.2f MiB", x / 1048576.0);
-  else if (x >= 1024.0) std::snprintf(buf, sizeof buf, "%.2f KiB", x / 1024.0);
-  else std::snprintf(buf, sizeof buf, "%lld B", (long long)b);
+  if (x >= 1073741824.0)
+    std::snprintf(buf, sizeof buf, "%.2f GiB", x / 1073741824.0);
+  else if (x >= 1048576.0)
+    std::snprintf(buf, sizeof buf, "%.2f MiB", x / 1048576.0);
+  else if (x >= 1024.0)
+    std::snprintf(buf, sizeof buf, "%.2f KiB", x / 1024.0);
+  else
+    std::snprintf(buf, sizeof buf, "%lld B", (long long)b);
   return buf;
 }
 
@@ -50,8 +66,8 @@ void MemoryTracker::on_alloc(Tier t, Tag g, int64_t bytes) {
   const int64_t budget = budget_[size_t(t)];
   if (budget > 0 && tc.current + bytes > budget)
     FAIL("out of ", tier_name(t), " memory: tag '", tag_name(g), "' asked for ", bytes, " bytes (",
-         format_bytes(bytes), ") with ", tc.current, " in use of a ", budget, "-byte (",
-         format_bytes(budget), ") budget");
+         format_bytes(bytes), ") with ", tc.current, " in use of a ", budget, "-byte (", format_bytes(budget),
+         ") budget");
   tc.current += bytes;
   tc.peak = std::max(tc.peak, tc.current);
   auto& gc = tags_[size_t(t)][size_t(g)];

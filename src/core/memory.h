@@ -13,7 +13,17 @@
 namespace longctx {
 
 enum class Tag : uint8_t {
-  weights, grads, optim, checkpoint, activations, kv_cache, kv_grad, workspace, comm, data, count
+  weights,
+  grads,
+  optim,
+  checkpoint,
+  activations,
+  kv_cache,
+  kv_grad,
+  workspace,
+  comm,
+  data,
+  count
 };
 constexpr int kNumTags = int(Tag::count);
 const char* tag_name(Tag t);
@@ -50,7 +60,7 @@ class Allocator {
   virtual void raw_free(void* p, size_t bytes) = 0;
 };
 
-std::unique_ptr<Allocator> make_host_allocator();                       // 64-byte aligned
+std::unique_ptr<Allocator> make_host_allocator();                        // 64-byte aligned
 std::unique_ptr<Allocator> make_disk_allocator(const std::string& dir);  // mmap'd unlinked files
 
 // The memory of one process: an allocator and a tracker per tier.

@@ -46,7 +46,10 @@ struct Tensor {
   size_t bytes() const { return size_t(numel()) * dtype_size(dtype); }
   bool defined() const { return ptr != nullptr; }
 
-  template <class T> T* as() const { return static_cast<T*>(ptr); }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(ptr);
+  }
   float* f32() const {
     CHECK(dtype == DType::F32, "tensor is ", dtype_name(dtype), ", expected F32");
     return static_cast<float*>(ptr);

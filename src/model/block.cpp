@@ -12,9 +12,19 @@ namespace longctx {
 
 std::vector<ActSpec> block_act_table(const LlamaConfig& c, int64_t B, int64_t T) {
   const int64_t N = B * T, C = c.hidden_size, F = c.intermediate_size, Cq = c.q_dim(), Ckv = c.kv_dim();
-  return {{"ln1", {N, C}},  {"rstd1", {N}},   {"q", {N, Cq}},  {"k", {N, Ckv}},   {"v", {N, Ckv}},
-          {"att", {N, Cq}}, {"lse", {B, c.num_attention_heads, T}}, {"x2", {N, C}}, {"ln2", {N, C}},
-          {"rstd2", {N}},   {"gate", {N, F}}, {"up", {N, F}},  {"hmlp", {N, F}}};
+  return {{"ln1", {N, C}},
+          {"rstd1", {N}},
+          {"q", {N, Cq}},
+          {"k", {N, Ckv}},
+          {"v", {N, Ckv}},
+          {"att", {N, Cq}},
+          {"lse", {B, c.num_attention_heads, T}},
+          {"x2", {N, C}},
+          {"ln2", {N, C}},
+          {"rstd2", {N}},
+          {"gate", {N, F}},
+          {"up", {N, F}},
+          {"hmlp", {N, F}}};
 }
 
 std::vector<ActSpec> block_grad_table(const LlamaConfig& c, int64_t B, int64_t T) {
@@ -46,8 +56,9 @@ Tensor ActBuffer::get(const char* name) const {
 }
 
 BlockActs bind_acts(const ActBuffer& b) {
-  return {b.get("ln1"), b.get("rstd1"), b.get("q"),   b.get("k"),     b.get("v"),    b.get("att"), b.get("lse"),
-          b.get("x2"),  b.get("ln2"),   b.get("rstd2"), b.get("gate"), b.get("up"), b.get("hmlp")};
+  return {b.get("ln1"),  b.get("rstd1"), b.get("q"),   b.get("k"),   b.get("v"),
+          b.get("att"),  b.get("lse"),   b.get("x2"),  b.get("ln2"), b.get("rstd2"),
+          b.get("gate"), b.get("up"),    b.get("hmlp")};
 }
 
 BlockGrads bind_grads(const ActBuffer& b) {
@@ -80,8 +91,8 @@ void block_forward(Tensor out, Tensor inp, const LayerParams& w, const BlockActs
     AttentionParams p = s.attn;
     p.q_offset = s.cache_len;
     attention_forward(heads4(a.att, s, NH, HS), a.lse, heads4(a.q, s, NH, HS),
-                      s.k_cache.slice0(0, Tk).view({1, Tk, NKV, HS}), s.v_cache.slice0(0, Tk).view({1, Tk, NKV, HS}),
-                      p, ctx);
+                      s.k_cache.slice0(0, Tk).view({1, Tk, NKV, HS}),
+                      s.v_cache.slice0(0, Tk).view({1, Tk, NKV, HS}), p, ctx);
   } else {
     attention_forward(heads4(a.att, s, NH, HS), a.lse, heads4(a.q, s, NH, HS), heads4(a.k, s, NKV, HS),
                       heads4(a.v, s, NKV, HS), s.attn, ctx);
@@ -103,7 +114,7 @@ void block_backward(Tensor dx, Tensor inp, const LayerParams& w, const LayerPara
   // MLP half. dx holds d(out); the residual passes it to x2 unchanged.
   matmul_backward(Tensor(), dw.wdown, dx, a.hmlp, w.wdown, ctx);
   matmul_backward(a.hmlp, Tensor(), dx, a.hmlp, w.wdown, ctx);  // hmlp := d(hmlp), after dW used it
-  swiglu_backward(a.gate, a.up, a.hmlp, a.gate, a.up, ctx);    // gate, up := their gradients
+  swiglu_backward(a.gate, a.up, a.hmlp, a.gate, a.up, ctx);     // gate, up := their gradients
   matmul_backward(g.dln, dw.wgate, a.gate, a.ln2, w.wgate, ctx);
   matmul_backward(g.dln, dw.wup, a.up, a.ln2, w.wup, ctx, /*accumulate=*/true);
   rmsnorm_backward(dx, dw.ln2, g.dln, a.x2, w.ln2, a.rstd2, ctx, /*accumulate=*/true);  // dx = d(x2)

@@ -18,12 +18,12 @@ struct ActSpec {
 
 // Forward activations of one block (kept for its backward).
 struct BlockActs {
-  Tensor ln1, rstd1;     // (N, C), (N)
-  Tensor q, k, v;        // (N, Cq), (N, Ckv), (N, Ckv) after rope
-  Tensor att, lse;       // (N, Cq), (B, NH, T)
-  Tensor x2;             // (N, C) residual after attention
-  Tensor ln2, rstd2;     // (N, C), (N)
-  Tensor gate, up, hmlp; // (N, F) each; hmlp = silu(gate) * up
+  Tensor ln1, rstd1;      // (N, C), (N)
+  Tensor q, k, v;         // (N, Cq), (N, Ckv), (N, Ckv) after rope
+  Tensor att, lse;        // (N, Cq), (B, NH, T)
+  Tensor x2;              // (N, C) residual after attention
+  Tensor ln2, rstd2;      // (N, C), (N)
+  Tensor gate, up, hmlp;  // (N, F) each; hmlp = silu(gate) * up
 };
 // Scratch of one block's backward.
 struct BlockGrads {

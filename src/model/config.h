@@ -15,9 +15,9 @@ struct RopeScaling {
 
 struct LlamaConfig {
   int64_t vocab_size = 0;
-  int64_t hidden_size = 0;        // C
-  int64_t intermediate_size = 0;  // F
-  int64_t num_hidden_layers = 0;  // L
+  int64_t hidden_size = 0;          // C
+  int64_t intermediate_size = 0;    // F
+  int64_t num_hidden_layers = 0;    // L
   int64_t num_attention_heads = 0;  // NH
   int64_t num_key_value_heads = 0;  // NKV (defaults to NH)
   int64_t head_dim = 0;             // HS (defaults to C / NH)
@@ -30,7 +30,7 @@ struct LlamaConfig {
   std::string torch_dtype = "float32";
   int64_t bos_token_id = -1, eos_token_id = -1;  // -1: absent
 
-  int64_t q_dim() const { return num_attention_heads * head_dim; }    // Cq
+  int64_t q_dim() const { return num_attention_heads * head_dim; }   // Cq
   int64_t kv_dim() const { return num_key_value_heads * head_dim; }  // Ckv
   // Throws naming the field when something cannot work (NH % NKV, odd head_dim, ...).
   void validate() const;

@@ -21,7 +21,7 @@ class Decoder {
   LlamaConfig c_;
   Memory& mem_;
   int64_t max_len_, len_ = 0;
-  Buffer cos_, sin_;                   // (max_len, HS/2)
+  Buffer cos_, sin_;                       // (max_len, HS/2)
   std::vector<Buffer> k_cache_, v_cache_;  // L x (max_len, Ckv)
 };
 

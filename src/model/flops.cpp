@@ -8,8 +8,8 @@ StepFlops step_flops(const LlamaConfig& c, int64_t B, int64_t T, bool recompute_
   const double L = double(c.num_hidden_layers);
   const double block_mm = 2 * N * (C * Cq + 2 * C * Ckv + Cq * C + 3 * C * F);
   // QK^T and PV, each 2*HS per visible pair; causal: T(T+1)/2 pairs per head
-  const double attn = 4.0 * double(B) * double(c.num_attention_heads) * double(c.head_dim) * double(T) *
-                      (double(T) + 1) / 2;
+  const double attn =
+      4.0 * double(B) * double(c.num_attention_heads) * double(c.head_dim) * double(T) * (double(T) + 1) / 2;
   const double block_fwd = block_mm + attn;
   const double head_fwd = 2 * N * C * V;
   StepFlops f;

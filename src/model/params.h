@@ -22,11 +22,11 @@ struct ParamSpec {
 std::vector<ParamSpec> llama_param_table(const LlamaConfig& c);
 
 struct LayerParams {
-  Tensor ln1;               // (C)
-  Tensor wq, wk, wv;        // (Cq, C), (Ckv, C), (Ckv, C)
-  Tensor wo;                // (C, Cq)
-  Tensor ln2;               // (C)
-  Tensor wgate, wup, wdown; // (F, C), (F, C), (C, F)
+  Tensor ln1;                // (C)
+  Tensor wq, wk, wv;         // (Cq, C), (Ckv, C), (Ckv, C)
+  Tensor wo;                 // (C, Cq)
+  Tensor ln2;                // (C)
+  Tensor wgate, wup, wdown;  // (F, C), (F, C), (C, F)
 };
 
 // All parameters (or all gradients) in one buffer, with a view per row of the

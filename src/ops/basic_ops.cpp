@@ -104,14 +104,15 @@ static void rope_check(const char* op, Tensor out, Tensor inp, Tensor pos, Tenso
 void rope_forward(Tensor out, Tensor inp, Tensor pos, Tensor cos, Tensor sin, Context& ctx) {
   rope_check("rope", out, inp, pos, cos, sin);
   expect_cpu("rope", ctx);
-  cpu::rope_apply(out.f32(), inp.f32(), pos.i32(), cos.f32(), sin.f32(), inp.dim(0), inp.dim(1), inp.dim(2), 1.f);
+  cpu::rope_apply(out.f32(), inp.f32(), pos.i32(), cos.f32(), sin.f32(), inp.dim(0), inp.dim(1), inp.dim(2),
+                  1.f);
 }
 
 void rope_backward(Tensor dinp, Tensor dout, Tensor pos, Tensor cos, Tensor sin, Context& ctx) {
   rope_check("rope_backward", dinp, dout, pos, cos, sin);
   expect_cpu("rope_backward", ctx);
-  cpu::rope_apply(dinp.f32(), dout.f32(), pos.i32(), cos.f32(), sin.f32(), dout.dim(0), dout.dim(1), dout.dim(2),
-                  -1.f);
+  cpu::rope_apply(dinp.f32(), dout.f32(), pos.i32(), cos.f32(), sin.f32(), dout.dim(0), dout.dim(1),
+                  dout.dim(2), -1.f);
 }
 
 void swiglu_forward(Tensor out, Tensor gate, Tensor up, Context& ctx) {

@@ -15,12 +15,13 @@ int64_t lm_head_loss_auto_tile(int64_t N, int64_t V) {
 }
 
 size_t lm_head_loss_workspace_bytes(int64_t N, int64_t V, int64_t C, int64_t tile_rows) {
-  const int64_t tile = tile_rows > 0 ? std::min(tile_rows, std::max<int64_t>(N, 1)) : lm_head_loss_auto_tile(N, V);
+  const int64_t tile =
+      tile_rows > 0 ? std::min(tile_rows, std::max<int64_t>(N, 1)) : lm_head_loss_auto_tile(N, V);
   return size_t(tile) * size_t(V) * 4;
 }
 
-double lm_head_loss(Tensor dhidden, Tensor dweight, Tensor hidden, Tensor weight, Tensor targets, double scale,
-                    int64_t tile_rows, Context& ctx) {
+double lm_head_loss(Tensor dhidden, Tensor dweight, Tensor hidden, Tensor weight, Tensor targets,
+                    double scale, int64_t tile_rows, Context& ctx) {
   const char* op = "lm_head_loss";
   ops::expect_ndim(op, "hidden", hidden, 2);
   ops::expect_ndim(op, "weight", weight, 2);
@@ -34,10 +35,12 @@ double lm_head_loss(Tensor dhidden, Tensor dweight, Tensor hidden, Tensor weight
   for (int64_t n = 0; n < N; n++)
     CHECK(t[n] == kIgnoreIndex || (t[n] >= 0 && t[n] < V), "[", op, "] target ", t[n], " at row ", n,
           " is outside the vocabulary [0, ", V, ") and is not the ignore index ", kIgnoreIndex);
-  const int64_t tile = tile_rows > 0 ? std::min(tile_rows, std::max<int64_t>(N, 1)) : lm_head_loss_auto_tile(N, V);
+  const int64_t tile =
+      tile_rows > 0 ? std::min(tile_rows, std::max<int64_t>(N, 1)) : lm_head_loss_auto_tile(N, V);
   Buffer logits(*ctx.mem, Tier::device, Tag::workspace, {tile, V});  // (tile, V)
-  return cpu::lm_head_loss(dhidden.defined() ? dhidden.f32() : nullptr, dweight.defined() ? dweight.f32() : nullptr,
-                           hidden.f32(), weight.f32(), t, N, C, V, scale, tile, logits.f32());
+  return cpu::lm_head_loss(dhidden.defined() ? dhidden.f32() : nullptr,
+                           dweight.defined() ? dweight.f32() : nullptr, hidden.f32(), weight.f32(), t, N, C,
+                           V, scale, tile, logits.f32());
 }
 
 }  // namespace longctx

@@ -12,8 +12,8 @@ constexpr int32_t kIgnoreIndex = -100;
 // Returns scale * sum over non-ignored rows of -log softmax(hidden W^T)[target].
 // dhidden (N, C) = and dweight (V, C) += the gradient of that value; pass
 // undefined tensors for a forward-only (eval) pass. tile_rows 0: automatic.
-double lm_head_loss(Tensor dhidden, Tensor dweight, Tensor hidden, Tensor weight, Tensor targets, double scale,
-                    int64_t tile_rows, Context& ctx);
+double lm_head_loss(Tensor dhidden, Tensor dweight, Tensor hidden, Tensor weight, Tensor targets,
+                    double scale, int64_t tile_rows, Context& ctx);
 
 int64_t lm_head_loss_auto_tile(int64_t N, int64_t V);
 size_t lm_head_loss_workspace_bytes(int64_t N, int64_t V, int64_t C, int64_t tile_rows);

@@ -428,8 +428,8 @@ DataConfig data_config_from_json(const json& j) {
         c.depth_max = v.get<double>();
       } else if (k == "passkey_loss") {
         c.passkey_loss = v.get<std::string>();
-        CHECK(c.passkey_loss == "answer" || c.passkey_loss == "all", "data.passkey_loss must be answer or all, got '",
-              c.passkey_loss, "'");
+        CHECK(c.passkey_loss == "answer" || c.passkey_loss == "all",
+              "data.passkey_loss must be answer or all, got '", c.passkey_loss, "'");
       } else {
         FAIL("data.", k,
              ": unknown key (known: kind, path, tokenizer, pack, eos_id, passkey_digits, depth_min, ",

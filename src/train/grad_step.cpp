@@ -73,7 +73,8 @@ double GradStep::forward_loss(const ParamSet& w, const StepInput& in, Context& c
   prepare(in, ctx);
   forward(w, ctx);
   if (label_count_ == 0) return 0.0;
-  return lm_head_loss(Tensor(), Tensor(), hf_.t(), w.lm_head, labels_.t(), 1.0 / double(label_count_), 0, ctx);
+  return lm_head_loss(Tensor(), Tensor(), hf_.t(), w.lm_head, labels_.t(), 1.0 / double(label_count_), 0,
+                      ctx);
 }
 
 Tensor GradStep::forward_hidden(const ParamSet& w, const StepInput& in, Context& ctx) {
@@ -82,7 +83,8 @@ Tensor GradStep::forward_hidden(const ParamSet& w, const StepInput& in, Context&
   return hf_.t();
 }
 
-double GradStep::run(const ParamSet& w, ParamSet& grads, const StepInput& in, Context& ctx, double label_norm) {
+double GradStep::run(const ParamSet& w, ParamSet& grads, const StepInput& in, Context& ctx,
+                     double label_norm) {
   prepare(in, ctx);
   forward(w, ctx);
   // LM head + loss; their gradients come out of the same pass

@@ -72,8 +72,8 @@ TEST_F(OpTest, RmsnormMatchesDoubleAndFiniteDifferences) {
   dw.check("dw");
   expect_fd_grad(x.data(), x.size(), dx.data(), fwd, "rmsnorm dx");
   expect_fd_grad(w.data(), w.size(), dw.data(), fwd, "rmsnorm dw");
-  EXPECT_THROW(rmsnorm_forward(out.t({N, C}), rstd.t({N}), Tensor(x.data(), {N, C}), Tensor(w.data(), {C - 1}),
-                               eps, ctx),
+  EXPECT_THROW(rmsnorm_forward(out.t({N, C}), rstd.t({N}), Tensor(x.data(), {N, C}),
+                               Tensor(w.data(), {C - 1}), eps, ctx),
                Error);
 }
 
@@ -168,8 +168,9 @@ TEST_F(OpTest, SwigluMatchesDoubleAndFiniteDifferences) {
 }
 
 // Loss in double for one row set; grads by the same formula in double.
-double ref_xent(const std::vector<float>& h, const std::vector<float>& w, const std::vector<int32_t>& t, int64_t N,
-                int64_t C, int64_t V, double scale, std::vector<double>* dh, std::vector<double>* dw) {
+double ref_xent(const std::vector<float>& h, const std::vector<float>& w, const std::vector<int32_t>& t,
+                int64_t N, int64_t C, int64_t V, double scale, std::vector<double>* dh,
+                std::vector<double>* dw) {
   double total = 0;
   if (dh) dh->assign(size_t(N * C), 0.0);
   if (dw) dw->assign(size_t(V * C), 0.0);
@@ -208,8 +209,9 @@ TEST_F(OpTest, LmHeadLossTiledMatchesDouble) {
   const double ref = ref_xent(h, w, t, N, C, V, scale, &dh_ref, &dw_ref);
   for (int64_t tile : {int64_t(1), int64_t(7), int64_t(0), N}) {
     Guarded dh(size_t(N * C)), dw(size_t(V * C));
-    const double loss = lm_head_loss(dh.t({N, C}), dw.t({V, C}), Tensor(h.data(), {N, C}), Tensor(w.data(), {V, C}),
-                                     Tensor(t.data(), {N}, DType::I32), scale, tile, ctx);
+    const double loss =
+        lm_head_loss(dh.t({N, C}), dw.t({V, C}), Tensor(h.data(), {N, C}), Tensor(w.data(), {V, C}),
+                     Tensor(t.data(), {N}, DType::I32), scale, tile, ctx);
     dh.check("dhidden");
     dw.check("dweight");
     EXPECT_NEAR(loss, ref, 1e-6 * std::abs(ref)) << "tile " << tile;
@@ -237,7 +239,8 @@ TEST_F(OpTest, LmHeadLossWorkspaceIsOneTile) {
   mem.tracker().reset_peaks();
   lm_head_loss(Tensor(), Tensor(), Tensor(h.data(), {N, C}), Tensor(w.data(), {V, C}),
                Tensor(t.data(), {N}, DType::I32), 1.0, 8, ctx);
-  EXPECT_EQ(size_t(mem.tracker().tag(Tier::device, Tag::workspace).peak), lm_head_loss_workspace_bytes(N, V, C, 8));
+  EXPECT_EQ(size_t(mem.tracker().tag(Tier::device, Tag::workspace).peak),
+            lm_head_loss_workspace_bytes(N, V, C, 8));
   EXPECT_LT(lm_head_loss_workspace_bytes(N, V, C, 8), size_t(N * V * 4));
 }
 
@@ -251,8 +254,8 @@ TEST_F(OpTest, AdamWMatchesPyTorchFormula) {
   for (int64_t step = 1; step <= 5; step++) {
     auto g = randn(size_t(n), uint64_t(100 + step));
     a.step = step;
-    adamw_update(Tensor(p.data(), {n}), Tensor(g.data(), {n}), Tensor(m.data(), {n}), Tensor(v.data(), {n}), a,
-                 ctx);
+    adamw_update(Tensor(p.data(), {n}), Tensor(g.data(), {n}), Tensor(m.data(), {n}), Tensor(v.data(), {n}),
+                 a, ctx);
     for (int64_t i = 0; i < n; i++) {
       const size_t k = size_t(i);
       pd[k] *= 1 - double(a.lr) * a.weight_decay;

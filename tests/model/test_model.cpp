@@ -88,8 +88,10 @@ TEST(Model, KvCacheDecodingMatchesFullForward) {
   const int64_t T = 13, V = c.vocab_size;
   Batch b = make_batch(1, T, V);
   GradStep step(c, mem, 1, T);
-  Tensor h = step.forward_hidden(w, StepInput{Tensor(b.in.data(), {1, T}, DType::I32),
-                                              Tensor(b.lab.data(), {1, T}, DType::I32), Tensor(), Tensor()}, ctx);
+  Tensor h = step.forward_hidden(w,
+                                 StepInput{Tensor(b.in.data(), {1, T}, DType::I32),
+                                           Tensor(b.lab.data(), {1, T}, DType::I32), Tensor(), Tensor()},
+                                 ctx);
   std::vector<float> full(size_t(T * V));
   matmul_forward(Tensor(full.data(), {T, V}), h, w.lm_head, ctx);
   Decoder d(c, mem, 32);

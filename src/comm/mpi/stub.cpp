@@ -2,4 +2,4 @@
 
 namespace longctx {
 std::string mpi_library_version() { return ""; }
-}
+}  // namespace longctx

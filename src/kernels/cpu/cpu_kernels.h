@@ -10,7 +10,8 @@ void embedding_forward(float* out, const int32_t* tok, const float* wte, int64_t
 // dwte (V, C) += dout rows scattered by tok
 void embedding_backward(float* dwte, const float* dout, const int32_t* tok, int64_t N, int64_t C);
 
-void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int64_t N, int64_t C, float eps);
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int64_t N, int64_t C,
+                     float eps);
 void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
                       const float* rstd, int64_t N, int64_t C, bool accumulate);
 
@@ -20,11 +21,12 @@ void matmul_backward(float* dinp, float* dw, const float* dout, const float* inp
                      int64_t IC, int64_t OC, bool accumulate);
 
 // x (N, H, HS) rotated in place by pos; cos/sin (P, HS/2). sign = +1 forward, -1 backward.
-void rope_apply(float* out, const float* inp, const int32_t* pos, const float* cos, const float* sin, int64_t N,
-                int64_t H, int64_t HS, float sign);
+void rope_apply(float* out, const float* inp, const int32_t* pos, const float* cos, const float* sin,
+                int64_t N, int64_t H, int64_t HS, float sign);
 
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);
-void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n);
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                     int64_t n);
 
 // Fused LM head + cross-entropy over rows [0, N) in tiles; see ops/lm_head_loss.h.
 double lm_head_loss(float* dhidden, float* dw, const float* hidden, const float* w, const int32_t* targets,

@@ -48,8 +48,8 @@ double lm_head_loss(float* dhidden, float* dw, const float* hidden, const float*
       row_loss[size_t(r)] = softmax_xent_row(logits + r * V, V, targets[r0 + r], scale, want_grad);
     for (int64_t r = 0; r < rows; r++) total += row_loss[size_t(r)];  // fixed order: deterministic
     if (dhidden)  // (rows, C) = dlogits (rows, V) @ w (V, C)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(C), int(V), 1.f, logits, int(V), w,
-                  int(C), 0.f, dhidden + r0 * C, int(C));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(C), int(V), 1.f, logits, int(V),
+                  w, int(C), 0.f, dhidden + r0 * C, int(C));
     if (dw)  // (V, C) += dlogits^T (V, rows) @ h (rows, C)
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(V), int(C), int(rows), 1.f, logits, int(V), h,
                   int(C), 1.f, dw, int(C));

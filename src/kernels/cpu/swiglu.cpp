@@ -13,7 +13,8 @@ void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) {
 }
 
 // silu(g) = g s, s = sigmoid(g); silu'(g) = s (1 + g (1 - s)). In-place safe.
-void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n) {
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                     int64_t n) {
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; i++) {
     const float g = gate[i], u = up[i], d = dout[i];
