@@ -8,11 +8,26 @@
 #include <cstring>
 #include <functional>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "core/check.h"
 #include "core/context.h"
 
 namespace longctx::test {
+
+// f must throw longctx::Error with a one-line message containing every needle.
+inline void expect_error(const std::function<void()>& f, const std::vector<std::string>& needles) {
+  try {
+    f();
+    ADD_FAILURE() << "expected longctx::Error";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    for (const std::string& n : needles)
+      EXPECT_NE(m.find(n), std::string::npos) << "'" << n << "' not in: " << m;
+    EXPECT_EQ(m.find('\n'), std::string::npos) << "multi-line message: " << m;
+  }
+}
 
 inline std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.f) {
   std::mt19937_64 g(seed);

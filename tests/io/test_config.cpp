@@ -9,25 +9,15 @@
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
+#include "harness.h"
 #include "model/config.h"
 
 namespace fs = std::filesystem;
 using namespace longctx;
+using longctx::test::expect_error;
 using json = nlohmann::json;
 
 namespace {
-
-void expect_cfg_error(const std::function<void()>& f, const std::vector<std::string>& needles) {
-  try {
-    f();
-    ADD_FAILURE() << "expected longctx::Error";
-  } catch (const Error& e) {
-    const std::string m = e.what();
-    for (const std::string& n : needles)
-      EXPECT_NE(m.find(n), std::string::npos) << "'" << n << "' not in: " << m;
-    EXPECT_EQ(m.find('\n'), std::string::npos) << "multi-line message: " << m;
-  }
-}
 
 // Llama-3.1-8B's config.json, abridged to the fields that matter.
 const char* kLlama31 = R"({
@@ -57,7 +47,7 @@ LlamaConfig parse(const json& j) { return llama_config_from_json(j.dump(), "test
 void expect_parse_error(const json& j, const std::vector<std::string>& needles) {
   std::vector<std::string> all = needles;
   all.push_back("test/config.json");
-  expect_cfg_error([&] { parse(j); }, all);
+  expect_error([&] { parse(j); }, all);
 }
 
 TEST(ConfigTest, ParsesLlama31) {
@@ -179,17 +169,17 @@ TEST(ConfigTest, LoadFromFile) {
   const std::string dir = tmpl;
   std::ofstream(dir + "/config.json") << kLlama31;
   EXPECT_EQ(load_llama_config(dir + "/config.json").num_key_value_heads, 8);
-  expect_cfg_error([&] { load_llama_config(dir + "/absent.json"); }, {"absent.json", "cannot open"});
+  expect_error([&] { load_llama_config(dir + "/absent.json"); }, {"absent.json", "cannot open"});
   std::ofstream(dir + "/bad.json") << "{\"vocab_size\": 10,";
-  expect_cfg_error([&] { load_llama_config(dir + "/bad.json"); }, {"bad.json", "not valid JSON"});
+  expect_error([&] { load_llama_config(dir + "/bad.json"); }, {"bad.json", "not valid JSON"});
   fs::remove_all(dir);
 }
 
 // ------------------------------------------------------------ rejections
 
 TEST(ConfigTest, ErrorNotJsonOrNotObject) {
-  expect_cfg_error([] { llama_config_from_json("{", "x.json"); }, {"x.json", "not valid JSON"});
-  expect_cfg_error([] { llama_config_from_json("[1]", "x.json"); }, {"x.json", "not a JSON object"});
+  expect_error([] { llama_config_from_json("{", "x.json"); }, {"x.json", "not valid JSON"});
+  expect_error([] { llama_config_from_json("[1]", "x.json"); }, {"x.json", "not a JSON object"});
 }
 
 TEST(ConfigTest, ErrorMissingRequiredField) {
@@ -278,10 +268,10 @@ TEST(ConfigTest, ValidateDirectly) {
   LlamaConfig c = parse(minimal());
   EXPECT_NO_THROW(c.validate());
   c.num_key_value_heads = 3;
-  expect_cfg_error([&] { c.validate(); }, {"LlamaConfig", "num_key_value_heads"});
+  expect_error([&] { c.validate(); }, {"LlamaConfig", "num_key_value_heads"});
   c.num_key_value_heads = 2;
   c.head_dim = 7;
-  expect_cfg_error([&] { c.validate(); }, {"head_dim", "even"});
+  expect_error([&] { c.validate(); }, {"head_dim", "even"});
 }
 
 }  // namespace

@@ -10,24 +10,14 @@
 #include <sstream>
 
 #include "core/check.h"
+#include "harness.h"
 #include "io/npy.h"
 
 namespace fs = std::filesystem;
 using namespace longctx;
+using longctx::test::expect_error;
 
 namespace {
-
-void expect_npy_error(const std::function<void()>& f, const std::vector<std::string>& needles) {
-  try {
-    f();
-    ADD_FAILURE() << "expected longctx::Error";
-  } catch (const Error& e) {
-    const std::string m = e.what();
-    for (const std::string& n : needles)
-      EXPECT_NE(m.find(n), std::string::npos) << "'" << n << "' not in: " << m;
-    EXPECT_EQ(m.find('\n'), std::string::npos) << "multi-line message: " << m;
-  }
-}
 
 template <class T>
 std::string bytes_of(const std::vector<T>& v) {
@@ -156,25 +146,25 @@ TEST_F(NpyTest, SaveF32Layout) {
   ASSERT_EQ(s.size(), 10 + hlen + 24);
   EXPECT_EQ(std::memcmp(s.data() + 10 + hlen, v.data(), 24), 0);
   // Floats are not token ids.
-  expect_npy_error([&] { load_tokens_npy(p("f.npy")); }, {"f.npy", "non-integer dtype '<f4'"});
+  expect_error([&] { load_tokens_npy(p("f.npy")); }, {"f.npy", "non-integer dtype '<f4'"});
 }
 
 // ------------------------------------------------------------ rejections
 
 TEST_F(NpyTest, ErrorMissingFile) {
-  expect_npy_error([&] { load_tokens_npy(p("absent.npy")); }, {"absent.npy", "cannot open"});
+  expect_error([&] { load_tokens_npy(p("absent.npy")); }, {"absent.npy", "cannot open"});
 }
 
 TEST_F(NpyTest, ErrorBadMagic) {
   const std::string path = raw("magic.npy", dict("<i4", "(1,)"), std::string(4, '\0'), 1, "XNUMPY");
-  expect_npy_error([&] { load_tokens_npy(path); }, {"magic.npy", "bad magic"});
+  expect_error([&] { load_tokens_npy(path); }, {"magic.npy", "bad magic"});
   std::ofstream(p("tiny.npy")) << "\x93NU";
-  expect_npy_error([&] { load_tokens_npy(p("tiny.npy")); }, {"tiny.npy", "bad magic"});
+  expect_error([&] { load_tokens_npy(p("tiny.npy")); }, {"tiny.npy", "bad magic"});
 }
 
 TEST_F(NpyTest, ErrorUnsupportedVersion) {
   const std::string path = raw("ver.npy", dict("<i4", "(1,)"), std::string(4, '\0'), 4);
-  expect_npy_error([&] { load_tokens_npy(path); }, {"ver.npy", "unsupported .npy format version 4.0"});
+  expect_error([&] { load_tokens_npy(path); }, {"ver.npy", "unsupported .npy format version 4.0"});
 }
 
 TEST_F(NpyTest, ErrorMalformedHeader) {
@@ -191,13 +181,13 @@ TEST_F(NpyTest, ErrorMalformedHeader) {
       {"{'descr': '<i4', 'fortran_order': False, 'shape': (1,)} x", "trailing characters"}};
   for (const auto& [d, problem] : cases) {
     const std::string path = raw("hdr.npy", d, std::string(4, '\0'));
-    expect_npy_error([&] { load_tokens_npy(path); }, {"hdr.npy", "malformed header", problem});
+    expect_error([&] { load_tokens_npy(path); }, {"hdr.npy", "malformed header", problem});
   }
 }
 
 TEST_F(NpyTest, ErrorFortranOrder) {
   const std::string path = raw("f.npy", dict("<i4", "(2, 2)", "True"), std::string(16, '\0'));
-  expect_npy_error([&] { load_tokens_npy(path); }, {"f.npy", "fortran_order True"});
+  expect_error([&] { load_tokens_npy(path); }, {"f.npy", "fortran_order True"});
 }
 
 TEST_F(NpyTest, ErrorNonIntegerOrBigEndian) {
@@ -207,38 +197,38 @@ TEST_F(NpyTest, ErrorNonIntegerOrBigEndian) {
       {"<U8", "non-integer"}};
   for (const auto& [descr, problem] : cases) {
     const std::string path = raw("dt.npy", dict(descr, "(2,)"), std::string(16, '\0'));
-    expect_npy_error([&] { load_tokens_npy(path); }, {"dt.npy", problem, descr});
+    expect_error([&] { load_tokens_npy(path); }, {"dt.npy", problem, descr});
   }
 }
 
 TEST_F(NpyTest, ErrorDims) {
   const std::string three = raw("d3.npy", dict("<i4", "(2, 2, 2)"), std::string(32, '\0'));
-  expect_npy_error([&] { load_tokens_npy(three); }, {"d3.npy", "got 3 dims"});
+  expect_error([&] { load_tokens_npy(three); }, {"d3.npy", "got 3 dims"});
   const std::string zero = raw("d0.npy", dict("<i4", "()"), std::string(4, '\0'));
-  expect_npy_error([&] { load_tokens_npy(zero); }, {"d0.npy", "got 0 dims"});
+  expect_error([&] { load_tokens_npy(zero); }, {"d0.npy", "got 0 dims"});
 }
 
 TEST_F(NpyTest, ErrorTruncatedData) {
   const std::string path = raw("tr.npy", dict("<i4", "(3, 4)"), std::string(40, '\0'));
-  expect_npy_error([&] { load_tokens_npy(path); }, {"tr.npy", "truncated", "needs 48 bytes", "has 40"});
+  expect_error([&] { load_tokens_npy(path); }, {"tr.npy", "truncated", "needs 48 bytes", "has 40"});
 }
 
 TEST_F(NpyTest, ErrorValueOutOfRange) {
   const std::vector<int64_t> big = {5, 2147483648LL};
-  expect_npy_error([&] { load_tokens_npy(raw("big.npy", dict("<i8", "(2,)"), bytes_of(big))); },
-                   {"big.npy", "2147483648", "index 1", "does not fit int32"});
+  expect_error([&] { load_tokens_npy(raw("big.npy", dict("<i8", "(2,)"), bytes_of(big))); },
+               {"big.npy", "2147483648", "index 1", "does not fit int32"});
   const std::vector<uint32_t> ubig = {3000000000u};
-  expect_npy_error([&] { load_tokens_npy(raw("ubig.npy", dict("<u4", "(1,)"), bytes_of(ubig))); },
-                   {"ubig.npy", "does not fit int32"});
+  expect_error([&] { load_tokens_npy(raw("ubig.npy", dict("<u4", "(1,)"), bytes_of(ubig))); },
+               {"ubig.npy", "does not fit int32"});
   const std::vector<uint64_t> huge = {~uint64_t(0)};
-  expect_npy_error([&] { load_tokens_npy(raw("huge.npy", dict("<u8", "(1,)"), bytes_of(huge))); },
-                   {"huge.npy", "does not fit int32"});
+  expect_error([&] { load_tokens_npy(raw("huge.npy", dict("<u8", "(1,)"), bytes_of(huge))); },
+               {"huge.npy", "does not fit int32"});
   const std::vector<int32_t> neg = {1, 2, -3};
-  expect_npy_error([&] { load_tokens_npy(raw("neg.npy", dict("<i4", "(3,)"), bytes_of(neg))); },
-                   {"neg.npy", "negative value -3", "index 2"});
+  expect_error([&] { load_tokens_npy(raw("neg.npy", dict("<i4", "(3,)"), bytes_of(neg))); },
+               {"neg.npy", "negative value -3", "index 2"});
   const std::vector<int16_t> neg2 = {-1};
-  expect_npy_error([&] { load_tokens_npy(raw("neg2.npy", dict("<i2", "(1,)"), bytes_of(neg2))); },
-                   {"neg2.npy", "negative value -1"});
+  expect_error([&] { load_tokens_npy(raw("neg2.npy", dict("<i2", "(1,)"), bytes_of(neg2))); },
+               {"neg2.npy", "negative value -1"});
 }
 
 }  // namespace

@@ -12,24 +12,14 @@
 #include <random>
 #include <sstream>
 
+#include "harness.h"
 #include "io/safetensors.h"
 
 namespace fs = std::filesystem;
 using namespace longctx;
+using longctx::test::expect_error;
 
 namespace {
-
-void expect_st_error(const std::function<void()>& f, const std::vector<std::string>& needles) {
-  try {
-    f();
-    ADD_FAILURE() << "expected longctx::Error";
-  } catch (const Error& e) {
-    const std::string m = e.what();
-    for (const std::string& n : needles)
-      EXPECT_NE(m.find(n), std::string::npos) << "'" << n << "' not in: " << m;
-    EXPECT_EQ(m.find('\n'), std::string::npos) << "multi-line message: " << m;
-  }
-}
 
 std::vector<float> values(size_t n, uint64_t seed) {
   std::mt19937_64 g(seed);
@@ -203,8 +193,8 @@ TEST_F(SafeTensorsTest, ShardedRoundTrip) {
   dir.read_f32("b", got.data(), {10, 10});
   EXPECT_EQ(got, b);
   // Errors on a sharded model name the shard that holds the tensor.
-  expect_st_error([&] { dir.read_f32("c", got.data(), {300}); },
-                  {"model-00002-of-00003.safetensors", "'c'", "(3, 100)", "(300)"});
+  expect_error([&] { dir.read_f32("c", got.data(), {300}); },
+               {"model-00002-of-00003.safetensors", "'c'", "(3, 100)", "(300)"});
 }
 
 TEST_F(SafeTensorsTest, ShardedBF16SingleShardKeepsShardedNames) {
@@ -222,14 +212,14 @@ TEST_F(SafeTensorsTest, ShardedBF16SingleShardKeepsShardedNames) {
 // ------------------------------------------------------------ header validation
 
 TEST_F(SafeTensorsTest, ErrorMissingFile) {
-  expect_st_error([&] { SafeTensorsFile f(p("absent.safetensors")); }, {"absent.safetensors", "cannot open"});
-  expect_st_error([&] { SafeTensorsDir d(p("absent")); }, {"absent", "no such file"});
+  expect_error([&] { SafeTensorsFile f(p("absent.safetensors")); }, {"absent.safetensors", "cannot open"});
+  expect_error([&] { SafeTensorsDir d(p("absent")); }, {"absent", "no such file"});
 }
 
 TEST_F(SafeTensorsTest, ErrorFileTooShort) {
   const std::string path = p("short.safetensors");
   std::ofstream(path) << "abcd";
-  expect_st_error([&] { SafeTensorsFile f(path); }, {"short.safetensors", "too short"});
+  expect_error([&] { SafeTensorsFile f(path); }, {"short.safetensors", "too short"});
 }
 
 TEST_F(SafeTensorsTest, ErrorHeaderLengthBeyondFile) {
@@ -239,7 +229,7 @@ TEST_F(SafeTensorsTest, ErrorHeaderLengthBeyondFile) {
   out.write(reinterpret_cast<const char*>(&n), 8);
   out << "{}";
   out.close();
-  expect_st_error([&] { SafeTensorsFile f(path); }, {"len.safetensors", "header length 1000", "exceeds"});
+  expect_error([&] { SafeTensorsFile f(path); }, {"len.safetensors", "header length 1000", "exceeds"});
 }
 
 TEST_F(SafeTensorsTest, ErrorHeaderLengthAbsurd) {
@@ -249,17 +239,17 @@ TEST_F(SafeTensorsTest, ErrorHeaderLengthAbsurd) {
   out.write(reinterpret_cast<const char*>(&n), 8);
   out << "{}";
   out.close();
-  expect_st_error([&] { SafeTensorsFile f(path); }, {"huge.safetensors", "absurd"});
+  expect_error([&] { SafeTensorsFile f(path); }, {"huge.safetensors", "absurd"});
 }
 
 TEST_F(SafeTensorsTest, ErrorHeaderNotJson) {
   const std::string path = raw("nj.safetensors", "{\"w\": [1, 2");
-  expect_st_error([&] { SafeTensorsFile f(path); }, {"nj.safetensors", "not valid JSON"});
+  expect_error([&] { SafeTensorsFile f(path); }, {"nj.safetensors", "not valid JSON"});
 }
 
 TEST_F(SafeTensorsTest, ErrorHeaderNotObject) {
   const std::string path = raw("arr.safetensors", "[1, 2]");
-  expect_st_error([&] { SafeTensorsFile f(path); }, {"arr.safetensors", "not a JSON object"});
+  expect_error([&] { SafeTensorsFile f(path); }, {"arr.safetensors", "not a JSON object"});
 }
 
 TEST_F(SafeTensorsTest, ErrorEntryMissingFields) {
@@ -268,7 +258,7 @@ TEST_F(SafeTensorsTest, ErrorEntryMissingFields) {
                                                        {R"({"dtype":"F32","shape":[1]})", "data_offsets"}};
   for (const auto& [entry, field] : cases) {
     const std::string path = raw_entry("miss.safetensors", entry, 4);
-    expect_st_error([&] { SafeTensorsFile f(path); }, {"miss.safetensors", "'w'", "missing", field});
+    expect_error([&] { SafeTensorsFile f(path); }, {"miss.safetensors", "'w'", "missing", field});
   }
 }
 
@@ -282,44 +272,44 @@ TEST_F(SafeTensorsTest, ErrorEntryWrongJsonTypes) {
       {R"({"dtype":"F32","shape":[1],"data_offsets":["0","4"]})", "data_offsets must hold integers"}};
   for (const auto& [entry, problem] : cases) {
     const std::string path = raw_entry("types.safetensors", entry, 4);
-    expect_st_error([&] { SafeTensorsFile f(path); }, {"types.safetensors", problem});
+    expect_error([&] { SafeTensorsFile f(path); }, {"types.safetensors", problem});
   }
 }
 
 TEST_F(SafeTensorsTest, ErrorUnsupportedDtype) {
   const std::string path =
       raw_entry("f8.safetensors", R"({"dtype":"F8_E4M3","shape":[4],"data_offsets":[0,4]})", 4);
-  expect_st_error([&] { SafeTensorsFile f(path); }, {"f8.safetensors", "unsupported dtype", "F8_E4M3"});
+  expect_error([&] { SafeTensorsFile f(path); }, {"f8.safetensors", "unsupported dtype", "F8_E4M3"});
 }
 
 TEST_F(SafeTensorsTest, ErrorTooManyDims) {
   const std::string path =
       raw_entry("dims.safetensors", R"({"dtype":"U8","shape":[1,1,1,1,1,1,1],"data_offsets":[0,1]})", 1);
-  expect_st_error([&] { SafeTensorsFile f(path); }, {"dims.safetensors", "7 dims"});
+  expect_error([&] { SafeTensorsFile f(path); }, {"dims.safetensors", "7 dims"});
 }
 
 TEST_F(SafeTensorsTest, ErrorNegativeDim) {
   const std::string path =
       raw_entry("neg.safetensors", R"({"dtype":"F32","shape":[-1],"data_offsets":[0,4]})", 4);
-  expect_st_error([&] { SafeTensorsFile f(path); }, {"neg.safetensors", "negative"});
+  expect_error([&] { SafeTensorsFile f(path); }, {"neg.safetensors", "negative"});
 }
 
 TEST_F(SafeTensorsTest, ErrorEndBeforeBegin) {
   const std::string path =
       raw_entry("eb.safetensors", R"({"dtype":"F32","shape":[1],"data_offsets":[8,4]})", 8);
-  expect_st_error([&] { SafeTensorsFile f(path); }, {"eb.safetensors", "end 4 < begin 8"});
+  expect_error([&] { SafeTensorsFile f(path); }, {"eb.safetensors", "end 4 < begin 8"});
 }
 
 TEST_F(SafeTensorsTest, ErrorSizeMismatch) {
   const std::string path =
       raw_entry("sz.safetensors", R"({"dtype":"BF16","shape":[2,3],"data_offsets":[0,8]})", 8);
-  expect_st_error([&] { SafeTensorsFile f(path); }, {"sz.safetensors", "size mismatch", "needs 12"});
+  expect_error([&] { SafeTensorsFile f(path); }, {"sz.safetensors", "size mismatch", "needs 12"});
 }
 
 TEST_F(SafeTensorsTest, ErrorOffsetsBeyondData) {
   const std::string path =
       raw_entry("bey.safetensors", R"({"dtype":"F32","shape":[2],"data_offsets":[0,8]})", 4);
-  expect_st_error([&] { SafeTensorsFile f(path); }, {"bey.safetensors", "beyond the data section"});
+  expect_error([&] { SafeTensorsFile f(path); }, {"bey.safetensors", "beyond the data section"});
 }
 
 TEST_F(SafeTensorsTest, ErrorOverlap) {
@@ -327,7 +317,7 @@ TEST_F(SafeTensorsTest, ErrorOverlap) {
                                R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
                                R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
                                12);
-  expect_st_error([&] { SafeTensorsFile f(path); }, {"ov.safetensors", "'b' overlaps 'a'"});
+  expect_error([&] { SafeTensorsFile f(path); }, {"ov.safetensors", "'b' overlaps 'a'"});
 }
 
 TEST_F(SafeTensorsTest, ErrorHole) {
@@ -335,10 +325,10 @@ TEST_F(SafeTensorsTest, ErrorHole) {
                                R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
                                R"("b":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}})",
                                20);
-  expect_st_error([&] { SafeTensorsFile f(path); }, {"hole.safetensors", "hole", "[8, 12)"});
+  expect_error([&] { SafeTensorsFile f(path); }, {"hole.safetensors", "hole", "[8, 12)"});
   const std::string tail =
       raw_entry("tail.safetensors", R"({"dtype":"F32","shape":[2],"data_offsets":[0,8]})", 12);
-  expect_st_error([&] { SafeTensorsFile f(tail); }, {"tail.safetensors", "4 trailing bytes"});
+  expect_error([&] { SafeTensorsFile f(tail); }, {"tail.safetensors", "4 trailing bytes"});
 }
 
 TEST_F(SafeTensorsTest, ErrorDuplicateName) {
@@ -346,12 +336,12 @@ TEST_F(SafeTensorsTest, ErrorDuplicateName) {
                                R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
                                R"("a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
                                8);
-  expect_st_error([&] { SafeTensorsFile f(path); }, {"dup.safetensors", "duplicate", "'a'"});
+  expect_error([&] { SafeTensorsFile f(path); }, {"dup.safetensors", "duplicate", "'a'"});
 }
 
 TEST_F(SafeTensorsTest, ErrorBadMetadata) {
   const std::string path = raw("meta.safetensors", R"({"__metadata__":{"step":12}})");
-  expect_st_error([&] { SafeTensorsFile f(path); }, {"meta.safetensors", "__metadata__", "must be a string"});
+  expect_error([&] { SafeTensorsFile f(path); }, {"meta.safetensors", "__metadata__", "must be a string"});
 }
 
 TEST_F(SafeTensorsTest, ReadRefusesNonFloatAndWrongShape) {
@@ -362,23 +352,23 @@ TEST_F(SafeTensorsTest, ReadRefusesNonFloatAndWrongShape) {
   SafeTensorsFile f(path);  // non-float dtypes are fine in the header
   EXPECT_EQ(f.find("ids")->dtype, DType::I32);
   float buf[6];
-  expect_st_error([&] { f.read_f32("ids", buf, {2}); }, {"int.safetensors", "'ids'", "non-float dtype I32"});
-  expect_st_error(
+  expect_error([&] { f.read_f32("ids", buf, {2}); }, {"int.safetensors", "'ids'", "non-float dtype I32"});
+  expect_error(
       [&] {
         f.read_f32("w", buf, {3, 2});
       },
       {"int.safetensors", "'w'", "(2, 3)", "expected (3, 2)"});
-  expect_st_error([&] { f.read_f32("v", buf, {6}); }, {"int.safetensors", "no tensor", "'v'"});
+  expect_error([&] { f.read_f32("v", buf, {6}); }, {"int.safetensors", "no tensor", "'v'"});
 }
 
 TEST_F(SafeTensorsTest, SaveRejectsDuplicateAndNonF32) {
   float x[2] = {1, 2};
-  expect_st_error(
+  expect_error(
       [&] {
         save_safetensors(p("d.safetensors"), {{"a", Tensor(x, {1})}, {"a", Tensor(x, {2})}});
       },
       {"d.safetensors", "duplicate", "'a'"});
-  expect_st_error(
+  expect_error(
       [&] {
         save_safetensors(p("i.safetensors"), {{"a", Tensor(x, {2}, DType::I32)}});
       },
@@ -402,31 +392,30 @@ class SafeTensorsIndexTest : public SafeTensorsTest {
 
 TEST_F(SafeTensorsIndexTest, ErrorIndexNotJsonOrNotObject) {
   write_index("{\"weight_map\": ");
-  expect_st_error([&] { SafeTensorsDir d(dir_); }, {"model.safetensors.index.json", "not valid JSON"});
+  expect_error([&] { SafeTensorsDir d(dir_); }, {"model.safetensors.index.json", "not valid JSON"});
   write_index("[]");
-  expect_st_error([&] { SafeTensorsDir d(dir_); }, {"model.safetensors.index.json", "not a JSON object"});
+  expect_error([&] { SafeTensorsDir d(dir_); }, {"model.safetensors.index.json", "not a JSON object"});
 }
 
 TEST_F(SafeTensorsIndexTest, ErrorIndexWeightMap) {
   write_index(R"({"metadata": {}})");
-  expect_st_error([&] { SafeTensorsDir d(dir_); }, {"model.safetensors.index.json", "weight_map"});
+  expect_error([&] { SafeTensorsDir d(dir_); }, {"model.safetensors.index.json", "weight_map"});
   write_index(R"({"weight_map": ["a"]})");
-  expect_st_error([&] { SafeTensorsDir d(dir_); }, {"model.safetensors.index.json", "weight_map"});
+  expect_error([&] { SafeTensorsDir d(dir_); }, {"model.safetensors.index.json", "weight_map"});
   write_index(R"({"weight_map": {"a": 1}})");
-  expect_st_error([&] { SafeTensorsDir d(dir_); },
-                  {"model.safetensors.index.json", "'a'", "must be a string"});
+  expect_error([&] { SafeTensorsDir d(dir_); }, {"model.safetensors.index.json", "'a'", "must be a string"});
 }
 
 TEST_F(SafeTensorsIndexTest, ErrorMissingShard) {
   fs::remove(p("model-00002-of-00002.safetensors"));
-  expect_st_error([&] { SafeTensorsDir d(dir_); }, {"model-00002-of-00002.safetensors", "missing"});
+  expect_error([&] { SafeTensorsDir d(dir_); }, {"model-00002-of-00002.safetensors", "missing"});
 }
 
 TEST_F(SafeTensorsIndexTest, ErrorTensorAbsentFromShard) {
   write_index(
       R"({"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00001-of-00002.safetensors",)"
       R"( "c": "model-00002-of-00002.safetensors"}})");
-  expect_st_error([&] { SafeTensorsDir d(dir_); }, {"model-00001-of-00002.safetensors", "'b'", "absent"});
+  expect_error([&] { SafeTensorsDir d(dir_); }, {"model-00001-of-00002.safetensors", "'b'", "absent"});
 }
 
 TEST_F(SafeTensorsIndexTest, ErrorTensorNotListed) {
@@ -435,13 +424,13 @@ TEST_F(SafeTensorsIndexTest, ErrorTensorNotListed) {
   EXPECT_EQ(ok.names(), std::vector<std::string>{"a"});
   save_safetensors(p("model-00001-of-00002.safetensors"),
                    {{"a", Tensor(x_.data(), {8})}, {"z", Tensor(x_.data(), {1})}});
-  expect_st_error([&] { SafeTensorsDir d(dir_); }, {"model-00001-of-00002.safetensors", "'z'", "not listed"});
+  expect_error([&] { SafeTensorsDir d(dir_); }, {"model-00001-of-00002.safetensors", "'z'", "not listed"});
 }
 
 TEST_F(SafeTensorsIndexTest, ErrorEmptyDirectory) {
   const std::string empty = p("empty");
   fs::create_directory(empty);
-  expect_st_error([&] { SafeTensorsDir d(empty); }, {"empty", "neither model.safetensors"});
+  expect_error([&] { SafeTensorsDir d(empty); }, {"empty", "neither model.safetensors"});
 }
 
 }  // namespace

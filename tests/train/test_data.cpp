@@ -9,6 +9,7 @@
 #include <functional>
 
 #include "core/check.h"
+#include "harness.h"
 #include "io/npy.h"
 #include "io/token_shards.h"
 #include "io/tokenizer.h"
@@ -19,23 +20,12 @@
 
 namespace fs = std::filesystem;
 using namespace longctx;
+using longctx::test::expect_error;
 
 namespace {
 
 constexpr int32_t X = kIgnoreIndex;
 using Ids = std::vector<int32_t>;
-
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& needles) {
-  try {
-    f();
-    ADD_FAILURE() << "expected longctx::Error";
-  } catch (const Error& e) {
-    const std::string m = e.what();
-    for (const std::string& n : needles)
-      EXPECT_NE(m.find(n), std::string::npos) << "'" << n << "' not in: " << m;
-    EXPECT_EQ(m.find('\n'), std::string::npos) << "multi-line message: " << m;
-  }
-}
 
 Ids row(const Ids& v, int64_t r, int64_t T) { return Ids(v.begin() + r * T, v.begin() + (r + 1) * T); }
 
