@@ -8,6 +8,8 @@
 #include "io/npy.h"
 #include "model/flops.h"
 #include "model/llama_io.h"
+#include "plan_flags.h"
+#include "strategy/plan_search.h"
 #include "train/grad_step.h"
 #include "train/report.h"
 
@@ -16,8 +18,9 @@ namespace longctx::cli {
 namespace {
 
 struct Opts {
-  std::string model, tokens, out, device_mem, host_mem;
+  std::string model, tokens, out;
   int repeat = 1;
+  PlanFlags flags;
 };
 
 // (B, T+1) ids -> inputs [:, :-1] and labels [:, 1:], all checked against V.
@@ -43,9 +46,11 @@ int run_grad(const Opts& o) {
   CHECK(o.repeat >= 1, "--repeat must be >= 1, got ", o.repeat);
   const int64_t B = toks.rows, T = toks.cols - 1;
 
+  // refused before anything is allocated when the plan cannot fit its budgets
+  const Plan plan = choose_plan(c, o.flags.to_plan(), o.flags.is_auto(), B, std::max<int64_t>(T, 1), Purpose::grad);
   Memory mem;
-  if (!o.device_mem.empty()) mem.tracker().set_budget(Tier::device, parse_bytes(o.device_mem));
-  if (!o.host_mem.empty()) mem.tracker().set_budget(Tier::host, parse_bytes(o.host_mem));
+  mem.tracker().set_budget(Tier::device, plan.device_mem);
+  mem.tracker().set_budget(Tier::host, plan.host_mem);
   Context ctx;
   ctx.mem = &mem;
   Buffer inputs(mem, Tier::host, Tag::data, {B, std::max<int64_t>(T, 1)}, DType::I32);
@@ -54,7 +59,7 @@ int run_grad(const Opts& o) {
 
   ParamSet w(c, mem, Tier::device, Tag::weights), g(c, mem, Tier::device, Tag::grads);
   load_params(w, o.model);
-  GradStep step(c, mem, B, T);
+  GradStep step(c, mem, B, T, plan);
   std::vector<double> secs;
   double loss = 0;
   for (int r = 0; r < o.repeat; r++) {
@@ -77,6 +82,7 @@ int run_grad(const Opts& o) {
   j["model_gflops"] = f.model / 1e9;
   j["achieved_gflops_per_s"] = f.executed / 1e9 / sec;
   j["peak_bytes"] = peak_bytes_json(mem.tracker());
+  j["plan"] = plan_to_json(step.layout().plan);
   std::printf("loss %.6f over %lld tokens, step %.4f s (median of %d), peak device %s\n", loss,
               (long long)(B * T), sec, o.repeat, format_bytes(mem.tracker().tier(Tier::device).peak).c_str());
   std::printf("%s\n", j.dump().c_str());
@@ -91,8 +97,7 @@ Run add_grad(CLI::App& app) {
   app.add_option("--tokens", o->tokens, ".npy int array (B, T+1) or (T+1)")->required();
   app.add_option("--out", o->out, "where to write the gradients (.safetensors)");
   app.add_option("--repeat", o->repeat, "run the step N times; step_seconds is the median");
-  app.add_option("--device-mem", o->device_mem, "device memory budget, e.g. 2GiB (CPU: emulated)");
-  app.add_option("--host-mem", o->host_mem, "host memory budget");
+  add_plan_flags(app, o->flags);
   return [o] { return run_grad(*o); };
 }
 

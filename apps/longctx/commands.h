@@ -13,5 +13,6 @@ Run add_info(CLI::App& app);
 Run add_train(CLI::App& app);
 Run add_eval(CLI::App& app);
 Run add_generate(CLI::App& app);
+Run add_plan(CLI::App& app);
 
 }  // namespace longctx::cli

@@ -1,5 +1,6 @@
 #include "model/block.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "ops/elementwise.h"
@@ -10,8 +11,9 @@
 
 namespace longctx {
 
-std::vector<ActSpec> block_act_table(const LlamaConfig& c, int64_t B, int64_t T) {
+std::vector<ActSpec> block_act_table(const LlamaConfig& c, int64_t B, int64_t T, int64_t mlp_tile) {
   const int64_t N = B * T, C = c.hidden_size, F = c.intermediate_size, Cq = c.q_dim(), Ckv = c.kv_dim();
+  const int64_t M = mlp_tile > 0 ? std::min(mlp_tile, N) : N;
   return {{"ln1", {N, C}},
           {"rstd1", {N}},
           {"q", {N, Cq}},
@@ -20,11 +22,11 @@ std::vector<ActSpec> block_act_table(const LlamaConfig& c, int64_t B, int64_t T)
           {"att", {N, Cq}},
           {"lse", {B, c.num_attention_heads, T}},
           {"x2", {N, C}},
-          {"ln2", {N, C}},
-          {"rstd2", {N}},
-          {"gate", {N, F}},
-          {"up", {N, F}},
-          {"hmlp", {N, F}}};
+          {"ln2", {M, C}},
+          {"rstd2", {M}},
+          {"gate", {M, F}},
+          {"up", {M, F}},
+          {"hmlp", {M, F}}};
 }
 
 std::vector<ActSpec> block_grad_table(const LlamaConfig& c, int64_t B, int64_t T) {
@@ -52,14 +54,21 @@ ActBuffer::ActBuffer(const std::vector<ActSpec>& table, Memory& mem, Tier tier, 
 Tensor ActBuffer::get(const char* name) const {
   for (size_t i = 0; i < table_.size(); i++)
     if (std::strcmp(table_[i].name, name) == 0) return views_[i];
-  FAIL("no activation named '", name, "'");
+  return Tensor();
 }
 
-BlockActs bind_acts(const ActBuffer& b) {
-  return {b.get("ln1"),  b.get("rstd1"), b.get("q"),   b.get("k"),   b.get("v"),
-          b.get("att"),  b.get("lse"),   b.get("x2"),  b.get("ln2"), b.get("rstd2"),
-          b.get("gate"), b.get("up"),    b.get("hmlp")};
+BlockActs bind_acts(const ActBuffer& kept, const ActBuffer& scratch) {
+  auto get = [&](const char* name) {
+    Tensor t = kept.get(name);
+    if (!t.defined()) t = scratch.get(name);
+    CHECK(t.defined(), "[block] no activation row named '", name, "'");
+    return t;
+  };
+  return {get("ln1"),  get("rstd1"), get("q"),   get("k"),  get("v"),    get("att"), get("lse"),
+          get("x2"),   get("ln2"),   get("rstd2"), get("gate"), get("up"), get("hmlp")};
 }
+
+BlockActs bind_acts(const ActBuffer& b) { return bind_acts(b, b); }
 
 BlockGrads bind_grads(const ActBuffer& b) {
   return {b.get("datt"), b.get("dq"), b.get("dk"), b.get("dv"), b.get("dln")};
@@ -71,12 +80,11 @@ Tensor heads3(Tensor t, int64_t H, int64_t HS) { return t.view({t.dim(0), H, HS}
 Tensor heads4(Tensor t, const BlockShared& s, int64_t H, int64_t HS) { return t.view({s.B, s.T, H, HS}); }
 }  // namespace
 
-void block_forward(Tensor out, Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
-                   const BlockShared& s, Context& ctx) {
+void attn_half_forward(Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
+                       const BlockShared& s, Context& ctx) {
   const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, HS = c.head_dim;
-  const float eps = float(c.rms_norm_eps);
-  // attention half: x2 = inp + o_proj(attn(rope(q), rope(k), v))
-  rmsnorm_forward(a.ln1, a.rstd1, inp, w.ln1, eps, ctx);
+  // x2 = inp + o_proj(attn(rope(q), rope(k), v))
+  rmsnorm_forward(a.ln1, a.rstd1, inp, w.ln1, float(c.rms_norm_eps), ctx);
   matmul_forward(a.q, a.ln1, w.wq, ctx);
   matmul_forward(a.k, a.ln1, w.wk, ctx);
   matmul_forward(a.v, a.ln1, w.wv, ctx);
@@ -97,28 +105,67 @@ void block_forward(Tensor out, Tensor inp, const LayerParams& w, const BlockActs
     attention_forward(heads4(a.att, s, NH, HS), a.lse, heads4(a.q, s, NH, HS), heads4(a.k, s, NKV, HS),
                       heads4(a.v, s, NKV, HS), s.attn, ctx);
   }
-  matmul_forward(out, a.att, w.wo, ctx);  // out used as scratch for the o_proj output
-  add_forward(a.x2, inp, out, ctx);
-  // MLP half: out = x2 + down(silu(gate(ln2)) * up(ln2))
-  rmsnorm_forward(a.ln2, a.rstd2, a.x2, w.ln2, eps, ctx);
-  matmul_forward(a.gate, a.ln2, w.wgate, ctx);
-  matmul_forward(a.up, a.ln2, w.wup, ctx);
-  swiglu_forward(a.hmlp, a.gate, a.up, ctx);
-  matmul_forward(out, a.hmlp, w.wdown, ctx);
-  add_forward(out, out, a.x2, ctx);
+  copy_tensor(a.x2, inp, ctx);
+  matmul_forward(a.x2, a.att, w.wo, ctx, /*accumulate=*/true);
 }
 
-void block_backward(Tensor dx, Tensor inp, const LayerParams& w, const LayerParams& dw, const BlockActs& a,
-                    const BlockGrads& g, const LlamaConfig& c, const BlockShared& s, Context& ctx) {
+void attn_half_recompute(Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
+                         Context& ctx) {
+  rmsnorm_forward(a.ln1, a.rstd1, inp, w.ln1, float(c.rms_norm_eps), ctx);
+  copy_tensor(a.x2, inp, ctx);
+  matmul_forward(a.x2, a.att, w.wo, ctx, /*accumulate=*/true);
+}
+
+namespace {
+// The MLP rows of a, cut to the m rows of one tile.
+struct MlpTile {
+  Tensor ln2, rstd2, gate, up, hmlp;
+};
+MlpTile mlp_tile_of(const BlockActs& a, int64_t m) {
+  return {a.ln2.slice0(0, m), a.rstd2.slice0(0, m), a.gate.slice0(0, m), a.up.slice0(0, m),
+          a.hmlp.slice0(0, m)};
+}
+void mlp_tile_forward(const MlpTile& t, Tensor x2, const LayerParams& w, const LlamaConfig& c, Context& ctx) {
+  rmsnorm_forward(t.ln2, t.rstd2, x2, w.ln2, float(c.rms_norm_eps), ctx);
+  matmul_forward(t.gate, t.ln2, w.wgate, ctx);
+  matmul_forward(t.up, t.ln2, w.wup, ctx);
+  swiglu_forward(t.hmlp, t.gate, t.up, ctx);
+}
+}  // namespace
+
+void mlp_half_forward(Tensor out, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
+                      Context& ctx) {
+  const int64_t N = a.x2.dim(0), M = a.mlp_tile();
+  copy_tensor(out, a.x2, ctx);
+  for (int64_t r0 = 0; r0 < N; r0 += M) {
+    const int64_t m = std::min(M, N - r0);
+    const MlpTile t = mlp_tile_of(a, m);
+    mlp_tile_forward(t, a.x2.slice0(r0, m), w, c, ctx);
+    matmul_forward(out.slice0(r0, m), t.hmlp, w.wdown, ctx, /*accumulate=*/true);
+  }
+}
+
+void mlp_half_backward(Tensor dx, const LayerParams& w, const LayerParams& dw, const BlockActs& a,
+                       const BlockGrads& g, const LlamaConfig& c, Context& ctx) {
+  const int64_t N = a.x2.dim(0), M = a.mlp_tile();
+  for (int64_t r0 = 0; r0 < N; r0 += M) {
+    const int64_t m = std::min(M, N - r0);
+    const MlpTile t = mlp_tile_of(a, m);
+    const Tensor x2 = a.x2.slice0(r0, m), d = dx.slice0(r0, m), dln = g.dln.slice0(0, m);
+    if (M < N) mlp_tile_forward(t, x2, w, c, ctx);  // tiled: nothing was kept
+    // d holds d(out); the residual passes it to x2 unchanged.
+    matmul_backward(Tensor(), dw.wdown, d, t.hmlp, w.wdown, ctx);
+    matmul_backward(t.hmlp, Tensor(), d, t.hmlp, w.wdown, ctx);  // hmlp := d(hmlp), after dW used it
+    swiglu_backward(t.gate, t.up, t.hmlp, t.gate, t.up, ctx);     // gate, up := their gradients
+    matmul_backward(dln, dw.wgate, t.gate, t.ln2, w.wgate, ctx);
+    matmul_backward(dln, dw.wup, t.up, t.ln2, w.wup, ctx, /*accumulate=*/true);
+    rmsnorm_backward(d, dw.ln2, dln, x2, w.ln2, t.rstd2, ctx, /*accumulate=*/true);  // d = d(x2)
+  }
+}
+
+void attn_half_backward(Tensor dx, Tensor inp, const LayerParams& w, const LayerParams& dw, const BlockActs& a,
+                        const BlockGrads& g, const LlamaConfig& c, const BlockShared& s, Context& ctx) {
   const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, HS = c.head_dim;
-  // MLP half. dx holds d(out); the residual passes it to x2 unchanged.
-  matmul_backward(Tensor(), dw.wdown, dx, a.hmlp, w.wdown, ctx);
-  matmul_backward(a.hmlp, Tensor(), dx, a.hmlp, w.wdown, ctx);  // hmlp := d(hmlp), after dW used it
-  swiglu_backward(a.gate, a.up, a.hmlp, a.gate, a.up, ctx);     // gate, up := their gradients
-  matmul_backward(g.dln, dw.wgate, a.gate, a.ln2, w.wgate, ctx);
-  matmul_backward(g.dln, dw.wup, a.up, a.ln2, w.wup, ctx, /*accumulate=*/true);
-  rmsnorm_backward(dx, dw.ln2, g.dln, a.x2, w.ln2, a.rstd2, ctx, /*accumulate=*/true);  // dx = d(x2)
-  // attention half
   matmul_backward(g.datt, dw.wo, dx, a.att, w.wo, ctx);
   attention_backward(heads4(g.dq, s, NH, HS), heads4(g.dk, s, NKV, HS), heads4(g.dv, s, NKV, HS),
                      heads4(g.datt, s, NH, HS), heads4(a.q, s, NH, HS), heads4(a.k, s, NKV, HS),
@@ -129,6 +176,18 @@ void block_backward(Tensor dx, Tensor inp, const LayerParams& w, const LayerPara
   matmul_backward(g.dln, dw.wk, g.dk, a.ln1, w.wk, ctx, true);
   matmul_backward(g.dln, dw.wv, g.dv, a.ln1, w.wv, ctx, true);
   rmsnorm_backward(dx, dw.ln1, g.dln, inp, w.ln1, a.rstd1, ctx, true);  // dx = d(inp)
+}
+
+void block_forward(Tensor out, Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
+                   const BlockShared& s, Context& ctx) {
+  attn_half_forward(inp, w, a, c, s, ctx);
+  mlp_half_forward(out, w, a, c, ctx);
+}
+
+void block_backward(Tensor dx, Tensor inp, const LayerParams& w, const LayerParams& dw, const BlockActs& a,
+                    const BlockGrads& g, const LlamaConfig& c, const BlockShared& s, Context& ctx) {
+  mlp_half_backward(dx, w, dw, a, g, c, ctx);
+  attn_half_backward(dx, inp, w, dw, a, g, c, s, ctx);
 }
 
 }  // namespace longctx

@@ -16,14 +16,17 @@ struct ActSpec {
   Shape shape;
 };
 
-// Forward activations of one block (kept for its backward).
+// Forward activations of one block (kept for its backward, or recomputed).
+// M is the MLP tile: N when the MLP runs whole, fewer rows when it is tiled
+// (then the MLP rows are scratch for one tile and never kept).
 struct BlockActs {
   Tensor ln1, rstd1;      // (N, C), (N)
   Tensor q, k, v;         // (N, Cq), (N, Ckv), (N, Ckv) after rope
   Tensor att, lse;        // (N, Cq), (B, NH, T)
   Tensor x2;              // (N, C) residual after attention
-  Tensor ln2, rstd2;      // (N, C), (N)
-  Tensor gate, up, hmlp;  // (N, F) each; hmlp = silu(gate) * up
+  Tensor ln2, rstd2;      // (M, C), (M)
+  Tensor gate, up, hmlp;  // (M, F) each; hmlp = silu(gate) * up
+  int64_t mlp_tile() const { return ln2.dim(0); }
 };
 // Scratch of one block's backward.
 struct BlockGrads {
@@ -32,7 +35,8 @@ struct BlockGrads {
   Tensor dln;       // (N, C)
 };
 
-std::vector<ActSpec> block_act_table(const LlamaConfig& c, int64_t B, int64_t T);
+// mlp_tile: rows of the MLP rows (0: all N = B*T).
+std::vector<ActSpec> block_act_table(const LlamaConfig& c, int64_t B, int64_t T, int64_t mlp_tile = 0);
 std::vector<ActSpec> block_grad_table(const LlamaConfig& c, int64_t B, int64_t T);
 int64_t table_bytes(const std::vector<ActSpec>& t);  // fp32, each row 64-byte aligned
 
@@ -40,7 +44,8 @@ int64_t table_bytes(const std::vector<ActSpec>& t);  // fp32, each row 64-byte a
 class ActBuffer {
  public:
   ActBuffer(const std::vector<ActSpec>& table, Memory& mem, Tier tier, Tag tag);
-  Tensor get(const char* name) const;
+  Tensor get(const char* name) const;  // undefined if the table has no such row
+  const Tensor& all() const { return storage_.t(); }
 
  private:
   std::vector<ActSpec> table_;
@@ -48,6 +53,8 @@ class ActBuffer {
   Buffer storage_;
 };
 BlockActs bind_acts(const ActBuffer& b);
+// Rows from `kept` where it has them, the rest from `scratch`.
+BlockActs bind_acts(const ActBuffer& kept, const ActBuffer& scratch);
 BlockGrads bind_grads(const ActBuffer& b);
 
 // What every block of a step shares: positions, rope tables, attention setup.
@@ -62,6 +69,23 @@ struct BlockShared {
   Tensor k_cache, v_cache;  // (Tmax, Ckv)
   int64_t cache_len = 0;
 };
+
+// The two halves of a block. Attention: a.ln1 .. a.x2 from inp (N, C).
+void attn_half_forward(Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
+                       const BlockShared& s, Context& ctx);
+// Selective recompute: ln1, rstd1 and x2 again from inp and the kept att.
+void attn_half_recompute(Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
+                         Context& ctx);
+// MLP: out (N, C) = x2 + down(silu(gate(ln2(x2))) * up(ln2(x2))), a.mlp_tile()
+// rows at a time; the MLP rows of a hold the result only when untiled.
+void mlp_half_forward(Tensor out, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
+                      Context& ctx);
+// dx: in d(out), out d(x2). Tiled: each tile's MLP rows are recomputed first.
+void mlp_half_backward(Tensor dx, const LayerParams& w, const LayerParams& dw, const BlockActs& a,
+                       const BlockGrads& g, const LlamaConfig& c, Context& ctx);
+// dx: in d(x2), out d(inp).
+void attn_half_backward(Tensor dx, Tensor inp, const LayerParams& w, const LayerParams& dw, const BlockActs& a,
+                        const BlockGrads& g, const LlamaConfig& c, const BlockShared& s, Context& ctx);
 
 // out (N, C) = block(inp (N, C)); fills a.
 void block_forward(Tensor out, Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,

@@ -61,14 +61,14 @@ void rmsnorm_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tens
                         weight.f32(), rstd.f32(), N, C, accumulate);
 }
 
-void matmul_forward(Tensor out, Tensor inp, Tensor weight, Context& ctx) {
+void matmul_forward(Tensor out, Tensor inp, Tensor weight, Context& ctx, bool accumulate) {
   expect_ndim("matmul", "inp", inp, 2);
   expect_ndim("matmul", "weight", weight, 2);
   const int64_t N = inp.dim(0), IC = inp.dim(1), OC = weight.dim(0);
   expect("matmul", "weight", weight, {OC, IC});
   expect("matmul", "out", out, {N, OC});
   expect_cpu("matmul", ctx);
-  cpu::matmul_forward(out.f32(), inp.f32(), weight.f32(), N, IC, OC);
+  cpu::matmul_forward(out.f32(), inp.f32(), weight.f32(), N, IC, OC, accumulate);
 }
 
 void matmul_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight, Context& ctx,

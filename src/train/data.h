@@ -30,6 +30,10 @@ struct DataConfig {
   // "answer": the loss is on the answer tokens only; "all": on every token,
   // which adds next-token prediction on the filler (it teaches copying sooner).
   std::string passkey_loss = "answer";
+  // > 0: each row packs several samples (own positions and attention) with
+  // lengths log-uniform in [passkey_min_len, row length], so every step
+  // also trains the lengths below the current one.
+  int64_t passkey_min_len = 0;
 };
 
 // data.* of the train config: kind, path (a string or a list), tokenizer, pack,

@@ -7,7 +7,10 @@
 
 namespace longctx {
 
-GradStep::GradStep(const LlamaConfig& c, Memory& mem, int64_t B, int64_t T) : c_(c), B_(B), T_(T) {
+GradStep::GradStep(const LlamaConfig& c, Memory& mem, int64_t B, int64_t T, const Plan& plan)
+    : c_(c), B_(B), T_(T), lay_(step_layout(c, plan, B, T)) {
+  CHECK(!lay_.plan.chunked(), "[grad_step] chunk-mode ", chunk_mode_name(lay_.plan.chunk_mode),
+        " runs in the chunk scheduler, not GradStep");
   const int64_t N = B * T, C = c.hidden_size, half = c.head_dim / 2;
   const Tier dev = Tier::device;
   tokens_ = Buffer(mem, dev, Tag::data, {N}, DType::I32);
@@ -16,19 +19,20 @@ GradStep::GradStep(const LlamaConfig& c, Memory& mem, int64_t B, int64_t T) : c_
   docs_ = Buffer(mem, dev, Tag::workspace, {N}, DType::I32);
   cos_ = Buffer(mem, dev, Tag::workspace, {T, half});
   sin_ = Buffer(mem, dev, Tag::workspace, {T, half});
-  for (int64_t l = 0; l < c.num_hidden_layers; l++)
-    ckpt_.emplace_back(mem, dev, Tag::checkpoint, Shape{N, C});
   xL_ = Buffer(mem, dev, Tag::activations, {N, C});
   hf_ = Buffer(mem, dev, Tag::activations, {N, C});
   rstdf_ = Buffer(mem, dev, Tag::activations, {N});
   dhf_ = Buffer(mem, dev, Tag::workspace, {N, C});
   dx_ = Buffer(mem, dev, Tag::workspace, {N, C});
-  acts_ = std::make_unique<ActBuffer>(block_act_table(c, B, T), mem, dev, Tag::activations);
-  grads_ = std::make_unique<ActBuffer>(block_grad_table(c, B, T), mem, dev, Tag::workspace);
+  scratch_ = std::make_unique<ActBuffer>(lay_.scratch, mem, dev, Tag::activations);
+  grads_ = std::make_unique<ActBuffer>(lay_.grads, mem, dev, Tag::workspace);
+  saved_ = std::make_unique<SavedStore>(lay_, c.num_hidden_layers, mem);
 
   rope_tables(c, T, cos_.f32(), sin_.f32());
   shared_ = {B, T, pos_.t(), cos_.t(), sin_.t(), AttentionParams{}};
 }
+
+GradStep::~GradStep() = default;
 
 double GradStep::run(const ParamSet& w, ParamSet& grads, Tensor inputs, Tensor labels, Context& ctx) {
   return run(w, grads, StepInput{inputs, labels, Tensor(), Tensor()}, ctx);
@@ -57,24 +61,58 @@ void GradStep::prepare(const StepInput& in, Context& ctx) {
   for (int64_t n = 0; n < N; n++) label_count_ += labels_.t().i32()[n] != kIgnoreIndex;
 }
 
-// Embedding, every block (keeping only block inputs), final norm into hf_.
+// Embedding, every block (saving what the plan keeps), final norm into hf_.
 void GradStep::forward(const ParamSet& w, Context& ctx) {
   const int64_t L = c_.num_hidden_layers;
-  const BlockActs acts = bind_acts(*acts_);
-  embedding_forward(L > 0 ? ckpt_[0].t() : xL_.t(), tokens_.t(), w.embed, ctx);
+  if (L == 0) {
+    embedding_forward(xL_.t(), tokens_.t(), w.embed, ctx);
+  } else {
+    embedding_forward(saved_->forward_set(0).get("inp"), tokens_.t(), w.embed, ctx);
+  }
   for (int64_t l = 0; l < L; l++) {
-    Tensor out = l + 1 < L ? ckpt_[size_t(l + 1)].t() : xL_.t();
-    block_forward(out, ckpt_[size_t(l)].t(), w.layers[size_t(l)], acts, c_, shared_, ctx);
+    const ActBuffer& set = saved_->forward_set(l);
+    const BlockActs a = acts_of(set);
+    const LayerParams& lw = w.layers[size_t(l)];
+    attn_half_forward(set.get("inp"), lw, a, c_, shared_, ctx);
+    // the next block's set is taken only now, so that moving block l-1's set
+    // out of the same staging slot overlaps with this attention half
+    const Tensor out = l + 1 < L ? saved_->forward_set(l + 1).get("inp") : xL_.t();
+    mlp_half_forward(out, lw, a, c_, ctx);
+    saved_->forward_done(l);
   }
   rmsnorm_forward(hf_.t(), rstdf_.t(), xL_.t(), w.final_norm, float(c_.rms_norm_eps), ctx);
+}
+
+// Blocks in reverse: bring back (or recompute) what each one's backward needs.
+void GradStep::backward(const ParamSet& w, ParamSet& grads, Context& ctx) {
+  const BlockGrads bg = bind_grads(*grads_);
+  for (int64_t l = c_.num_hidden_layers - 1; l >= 0; l--) {
+    const ActBuffer& set = saved_->backward_set(l);
+    const BlockActs a = acts_of(set);
+    const Tensor inp = set.get("inp");
+    const LayerParams& lw = w.layers[size_t(l)];
+    switch (lay_.plan.recompute) {
+      case Recompute::full:
+        attn_half_forward(inp, lw, a, c_, shared_, ctx);
+        if (lay_.mlp_tile == lay_.N) mlp_half_forward(xL_.t(), lw, a, c_, ctx);  // xL_: free by now
+        break;
+      case Recompute::selective:
+        attn_half_recompute(inp, lw, a, c_, ctx);
+        if (lay_.mlp_tile == lay_.N) mlp_half_forward(xL_.t(), lw, a, c_, ctx);
+        break;
+      case Recompute::none: break;
+    }
+    block_backward(dx_.t(), inp, lw, grads.layers[size_t(l)], a, bg, c_, shared_, ctx);
+  }
+  saved_->finish();
 }
 
 double GradStep::forward_loss(const ParamSet& w, const StepInput& in, Context& ctx) {
   prepare(in, ctx);
   forward(w, ctx);
   if (label_count_ == 0) return 0.0;
-  return lm_head_loss(Tensor(), Tensor(), hf_.t(), w.lm_head, labels_.t(), 1.0 / double(label_count_), 0,
-                      ctx);
+  return lm_head_loss(Tensor(), Tensor(), hf_.t(), w.lm_head, labels_.t(), 1.0 / double(label_count_),
+                      lay_.loss_tile, ctx);
 }
 
 Tensor GradStep::forward_hidden(const ParamSet& w, const StepInput& in, Context& ctx) {
@@ -90,18 +128,11 @@ double GradStep::run(const ParamSet& w, ParamSet& grads, const StepInput& in, Co
   // LM head + loss; their gradients come out of the same pass
   if (label_norm <= 0) label_norm = double(label_count_);
   const double scale = label_norm > 0 ? 1.0 / label_norm : 0.0;
-  const double scaled = lm_head_loss(dhf_.t(), grads.lm_head, hf_.t(), w.lm_head, labels_.t(), scale, 0, ctx);
+  const double scaled = lm_head_loss(dhf_.t(), grads.lm_head, hf_.t(), w.lm_head, labels_.t(), scale, lay_.loss_tile, ctx);
   const double loss = label_count_ > 0 ? scaled * label_norm / double(label_count_) : 0.0;
   rmsnorm_backward(dx_.t(), grads.final_norm, dhf_.t(), xL_.t(), w.final_norm, rstdf_.t(), ctx);
 
-  // backward: recompute each block from its input, then backpropagate it
-  const BlockActs acts = bind_acts(*acts_);
-  const BlockGrads bg = bind_grads(*grads_);
-  for (int64_t l = c_.num_hidden_layers - 1; l >= 0; l--) {
-    const Tensor inp = ckpt_[size_t(l)].t();
-    block_forward(xL_.t(), inp, w.layers[size_t(l)], acts, c_, shared_, ctx);
-    block_backward(dx_.t(), inp, w.layers[size_t(l)], grads.layers[size_t(l)], acts, bg, c_, shared_, ctx);
-  }
+  backward(w, grads, ctx);
   embedding_backward(grads.embed, dx_.t(), tokens_.t(), ctx);
   return loss;
 }

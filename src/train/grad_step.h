@@ -1,6 +1,6 @@
-// One forward + backward over a batch: the loop over blocks that the
-// scheduler owns. Plain plan for now: every block keeps only its input
-// (checkpoint) and is recomputed right before its backward.
+// One forward + backward over a batch: the loop over blocks, run as the Plan
+// says (recompute policy, offload of saved state, MLP and loss tiles). Every
+// buffer comes from the StepLayout that `longctx plan` sums.
 #pragma once
 #include <memory>
 #include <vector>
@@ -8,6 +8,8 @@
 #include "core/context.h"
 #include "model/block.h"
 #include "model/params.h"
+#include "strategy/memory_model.h"
+#include "train/saved_store.h"
 
 namespace longctx {
 
@@ -21,7 +23,9 @@ struct StepInput {
 class GradStep {
  public:
   // Allocates every buffer of the step for batches of (B, T) tokens.
-  GradStep(const LlamaConfig& c, Memory& mem, int64_t B, int64_t T);
+  GradStep(const LlamaConfig& c, Memory& mem, int64_t B, int64_t T, const Plan& plan = Plan{});
+  ~GradStep();
+  const StepLayout& layout() const { return lay_; }
   // inputs, labels (B, T) I32 on any tier; labels may hold kIgnoreIndex.
   // grads += d(loss)/d(w); returns the loss, the mean over non-ignored labels.
   double run(const ParamSet& w, ParamSet& grads, Tensor inputs, Tensor labels, Context& ctx);
@@ -38,14 +42,17 @@ class GradStep {
  private:
   void prepare(const StepInput& in, Context& ctx);
   void forward(const ParamSet& w, Context& ctx);
+  void backward(const ParamSet& w, ParamSet& grads, Context& ctx);
+  BlockActs acts_of(const ActBuffer& saved) const { return bind_acts(saved, *scratch_); }
 
   LlamaConfig c_;
   int64_t B_, T_;
+  StepLayout lay_;
   Buffer tokens_, labels_;             // (N) I32
   Buffer pos_, docs_, cos_, sin_;      // (N) I32, (N) I32, (T, HS/2), (T, HS/2)
-  std::vector<Buffer> ckpt_;           // L x (N, C): each block's input
   Buffer xL_, hf_, rstdf_, dhf_, dx_;  // (N, C), (N, C), (N), (N, C), (N, C)
-  std::unique_ptr<ActBuffer> acts_, grads_;
+  std::unique_ptr<ActBuffer> scratch_, grads_;  // rows not kept; backward scratch
+  std::unique_ptr<SavedStore> saved_;           // L x (inp (N, C) + kept rows)
   BlockShared shared_;
   int64_t label_count_ = 0;
 };

@@ -119,7 +119,8 @@ class PasskeySource : public DataSource {
         digits_(int(c.passkey_digits)),
         dmin_(c.depth_min),
         dmax_(c.depth_max),
-        all_(c.passkey_loss == "all") {
+        all_(c.passkey_loss == "all"),
+        min_len_(c.passkey_min_len) {
     CHECK(c.passkey_digits >= 1 && c.passkey_digits <= 18, "data.passkey_digits must be in [1, 18], got ",
           c.passkey_digits);
     CHECK(0.0 <= dmin_ && dmin_ <= dmax_ && dmax_ <= 1.0,
@@ -147,16 +148,27 @@ class PasskeySource : public DataSource {
   int64_t vocab_needed() const override { return tok_->vocab_size(); }
 
  private:
+  // Row r: one sample of T tokens, or (passkey_min_len) several packed ones.
   void fill_row(Batch& b, int64_t r, int64_t T, uint64_t n) const {
     uint64_t rng = passkey_sample_seed(seed_, n);
-    const double depth = dmin_ + (dmax_ - dmin_) * uniform01(rng);
-    const PasskeySample s = make_passkey_sample(*tok_, T + 1, depth, splitmix64(rng), digits_);
-    const size_t o = size_t(r * T);
-    for (int64_t t = 0; t < T; t++) {
-      b.inputs[o + t] = s.tokens[size_t(t)];
-      b.labels[o + t] = all_ || t + 1 >= s.answer_start ? s.tokens[size_t(t + 1)] : kIgnoreIndex;
-      b.positions[o + t] = int32_t(t);
-      b.doc_ids[o + t] = 0;
+    int64_t at = 0;
+    for (int32_t doc = 0; at < T; doc++) {
+      int64_t len = T - at;
+      if (min_len_ > 0 && len >= 2 * min_len_) {  // log-uniform in [min_len, len]
+        const double u = uniform01(rng);
+        len = std::min(len, int64_t(double(min_len_) * std::pow(double(len) / double(min_len_), u)));
+        if (T - at - len < min_len_) len = T - at;  // no leftover too short for a sample
+      }
+      const double depth = dmin_ + (dmax_ - dmin_) * uniform01(rng);
+      const PasskeySample s = make_passkey_sample(*tok_, len + 1, depth, splitmix64(rng), digits_);
+      const size_t o = size_t(r * T + at);
+      for (int64_t t = 0; t < len; t++) {
+        b.inputs[o + t] = s.tokens[size_t(t)];
+        b.labels[o + t] = all_ || t + 1 >= s.answer_start ? s.tokens[size_t(t + 1)] : kIgnoreIndex;
+        b.positions[o + t] = int32_t(t);
+        b.doc_ids[o + t] = doc;
+      }
+      at += len;
     }
   }
 
@@ -164,7 +176,8 @@ class PasskeySource : public DataSource {
   uint64_t seed_, sample_ = 0;
   int digits_;
   double dmin_, dmax_;
-  bool all_;  // labels on every token, not just the answer
+  bool all_;        // labels on every token, not just the answer
+  int64_t min_len_;  // > 0: pack samples of lengths in [min_len, T] into each row
 };
 
 }  // namespace

@@ -24,6 +24,8 @@ const json& schema() {
     "beta1": 0.9, "beta2": 0.95, "seed": 0, "out_dir": "runs/train", "save_every": 0, "keep_last": 2,
     "resume": false, "stop_after": 0, "log_every": 1, "max_bad_steps": 5, "curriculum": [],
     "device_mem": "", "host_mem": "",
+    "plan": "manual", "recompute": "full", "offload": "none", "offload_dir": "",
+    "mlp_tiles": null, "loss_tiles": null, "chunk_mode": "none", "chunk_size": null, "chunk_budget": null,
     "eval": {"lengths": [], "depths": [0.1, 0.5, 0.9], "samples": 4, "heatmap": "passkey.png"}
   })");
   return s;
@@ -141,6 +143,28 @@ TrainConfig train_config_from_json(json user, const std::string& src) {
   c.out_dir = r["out_dir"], c.resume = r["resume"], c.device_mem = r["device_mem"],
   c.host_mem = r["host_mem"];
   c.eval = r["eval"];
+  // the plan keys: the same words as the CLI flags; tiles and chunks take a count or "auto"
+  for (const char* k : {"recompute", "offload", "offload_dir", "mlp_tiles", "loss_tiles", "chunk_mode",
+                        "chunk_size", "chunk_budget", "device_mem", "host_mem"}) {
+    const json& v = r[k];
+    if (v.is_null()) continue;
+    CHECK(v.is_string() || v.is_number_integer(), src, ": key '", k, "' must be a string or an integer, got ",
+          v.dump());
+    try {
+      set_plan_key(c.plan, k, v.is_string() ? v.get<std::string>() : std::to_string(v.get<int64_t>()));
+    } catch (const Error& e) {
+      FAIL(src, ": key '", k, "': ", e.what());
+    }
+  }
+  CHECK(r["plan"] == "manual" || r["plan"] == "auto", src, ": key 'plan' must be manual or auto, got ",
+        r["plan"].dump());
+  c.plan_auto = r["plan"] == "auto";
+  c.raw["mlp_tiles"] = c.plan.mlp_tiles == 0 ? json("auto") : json(c.plan.mlp_tiles);
+  c.raw["loss_tiles"] = c.plan.loss_tiles == 0 ? json("auto") : json(c.plan.loss_tiles);
+  if (c.plan.chunked()) {
+    c.raw["chunk_size"] = c.plan.chunk_size == 0 ? json("auto") : json(c.plan.chunk_size);
+    c.raw["chunk_budget"] = c.plan.chunk_budget;
+  }
   CHECK(c.lr > 0 && c.min_lr >= 0 && c.min_lr <= c.lr, src, ": need 0 <= min_lr <= lr and lr > 0");
   CHECK(c.keep_last >= 1, src, ": keep_last must be >= 1");
   for (const json& st : r["curriculum"]) {

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "strategy/plan.h"
+
 namespace longctx {
 
 struct CurriculumStage {
@@ -28,6 +30,8 @@ struct TrainConfig {
       0;  // > 0: end this run after that step (checkpointed), the schedule still spans `steps`
   std::vector<CurriculumStage> curriculum;  // empty: seq_len throughout
   std::string device_mem, host_mem;
+  Plan plan;               // recompute, offload, tiles, chunks, budgets (the `plan` CLI's flags)
+  bool plan_auto = false;  // plan: auto -- the fastest plan that fits the budgets
   nlohmann::json eval;  // eval.* after training
 
   int64_t seq_len_at(int64_t step) const;

@@ -143,7 +143,7 @@ TrainResult run_training(const TrainConfig& cfg) {
     const int64_t T = cfg.seq_len_at(step), B = cfg.batch_size_at(step);
     if (!step_fn || step_T != T || step_B != B) {
       step_fn.reset();  // free the old shape's buffers first
-      step_fn = std::make_unique<GradStep>(c, mem, B, T);
+      step_fn = std::make_unique<GradStep>(c, mem, B, T, cfg.plan);
       step_T = T, step_B = B;
     }
     int64_t labels = 0;

@@ -16,7 +16,8 @@ void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* in
                       const float* rstd, int64_t N, int64_t C, bool accumulate);
 
 // out (N, OC) = inp (N, IC) @ w (OC, IC)^T
-void matmul_forward(float* out, const float* inp, const float* w, int64_t N, int64_t IC, int64_t OC);
+void matmul_forward(float* out, const float* inp, const float* w, int64_t N, int64_t IC, int64_t OC,
+                    bool accumulate = false);
 void matmul_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w, int64_t N,
                      int64_t IC, int64_t OC, bool accumulate);
 

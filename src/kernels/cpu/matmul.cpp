@@ -5,9 +5,10 @@
 namespace longctx::cpu {
 
 // Row-major throughout; weights are (OC, IC) as in nn.Linear.
-void matmul_forward(float* out, const float* inp, const float* w, int64_t N, int64_t IC, int64_t OC) {
+void matmul_forward(float* out, const float* inp, const float* w, int64_t N, int64_t IC, int64_t OC,
+                    bool accumulate) {
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(N), int(OC), int(IC), 1.f, inp, int(IC), w,
-              int(IC), 0.f, out, int(OC));
+              int(IC), accumulate ? 1.f : 0.f, out, int(OC));
 }
 
 void matmul_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w, int64_t N,

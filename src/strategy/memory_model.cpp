@@ -1,0 +1,126 @@
+#include "strategy/memory_model.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/check.h"
+#include "model/params.h"
+#include "ops/attention.h"
+#include "ops/lm_head_loss.h"
+
+namespace longctx {
+
+namespace {
+
+bool is_mlp_row(const char* n) {
+  for (const char* m : {"ln2", "rstd2", "gate", "up", "hmlp"})
+    if (std::strcmp(n, m) == 0) return true;
+  return false;
+}
+
+// Rows a block keeps from its forward to its backward under the policy.
+bool kept(const char* name, Recompute r, bool mlp_tiled) {
+  switch (r) {
+    case Recompute::none: return !(mlp_tiled && is_mlp_row(name));
+    case Recompute::selective:
+      for (const char* k : {"q", "k", "v", "att", "lse"})
+        if (std::strcmp(name, k) == 0) return true;
+      return false;
+    case Recompute::full: return false;
+  }
+  return false;
+}
+
+}  // namespace
+
+int64_t param_bytes(const LlamaConfig& c) {
+  int64_t n = 0;
+  for (const ParamSpec& s : llama_param_table(c)) n += (s.shape.numel() + 15) / 16 * 16;
+  return n * 4;
+}
+
+StepLayout step_layout(const LlamaConfig& c, const Plan& plan, int64_t B, int64_t T) {
+  StepLayout s;
+  s.plan = resolve_plan(plan, c, B, T);
+  validate_plan(s.plan, B, T);
+  const Plan& p = s.plan;
+  s.B = B, s.T = T;
+  s.Tc = p.chunked() ? std::min(p.chunk_size, T) : T;
+  s.N = B * s.Tc;
+  s.mlp_tile = (s.N + p.mlp_tiles - 1) / p.mlp_tiles;
+  s.loss_tile = p.loss_tiles == 0 ? lm_head_loss_auto_tile(s.N, c.vocab_size)
+                                  : (s.N + p.loss_tiles - 1) / p.loss_tiles;
+  const bool tiled = s.mlp_tile < s.N;
+  s.saved.push_back({"inp", {s.N, c.hidden_size}});
+  for (const ActSpec& a : block_act_table(c, B, s.Tc, s.mlp_tile))
+    (kept(a.name, p.recompute, tiled) ? s.saved : s.scratch).push_back(a);
+  s.grads = block_grad_table(c, B, s.Tc);
+  s.saved_bytes = table_bytes(s.saved);
+  const int64_t L = c.num_hidden_layers;
+  if (p.offload == Offload::none || L <= 1) {
+    s.device_sets = L;
+  } else {
+    s.device_sets = 2;  // ping-pong staging; the last block's set never leaves the device
+    s.offload_sets = L - 1;
+  }
+  if (p.chunked()) s.kv_bytes = L * B * T * c.kv_dim() * 2 * 4;
+  return s;
+}
+
+nlohmann::json MemoryPrediction::to_json() const {
+  nlohmann::json j, tags = nlohmann::json::object();
+  for (int i = 0; i < kNumTiers; i++) {
+    j[tier_name(Tier(i))] = tier[size_t(i)];
+    nlohmann::json per = nlohmann::json::object();
+    for (int g = 0; g < kNumTags; g++)
+      if (tag[size_t(i)][size_t(g)] > 0) per[tag_name(Tag(g))] = tag[size_t(i)][size_t(g)];
+    tags[tier_name(Tier(i))] = per;
+  }
+  j["tags"] = tags;
+  return j;
+}
+
+std::string MemoryPrediction::overflow(const Plan& p) const {
+  std::string out;
+  auto check = [&](Tier t, int64_t budget) {
+    if (budget > 0 && tier[size_t(t)] > budget)
+      out += std::string(out.empty() ? "" : "; ") + tier_name(t) + " needs " + format_bytes(tier[size_t(t)]) +
+             " of a " + format_bytes(budget) + " budget";
+  };
+  check(Tier::device, p.device_mem);
+  check(Tier::host, p.host_mem);
+  return out;
+}
+
+MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t B, int64_t T, Purpose why) {
+  const StepLayout s = step_layout(c, plan, B, T);
+  MemoryPrediction m;
+  auto add = [&](Tier t, Tag g, int64_t bytes) {
+    m.tag[size_t(t)][size_t(g)] += bytes;
+    m.tier[size_t(t)] += bytes;
+  };
+  const Tier dev = Tier::device;
+  const int64_t C = c.hidden_size, NT = B * T, half = c.head_dim / 2;
+  // the model: weights, gradients, AdamW moments
+  add(dev, Tag::weights, param_bytes(c));
+  add(dev, Tag::grads, param_bytes(c));
+  if (why == Purpose::train) add(dev, Tag::optim, 2 * param_bytes(c));
+  if (why == Purpose::grad) add(Tier::host, Tag::data, 2 * NT * 4);  // the command's inputs and labels
+  // GradStep: token ids and labels, positions, document ids, rope tables
+  add(dev, Tag::data, 2 * NT * 4);
+  add(dev, Tag::workspace, 2 * NT * 4 + 2 * s.Tc * half * 4);
+  add(dev, Tag::activations, 2 * s.N * C * 4 + s.N * 4 + table_bytes(s.scratch));  // xL, hf, rstdf, scratch
+  add(dev, Tag::workspace, 2 * s.N * C * 4 + table_bytes(s.grads));                 // dhf, dx, grads
+  add(dev, Tag::checkpoint, s.device_sets * s.saved_bytes);
+  if (s.offload_sets > 0)
+    add(s.plan.offload == Offload::host ? Tier::host : Tier::disk, Tag::checkpoint,
+        s.offload_sets * s.saved_bytes);
+  // transients: the logits tile of the loss, the attention backward's row statistics
+  const int64_t lm = s.loss_tile * c.vocab_size * 4;
+  const int64_t att = int64_t(attention_workspace_bytes(B, s.Tc, s.Tc, c.num_attention_heads,
+                                                        c.num_key_value_heads, c.head_dim));
+  add(dev, Tag::workspace, std::max(lm, att));
+  return m;
+}
+
+}  // namespace longctx

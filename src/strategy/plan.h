@@ -1,0 +1,54 @@
+// Plan: every single-device memory choice of a step in one struct, set by the
+// same flags on `grad`, `train` (YAML keys, '-' as '_') and `plan`.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "model/config.h"
+
+namespace longctx {
+
+enum class Recompute : uint8_t { none, full, selective };
+enum class Offload : uint8_t { none, host, disk };
+enum class ChunkMode : uint8_t { none, seco, spaco };
+
+struct Plan {
+  // none: every block keeps all its activations; full: only its input, the
+  // block is rerun in backward; selective: input + q, k, v, attention output.
+  Recompute recompute = Recompute::full;
+  // Where the saved per-block state goes between forward and backward.
+  Offload offload = Offload::none;
+  std::string offload_dir;  // disk offload: files go here ("" = system temp dir)
+  int64_t mlp_tiles = 1;    // MLP in this many row tiles, nothing kept (0: auto)
+  int64_t loss_tiles = 0;   // LM head + loss in this many row tiles (0: auto, ~32 MiB logits)
+  ChunkMode chunk_mode = ChunkMode::none;
+  int64_t chunk_size = 0;    // tokens per chunk (0: auto)
+  int64_t chunk_budget = 0;  // SpaCO: chunks given a backward per step
+  int64_t device_mem = 0, host_mem = 0;  // budgets in bytes (0: unlimited)
+
+  bool chunked() const { return chunk_mode != ChunkMode::none; }
+};
+
+const char* recompute_name(Recompute r);
+const char* offload_name(Offload o);
+const char* chunk_mode_name(ChunkMode m);
+Recompute parse_recompute(const std::string& s);  // errors name the flag and the choices
+Offload parse_offload(const std::string& s);
+ChunkMode parse_chunk_mode(const std::string& s);
+int64_t parse_tiles(const std::string& flag, const std::string& s);  // "auto" -> 0
+
+// One line: "recompute=full offload=host mlp_tiles=4 loss_tiles=auto ...".
+std::string describe(const Plan& p);
+nlohmann::json plan_to_json(const Plan& p);
+
+// The plan with every `auto` resolved for (B, T) tokens of model c.
+Plan resolve_plan(Plan p, const LlamaConfig& c, int64_t B, int64_t T);
+// Throws naming the two choices that clash, or the one that cannot work.
+void validate_plan(const Plan& p, int64_t B, int64_t T);
+
+// The plan keys shared by `train` YAML and the CLI flags: key -> setter.
+// Returns false for a key that is not a plan key.
+bool set_plan_key(Plan& p, const std::string& key, const std::string& value);
+
+}  // namespace longctx

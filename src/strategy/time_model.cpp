@@ -1,0 +1,135 @@
+#include "strategy/time_model.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <vector>
+
+#include "core/check.h"
+#include "core/context.h"
+#include "ops/attention.h"
+#include "ops/matmul.h"
+#include "strategy/memory_model.h"
+
+namespace longctx {
+
+namespace {
+
+template <class F>
+double best_seconds(int reps, F&& f) {
+  double best = 1e30;
+  for (int r = 0; r < reps; r++) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return best;
+}
+
+// Causal attention FLOPs: QK^T and PV, 2*HS each per visible pair.
+double attn_fwd_flops(double B, double NH, double HS, double Tq, double q_offset) {
+  const double pairs = Tq * q_offset + Tq * (Tq + 1) / 2;
+  return 4.0 * B * NH * HS * pairs;
+}
+
+}  // namespace
+
+nlohmann::json MachineRates::to_json() const {
+  return {{"gemm_gflops", gemm_gflops},
+          {"attn_gflops", attn_gflops},
+          {"host_gbps", host_gbps},
+          {"disk_gbps", disk_gbps}};
+}
+
+nlohmann::json TimePrediction::to_json() const {
+  return {{"gemm_gflops", gemm_flops / 1e9}, {"attn_gflops", attn_flops / 1e9},
+          {"model_gflops", model_flops / 1e9}, {"copy_bytes", copy_bytes},
+          {"compute_seconds", compute_s},     {"copy_seconds", copy_s},
+          {"step_seconds", step_s}};
+}
+
+MachineRates measure_rates(const LlamaConfig& c, const std::string& disk_dir) {
+  MachineRates r;
+  Memory mem;
+  Context ctx;
+  ctx.mem = &mem;
+  const int64_t N = 1024, C = c.hidden_size, F = std::max(c.intermediate_size, c.hidden_size);
+  {  // an MLP-shaped matmul
+    std::vector<float> a(size_t(N * C), 0.5f), w(size_t(F * C), 0.25f), o(size_t(N * F));
+    Tensor ta(a.data(), {N, C}), tw(w.data(), {F, C}), to(o.data(), {N, F});
+    const double s = best_seconds(3, [&] { matmul_forward(to, ta, tw, ctx); });
+    r.gemm_gflops = 2.0 * double(N * C * F) / s / 1e9;
+  }
+  {  // flash attention forward + backward at 1024 tokens with the model's heads
+    const int64_t T = 1024, NH = c.num_attention_heads, NKV = c.num_key_value_heads, HS = c.head_dim;
+    std::vector<float> q(size_t(T * NH * HS), 0.01f), k(size_t(T * NKV * HS), 0.02f), v(k.size(), 0.5f);
+    std::vector<float> o(q.size()), lse(size_t(NH * T)), dq(q.size()), dk(k.size()), dv(k.size());
+    Tensor tq(q.data(), {1, T, NH, HS}), tk(k.data(), {1, T, NKV, HS}), tv(v.data(), {1, T, NKV, HS});
+    Tensor to(o.data(), {1, T, NH, HS}), tl(lse.data(), {1, NH, T});
+    Tensor tdq(dq.data(), tq.shape), tdk(dk.data(), tk.shape), tdv(dv.data(), tk.shape);
+    const double s = best_seconds(2, [&] {
+      attention_forward(to, tl, tq, tk, tv, AttentionParams{}, ctx);
+      attention_backward(tdq, tdk, tdv, to, tq, tk, tv, to, tl, AttentionParams{}, ctx);
+    });
+    r.attn_gflops = 3.5 * attn_fwd_flops(1, double(NH), double(HS), double(T), 0) / s / 1e9;
+  }
+  const size_t bytes = size_t(64) << 20;
+  std::vector<char> src(bytes, 1), dst(bytes);
+  r.host_gbps = double(bytes) / best_seconds(3, [&] { std::memcpy(dst.data(), src.data(), bytes); }) / 1e9;
+  if (!disk_dir.empty()) {
+    std::string path = disk_dir + "/longctx-rate-XXXXXX";
+    const int fd = ::mkstemp(path.data());
+    CHECK(fd >= 0, "plan: cannot create a file in '", disk_dir, "' to measure its speed");
+    ::unlink(path.c_str());
+    const double s = best_seconds(2, [&] {
+      CHECK(::pwrite(fd, src.data(), bytes, 0) == ssize_t(bytes), "plan: short write measuring the disk");
+      ::fdatasync(fd);
+      CHECK(::pread(fd, dst.data(), bytes, 0) == ssize_t(bytes), "plan: short read measuring the disk");
+    });
+    ::close(fd);
+    r.disk_gbps = 2.0 * double(bytes) / s / 1e9;
+  }
+  return r;
+}
+
+TimePrediction predict_time(const LlamaConfig& c, const Plan& plan, int64_t B, int64_t T,
+                            const MachineRates& r) {
+  const StepLayout s = step_layout(c, plan, B, T);
+  const Plan& p = s.plan;
+  const double N = double(B) * double(T), C = double(c.hidden_size), F = double(c.intermediate_size);
+  const double Cq = double(c.q_dim()), Ckv = double(c.kv_dim()), V = double(c.vocab_size);
+  const double L = double(c.num_hidden_layers), NH = double(c.num_attention_heads), HS = double(c.head_dim);
+  const double attn_mm = 2 * N * (C * Cq + 2 * C * Ckv + Cq * C), mlp_mm = 2 * N * 3 * C * F;
+  const double head = 2 * N * C * V;
+  double attn = 0;  // forward FLOPs of attention for the whole sequence
+  for (int64_t j = 0; j * s.Tc < T; j++) {
+    const double tq = double(std::min(s.Tc, T - j * s.Tc));
+    attn += attn_fwd_flops(double(B), NH, HS, tq, double(j * s.Tc));
+  }
+  TimePrediction t;
+  t.model_flops = 3 * (L * (attn_mm + mlp_mm + attn) + head);
+  // recompute: what the backward reruns of each block's forward
+  double re_mm = 0, re_attn = 0;
+  const bool tiled = s.mlp_tile < s.N;
+  switch (p.recompute) {
+    case Recompute::full: re_mm = attn_mm + mlp_mm, re_attn = attn; break;
+    case Recompute::selective: re_mm = 2 * N * Cq * C + mlp_mm; break;
+    case Recompute::none: re_mm = tiled ? mlp_mm : 0; break;
+  }
+  if (p.chunked()) re_mm += attn_mm + mlp_mm, re_attn += attn;  // each chunk's forward runs twice
+  t.gemm_flops = 3 * (L * (attn_mm + mlp_mm) + head) + L * re_mm;
+  t.attn_flops = 3.5 * L * attn + L * re_attn;  // flash backward ~2.5x its forward
+  t.compute_s = t.gemm_flops / (r.gemm_gflops * 1e9) + t.attn_flops / (r.attn_gflops * 1e9);
+  t.copy_bytes = 2.0 * double(s.offload_sets) * double(s.saved_bytes);
+  const double bw = p.offload == Offload::disk ? r.disk_gbps : r.host_gbps;
+  t.copy_s = t.copy_bytes > 0 ? t.copy_bytes / (std::max(bw, 1e-3) * 1e9) : 0;
+  // the copy thread overlaps with compute; what it cannot hide adds on
+  t.step_s = std::max(t.compute_s, t.copy_s) + 0.05 * std::min(t.compute_s, t.copy_s);
+  return t;
+}
+
+}  // namespace longctx

@@ -1,0 +1,113 @@
+#include "train/saved_store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "core/check.h"
+
+namespace longctx {
+
+namespace {
+
+std::string temp_dir(const std::string& dir) {
+  return dir.empty() ? std::filesystem::temp_directory_path().string() : dir;
+}
+
+// Whole-buffer pwrite/pread: one large sequential request, resumed if short.
+void write_all(int fd, const char* p, int64_t n, int64_t off) {
+  while (n > 0) {
+    const ssize_t w = ::pwrite(fd, p, size_t(n), off);
+    CHECK(w > 0 || errno == EINTR, "offload: writing ", n, " bytes at offset ", off,
+          " failed: ", std::strerror(errno));
+    if (w > 0) p += w, n -= w, off += w;
+  }
+}
+void read_all(int fd, char* p, int64_t n, int64_t off) {
+  while (n > 0) {
+    const ssize_t r = ::pread(fd, p, size_t(n), off);
+    CHECK(r > 0 || errno == EINTR, "offload: reading ", n, " bytes at offset ", off, " failed: ",
+          r == 0 ? "unexpected end of file" : std::strerror(errno));
+    if (r > 0) p += r, n -= r, off += r;
+  }
+}
+
+}  // namespace
+
+SavedStore::SavedStore(const StepLayout& s, int64_t L, Memory& mem)
+    : L_(L), where_(s.offload_sets > 0 ? s.plan.offload : Offload::none), bytes_(s.saved_bytes), mem_(mem) {
+  for (int64_t i = 0; i < s.device_sets; i++)
+    device_.push_back(std::make_unique<ActBuffer>(s.saved, mem, Tier::device, Tag::checkpoint));
+  if (where_ == Offload::none) return;
+  ticket_.assign(2, 0);
+  copier_ = std::make_unique<CopyThread>();
+  if (where_ == Offload::host) {
+    for (int64_t i = 0; i < s.offload_sets; i++)
+      host_.emplace_back(mem, Tier::host, Tag::checkpoint, Shape{bytes_ / 4});
+    return;
+  }
+  const std::string dir = temp_dir(s.plan.offload_dir);
+  CHECK(std::filesystem::is_directory(dir), "offload: --offload-dir '", dir, "' is not a directory");
+  std::string path = dir + "/longctx-offload-XXXXXX";
+  fd_ = ::mkstemp(path.data());
+  CHECK(fd_ >= 0, "offload: cannot create a file in '", dir, "': ", std::strerror(errno));
+  ::unlink(path.c_str());  // gone with the process, even after a crash
+  mem.tracker().on_alloc(Tier::disk, Tag::checkpoint, s.offload_sets * bytes_);
+}
+
+SavedStore::~SavedStore() {
+  copier_.reset();  // drains the queue
+  if (fd_ >= 0) {
+    ::close(fd_);
+    mem_.tracker().on_free(Tier::disk, Tag::checkpoint, (L_ - 1) * bytes_);
+  }
+}
+
+const ActBuffer& SavedStore::forward_set(int64_t l) {
+  if (where_ == Offload::none) return *device_[size_t(l)];
+  copier_->wait(ticket_[size_t(l % 2)]);  // block l-2's set has left this slot
+  return *device_[size_t(l % 2)];
+}
+
+void SavedStore::copy_out(int64_t l) {
+  const char* src = static_cast<const char*>(device_[size_t(l % 2)]->all().ptr);
+  if (where_ == Offload::host) {
+    char* dst = static_cast<char*>(host_[size_t(l)].t().ptr);
+    ticket_[size_t(l % 2)] = copier_->submit([=, n = bytes_] { std::memcpy(dst, src, size_t(n)); });
+  } else {
+    ticket_[size_t(l % 2)] = copier_->submit([=, fd = fd_, n = bytes_] { write_all(fd, src, n, l * n); });
+  }
+}
+
+void SavedStore::copy_in(int64_t l) {
+  char* dst = static_cast<char*>(device_[size_t(l % 2)]->all().ptr);
+  if (where_ == Offload::host) {
+    const char* src = static_cast<const char*>(host_[size_t(l)].t().ptr);
+    ticket_[size_t(l % 2)] = copier_->submit([=, n = bytes_] { std::memcpy(dst, src, size_t(n)); });
+  } else {
+    ticket_[size_t(l % 2)] = copier_->submit([=, fd = fd_, n = bytes_] { read_all(fd, dst, n, l * n); });
+  }
+}
+
+void SavedStore::forward_done(int64_t l) {
+  if (where_ != Offload::none && l + 1 < L_) copy_out(l);
+}
+
+const ActBuffer& SavedStore::backward_set(int64_t l) {
+  if (where_ == Offload::none) return *device_[size_t(l)];
+  if (l + 1 == L_) {
+    copier_->wait_all();  // the forward's copies out are done before any slot is reused
+  }
+  copier_->wait(ticket_[size_t(l % 2)]);  // block l's prefetch (none for the last block)
+  if (l >= 1) copy_in(l - 1);             // the other slot held block l+1, finished
+  return *device_[size_t(l % 2)];
+}
+
+void SavedStore::finish() {
+  if (copier_) copier_->wait_all();
+}
+
+}  // namespace longctx

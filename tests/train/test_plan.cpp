@@ -1,0 +1,198 @@
+// Every memory plan (recompute policy x offload tier x MLP tiles x loss
+// tiles) gives the loss and gradients of the plain step; the measured peak of
+// every tier and tag equals `plan`'s prediction; bad plans are refused with
+// errors that name the clashing choices.
+#include <filesystem>
+
+#include "harness.h"
+#include "model/params.h"
+#include "strategy/plan_search.h"
+#include "train/grad_step.h"
+
+namespace longctx::test {
+namespace {
+
+// Awkward sizes: nothing a power of two, GQA, untied head, odd T.
+LlamaConfig awkward(int64_t layers = 3) {
+  LlamaConfig c;
+  c.vocab_size = 67, c.hidden_size = 40, c.intermediate_size = 72, c.num_hidden_layers = layers;
+  c.num_attention_heads = 4, c.num_key_value_heads = 2, c.head_dim = 10, c.tie_word_embeddings = false;
+  c.initializer_range = 0.2;
+  c.validate();
+  return c;
+}
+
+struct Tokens {
+  int64_t B, T;
+  std::vector<int32_t> in, lab, pos, doc;
+  StepInput input() {
+    return {Tensor(in.data(), {B, T}, DType::I32), Tensor(lab.data(), {B, T}, DType::I32),
+            Tensor(pos.data(), {B, T}, DType::I32), Tensor(doc.data(), {B, T}, DType::I32)};
+  }
+};
+// Two packed documents per row (positions restart), some ignored labels.
+Tokens tokens(int64_t B, int64_t T, int64_t V) {
+  Tokens t{B, T, {}, {}, {}, {}};
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t i = 0; i < T; i++) {
+      const int64_t cut = T / 3 + b;
+      t.in.push_back(int32_t((b * 31 + i * 7 + 3) % V));
+      t.lab.push_back(i % 9 == 4 ? -100 : int32_t((b * 13 + i * 5 + 1) % V));
+      t.pos.push_back(int32_t(i < cut ? i : i - cut));
+      t.doc.push_back(i < cut ? 0 : 1);
+    }
+  return t;
+}
+
+struct Result {
+  double loss;
+  std::vector<float> grads;
+};
+
+Result run_plan(const LlamaConfig& c, const Plan& p, Tokens& tk) {
+  Memory mem;
+  Context ctx = cpu_context(mem);
+  ParamSet w(c, mem, Tier::device, Tag::weights), g(c, mem, Tier::device, Tag::grads);
+  init_params_random(w, c, 11);
+  GradStep step(c, mem, tk.B, tk.T, p);
+  g.zero();
+  Result r;
+  r.loss = step.run(w, g, tk.input(), ctx);
+  r.grads.assign(g.all().f32(), g.all().f32() + g.all().numel());
+  return r;
+}
+
+Plan plain() {
+  Plan p;
+  p.recompute = Recompute::none, p.offload = Offload::none, p.mlp_tiles = 1, p.loss_tiles = 1;
+  return p;
+}
+
+TEST(Plan, EveryCombinationEqualsThePlainStep) {
+  const LlamaConfig c = awkward();
+  Tokens tk = tokens(2, 37, c.vocab_size);
+  const Result ref = run_plan(c, plain(), tk);
+  double gmax = 0;
+  for (float v : ref.grads) gmax = std::max(gmax, double(std::fabs(v)));
+  ASSERT_GT(gmax, 0);
+  const std::string dir = ::testing::TempDir();
+  int combos = 0;
+  for (Recompute rc : {Recompute::none, Recompute::full, Recompute::selective})
+    for (Offload off : {Offload::none, Offload::host, Offload::disk})
+      for (int64_t mlp : {1, 3, 0})
+        for (int64_t loss : {1, 5}) {
+          Plan p;
+          p.recompute = rc, p.offload = off, p.mlp_tiles = mlp, p.loss_tiles = loss;
+          if (off == Offload::disk) p.offload_dir = dir;
+          const Result r = run_plan(c, p, tk);
+          SCOPED_TRACE(describe(p));
+          EXPECT_NEAR(r.loss, ref.loss, 1e-5 * std::fabs(ref.loss));
+          double worst = 0;
+          for (size_t i = 0; i < r.grads.size(); i++)
+            worst = std::max(worst, double(std::fabs(r.grads[i] - ref.grads[i])));
+          EXPECT_LT(worst / gmax, 1e-5) << "largest gradient difference " << worst << " of " << gmax;
+          combos++;
+        }
+  EXPECT_EQ(combos, 54);
+}
+
+// Allocates exactly what `longctx grad` does, runs one step, and holds every
+// measured peak (tier and tag) against the prediction.
+void expect_peaks_match(const LlamaConfig& c, const Plan& p, int64_t B, int64_t T) {
+  Memory mem;
+  Context ctx = cpu_context(mem);
+  Tokens tk = tokens(B, T, c.vocab_size);
+  Buffer in(mem, Tier::host, Tag::data, {B, T}, DType::I32), lab(mem, Tier::host, Tag::data, {B, T}, DType::I32);
+  std::memcpy(in.t().ptr, tk.in.data(), in.t().bytes());
+  std::memcpy(lab.t().ptr, tk.lab.data(), lab.t().bytes());
+  ParamSet w(c, mem, Tier::device, Tag::weights), g(c, mem, Tier::device, Tag::grads);
+  init_params_random(w, c, 3);
+  {
+    GradStep step(c, mem, B, T, p);
+    step.run(w, g, in.t(), lab.t(), ctx);
+  }
+  const MemoryPrediction pred = predict_memory(c, p, B, T, Purpose::grad);
+  SCOPED_TRACE(describe(p) + " B=" + std::to_string(B) + " T=" + std::to_string(T));
+  for (int i = 0; i < kNumTiers; i++) {
+    const int64_t got = mem.tracker().tier(Tier(i)).peak, want = pred.tier[size_t(i)];
+    EXPECT_LE(std::abs(double(got - want)), 0.05 * double(want)) << tier_name(Tier(i)) << ": measured " << got
+                                                                   << " predicted " << want;
+    for (int t = 0; t < kNumTags; t++) {
+      const int64_t gt = mem.tracker().tag(Tier(i), Tag(t)).peak, wt = pred.tag[size_t(i)][size_t(t)];
+      EXPECT_LE(std::abs(double(gt - wt)), 0.05 * double(wt))
+          << tier_name(Tier(i)) << "/" << tag_name(Tag(t)) << ": measured " << gt << " predicted " << wt;
+    }
+  }
+}
+
+TEST(Plan, MeasuredPeaksMatchThePredictionOverAGrid) {
+  const std::string dir = ::testing::TempDir();
+  LlamaConfig wide = awkward(2);
+  wide.vocab_size = 3001, wide.intermediate_size = 200;  // the loss tile dominates the workspace
+  int cases = 0;
+  for (const LlamaConfig& c : {awkward(1), awkward(3), wide})
+    for (int64_t T : {19, 256, 1000})
+      for (Recompute rc : {Recompute::none, Recompute::full, Recompute::selective})
+        for (Offload off : {Offload::none, Offload::host, Offload::disk}) {
+          Plan p;
+          p.recompute = rc, p.offload = off, p.mlp_tiles = T > 100 ? 0 : 1, p.loss_tiles = T % 2 ? 0 : 4;
+          if (off == Offload::disk) p.offload_dir = dir;
+          expect_peaks_match(c, p, T > 500 ? 1 : 2, T);
+          cases++;
+        }
+  EXPECT_EQ(cases, 81);
+}
+
+TEST(Plan, EachTechniqueSavesWhatItShould) {
+  const LlamaConfig c = awkward(4);
+  const int64_t T = 2048;
+  auto dev = [&](Plan p) { return predict_memory(c, p, 1, T, Purpose::grad).tier[size_t(Tier::device)]; };
+  Plan none = plain(), full = plain(), sel = plain(), host = plain(), tiled = plain();
+  full.recompute = Recompute::full, sel.recompute = Recompute::selective;
+  host.recompute = Recompute::full, host.offload = Offload::host;
+  tiled.recompute = Recompute::full, tiled.offload = Offload::host, tiled.mlp_tiles = 0;
+  EXPECT_LT(dev(full), dev(sel));
+  EXPECT_LT(dev(sel), dev(none));
+  EXPECT_LT(dev(host), dev(full));
+  EXPECT_LT(dev(tiled), dev(host));
+  const MemoryPrediction h = predict_memory(c, host, 1, T, Purpose::grad);
+  EXPECT_EQ(h.tag[size_t(Tier::host)][size_t(Tag::checkpoint)], 3 * T * c.hidden_size * 4);  // L-1 inputs
+}
+
+TEST(Plan, ClashesAndImpossibleChoicesAreNamed) {
+  Plan p;
+  p.offload_dir = "/tmp";
+  expect_error([&] { validate_plan(p, 1, 64); }, {"--offload-dir", "--offload none"});
+  p = Plan{};
+  p.chunk_size = 16;
+  expect_error([&] { validate_plan(p, 1, 64); }, {"--chunk-size", "--chunk-mode none"});
+  p = Plan{};
+  p.chunk_mode = ChunkMode::seco, p.chunk_budget = 2;
+  expect_error([&] { validate_plan(p, 1, 64); }, {"--chunk-budget", "seco"});
+  p = Plan{};
+  p.mlp_tiles = 100;
+  expect_error([&] { validate_plan(p, 1, 64); }, {"--mlp-tiles 100", "64 rows"});
+  p = Plan{};
+  p.chunk_mode = ChunkMode::seco, p.chunk_size = 16;
+  expect_error([&] { validate_plan(p, 2, 64); }, {"batch size 2", "seco"});
+  expect_error([] { parse_recompute("some"); }, {"'some'", "none|full|selective"});
+  expect_error([] { parse_tiles("mlp-tiles", "0"); }, {"mlp-tiles", "'0'"});
+  Plan q;
+  EXPECT_TRUE(set_plan_key(q, "offload", "host"));
+  EXPECT_FALSE(set_plan_key(q, "offlaod", "host"));
+}
+
+TEST(Plan, APlanThatCannotFitIsRefusedWithTheNearestThatDoes) {
+  const LlamaConfig c = awkward(4);
+  Plan p = plain();
+  const int64_t T = 4096;
+  const int64_t need = predict_memory(c, p, 1, T, Purpose::grad).tier[0];
+  p.device_mem = need * 2 / 3;
+  expect_error([&] { choose_plan(c, p, false, 1, T, Purpose::grad); },
+               {"cannot fit", "device needs", "nearest plan that fits"});
+  const Plan a = choose_plan(c, p, true, 1, T, Purpose::grad);
+  EXPECT_LE(predict_memory(c, a, 1, T, Purpose::grad).tier[0], p.device_mem) << describe(a);
+}
+
+}  // namespace
+}  // namespace longctx::test
