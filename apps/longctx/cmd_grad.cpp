@@ -10,7 +10,7 @@
 #include "model/llama_io.h"
 #include "plan_flags.h"
 #include "strategy/plan_search.h"
-#include "train/grad_step.h"
+#include "train/any_step.h"
 #include "train/report.h"
 
 namespace longctx::cli {
@@ -59,13 +59,13 @@ int run_grad(const Opts& o) {
 
   ParamSet w(c, mem, Tier::device, Tag::weights), g(c, mem, Tier::device, Tag::grads);
   load_params(w, o.model);
-  GradStep step(c, mem, B, T, plan);
+  AnyStep step(c, mem, B, T, plan);
   std::vector<double> secs;
   double loss = 0;
   for (int r = 0; r < o.repeat; r++) {
     g.zero();
     const auto t0 = std::chrono::steady_clock::now();
-    loss = step.run(w, g, inputs.t(), labels.t(), ctx);
+    loss = step.run(w, g, StepInput{inputs.t(), labels.t(), Tensor(), Tensor()}, ctx);
     secs.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   if (!o.out.empty()) save_params(o.out, g);

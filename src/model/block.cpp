@@ -90,7 +90,9 @@ void attn_half_forward(Tensor inp, const LayerParams& w, const BlockActs& a, con
   matmul_forward(a.v, a.ln1, w.wv, ctx);
   rope_forward(heads3(a.q, NH, HS), heads3(a.q, NH, HS), s.pos, s.cos, s.sin, ctx);
   rope_forward(heads3(a.k, NKV, HS), heads3(a.k, NKV, HS), s.pos, s.cos, s.sin, ctx);
-  if (s.k_cache.defined()) {
+  if (s.runner) {
+    s.runner->forward(s.layer, a, ctx);
+  } else if (s.k_cache.defined()) {
     CHECK(s.B == 1 && s.cache_len + s.T <= s.k_cache.dim(0), "[block] KV cache of ", s.k_cache.dim(0),
           " rows cannot take ", s.T, " more after ", s.cache_len, " (batch ", s.B, ")");
     const int64_t Tk = s.cache_len + s.T;
@@ -167,9 +169,12 @@ void attn_half_backward(Tensor dx, Tensor inp, const LayerParams& w, const Layer
                         const BlockGrads& g, const LlamaConfig& c, const BlockShared& s, Context& ctx) {
   const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, HS = c.head_dim;
   matmul_backward(g.datt, dw.wo, dx, a.att, w.wo, ctx);
-  attention_backward(heads4(g.dq, s, NH, HS), heads4(g.dk, s, NKV, HS), heads4(g.dv, s, NKV, HS),
-                     heads4(g.datt, s, NH, HS), heads4(a.q, s, NH, HS), heads4(a.k, s, NKV, HS),
-                     heads4(a.v, s, NKV, HS), heads4(a.att, s, NH, HS), a.lse, s.attn, ctx);
+  if (s.runner)
+    s.runner->backward(s.layer, a, g, ctx);
+  else
+    attention_backward(heads4(g.dq, s, NH, HS), heads4(g.dk, s, NKV, HS), heads4(g.dv, s, NKV, HS),
+                       heads4(g.datt, s, NH, HS), heads4(a.q, s, NH, HS), heads4(a.k, s, NKV, HS),
+                       heads4(a.v, s, NKV, HS), heads4(a.att, s, NH, HS), a.lse, s.attn, ctx);
   rope_backward(heads3(g.dq, NH, HS), heads3(g.dq, NH, HS), s.pos, s.cos, s.sin, ctx);
   rope_backward(heads3(g.dk, NKV, HS), heads3(g.dk, NKV, HS), s.pos, s.cos, s.sin, ctx);
   matmul_backward(g.dln, dw.wq, g.dq, a.ln1, w.wq, ctx);

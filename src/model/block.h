@@ -57,6 +57,16 @@ BlockActs bind_acts(const ActBuffer& b);
 BlockActs bind_acts(const ActBuffer& kept, const ActBuffer& scratch);
 BlockGrads bind_grads(const ActBuffer& b);
 
+// Attention done elsewhere than on the block's own q, k, v: chunked training
+// attends to a KV cache held in pages on another tier. forward fills a.att and
+// a.lse from a.q, a.k, a.v; backward fills g.dq, g.dk, g.dv from g.datt.
+class AttentionRunner {
+ public:
+  virtual ~AttentionRunner() = default;
+  virtual void forward(int64_t layer, const BlockActs& a, Context& ctx) = 0;
+  virtual void backward(int64_t layer, const BlockActs& a, const BlockGrads& g, Context& ctx) = 0;
+};
+
 // What every block of a step shares: positions, rope tables, attention setup.
 struct BlockShared {
   int64_t B = 0, T = 0;
@@ -68,6 +78,8 @@ struct BlockShared {
   // with queries at absolute positions from cache_len.
   Tensor k_cache, v_cache;  // (Tmax, Ckv)
   int64_t cache_len = 0;
+  AttentionRunner* runner = nullptr;  // set: attention goes through it
+  int64_t layer = 0;                  // the block being run, for the runner
 };
 
 // The two halves of a block. Attention: a.ln1 .. a.x2 from inp (N, C).

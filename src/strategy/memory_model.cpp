@@ -63,7 +63,6 @@ StepLayout step_layout(const LlamaConfig& c, const Plan& plan, int64_t B, int64_
     s.device_sets = 2;  // ping-pong staging; the last block's set never leaves the device
     s.offload_sets = L - 1;
   }
-  if (p.chunked()) s.kv_bytes = L * B * T * c.kv_dim() * 2 * 4;
   return s;
 }
 
@@ -107,14 +106,24 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t 
   if (why == Purpose::train) add(dev, Tag::optim, 2 * param_bytes(c));
   if (why == Purpose::grad) add(Tier::host, Tag::data, 2 * NT * 4);  // the command's inputs and labels
   // GradStep: token ids and labels, positions, document ids, rope tables
-  add(dev, Tag::data, 2 * NT * 4);
-  add(dev, Tag::workspace, 2 * NT * 4 + 2 * s.Tc * half * 4);
+  add(dev, Tag::data, 2 * s.N * 4);
+  add(dev, Tag::workspace, 2 * s.N * 4 + 2 * T * half * 4);
   add(dev, Tag::activations, 2 * s.N * C * 4 + s.N * 4 + table_bytes(s.scratch));  // xL, hf, rstdf, scratch
   add(dev, Tag::workspace, 2 * s.N * C * 4 + table_bytes(s.grads));                 // dhf, dx, grads
   add(dev, Tag::checkpoint, s.device_sets * s.saved_bytes);
   if (s.offload_sets > 0)
     add(s.plan.offload == Offload::host ? Tier::host : Tier::disk, Tag::checkpoint,
         s.offload_sets * s.saved_bytes);
+  if (s.plan.chunked()) {  // KvPages: K, V and their gradients of every block, pages on the device
+    const int64_t Tp = (T + s.Tc - 1) / s.Tc * s.Tc, Ckv = c.kv_dim(), Cq = c.q_dim(), L = c.num_hidden_layers;
+    const Tier kv = s.plan.offload == Offload::none   ? dev
+                    : s.plan.offload == Offload::host ? Tier::host
+                                                      : Tier::disk;
+    add(kv, Tag::kv_cache, 2 * L * Tp * Ckv * 4);
+    add(kv, Tag::kv_grad, 2 * L * Tp * Ckv * 4);
+    if (kv != dev) add(dev, Tag::kv_cache, 2 * s.Tc * Ckv * 4), add(dev, Tag::kv_grad, 2 * s.Tc * Ckv * 4);
+    add(dev, Tag::workspace, (2 * s.Tc * Cq + c.num_attention_heads * s.Tc + 2 * s.Tc * Ckv + Tp) * 4);
+  }
   // transients: the logits tile of the loss, the attention backward's row statistics
   const int64_t lm = s.loss_tile * c.vocab_size * 4;
   const int64_t att = int64_t(attention_workspace_bytes(B, s.Tc, s.Tc, c.num_attention_heads,

@@ -25,7 +25,6 @@ struct StepLayout {
   int64_t saved_bytes = 0;       // table_bytes(saved)
   int64_t device_sets = 0;       // saved sets on the device tier
   int64_t offload_sets = 0;      // saved sets on the host or disk tier
-  int64_t kv_bytes = 0;          // chunked: K and V of every block for the whole sequence (and as much for grads)
 };
 
 StepLayout step_layout(const LlamaConfig& c, const Plan& p, int64_t B, int64_t T);

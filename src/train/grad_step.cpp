@@ -8,17 +8,21 @@
 namespace longctx {
 
 GradStep::GradStep(const LlamaConfig& c, Memory& mem, int64_t B, int64_t T, const Plan& plan)
-    : c_(c), B_(B), T_(T), lay_(step_layout(c, plan, B, T)) {
+    : GradStep(c, mem, step_layout(c, plan, B, T), nullptr) {
   CHECK(!lay_.plan.chunked(), "[grad_step] chunk-mode ", chunk_mode_name(lay_.plan.chunk_mode),
-        " runs in the chunk scheduler, not GradStep");
-  const int64_t N = B * T, C = c.hidden_size, half = c.head_dim / 2;
+        " runs in ChunkedStep, not GradStep");
+}
+
+GradStep::GradStep(const LlamaConfig& c, Memory& mem, const StepLayout& lay, AttentionRunner* runner)
+    : c_(c), B_(lay.B), T_(lay.Tc), lay_(lay) {
+  const int64_t B = B_, T = T_, N = B * T, C = c.hidden_size, half = c.head_dim / 2;
   const Tier dev = Tier::device;
   tokens_ = Buffer(mem, dev, Tag::data, {N}, DType::I32);
   labels_ = Buffer(mem, dev, Tag::data, {N}, DType::I32);
   pos_ = Buffer(mem, dev, Tag::workspace, {N}, DType::I32);
   docs_ = Buffer(mem, dev, Tag::workspace, {N}, DType::I32);
-  cos_ = Buffer(mem, dev, Tag::workspace, {T, half});
-  sin_ = Buffer(mem, dev, Tag::workspace, {T, half});
+  cos_ = Buffer(mem, dev, Tag::workspace, {lay.T, half});  // positions of the whole sequence
+  sin_ = Buffer(mem, dev, Tag::workspace, {lay.T, half});
   xL_ = Buffer(mem, dev, Tag::activations, {N, C});
   hf_ = Buffer(mem, dev, Tag::activations, {N, C});
   rstdf_ = Buffer(mem, dev, Tag::activations, {N});
@@ -28,8 +32,8 @@ GradStep::GradStep(const LlamaConfig& c, Memory& mem, int64_t B, int64_t T, cons
   grads_ = std::make_unique<ActBuffer>(lay_.grads, mem, dev, Tag::workspace);
   saved_ = std::make_unique<SavedStore>(lay_, c.num_hidden_layers, mem);
 
-  rope_tables(c, T, cos_.f32(), sin_.f32());
-  shared_ = {B, T, pos_.t(), cos_.t(), sin_.t(), AttentionParams{}};
+  rope_tables(c, lay.T, cos_.f32(), sin_.f32());
+  shared_ = {B, T, pos_.t(), cos_.t(), sin_.t(), AttentionParams{}, Tensor(), Tensor(), 0, runner, 0};
 }
 
 GradStep::~GradStep() = default;
@@ -48,7 +52,7 @@ void GradStep::prepare(const StepInput& in, Context& ctx) {
   if (in.positions.defined()) {
     copy_tensor(pos_.t(), in.positions.view({N}), ctx);
     for (int64_t n = 0; n < N; n++)
-      CHECK(pos[n] >= 0 && pos[n] < T_, "[grad_step] position ", pos[n], " outside [0, ", T_, ")");
+      CHECK(pos[n] >= 0 && pos[n] < lay_.T, "[grad_step] position ", pos[n], " outside [0, ", lay_.T, ")");
   } else {
     for (int64_t n = 0; n < N; n++) pos[n] = int32_t(n % T_);
   }
@@ -73,6 +77,7 @@ void GradStep::forward(const ParamSet& w, Context& ctx) {
     const ActBuffer& set = saved_->forward_set(l);
     const BlockActs a = acts_of(set);
     const LayerParams& lw = w.layers[size_t(l)];
+    shared_.layer = l;
     attn_half_forward(set.get("inp"), lw, a, c_, shared_, ctx);
     // the next block's set is taken only now, so that moving block l-1's set
     // out of the same staging slot overlaps with this attention half
@@ -91,6 +96,7 @@ void GradStep::backward(const ParamSet& w, ParamSet& grads, Context& ctx) {
     const BlockActs a = acts_of(set);
     const Tensor inp = set.get("inp");
     const LayerParams& lw = w.layers[size_t(l)];
+    shared_.layer = l;
     switch (lay_.plan.recompute) {
       case Recompute::full:
         attn_half_forward(inp, lw, a, c_, shared_, ctx);

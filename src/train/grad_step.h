@@ -24,6 +24,9 @@ class GradStep {
  public:
   // Allocates every buffer of the step for batches of (B, T) tokens.
   GradStep(const LlamaConfig& c, Memory& mem, int64_t B, int64_t T, const Plan& plan = Plan{});
+  // One chunk's pass of chunked training: rows of the layout's chunk, rope
+  // tables for the whole sequence, attention through `runner`.
+  GradStep(const LlamaConfig& c, Memory& mem, const StepLayout& chunk_layout, AttentionRunner* runner);
   ~GradStep();
   const StepLayout& layout() const { return lay_; }
   // inputs, labels (B, T) I32 on any tier; labels may hold kIgnoreIndex.

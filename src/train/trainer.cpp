@@ -16,7 +16,8 @@
 #include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/evaluate.h"
-#include "train/grad_step.h"
+#include "strategy/plan_search.h"
+#include "train/any_step.h"
 #include "train/progress.h"
 #include "train/report.h"
 #include "train/schedule.h"
@@ -134,7 +135,7 @@ TrainResult run_training(const TrainConfig& cfg) {
   const double peak_gflops = measure_peak_gflops();
   Progress progress(cfg.steps, isatty(fileno(stdout)) != 0);
 
-  std::unique_ptr<GradStep> step_fn;
+  std::unique_ptr<AnyStep> step_fn;
   int64_t step_T = 0, step_B = 0;
   std::vector<Batch> micro(size_t(cfg.grad_accum));
   TrainResult res;
@@ -143,7 +144,11 @@ TrainResult run_training(const TrainConfig& cfg) {
     const int64_t T = cfg.seq_len_at(step), B = cfg.batch_size_at(step);
     if (!step_fn || step_T != T || step_B != B) {
       step_fn.reset();  // free the old shape's buffers first
-      step_fn = std::make_unique<GradStep>(c, mem, B, T, cfg.plan);
+      // refused before anything is allocated when the plan cannot fit its budgets
+      const Plan plan = choose_plan(c, cfg.plan, cfg.plan_auto, B, T, Purpose::train);
+      if (step == start || cfg.plan_auto) std::printf("%splan for %lld x %lld: %s\n", step == start ? "" : "\n",
+                                                      (long long)B, (long long)T, describe(plan).c_str());
+      step_fn = std::make_unique<AnyStep>(c, mem, B, T, plan);
       step_T = T, step_B = B;
     }
     int64_t labels = 0;
@@ -157,7 +162,8 @@ TrainResult run_training(const TrainConfig& cfg) {
       StepInput in{Tensor(b.inputs.data(), {B, T}, DType::I32), Tensor(b.labels.data(), {B, T}, DType::I32),
                    Tensor(b.positions.data(), {B, T}, DType::I32),
                    Tensor(b.doc_ids.data(), {B, T}, DType::I32)};
-      loss_sum += step_fn->run(md.w, md.g, in, ctx, double(labels)) * double(b.label_count());
+      loss_sum += step_fn->run(md.w, md.g, in, ctx, double(labels), uint64_t(step) * 131 + uint64_t(&b - micro.data())) *
+                  double(b.label_count());
     }
     const double loss = labels > 0 ? loss_sum / double(labels) : 0.0;
     const double norm = std::sqrt(sum_squares(md.g.all(), ctx));

@@ -7,7 +7,7 @@
 #include "harness.h"
 #include "model/params.h"
 #include "strategy/plan_search.h"
-#include "train/grad_step.h"
+#include "train/any_step.h"
 
 namespace longctx::test {
 namespace {
@@ -49,15 +49,15 @@ struct Result {
   std::vector<float> grads;
 };
 
-Result run_plan(const LlamaConfig& c, const Plan& p, Tokens& tk) {
+Result run_plan(const LlamaConfig& c, const Plan& p, Tokens& tk, uint64_t draw = 0) {
   Memory mem;
   Context ctx = cpu_context(mem);
   ParamSet w(c, mem, Tier::device, Tag::weights), g(c, mem, Tier::device, Tag::grads);
   init_params_random(w, c, 11);
-  GradStep step(c, mem, tk.B, tk.T, p);
+  AnyStep step(c, mem, tk.B, tk.T, p);
   g.zero();
   Result r;
-  r.loss = step.run(w, g, tk.input(), ctx);
+  r.loss = step.run(w, g, tk.input(), ctx, 0, draw);
   r.grads.assign(g.all().f32(), g.all().f32() + g.all().numel());
   return r;
 }
@@ -108,8 +108,8 @@ void expect_peaks_match(const LlamaConfig& c, const Plan& p, int64_t B, int64_t 
   ParamSet w(c, mem, Tier::device, Tag::weights), g(c, mem, Tier::device, Tag::grads);
   init_params_random(w, c, 3);
   {
-    GradStep step(c, mem, B, T, p);
-    step.run(w, g, in.t(), lab.t(), ctx);
+    AnyStep step(c, mem, B, T, p);
+    step.run(w, g, StepInput{in.t(), lab.t(), Tensor(), Tensor()}, ctx);
   }
   const MemoryPrediction pred = predict_memory(c, p, B, T, Purpose::grad);
   SCOPED_TRACE(describe(p) + " B=" + std::to_string(B) + " T=" + std::to_string(T));
@@ -141,6 +141,74 @@ TEST(Plan, MeasuredPeaksMatchThePredictionOverAGrid) {
           cases++;
         }
   EXPECT_EQ(cases, 81);
+  for (int64_t T : {19, 300})
+    for (Offload off : {Offload::none, Offload::host, Offload::disk})
+      for (ChunkMode m : {ChunkMode::seco, ChunkMode::spaco}) {
+        Plan p;
+        p.chunk_mode = m, p.chunk_size = T / 3, p.offload = off, p.chunk_budget = m == ChunkMode::spaco ? 2 : 0;
+        if (off == Offload::disk) p.offload_dir = dir;
+        expect_peaks_match(awkward(2), p, 1, T);
+      }
+}
+
+double max_rel_diff(const std::vector<float>& a, const std::vector<float>& ref) {
+  double worst = 0, gmax = 0;
+  for (size_t i = 0; i < a.size(); i++) {
+    worst = std::max(worst, double(std::fabs(a[i] - ref[i])));
+    gmax = std::max(gmax, double(std::fabs(ref[i])));
+  }
+  return worst / gmax;
+}
+
+TEST(Plan, SecoEqualsThePlainStepWithEveryPlanInsideTheChunks) {
+  const LlamaConfig c = awkward();
+  Tokens tk = tokens(1, 37, c.vocab_size);
+  const Result ref = run_plan(c, plain(), tk);
+  const std::string dir = ::testing::TempDir();
+  int combos = 0;
+  for (int64_t chunk : {1, 8, 13, 37})  // 37 tokens in 37, 5 (padded), 3 (padded) and 1 chunk(s)
+    for (Recompute rc : {Recompute::none, Recompute::full, Recompute::selective})
+      for (Offload off : {Offload::none, Offload::host, Offload::disk}) {
+        Plan p;
+        p.chunk_mode = ChunkMode::seco, p.chunk_size = chunk, p.recompute = rc, p.offload = off;
+        p.mlp_tiles = chunk >= 8 ? 2 : 1, p.loss_tiles = chunk >= 8 ? 3 : 0;
+        if (off == Offload::disk) p.offload_dir = dir;
+        SCOPED_TRACE(describe(p));
+        const Result r = run_plan(c, p, tk);
+        EXPECT_NEAR(r.loss, ref.loss, 1e-5 * std::fabs(ref.loss));
+        EXPECT_LT(max_rel_diff(r.grads, ref.grads), 1e-5);
+        combos++;
+      }
+  EXPECT_EQ(combos, 36);
+}
+
+TEST(Plan, SpacoIsUnbiasedAndItsErrorFallsAsOneOverRootDraws) {
+  const LlamaConfig c = awkward(2);
+  Tokens tk = tokens(1, 30, c.vocab_size);
+  const Result exact = run_plan(c, plain(), tk);
+  Plan p;
+  p.chunk_mode = ChunkMode::spaco, p.chunk_size = 6, p.chunk_budget = 2;  // 5 chunks, 2 on average
+  std::vector<double> sum(exact.grads.size(), 0.0);
+  auto error_after = [&](uint64_t from, uint64_t to) {
+    for (uint64_t d = from; d < to; d++) {
+      const Result r = run_plan(c, p, tk, d);
+      EXPECT_NEAR(r.loss, exact.loss, 1e-5 * exact.loss) << "the logged loss is the full forward's";
+      for (size_t i = 0; i < sum.size(); i++) sum[i] += r.grads[i];
+    }
+    double e = 0, n = 0;
+    for (size_t i = 0; i < sum.size(); i++) {
+      const double m = sum[i] / double(to);
+      e += (m - exact.grads[i]) * (m - exact.grads[i]), n += double(exact.grads[i]) * exact.grads[i];
+    }
+    return std::sqrt(e / n);
+  };
+  const double e16 = error_after(0, 16), e256 = error_after(16, 256), e1024 = error_after(256, 1024);
+  std::printf("SpaCO relative error of the mean gradient: 16 draws %.4f, 256 draws %.4f, 1024 draws %.4f\n",
+              e16, e256, e1024);
+  // 1/sqrt(draws): 4x fewer error for 16x the draws, 2x for 4x (with slack for noise)
+  EXPECT_LT(e256, e16 / 2.5);
+  EXPECT_LT(e1024, e256 / 1.4);
+  EXPECT_LT(e1024, 0.1);
 }
 
 TEST(Plan, EachTechniqueSavesWhatItShould) {

@@ -1,0 +1,237 @@
+#include "train/chunked_step.h"
+
+#include <cmath>
+#include <limits>
+
+#include "ops/attention.h"
+#include "ops/elementwise.h"
+#include "ops/lm_head_loss.h"
+
+namespace longctx {
+
+namespace {
+
+constexpr int32_t kPadDoc = std::numeric_limits<int32_t>::min();  // padding rows: a document of their own
+
+uint64_t mix64(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// out, lse := the softmax-weighted merge of (out, lse) and (o2, l2): the
+// attention over the union of both key sets. out (Tq, NH, HS), lse (NH, Tq).
+void merge_lse(float* out, float* lse, const float* o2, const float* l2, int64_t Tq, int64_t NH, int64_t HS) {
+  for (int64_t h = 0; h < NH; h++)
+    for (int64_t t = 0; t < Tq; t++) {
+      const float a = lse[h * Tq + t], b = l2[h * Tq + t];
+      const float m = std::max(a, b);
+      if (m == -INFINITY) continue;  // neither part sees a key
+      const float wa = std::exp(a - m), wb = std::exp(b - m), s = wa + wb;
+      float* o = out + (t * NH + h) * HS;
+      const float* p = o2 + (t * NH + h) * HS;
+      for (int64_t d = 0; d < HS; d++) o[d] = (o[d] * wa + p[d] * wb) / s;
+      lse[h * Tq + t] = m + std::log(s);
+    }
+}
+
+void add_into(Tensor dst, Tensor src, float scale) {
+  float* d = dst.f32();
+  const float* s = src.f32();
+  for (int64_t i = 0; i < dst.numel(); i++) d[i] += scale * s[i];
+}
+
+}  // namespace
+
+// Every block's K and V for the whole (padded) sequence, and their gradients,
+// on the plan's offload tier; pages of one chunk each are brought to device
+// staging buffers as attention needs them.
+class KvPages : public AttentionRunner {
+ public:
+  KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& mem)
+      : c_(c), Tc_(s.Tc), k_(k), tier_(s.plan.offload == Offload::none ? Tier::device
+                                       : s.plan.offload == Offload::host ? Tier::host
+                                                                         : Tier::disk) {
+    const int64_t Ckv = c.kv_dim(), Cq = c.q_dim(), NH = c.num_attention_heads, Tp = k * Tc_;
+    if (tier_ == Tier::disk) mem.set_disk_dir(s.plan.offload_dir.empty() ? "/tmp" : s.plan.offload_dir);
+    for (int64_t l = 0; l < c.num_hidden_layers; l++) {
+      kc_.emplace_back(mem, tier_, Tag::kv_cache, Shape{Tp, Ckv});
+      vc_.emplace_back(mem, tier_, Tag::kv_cache, Shape{Tp, Ckv});
+      kg_.emplace_back(mem, tier_, Tag::kv_grad, Shape{Tp, Ckv});
+      vg_.emplace_back(mem, tier_, Tag::kv_grad, Shape{Tp, Ckv});
+    }
+    const Tier dev = Tier::device;
+    if (tier_ != dev) {
+      kpage_ = Buffer(mem, dev, Tag::kv_cache, {Tc_, Ckv});
+      vpage_ = Buffer(mem, dev, Tag::kv_cache, {Tc_, Ckv});
+      dkpage_ = Buffer(mem, dev, Tag::kv_grad, {Tc_, Ckv});
+      dvpage_ = Buffer(mem, dev, Tag::kv_grad, {Tc_, Ckv});
+    }
+    out_p_ = Buffer(mem, dev, Tag::workspace, {Tc_, Cq});  // (Tc, NH, HS)
+    lse_p_ = Buffer(mem, dev, Tag::workspace, {NH, Tc_});
+    dq_p_ = Buffer(mem, dev, Tag::workspace, {Tc_, Cq});
+    dk_p_ = Buffer(mem, dev, Tag::workspace, {Tc_, Ckv});
+    dv_p_ = Buffer(mem, dev, Tag::workspace, {Tc_, Ckv});
+    docs_ = Buffer(mem, dev, Tag::workspace, {Tp}, DType::I32);
+  }
+
+  // Per-step state: the whole sequence's document ids (padding its own).
+  void set_docs(const std::vector<int32_t>& d) { std::memcpy(docs_.t().ptr, d.data(), d.size() * 4); }
+  void zero_grads() {
+    for (auto& b : kg_) b.zero();
+    for (auto& b : vg_) b.zero();
+  }
+  void set_chunk(int64_t j, float kv_scale) { j_ = j, kv_scale_ = kv_scale; }
+
+  void forward(int64_t l, const BlockActs& a, Context& ctx) override {
+    const int64_t NH = c_.num_attention_heads, NKV = c_.num_key_value_heads, HS = c_.head_dim;
+    copy_tensor(page(kc_[size_t(l)], j_), a.k, ctx);  // this chunk's K/V, for the chunks after it
+    copy_tensor(page(vc_[size_t(l)], j_), a.v, ctx);
+    const Tensor q = a.q.view({1, Tc_, NH, HS}), out = a.att.view({1, Tc_, NH, HS});
+    attention_forward(out, a.lse, q, a.k.view({1, Tc_, NKV, HS}), a.v.view({1, Tc_, NKV, HS}), params(j_), ctx);
+    for (int64_t p = j_ - 1; p >= 0; p--) {
+      Tensor K, V;
+      fetch(l, p, K, V, ctx);
+      attention_forward(out_p_.t().view({1, Tc_, NH, HS}), lse_p_.t().view({1, NH, Tc_}), q, K, V, params(p),
+                        ctx);
+      merge_lse(out.f32(), a.lse.f32(), out_p_.f32(), lse_p_.f32(), Tc_, NH, HS);
+    }
+  }
+
+  void backward(int64_t l, const BlockActs& a, const BlockGrads& g, Context& ctx) override {
+    const int64_t NH = c_.num_attention_heads, NKV = c_.num_key_value_heads, HS = c_.head_dim;
+    const Tensor q = a.q.view({1, Tc_, NH, HS}), out = a.att.view({1, Tc_, NH, HS});
+    const Tensor dout = g.datt.view({1, Tc_, NH, HS}), dq = g.dq.view({1, Tc_, NH, HS});
+    attention_backward(dq, g.dk.view({1, Tc_, NKV, HS}), g.dv.view({1, Tc_, NKV, HS}), dout, q,
+                       a.k.view({1, Tc_, NKV, HS}), a.v.view({1, Tc_, NKV, HS}), out, a.lse, params(j_), ctx);
+    // what the later chunks' queries sent back to this chunk's K and V
+    add_grad_page(g.dk, kg_[size_t(l)], j_, ctx);
+    add_grad_page(g.dv, vg_[size_t(l)], j_, ctx);
+    for (int64_t p = j_ - 1; p >= 0; p--) {
+      Tensor K, V;
+      fetch(l, p, K, V, ctx);
+      const Tensor dk = dk_p_.t().view({1, Tc_, NKV, HS}), dv = dv_p_.t().view({1, Tc_, NKV, HS});
+      attention_backward(dq_p_.t().view({1, Tc_, NH, HS}), dk, dv, dout, q, K, V, out, a.lse, params(p), ctx);
+      add_into(g.dq, dq_p_.t(), 1.f);
+      send_grad_page(kg_[size_t(l)], p, dk_p_.t(), ctx);
+      send_grad_page(vg_[size_t(l)], p, dv_p_.t(), ctx);
+    }
+  }
+
+ private:
+  Tensor page(const Buffer& b, int64_t p) const { return b.t().slice0(p * Tc_, Tc_); }
+
+  // Chunk j_'s queries against chunk p's keys (p <= j_).
+  AttentionParams params(int64_t p) const {
+    AttentionParams a;
+    a.q_offset = (j_ - p) * Tc_;
+    a.q_doc = docs_.t().slice0(j_ * Tc_, Tc_).view({1, Tc_});
+    a.k_doc = docs_.t().slice0(p * Tc_, Tc_).view({1, Tc_});
+    return a;
+  }
+
+  void fetch(int64_t l, int64_t p, Tensor& K, Tensor& V, Context& ctx) {
+    const Shape s{1, Tc_, c_.num_key_value_heads, c_.head_dim};
+    if (tier_ == Tier::device) {
+      K = page(kc_[size_t(l)], p).view(s), V = page(vc_[size_t(l)], p).view(s);
+      return;
+    }
+    copy_tensor(kpage_.t(), page(kc_[size_t(l)], p), ctx);
+    copy_tensor(vpage_.t(), page(vc_[size_t(l)], p), ctx);
+    K = kpage_.t().view(s), V = vpage_.t().view(s);
+  }
+
+  // g (Tc, Ckv) += the collected gradient of chunk p's page
+  void add_grad_page(Tensor g, const Buffer& store, int64_t p, Context& ctx) {
+    if (tier_ == Tier::device) return add_into(g, page(store, p), 1.f);
+    copy_tensor(dkpage_.t(), page(store, p), ctx);
+    add_into(g, dkpage_.t(), 1.f);
+  }
+  // chunk p's page of the store += kv_scale * d
+  void send_grad_page(const Buffer& store, int64_t p, Tensor d, Context& ctx) {
+    if (tier_ == Tier::device) return add_into(page(store, p), d, kv_scale_);
+    copy_tensor(dvpage_.t(), page(store, p), ctx);
+    add_into(dvpage_.t(), d, kv_scale_);
+    copy_tensor(page(store, p), dvpage_.t(), ctx);
+  }
+
+  LlamaConfig c_;
+  int64_t Tc_, k_;
+  Tier tier_;
+  std::vector<Buffer> kc_, vc_, kg_, vg_;          // L x (k*Tc, Ckv) on the tier
+  Buffer kpage_, vpage_, dkpage_, dvpage_;         // (Tc, Ckv) device staging
+  Buffer out_p_, lse_p_, dq_p_, dk_p_, dv_p_, docs_;  // device scratch
+  int64_t j_ = 0;
+  float kv_scale_ = 1.f;
+};
+
+ChunkedStep::ChunkedStep(const LlamaConfig& c, Memory& mem, int64_t T, const Plan& plan)
+    : c_(c), lay_(step_layout(c, plan, 1, T)) {
+  CHECK(lay_.plan.chunked(), "[chunked_step] needs chunk-mode seco or spaco");
+  k_ = (T + lay_.Tc - 1) / lay_.Tc;
+  kv_ = std::make_unique<KvPages>(c, lay_, k_, mem);
+  step_ = std::make_unique<GradStep>(c, mem, lay_, kv_.get());
+}
+
+ChunkedStep::~ChunkedStep() = default;
+
+std::vector<int64_t> ChunkedStep::chosen_chunks(uint64_t draw) const {
+  std::vector<int64_t> out;
+  const double pi = lay_.plan.chunk_mode == ChunkMode::spaco ? double(lay_.plan.chunk_budget) / double(k_) : 1;
+  for (int64_t j = 0; j < k_; j++)
+    if (pi >= 1 || double(mix64(draw * 0x100000001b3ull + uint64_t(j)) >> 11) * 0x1.0p-53 < pi) out.push_back(j);
+  return out;
+}
+
+// Chunk j of the padded sequence, as a (1, Tc) batch in host memory.
+StepInput ChunkedStep::chunk_input(int64_t j, const StepInput& in) {
+  const int64_t T = lay_.T, Tc = lay_.Tc, n = std::min(Tc, T - j * Tc);
+  static thread_local std::vector<int32_t> tok, lab, pos, doc;
+  tok.assign(size_t(Tc), 0), lab.assign(size_t(Tc), kIgnoreIndex);
+  pos.assign(size_t(Tc), 0), doc.assign(size_t(Tc), kPadDoc);
+  for (int64_t t = 0; t < n; t++) {
+    tok[size_t(t)] = in.inputs.i32()[j * Tc + t];
+    lab[size_t(t)] = in.labels.i32()[j * Tc + t];
+    pos[size_t(t)] = pos_[size_t(j * Tc + t)];
+    doc[size_t(t)] = doc_[size_t(j * Tc + t)];
+  }
+  return {Tensor(tok.data(), {1, Tc}, DType::I32), Tensor(lab.data(), {1, Tc}, DType::I32),
+          Tensor(pos.data(), {1, Tc}, DType::I32), Tensor(doc.data(), {1, Tc}, DType::I32)};
+}
+
+double ChunkedStep::run(const ParamSet& w, ParamSet& grads, const StepInput& in, Context& ctx,
+                        double label_norm, uint64_t draw) {
+  const int64_t T = lay_.T, Tc = lay_.Tc;
+  CHECK(in.inputs.numel() == T && in.labels.numel() == T, "[chunked_step] expected one sequence of ", T,
+        " inputs and labels, got ", in.inputs.numel(), " and ", in.labels.numel());
+  pos_.assign(size_t(T), 0), doc_.assign(size_t(k_ * Tc), kPadDoc);
+  for (int64_t t = 0; t < T; t++) {
+    pos_[size_t(t)] = in.positions.defined() ? in.positions.i32()[t] : int32_t(t);
+    doc_[size_t(t)] = in.doc_ids.defined() ? in.doc_ids.i32()[t] : 0;
+  }
+  kv_->set_docs(doc_);
+  kv_->zero_grads();
+  label_count_ = 0;
+  for (int64_t t = 0; t < T; t++) label_count_ += in.labels.i32()[t] != kIgnoreIndex;
+  if (label_norm <= 0) label_norm = double(label_count_);
+
+  // forward: chunks in order fill the KV caches; the loss of each is logged
+  double loss_sum = 0;
+  for (int64_t j = 0; j < k_; j++) {
+    kv_->set_chunk(j, 1.f);
+    const StepInput ci = chunk_input(j, in);
+    const double l = step_->forward_loss(w, ci, ctx);
+    loss_sum += l * double(step_->label_count());
+  }
+  // backward: chunks in reverse (SpaCO: those drawn), each rerun with grad
+  const std::vector<int64_t> chosen = chosen_chunks(draw);
+  const double pi = lay_.plan.chunk_mode == ChunkMode::spaco ? double(lay_.plan.chunk_budget) / double(k_) : 1;
+  for (auto it = chosen.rbegin(); it != chosen.rend(); ++it) {
+    kv_->set_chunk(*it, float(1.0 / pi));
+    step_->run(w, grads, chunk_input(*it, in), ctx, label_norm * pi);
+  }
+  return label_count_ > 0 ? loss_sum / double(label_count_) : 0.0;
+}
+
+}  // namespace longctx
