@@ -8,7 +8,8 @@ memory and loss, then the goal lines of the issue (at T = 4096: >= 10x faster, <
 of torch's step memory).
 
     /usr/bin/python3 bench/compare_torch.py [--lengths 2048,4096,8192] [--repeat 3]
-        [--longctx build/bin/longctx] [--torch-mem-limit 20GiB] [--json out.json]
+        [--longctx build/bin/longctx] [--longctx-args '--plan auto --device-mem 1GiB']
+        [--torch-mem-limit 20GiB] [--json out.json]
 
 Memory columns: "lc RSS" is the whole longctx process's peak RSS (ru_maxrss from wait4);
 "lc dev" its tracked peak device-tier bytes; "torch step" is torch's peak RSS minus its
@@ -123,8 +124,8 @@ def tail(text, n=6):
 
 
 def run_longctx(a, model_dir, toks, log_prefix):
-    r = run_child([a.longctx, "grad", "--model", model_dir, "--tokens", toks, "--repeat", str(a.repeat)],
-                  log_prefix, a.timeout)
+    r = run_child([a.longctx, "grad", "--model", model_dir, "--tokens", toks, "--repeat", str(a.repeat)]
+                  + a.longctx_args.split(), log_prefix, a.timeout)
     j = last_json(r["stdout"]) if r["rc"] == 0 else None
     if j is None or "step_seconds" not in j:
         why = f"killed by signal {r['signal']}" if r["signal"] else f"exit {r['rc']}"
@@ -133,7 +134,7 @@ def run_longctx(a, model_dir, toks, log_prefix):
     pb = j.get("peak_bytes", {})
     return dict(ok=True, loss=j["loss"], step_seconds=j["step_seconds"], step_seconds_all=j.get("step_seconds_all"),
                 maxrss_bytes=r["maxrss_bytes"], device_bytes=pb.get("device"), host_bytes=pb.get("host"),
-                disk_bytes=pb.get("disk"), tags=pb.get("tags"))
+                disk_bytes=pb.get("disk"), tags=pb.get("tags"), plan=j.get("plan"))
 
 
 def run_torch(a, model_dir, toks, log_prefix):
@@ -228,6 +229,8 @@ def main(argv=None):
     ap.add_argument("--torch-threads", type=int, default=0, help="torch threads (default: os.cpu_count())")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per subprocess before it is killed")
     ap.add_argument("--loss-rtol", type=float, default=1e-4, help="relative loss difference flagged as a mismatch")
+    ap.add_argument("--longctx-args", default="",
+                    help="extra flags for longctx grad, e.g. '--plan auto --device-mem 256MiB'")
     ap.add_argument("--skip-torch", action="store_true", help="run longctx only")
     ap.add_argument("--json", help="also write every figure here")
     ap.add_argument("--keep", action="store_true", help="keep the temporary model, tokens and logs")
@@ -305,6 +308,8 @@ def main(argv=None):
         if lc["ok"] and lc.get("tags"):
             dev = ", ".join(f"{k} {fmt_bytes(v)}" for k, v in lc["tags"].get("device", {}).items())
             print(f"T={r['T']} longctx device peak by tag: {dev}; host {fmt_bytes(lc['host_bytes'])}")
+            if lc.get("plan"):
+                print(f"T={r['T']} longctx plan: " + " ".join(f"{k}={v}" for k, v in lc["plan"].items()))
     print()
     goal_lines(rows)
     if a.json:

@@ -66,7 +66,7 @@ int run_plan(const Opts& o) {
     std::printf("plans for %lld x %lld tokens that fit device %s, host %s (fastest first):\n",
                 (long long)o.batch, (long long)o.seq_len,
                 wanted.device_mem ? format_bytes(wanted.device_mem).c_str() : "unlimited",
-                wanted.host_mem ? format_bytes(wanted.host_mem).c_str() : "unlimited");
+                format_bytes(wanted.host_mem ? wanted.host_mem : default_host_budget()).c_str());
     nlohmann::json cands = nlohmann::json::array();
     for (const Candidate& cand : all) {
       if (!cand.fits) continue;
@@ -79,7 +79,7 @@ int run_plan(const Opts& o) {
     }
     out["candidates"] = cands;
     CHECK(!all.empty() && all.front().fits, "plan auto: no plan fits these budgets; the smallest needs ",
-          all.empty() ? std::string("?") : all.back().mem.overflow(wanted));
+          all.empty() ? std::string("?") : all.front().mem.overflow(all.front().plan));
     chosen = all.front().plan;
     std::printf("picked: %s\n", describe(chosen).c_str());
   }

@@ -35,12 +35,16 @@ std::vector<double> rope_inv_freq(const LlamaConfig& c) {
 }
 
 void rope_tables(const LlamaConfig& c, int64_t P, float* cos, float* sin) {
+  rope_rows(c, nullptr, P, cos, sin);
+}
+
+void rope_rows(const LlamaConfig& c, const int32_t* pos, int64_t n, float* cos, float* sin) {
   const std::vector<double> f = rope_inv_freq(c);
   const int64_t half = int64_t(f.size());
-#pragma omp parallel for schedule(static)
-  for (int64_t p = 0; p < P; p++)
+#pragma omp parallel for schedule(static) if (n * half > (1 << 15))
+  for (int64_t p = 0; p < n; p++)
     for (int64_t i = 0; i < half; i++) {
-      const double a = double(p) * f[size_t(i)];
+      const double a = double(pos ? pos[p] : p) * f[size_t(i)];
       cos[p * half + i] = float(std::cos(a));
       sin[p * half + i] = float(std::sin(a));
     }

@@ -9,5 +9,8 @@ namespace longctx {
 std::vector<double> rope_inv_freq(const LlamaConfig& c);
 // cos, sin (P, HS/2) for positions [0, P), computed in double, stored fp32.
 void rope_tables(const LlamaConfig& c, int64_t P, float* cos, float* sin);
+// cos, sin (n, HS/2): row r for position pos[r] (pos null: r). Chunked
+// training uses one row per token so its tables scale with the chunk.
+void rope_rows(const LlamaConfig& c, const int32_t* pos, int64_t n, float* cos, float* sin);
 
 }  // namespace longctx

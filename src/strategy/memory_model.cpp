@@ -1,5 +1,7 @@
 #include "strategy/memory_model.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -79,6 +81,11 @@ nlohmann::json MemoryPrediction::to_json() const {
   return j;
 }
 
+int64_t default_host_budget() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? int64_t(double(pages) * double(page) * 0.8) : 0;
+}
+
 std::string MemoryPrediction::overflow(const Plan& p) const {
   std::string out;
   auto check = [&](Tier t, int64_t budget) {
@@ -87,7 +94,7 @@ std::string MemoryPrediction::overflow(const Plan& p) const {
              " of a " + format_bytes(budget) + " budget";
   };
   check(Tier::device, p.device_mem);
-  check(Tier::host, p.host_mem);
+  check(Tier::host, p.host_mem > 0 ? p.host_mem : default_host_budget());
   return out;
 }
 
@@ -107,7 +114,7 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t 
   if (why == Purpose::grad) add(Tier::host, Tag::data, 2 * NT * 4);  // the command's inputs and labels
   // GradStep: token ids and labels, positions, document ids, rope tables
   add(dev, Tag::data, 2 * s.N * 4);
-  add(dev, Tag::workspace, 2 * s.N * 4 + 2 * T * half * 4);
+  add(dev, Tag::workspace, 2 * s.N * 4 + 2 * (s.plan.chunked() ? s.N : T) * half * 4);
   add(dev, Tag::activations, 2 * s.N * C * 4 + s.N * 4 + table_bytes(s.scratch));  // xL, hf, rstdf, scratch
   add(dev, Tag::workspace, 2 * s.N * C * 4 + table_bytes(s.grads));                 // dhf, dx, grads
   add(dev, Tag::checkpoint, s.device_sets * s.saved_bytes);

@@ -34,7 +34,8 @@ struct MemoryPrediction {
   std::array<int64_t, kNumTiers> tier{};
   std::array<std::array<int64_t, kNumTags>, kNumTiers> tag{};
   nlohmann::json to_json() const;
-  // "" when every tier fits its budget in p, else what does not fit.
+  // "" when every tier fits its budget in p, else what does not fit. A host
+  // budget of 0 means 80% of this machine's physical memory.
   std::string overflow(const Plan& p) const;
 };
 
@@ -42,5 +43,6 @@ enum class Purpose : uint8_t { grad, train };  // grad: `longctx grad`; train ad
 MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& p, int64_t B, int64_t T, Purpose why);
 
 int64_t param_bytes(const LlamaConfig& c);  // one ParamSet, as allocated
+int64_t default_host_budget();              // 80% of physical memory
 
 }  // namespace longctx

@@ -16,27 +16,32 @@ int distance(const Plan& a, const Plan& b) {
 
 std::vector<Candidate> search_plans(const LlamaConfig& c, const Plan& base, int64_t B, int64_t T, Purpose why,
                                     const MachineRates& r) {
+  // chunk sizes for SeCO: powers of two from 256 below T (one sequence only)
+  std::vector<int64_t> chunks = {0};
+  if (B == 1)
+    for (int64_t cs = 256; cs < T; cs *= 2) chunks.push_back(cs);
   std::vector<Candidate> out;
-  for (Recompute rc : {Recompute::none, Recompute::selective, Recompute::full})
-    for (Offload off : {Offload::none, Offload::host, Offload::disk})
-      for (int64_t mlp : {int64_t(1), int64_t(0)}) {
-        if (off == Offload::disk && r.disk_gbps <= 0) continue;  // disk speed not measured
-        Plan p = base;
-        p.recompute = rc, p.offload = off, p.mlp_tiles = mlp, p.loss_tiles = 0;
-        p.chunk_mode = ChunkMode::none, p.chunk_size = 0, p.chunk_budget = 0;
-        if (off != Offload::disk) p.offload_dir.clear();
-        p = resolve_plan(p, c, B, T);
-        if (mlp == 0 && p.mlp_tiles == 1) continue;  // auto resolved to untiled: a duplicate
-        Candidate cand;
-        cand.plan = p;
-        cand.mem = predict_memory(c, p, B, T, why);
-        cand.time = predict_time(c, p, B, T, r);
-        cand.fits = cand.mem.overflow(p).empty();
-        out.push_back(cand);
-      }
+  for (int64_t cs : chunks)
+    for (Recompute rc : {Recompute::none, Recompute::selective, Recompute::full})
+      for (Offload off : {Offload::none, Offload::host, Offload::disk})
+        for (int64_t mlp : {int64_t(1), int64_t(0)}) {
+          if (off == Offload::disk && r.disk_gbps <= 0) continue;  // disk speed not measured
+          Plan p = base;
+          p.recompute = rc, p.offload = off, p.mlp_tiles = mlp, p.loss_tiles = 0;
+          p.chunk_mode = cs > 0 ? ChunkMode::seco : ChunkMode::none, p.chunk_size = cs, p.chunk_budget = 0;
+          if (off != Offload::disk) p.offload_dir.clear();
+          p = resolve_plan(p, c, B, T);
+          if (mlp == 0 && p.mlp_tiles == 1) continue;  // auto resolved to untiled: a duplicate
+          Candidate cand;
+          cand.plan = p;
+          cand.mem = predict_memory(c, p, B, T, why);
+          cand.time = predict_time(c, p, B, T, r);
+          cand.fits = cand.mem.overflow(p).empty();
+          out.push_back(cand);
+        }
   std::stable_sort(out.begin(), out.end(), [](const Candidate& a, const Candidate& b) {
     if (a.fits != b.fits) return a.fits;
-    return a.time.step_s < b.time.step_s;
+    return a.fits ? a.time.step_s < b.time.step_s : a.mem.tier[0] < b.mem.tier[0];
   });
   return out;
 }
@@ -71,8 +76,8 @@ Plan choose_plan(const LlamaConfig& c, const Plan& wanted, bool automatic, int64
   const MachineRates r = measure_rates(c, wanted.offload_dir.empty() ? "/tmp" : wanted.offload_dir);
   const auto all = search_plans(c, wanted, B, T, why, r);
   CHECK(!all.empty() && all.front().fits, "plan auto: no plan fits ", B, " x ", T, " tokens in device ",
-        format_bytes(wanted.device_mem), " and host ", wanted.host_mem ? format_bytes(wanted.host_mem) : "unlimited",
-        "; the smallest needs ", all.empty() ? "?" : all.back().mem.overflow(wanted));
+        format_bytes(wanted.device_mem), " and host ", format_bytes(wanted.host_mem ? wanted.host_mem : default_host_budget()),
+        "; the smallest plan needs ", all.empty() ? "?" : all.front().mem.overflow(all.front().plan));
   return all.front().plan;
 }
 

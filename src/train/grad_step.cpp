@@ -21,8 +21,10 @@ GradStep::GradStep(const LlamaConfig& c, Memory& mem, const StepLayout& lay, Att
   labels_ = Buffer(mem, dev, Tag::data, {N}, DType::I32);
   pos_ = Buffer(mem, dev, Tag::workspace, {N}, DType::I32);
   docs_ = Buffer(mem, dev, Tag::workspace, {N}, DType::I32);
-  cos_ = Buffer(mem, dev, Tag::workspace, {lay.T, half});  // positions of the whole sequence
-  sin_ = Buffer(mem, dev, Tag::workspace, {lay.T, half});
+  // whole sequences: a table by position; chunks: a row per token of the chunk
+  const int64_t rope_rows_n = runner ? N : T;
+  cos_ = Buffer(mem, dev, Tag::workspace, {rope_rows_n, half});
+  sin_ = Buffer(mem, dev, Tag::workspace, {rope_rows_n, half});
   xL_ = Buffer(mem, dev, Tag::activations, {N, C});
   hf_ = Buffer(mem, dev, Tag::activations, {N, C});
   rstdf_ = Buffer(mem, dev, Tag::activations, {N});
@@ -32,7 +34,7 @@ GradStep::GradStep(const LlamaConfig& c, Memory& mem, const StepLayout& lay, Att
   grads_ = std::make_unique<ActBuffer>(lay_.grads, mem, dev, Tag::workspace);
   saved_ = std::make_unique<SavedStore>(lay_, c.num_hidden_layers, mem);
 
-  rope_tables(c, lay.T, cos_.f32(), sin_.f32());
+  if (!runner) rope_tables(c, T, cos_.f32(), sin_.f32());
   shared_ = {B, T, pos_.t(), cos_.t(), sin_.t(), AttentionParams{}, Tensor(), Tensor(), 0, runner, 0};
 }
 
@@ -55,6 +57,10 @@ void GradStep::prepare(const StepInput& in, Context& ctx) {
       CHECK(pos[n] >= 0 && pos[n] < lay_.T, "[grad_step] position ", pos[n], " outside [0, ", lay_.T, ")");
   } else {
     for (int64_t n = 0; n < N; n++) pos[n] = int32_t(n % T_);
+  }
+  if (shared_.runner) {  // rope rows for this chunk's positions; rope then indexes them by row
+    rope_rows(c_, pos, N, cos_.f32(), sin_.f32());
+    for (int64_t n = 0; n < N; n++) pos[n] = int32_t(n);
   }
   shared_.attn.q_doc = shared_.attn.k_doc = Tensor();
   if (in.doc_ids.defined()) {
