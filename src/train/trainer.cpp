@@ -110,6 +110,14 @@ TrainResult run_training(const TrainConfig& cfg) {
   if (!cfg.host_mem.empty()) mem.tracker().set_budget(Tier::host, parse_bytes(cfg.host_mem));
   Context ctx;
   ctx.mem = &mem;
+  // Every shape of the run (curriculum stages, then seq_len) gets its plan
+  // checked before anything is allocated: a plan that cannot fit is refused now.
+  {
+    const LlamaConfig mc = model_config(cfg);
+    std::vector<std::pair<int64_t, int64_t>> shapes = {{cfg.batch_size, cfg.seq_len}};
+    for (const auto& st : cfg.curriculum) shapes.emplace_back(st.batch_size > 0 ? st.batch_size : cfg.batch_size, st.seq_len);
+    for (auto [B, T] : shapes) choose_plan(mc, cfg.plan, cfg.plan_auto, B, T, Purpose::train);
+  }
   Model md(model_config(cfg), mem);
   const LlamaConfig& c = md.c;
   auto data = make_data_source(data_config_from_json(cfg.data), uint64_t(cfg.seed), c.vocab_size);

@@ -167,6 +167,62 @@ def test_eval_generate(exe, d, tokens):
     check("generate", r.returncode == 0, r.stderr[-200:])
 
 
+def close(a, b, rtol=1e-5):
+    return len(a) == len(b) and all(abs(x - y) <= rtol * abs(y) for x, y in zip(a, b))
+
+
+def test_plans(exe, d, tokens, ref):
+    """Plan keys in `train` (same words as the plan flags) give the default plan's losses."""
+    out = os.path.join(d, "plan-none")
+    r = run(exe, ["train", write_config(d, out, 12, tokens), "stop_after=4", "recompute=none", "offload=host",
+                  "mlp_tiles=auto", "loss_tiles=3"])
+    got = [l for _, l in losses(out)] if r.returncode == 0 else []
+    check("train with recompute none, offload host, tiles: the default plan's losses",
+          close(got, [l for _, l in ref[:4]]), r.stderr[-300:] + " %r vs %r" % (got, ref[:4]))
+    outs = {}
+    for name, extra in (("b1", []), ("seco", ["chunk_mode=seco", "chunk_size=20", "offload=disk"])):
+        outs[name] = os.path.join(d, "plan-" + name)
+        r = run(exe, ["train", write_config(d, outs[name], 12, tokens), "stop_after=3", "batch_size=1",
+                      "grad_accum=3"] + extra)
+        check("train batch 1 (%s) runs" % name, r.returncode == 0, r.stderr[-300:])
+    a, b = [l for _, l in losses(outs["b1"])], [l for _, l in losses(outs["seco"])]
+    check("train with SeCO (chunks of 20 of 48, K/V on disk): the whole-sequence losses", close(b, a),
+          "%r vs %r" % (b, a))
+    cases = [
+        ("plan: bad choice", ["recompute=some"], "recompute"),
+        ("plan: clash", ["chunk_mode=seco"], "batch size 2"),
+        ("plan: cannot fit", ["recompute=none", "mlp_tiles=1", "device_mem=590KiB"], "nearest plan that fits"),
+    ]
+    for name, over, word in cases:
+        r = run(exe, ["train", write_config(d, os.path.join(d, "err"), 2, tokens)] + over)
+        lines = [l for l in r.stderr.strip().splitlines() if l]
+        check("error: " + name, r.returncode == 1 and len(lines) == 1 and word in lines[0], r.stderr[-300:])
+    r = run(exe, ["train", write_config(d, os.path.join(d, "auto"), 2, tokens), "plan=auto", "device_mem=2MiB"])
+    check("train plan=auto in a small device budget", r.returncode == 0 and "plan for 2 x 48" in r.stdout,
+          r.stderr[-300:])
+
+
+def test_plan_vs_grad(exe, d):
+    """`longctx plan --json` predicts the peak bytes `longctx grad` measures, tier by tier and tag by tag."""
+    model = os.path.join(d, "full")
+    toks = os.path.join(d, "grad-tokens.npy")
+    np.save(toks, np.random.default_rng(1).integers(0, 64, size=(1, 301)).astype(np.int32))
+    for flags in (["--recompute", "none"], ["--recompute", "selective", "--offload", "host", "--mlp-tiles", "3"],
+                  ["--chunk-mode", "seco", "--chunk-size", "64", "--offload", "disk"]):
+        g = run(exe, ["grad", "--model", model, "--tokens", toks] + flags)
+        p = run(exe, ["plan", "--model", model, "--seq-len", "300", "--json",
+                      "--rates", '{"gemm_gflops": 10, "attn_gflops": 5}'] + flags)
+        if g.returncode or p.returncode:
+            check("plan vs grad " + " ".join(flags), False, (g.stderr + p.stderr)[-300:])
+            continue
+        got = json.loads(g.stdout.strip().splitlines()[-1])["peak_bytes"]
+        want = json.loads(p.stdout.strip().splitlines()[-1])["peak_bytes"]
+        bad = [(t, g_, want["tags"][t].get(k)) for t in want["tags"] for k, g_ in got["tags"][t].items()
+               if abs(g_ - want["tags"][t].get(k, 0)) > 0.05 * want["tags"][t].get(k, 0)]
+        bad += [(t, got[t], want[t]) for t in ("device", "host", "disk") if abs(got[t] - want[t]) > 0.05 * want[t]]
+        check("plan --json predicts grad's peak bytes within 5%: " + " ".join(flags), not bad, str(bad))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--longctx", required=True)
@@ -181,6 +237,8 @@ def main():
         test_kill9(args.longctx, d, tokens, ref)
         test_errors(args.longctx, d, tokens)
         test_eval_generate(args.longctx, d, tokens)
+        test_plans(args.longctx, d, tokens, ref)
+        test_plan_vs_grad(args.longctx, d)
     finally:
         if not args.keep:
             shutil.rmtree(d, ignore_errors=True)
