@@ -11,6 +11,7 @@
 #include "plan_flags.h"
 #include "strategy/plan_search.h"
 #include "train/any_step.h"
+#include "train/checkpoint.h"
 #include "train/report.h"
 
 namespace longctx::cli {
@@ -18,7 +19,7 @@ namespace longctx::cli {
 namespace {
 
 struct Opts {
-  std::string model, tokens, out;
+  std::string model, tokens, out, adapter;
   int repeat = 1;
   PlanFlags flags;
 };
@@ -47,7 +48,12 @@ int run_grad(const Opts& o) {
   const int64_t B = toks.rows, T = toks.cols - 1;
 
   // refused before anything is allocated when the plan cannot fit its budgets
-  const Plan plan = choose_plan(c, o.flags.to_plan(), o.flags.is_auto(), B, std::max<int64_t>(T, 1), Purpose::grad);
+  Plan wanted = o.flags.to_plan();
+  if (!o.adapter.empty()) {
+    CHECK(!wanted.lora.enabled(), "--adapter ", o.adapter, " clashes with --lora-rank: the adapter sets it");
+    wanted.lora = load_lora_config(o.adapter);
+  }
+  const Plan plan = choose_plan(c, wanted, o.flags.is_auto(), B, std::max<int64_t>(T, 1), Purpose::grad);
   Memory mem;
   mem.tracker().set_budget(Tier::device, plan.device_mem);
   mem.tracker().set_budget(Tier::host, plan.host_mem);
@@ -57,18 +63,34 @@ int run_grad(const Opts& o) {
   Buffer labels(mem, Tier::host, Tag::data, {B, std::max<int64_t>(T, 1)}, DType::I32);
   split_tokens(toks, o.tokens, c.vocab_size, inputs.t(), labels.t());
 
-  ParamSet w(c, mem, Tier::device, Tag::weights), g(c, mem, Tier::device, Tag::grads);
+  ParamSet w(c, mem, Tier::device, Tag::weights);
   load_params(w, o.model);
+  // LoRA: the base is frozen; gradients (and the --out file) are the adapters'
+  std::unique_ptr<ParamSet> gbase;
+  std::unique_ptr<LoraSet> a, ga;
+  if (plan.lora.enabled()) {
+    a = std::make_unique<LoraSet>(c, plan.lora, mem, Tier::device, Tag::weights);
+    ga = std::make_unique<LoraSet>(c, plan.lora, mem, Tier::device, Tag::grads);
+    if (o.adapter.empty())
+      init_lora(*a, 0);
+    else
+      load_lora_peft(o.adapter, *a);
+  } else {
+    gbase = std::make_unique<ParamSet>(c, mem, Tier::device, Tag::grads);
+  }
   AnyStep step(c, mem, B, T, plan);
+  step.set_adapters(a.get());
   std::vector<double> secs;
   double loss = 0;
   for (int r = 0; r < o.repeat; r++) {
-    g.zero();
+    if (gbase) gbase->zero();
+    if (ga) ga->zero();
     const auto t0 = std::chrono::steady_clock::now();
-    loss = step.run(w, g, StepInput{inputs.t(), labels.t(), Tensor(), Tensor()}, ctx);
+    loss = step.run(w, Grads{gbase.get(), ga.get()}, StepInput{inputs.t(), labels.t(), Tensor(), Tensor()}, ctx);
     secs.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
-  if (!o.out.empty()) save_params(o.out, g);
+  if (!o.out.empty() && gbase) save_params(o.out, *gbase);
+  if (!o.out.empty() && ga) save_safetensors(o.out, named_tensors(*ga));
 
   const double sec = median(secs);
   const StepFlops f = step_flops(c, B, T, true);
@@ -97,6 +119,7 @@ Run add_grad(CLI::App& app) {
   app.add_option("--tokens", o->tokens, ".npy int array (B, T+1) or (T+1)")->required();
   app.add_option("--out", o->out, "where to write the gradients (.safetensors)");
   app.add_option("--repeat", o->repeat, "run the step N times; step_seconds is the median");
+  app.add_option("--adapter", o->adapter, "PEFT LoRA adapter directory: base frozen, adapter gradients out");
   add_plan_flags(app, o->flags);
   return [o] { return run_grad(*o); };
 }

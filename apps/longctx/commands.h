@@ -14,5 +14,6 @@ Run add_train(CLI::App& app);
 Run add_eval(CLI::App& app);
 Run add_generate(CLI::App& app);
 Run add_plan(CLI::App& app);
+Run add_merge(CLI::App& app);
 
 }  // namespace longctx::cli

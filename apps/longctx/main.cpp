@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   add("grad", "one forward+backward: loss and the gradient of every parameter", longctx::cli::add_grad);
   add("plan", "predict peak memory per tier and tag and step time of a plan; --auto searches plans",
       longctx::cli::add_plan);
+  add("merge-lora", "merge a PEFT LoRA adapter into its base model", longctx::cli::add_merge);
   add("train", "train a model from a YAML config (key=value overrides)", longctx::cli::add_train);
   add("eval", "perplexity on held-out tokens; passkey accuracy over lengths x depths",
       longctx::cli::add_eval);

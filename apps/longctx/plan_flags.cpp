@@ -20,6 +20,9 @@ void add_plan_flags(CLI::App& app, PlanFlags& f) {
       {"chunk_budget", "S: SpaCO backpropagates S chunks per step"},
       {"device_mem", "device memory budget, e.g. 1GiB (CPU: emulated)"},
       {"host_mem", "host memory budget"},
+      {"lora_rank", "R: train LoRA adapters of rank R only; the base stays frozen"},
+      {"lora_alpha", "LoRA alpha (scale alpha / R; default 16)"},
+      {"lora_targets", "modules, comma-separated (default q_proj,k_proj,v_proj,o_proj)"},
   };
   for (const Flag& fl : flags) {
     std::string name = std::string("--") + fl.key;

@@ -75,6 +75,41 @@ BlockGrads bind_grads(const ActBuffer& b) {
 }
 
 namespace {
+// The first n rows of an (N, r) LoRA scratch.
+Tensor rows_of(const Tensor& t, int64_t n) { return t.slice0(0, n); }
+
+// y (n, OC) = (or += when acc) x W^T + s (x A^T) B^T.
+void linear_fwd(Tensor y, Tensor x, Tensor W, const LoraPair& l, const BlockShared& s, Context& ctx,
+                bool acc = false) {
+  matmul_forward(y, x, W, ctx, acc);
+  if (!l.A.defined()) return;
+  const Tensor u = rows_of(s.lora_u, x.dim(0));
+  matmul_forward(u, x, l.A, ctx);
+  scale_inplace(u, s.lora_scale, ctx);
+  matmul_forward(y, u, l.B, ctx, /*accumulate=*/true);
+}
+
+// dW += dy^T x, dx = (or += when acc) dy W, and the adapters' share: dA, dB +=,
+// dx += s (dy B) A. Every use of x comes before dx is written (dx may alias x).
+void linear_bwd(Tensor dx, Tensor dW, Tensor dy, Tensor x, Tensor W, const LoraPair& l, const LoraPair& dl,
+                const BlockShared& s, Context& ctx, bool acc = false) {
+  const int64_t n = x.dim(0);
+  const Tensor u = l.A.defined() ? rows_of(s.lora_u, n) : Tensor(), g = l.A.defined() ? rows_of(s.lora_g, n) : Tensor();
+  if (l.A.defined()) {
+    matmul_forward(u, x, l.A, ctx);
+    scale_inplace(u, s.lora_scale, ctx);                             // u = s x A^T
+    if (dl.B.defined()) matmul_backward(Tensor(), dl.B, dy, u, l.B, ctx);  // dB += dy^T u
+    matmul_backward(g, Tensor(), dy, u, l.B, ctx);                    // g = dy B
+    scale_inplace(g, s.lora_scale, ctx);
+    if (dl.A.defined()) matmul_backward(Tensor(), dl.A, g, x, l.A, ctx);  // dA += g^T x
+  }
+  if (dW.defined()) matmul_backward(Tensor(), dW, dy, x, W, ctx);
+  if (dx.defined()) {
+    matmul_backward(dx, Tensor(), dy, x, W, ctx, acc);
+    if (l.A.defined()) matmul_backward(dx, Tensor(), g, x, l.A, ctx, /*accumulate=*/true);
+  }
+}
+
 // (N, H*HS) viewed as (N, H, HS) for rope, or (B, T, H, HS) for attention.
 Tensor heads3(Tensor t, int64_t H, int64_t HS) { return t.view({t.dim(0), H, HS}); }
 Tensor heads4(Tensor t, const BlockShared& s, int64_t H, int64_t HS) { return t.view({s.B, s.T, H, HS}); }
@@ -85,9 +120,9 @@ void attn_half_forward(Tensor inp, const LayerParams& w, const BlockActs& a, con
   const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, HS = c.head_dim;
   // x2 = inp + o_proj(attn(rope(q), rope(k), v))
   rmsnorm_forward(a.ln1, a.rstd1, inp, w.ln1, float(c.rms_norm_eps), ctx);
-  matmul_forward(a.q, a.ln1, w.wq, ctx);
-  matmul_forward(a.k, a.ln1, w.wk, ctx);
-  matmul_forward(a.v, a.ln1, w.wv, ctx);
+  linear_fwd(a.q, a.ln1, w.wq, w.lora.q, s, ctx);
+  linear_fwd(a.k, a.ln1, w.wk, w.lora.k, s, ctx);
+  linear_fwd(a.v, a.ln1, w.wv, w.lora.v, s, ctx);
   rope_forward(heads3(a.q, NH, HS), heads3(a.q, NH, HS), s.pos, s.cos, s.sin, ctx);
   rope_forward(heads3(a.k, NKV, HS), heads3(a.k, NKV, HS), s.pos, s.cos, s.sin, ctx);
   if (s.runner) {
@@ -108,14 +143,14 @@ void attn_half_forward(Tensor inp, const LayerParams& w, const BlockActs& a, con
                       heads4(a.v, s, NKV, HS), s.attn, ctx);
   }
   copy_tensor(a.x2, inp, ctx);
-  matmul_forward(a.x2, a.att, w.wo, ctx, /*accumulate=*/true);
+  linear_fwd(a.x2, a.att, w.wo, w.lora.o, s, ctx, /*acc=*/true);
 }
 
 void attn_half_recompute(Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
-                         Context& ctx) {
+                         const BlockShared& s, Context& ctx) {
   rmsnorm_forward(a.ln1, a.rstd1, inp, w.ln1, float(c.rms_norm_eps), ctx);
   copy_tensor(a.x2, inp, ctx);
-  matmul_forward(a.x2, a.att, w.wo, ctx, /*accumulate=*/true);
+  linear_fwd(a.x2, a.att, w.wo, w.lora.o, s, ctx, /*acc=*/true);
 }
 
 namespace {
@@ -127,40 +162,41 @@ MlpTile mlp_tile_of(const BlockActs& a, int64_t m) {
   return {a.ln2.slice0(0, m), a.rstd2.slice0(0, m), a.gate.slice0(0, m), a.up.slice0(0, m),
           a.hmlp.slice0(0, m)};
 }
-void mlp_tile_forward(const MlpTile& t, Tensor x2, const LayerParams& w, const LlamaConfig& c, Context& ctx) {
+void mlp_tile_forward(const MlpTile& t, Tensor x2, const LayerParams& w, const LlamaConfig& c,
+                      const BlockShared& s, Context& ctx) {
   rmsnorm_forward(t.ln2, t.rstd2, x2, w.ln2, float(c.rms_norm_eps), ctx);
-  matmul_forward(t.gate, t.ln2, w.wgate, ctx);
-  matmul_forward(t.up, t.ln2, w.wup, ctx);
+  linear_fwd(t.gate, t.ln2, w.wgate, w.lora.gate, s, ctx);
+  linear_fwd(t.up, t.ln2, w.wup, w.lora.up, s, ctx);
   swiglu_forward(t.hmlp, t.gate, t.up, ctx);
 }
 }  // namespace
 
 void mlp_half_forward(Tensor out, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
-                      Context& ctx) {
+                      const BlockShared& s, Context& ctx) {
   const int64_t N = a.x2.dim(0), M = a.mlp_tile();
   copy_tensor(out, a.x2, ctx);
   for (int64_t r0 = 0; r0 < N; r0 += M) {
     const int64_t m = std::min(M, N - r0);
     const MlpTile t = mlp_tile_of(a, m);
-    mlp_tile_forward(t, a.x2.slice0(r0, m), w, c, ctx);
-    matmul_forward(out.slice0(r0, m), t.hmlp, w.wdown, ctx, /*accumulate=*/true);
+    mlp_tile_forward(t, a.x2.slice0(r0, m), w, c, s, ctx);
+    linear_fwd(out.slice0(r0, m), t.hmlp, w.wdown, w.lora.down, s, ctx, /*acc=*/true);
   }
 }
 
 void mlp_half_backward(Tensor dx, const LayerParams& w, const LayerParams& dw, const BlockActs& a,
-                       const BlockGrads& g, const LlamaConfig& c, Context& ctx) {
+                       const BlockGrads& g, const LlamaConfig& c, const BlockShared& s, Context& ctx) {
   const int64_t N = a.x2.dim(0), M = a.mlp_tile();
   for (int64_t r0 = 0; r0 < N; r0 += M) {
     const int64_t m = std::min(M, N - r0);
     const MlpTile t = mlp_tile_of(a, m);
     const Tensor x2 = a.x2.slice0(r0, m), d = dx.slice0(r0, m), dln = g.dln.slice0(0, m);
-    if (M < N) mlp_tile_forward(t, x2, w, c, ctx);  // tiled: nothing was kept
+    if (M < N) mlp_tile_forward(t, x2, w, c, s, ctx);  // tiled: nothing was kept
     // d holds d(out); the residual passes it to x2 unchanged.
-    matmul_backward(Tensor(), dw.wdown, d, t.hmlp, w.wdown, ctx);
-    matmul_backward(t.hmlp, Tensor(), d, t.hmlp, w.wdown, ctx);  // hmlp := d(hmlp), after dW used it
-    swiglu_backward(t.gate, t.up, t.hmlp, t.gate, t.up, ctx);     // gate, up := their gradients
-    matmul_backward(dln, dw.wgate, t.gate, t.ln2, w.wgate, ctx);
-    matmul_backward(dln, dw.wup, t.up, t.ln2, w.wup, ctx, /*accumulate=*/true);
+    // hmlp := d(hmlp), after dW used it
+    linear_bwd(t.hmlp, dw.wdown, d, t.hmlp, w.wdown, w.lora.down, dw.lora.down, s, ctx);
+    swiglu_backward(t.gate, t.up, t.hmlp, t.gate, t.up, ctx);  // gate, up := their gradients
+    linear_bwd(dln, dw.wgate, t.gate, t.ln2, w.wgate, w.lora.gate, dw.lora.gate, s, ctx);
+    linear_bwd(dln, dw.wup, t.up, t.ln2, w.wup, w.lora.up, dw.lora.up, s, ctx, /*acc=*/true);
     rmsnorm_backward(d, dw.ln2, dln, x2, w.ln2, t.rstd2, ctx, /*accumulate=*/true);  // d = d(x2)
   }
 }
@@ -168,7 +204,7 @@ void mlp_half_backward(Tensor dx, const LayerParams& w, const LayerParams& dw, c
 void attn_half_backward(Tensor dx, Tensor inp, const LayerParams& w, const LayerParams& dw, const BlockActs& a,
                         const BlockGrads& g, const LlamaConfig& c, const BlockShared& s, Context& ctx) {
   const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, HS = c.head_dim;
-  matmul_backward(g.datt, dw.wo, dx, a.att, w.wo, ctx);
+  linear_bwd(g.datt, dw.wo, dx, a.att, w.wo, w.lora.o, dw.lora.o, s, ctx);
   if (s.runner)
     s.runner->backward(s.layer, a, g, ctx);
   else
@@ -177,21 +213,21 @@ void attn_half_backward(Tensor dx, Tensor inp, const LayerParams& w, const Layer
                        heads4(a.v, s, NKV, HS), heads4(a.att, s, NH, HS), a.lse, s.attn, ctx);
   rope_backward(heads3(g.dq, NH, HS), heads3(g.dq, NH, HS), s.pos, s.cos, s.sin, ctx);
   rope_backward(heads3(g.dk, NKV, HS), heads3(g.dk, NKV, HS), s.pos, s.cos, s.sin, ctx);
-  matmul_backward(g.dln, dw.wq, g.dq, a.ln1, w.wq, ctx);
-  matmul_backward(g.dln, dw.wk, g.dk, a.ln1, w.wk, ctx, true);
-  matmul_backward(g.dln, dw.wv, g.dv, a.ln1, w.wv, ctx, true);
+  linear_bwd(g.dln, dw.wq, g.dq, a.ln1, w.wq, w.lora.q, dw.lora.q, s, ctx);
+  linear_bwd(g.dln, dw.wk, g.dk, a.ln1, w.wk, w.lora.k, dw.lora.k, s, ctx, true);
+  linear_bwd(g.dln, dw.wv, g.dv, a.ln1, w.wv, w.lora.v, dw.lora.v, s, ctx, true);
   rmsnorm_backward(dx, dw.ln1, g.dln, inp, w.ln1, a.rstd1, ctx, true);  // dx = d(inp)
 }
 
 void block_forward(Tensor out, Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
                    const BlockShared& s, Context& ctx) {
   attn_half_forward(inp, w, a, c, s, ctx);
-  mlp_half_forward(out, w, a, c, ctx);
+  mlp_half_forward(out, w, a, c, s, ctx);
 }
 
 void block_backward(Tensor dx, Tensor inp, const LayerParams& w, const LayerParams& dw, const BlockActs& a,
                     const BlockGrads& g, const LlamaConfig& c, const BlockShared& s, Context& ctx) {
-  mlp_half_backward(dx, w, dw, a, g, c, ctx);
+  mlp_half_backward(dx, w, dw, a, g, c, s, ctx);
   attn_half_backward(dx, inp, w, dw, a, g, c, s, ctx);
 }
 

@@ -80,6 +80,8 @@ struct BlockShared {
   int64_t cache_len = 0;
   AttentionRunner* runner = nullptr;  // set: attention goes through it
   int64_t layer = 0;                  // the block being run, for the runner
+  float lora_scale = 0;               // alpha / r
+  Tensor lora_u, lora_g;              // (N, r) scratch of the adapters
 };
 
 // The two halves of a block. Attention: a.ln1 .. a.x2 from inp (N, C).
@@ -87,14 +89,14 @@ void attn_half_forward(Tensor inp, const LayerParams& w, const BlockActs& a, con
                        const BlockShared& s, Context& ctx);
 // Selective recompute: ln1, rstd1 and x2 again from inp and the kept att.
 void attn_half_recompute(Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
-                         Context& ctx);
+                         const BlockShared& s, Context& ctx);
 // MLP: out (N, C) = x2 + down(silu(gate(ln2(x2))) * up(ln2(x2))), a.mlp_tile()
 // rows at a time; the MLP rows of a hold the result only when untiled.
 void mlp_half_forward(Tensor out, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
-                      Context& ctx);
+                      const BlockShared& s, Context& ctx);
 // dx: in d(out), out d(x2). Tiled: each tile's MLP rows are recomputed first.
 void mlp_half_backward(Tensor dx, const LayerParams& w, const LayerParams& dw, const BlockActs& a,
-                       const BlockGrads& g, const LlamaConfig& c, Context& ctx);
+                       const BlockGrads& g, const LlamaConfig& c, const BlockShared& s, Context& ctx);
 // dx: in d(x2), out d(inp).
 void attn_half_backward(Tensor dx, Tensor inp, const LayerParams& w, const LayerParams& dw, const BlockActs& a,
                         const BlockGrads& g, const LlamaConfig& c, const BlockShared& s, Context& ctx);

@@ -6,6 +6,7 @@
 
 #include "core/memory.h"
 #include "model/config.h"
+#include "model/lora.h"
 
 namespace longctx {
 
@@ -27,6 +28,7 @@ struct LayerParams {
   Tensor wo;                 // (C, Cq)
   Tensor ln2;                // (C)
   Tensor wgate, wup, wdown;  // (F, C), (F, C), (C, F)
+  LayerLora lora;            // adapters (or their gradients); undefined without LoRA
 };
 
 // All parameters (or all gradients) in one buffer, with a view per row of the

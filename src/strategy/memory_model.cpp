@@ -57,6 +57,10 @@ StepLayout step_layout(const LlamaConfig& c, const Plan& plan, int64_t B, int64_
   for (const ActSpec& a : block_act_table(c, B, s.Tc, s.mlp_tile))
     (kept(a.name, p.recompute, tiled) ? s.saved : s.scratch).push_back(a);
   s.grads = block_grad_table(c, B, s.Tc);
+  if (p.lora.enabled()) {  // the adapters' (rows, r) scratch
+    s.grads.push_back({"lora_u", {s.N, p.lora.rank}});
+    s.grads.push_back({"lora_g", {s.N, p.lora.rank}});
+  }
   s.saved_bytes = table_bytes(s.saved);
   const int64_t L = c.num_hidden_layers;
   if (p.offload == Offload::none || L <= 1) {
@@ -108,9 +112,11 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t 
   const Tier dev = Tier::device;
   const int64_t C = c.hidden_size, NT = B * T, half = c.head_dim / 2;
   // the model: weights, gradients, AdamW moments
-  add(dev, Tag::weights, param_bytes(c));
-  add(dev, Tag::grads, param_bytes(c));
-  if (why == Purpose::train) add(dev, Tag::optim, 2 * param_bytes(c));
+  // LoRA: the base is frozen, only the adapters have gradients and moments
+  const int64_t trained = s.plan.lora.enabled() ? lora_param_bytes(c, s.plan.lora) : param_bytes(c);
+  add(dev, Tag::weights, param_bytes(c) + (s.plan.lora.enabled() ? trained : 0));
+  add(dev, Tag::grads, trained);
+  if (why == Purpose::train) add(dev, Tag::optim, 2 * trained);
   if (why == Purpose::grad) add(Tier::host, Tag::data, 2 * NT * 4);  // the command's inputs and labels
   // GradStep: token ids and labels, positions, document ids, rope tables
   add(dev, Tag::data, 2 * s.N * 4);

@@ -72,6 +72,10 @@ std::string describe(const Plan& p) {
     << " chunk_mode=" << chunk_mode_name(p.chunk_mode);
   if (p.chunked()) o << " chunk_size=" << tiles_str(p.chunk_size);
   if (p.chunk_mode == ChunkMode::spaco) o << " chunk_budget=" << p.chunk_budget;
+  if (p.lora.enabled()) {
+    o << " lora_rank=" << p.lora.rank << " lora_alpha=" << p.lora.alpha << " lora_targets=";
+    for (size_t i = 0; i < p.lora.targets.size(); i++) o << (i ? "," : "") << p.lora.targets[i];
+  }
   return o.str();
 }
 
@@ -84,6 +88,7 @@ nlohmann::json plan_to_json(const Plan& p) {
                       {"chunk_size", p.chunk_size},
                       {"chunk_budget", p.chunk_budget}};
   if (!p.offload_dir.empty()) j["offload_dir"] = p.offload_dir;
+  if (p.lora.enabled()) j["lora"] = {{"rank", p.lora.rank}, {"alpha", p.lora.alpha}, {"targets", p.lora.targets}};
   return j;
 }
 
@@ -100,6 +105,7 @@ Plan resolve_plan(Plan p, const LlamaConfig& c, int64_t B, int64_t T) {
 }
 
 void validate_plan(const Plan& p, int64_t B, int64_t T) {
+  validate_lora(p.lora);
   CHECK(B >= 1 && T >= 1, "plan: batch (", B, ") and sequence length (", T, ") must be positive");
   CHECK(p.mlp_tiles >= 0 && p.loss_tiles >= 0, "plan: mlp-tiles and loss-tiles must be >= 1 or auto");
   CHECK(p.offload_dir.empty() || p.offload == Offload::disk, "plan: --offload-dir '", p.offload_dir,
@@ -145,6 +151,24 @@ bool set_plan_key(Plan& p, const std::string& key, const std::string& v) {
     p.device_mem = v.empty() ? 0 : parse_bytes(v);
   else if (key == "host_mem")
     p.host_mem = v.empty() ? 0 : parse_bytes(v);
+  else if (key == "lora_rank")
+    p.lora.rank = v == "0" ? 0 : parse_tiles("lora-rank", v);
+  else if (key == "lora_alpha") {
+    size_t used = 0;
+    double a = 0;
+    try {
+      a = std::stod(v, &used);
+    } catch (...) {
+    }
+    CHECK(used == v.size() && a > 0, "lora-alpha: '", v, "' is not a positive number");
+    p.lora.alpha = a;
+  } else if (key == "lora_targets") {
+    p.lora.targets.clear();
+    std::stringstream ss(v);
+    for (std::string t; std::getline(ss, t, ',');)
+      if (!t.empty()) p.lora.targets.push_back(t);
+    validate_lora(p.lora);
+  }
   else
     return false;
   return true;

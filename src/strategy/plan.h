@@ -6,6 +6,7 @@
 #include <string>
 
 #include "model/config.h"
+#include "model/lora.h"
 
 namespace longctx {
 
@@ -26,6 +27,7 @@ struct Plan {
   int64_t chunk_size = 0;    // tokens per chunk (0: auto)
   int64_t chunk_budget = 0;  // SpaCO: chunks given a backward per step
   int64_t device_mem = 0, host_mem = 0;  // budgets in bytes (0: unlimited)
+  LoraConfig lora;                       // rank > 0: train adapters only, base frozen
 
   bool chunked() const { return chunk_mode != ChunkMode::none; }
 };

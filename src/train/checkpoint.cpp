@@ -53,30 +53,40 @@ std::vector<fs::path> complete_checkpoints(const fs::path& root) {
   return out;
 }
 
-std::vector<NamedTensor> named(const ParamSet& p, const std::string& prefix) {
-  std::vector<NamedTensor> t;
-  for (size_t i = 0; i < p.specs().size(); i++) t.push_back({prefix + p.specs()[i].name, p.tensor(i)});
+std::vector<NamedTensor> prefixed(std::vector<NamedTensor> t, const std::string& prefix) {
+  for (auto& n : t) n.name = prefix + n.name;
   return t;
 }
 
-void read_into(const ParamSet& p, const SafeTensorsFile& f, const std::string& prefix) {
-  for (size_t i = 0; i < p.specs().size(); i++)
-    f.read_f32(prefix + p.specs()[i].name, p.tensor(i).f32(), p.specs()[i].shape);
+void read_into(const std::vector<NamedTensor>& t, const SafeTensorsFile& f, const std::string& prefix) {
+  for (const NamedTensor& n : t) f.read_f32(prefix + n.name, n.t.f32(), n.t.shape);
 }
 
 }  // namespace
 
-void save_checkpoint(const std::string& out_dir, int64_t step, const ParamSet& w, const OptimState& opt,
-                     const nlohmann::json& state, int64_t keep_last) {
+std::vector<NamedTensor> named_tensors(const ParamSet& p) {
+  std::vector<NamedTensor> t;
+  for (size_t i = 0; i < p.specs().size(); i++) t.push_back({p.specs()[i].name, p.tensor(i)});
+  return t;
+}
+
+std::vector<NamedTensor> named_tensors(const LoraSet& p) {
+  std::vector<NamedTensor> t;
+  for (size_t i = 0; i < p.specs().size(); i++) t.push_back({p.specs()[i].name, p.tensor(i)});
+  return t;
+}
+
+void save_checkpoint(const std::string& out_dir, int64_t step, const TrainedState& t, const nlohmann::json& state,
+                     int64_t keep_last) {
   const fs::path root = fs::path(out_dir) / "checkpoints";
   fs::create_directories(root);
   const fs::path final_dir = root / step_name(step);
   const fs::path tmp = root / (step_name(step) + ".tmp" + std::to_string(::getpid()));
   fs::remove_all(tmp);
   fs::create_directories(tmp);
-  save_safetensors((tmp / "model.safetensors").string(), named(w, ""));
-  auto opt_tensors = named(opt.m, "m.");
-  for (auto& t : named(opt.v, "v.")) opt_tensors.push_back(t);
+  save_safetensors((tmp / "model.safetensors").string(), t.w);
+  auto opt_tensors = prefixed(t.m, "m.");
+  for (auto& n : prefixed(t.v, "v.")) opt_tensors.push_back(n);
   save_safetensors((tmp / "optimizer.safetensors").string(), opt_tensors);
   write_file_synced(tmp / "state.json", state.dump(1) + "\n");
   fsync_path(tmp);
@@ -101,11 +111,11 @@ std::string latest_checkpoint(const std::string& out_dir) {
   return done.empty() ? "" : done.back().string();
 }
 
-nlohmann::json load_checkpoint(const std::string& dir, ParamSet& w, const OptimState& opt) {
-  read_into(w, SafeTensorsFile(dir + "/model.safetensors"), "");
+nlohmann::json load_checkpoint(const std::string& dir, const TrainedState& t) {
+  read_into(t.w, SafeTensorsFile(dir + "/model.safetensors"), "");
   SafeTensorsFile o(dir + "/optimizer.safetensors");
-  read_into(opt.m, o, "m.");
-  read_into(opt.v, o, "v.");
+  read_into(t.m, o, "m.");
+  read_into(t.v, o, "v.");
   std::ifstream f(dir + "/state.json");
   CHECK(f.good(), dir, "/state.json: cannot read");
   try {

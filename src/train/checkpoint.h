@@ -5,22 +5,26 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "io/safetensors.h"
 #include "model/params.h"
 
 namespace longctx {
 
-struct OptimState {
-  ParamSet& m;
-  ParamSet& v;
+// What training changes: the trained tensors (all weights, or the LoRA
+// adapters) and their AdamW moments, by name.
+struct TrainedState {
+  std::vector<NamedTensor> w, m, v;
 };
+std::vector<NamedTensor> named_tensors(const ParamSet& p);
+std::vector<NamedTensor> named_tensors(const LoraSet& p);
 
 // Writes the checkpoint of `step` and prunes all but the newest keep_last
 // complete ones (never the one just written).
-void save_checkpoint(const std::string& out_dir, int64_t step, const ParamSet& w, const OptimState& opt,
-                     const nlohmann::json& state, int64_t keep_last);
+void save_checkpoint(const std::string& out_dir, int64_t step, const TrainedState& t, const nlohmann::json& state,
+                     int64_t keep_last);
 // Path of the newest complete checkpoint under out_dir, or "" if none.
 std::string latest_checkpoint(const std::string& out_dir);
-// Fills w, m, v and returns state.json.
-nlohmann::json load_checkpoint(const std::string& dir, ParamSet& w, const OptimState& opt);
+// Fills t's tensors and returns state.json.
+nlohmann::json load_checkpoint(const std::string& dir, const TrainedState& t);
 
 }  // namespace longctx

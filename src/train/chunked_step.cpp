@@ -200,7 +200,7 @@ StepInput ChunkedStep::chunk_input(int64_t j, const StepInput& in) {
           Tensor(pos.data(), {1, Tc}, DType::I32), Tensor(doc.data(), {1, Tc}, DType::I32)};
 }
 
-double ChunkedStep::run(const ParamSet& w, ParamSet& grads, const StepInput& in, Context& ctx,
+double ChunkedStep::run(const ParamSet& w, const Grads& grads, const StepInput& in, Context& ctx,
                         double label_norm, uint64_t draw) {
   const int64_t T = lay_.T, Tc = lay_.Tc;
   CHECK(in.inputs.numel() == T && in.labels.numel() == T, "[chunked_step] expected one sequence of ", T,

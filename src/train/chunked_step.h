@@ -23,8 +23,9 @@ class ChunkedStep {
   ~ChunkedStep();
   const StepLayout& layout() const { return lay_; }
   // As GradStep::run, for one sequence (B = 1). `draw` seeds SpaCO's choice.
-  double run(const ParamSet& w, ParamSet& grads, const StepInput& in, Context& ctx, double label_norm = 0,
+  double run(const ParamSet& w, const Grads& grads, const StepInput& in, Context& ctx, double label_norm = 0,
              uint64_t draw = 0);
+  void set_adapters(const LoraSet* a) { step_->set_adapters(a); }
   int64_t label_count() const { return label_count_; }
   // The chunks SpaCO backpropagates for `draw` (all of them under SeCO).
   std::vector<int64_t> chosen_chunks(uint64_t draw) const;

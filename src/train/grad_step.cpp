@@ -36,6 +36,10 @@ GradStep::GradStep(const LlamaConfig& c, Memory& mem, const StepLayout& lay, Att
 
   if (!runner) rope_tables(c, T, cos_.f32(), sin_.f32());
   shared_ = {B, T, pos_.t(), cos_.t(), sin_.t(), AttentionParams{}, Tensor(), Tensor(), 0, runner, 0};
+  if (lay_.plan.lora.enabled()) {
+    shared_.lora_scale = lay_.plan.lora.scale();
+    shared_.lora_u = grads_->get("lora_u"), shared_.lora_g = grads_->get("lora_g");
+  }
 }
 
 GradStep::~GradStep() = default;
@@ -82,39 +86,53 @@ void GradStep::forward(const ParamSet& w, Context& ctx) {
   for (int64_t l = 0; l < L; l++) {
     const ActBuffer& set = saved_->forward_set(l);
     const BlockActs a = acts_of(set);
-    const LayerParams& lw = w.layers[size_t(l)];
+    const LayerParams lw = layer(w, l);
     shared_.layer = l;
     attn_half_forward(set.get("inp"), lw, a, c_, shared_, ctx);
     // the next block's set is taken only now, so that moving block l-1's set
     // out of the same staging slot overlaps with this attention half
     const Tensor out = l + 1 < L ? saved_->forward_set(l + 1).get("inp") : xL_.t();
-    mlp_half_forward(out, lw, a, c_, ctx);
+    mlp_half_forward(out, lw, a, c_, shared_, ctx);
     saved_->forward_done(l);
   }
   rmsnorm_forward(hf_.t(), rstdf_.t(), xL_.t(), w.final_norm, float(c_.rms_norm_eps), ctx);
 }
 
 // Blocks in reverse: bring back (or recompute) what each one's backward needs.
-void GradStep::backward(const ParamSet& w, ParamSet& grads, Context& ctx) {
+LayerParams GradStep::layer(const ParamSet& w, int64_t l) const {
+  LayerParams p = w.layers[size_t(l)];
+  if (adapters_) p.lora = adapters_->layers[size_t(l)];
+  return p;
+}
+
+void GradStep::set_adapters(const LoraSet* a) {
+  CHECK(!a || shared_.lora_u.defined(), "[grad_step] adapters given but the plan has no lora rank");
+  adapters_ = a;
+}
+
+void GradStep::backward(const ParamSet& w, const Grads& grads, Context& ctx) {
   const BlockGrads bg = bind_grads(*grads_);
   for (int64_t l = c_.num_hidden_layers - 1; l >= 0; l--) {
     const ActBuffer& set = saved_->backward_set(l);
     const BlockActs a = acts_of(set);
     const Tensor inp = set.get("inp");
-    const LayerParams& lw = w.layers[size_t(l)];
+    const LayerParams lw = layer(w, l);
+    LayerParams dw;  // base gradients only when the base trains
+    if (grads.base) dw = grads.base->layers[size_t(l)];
+    if (grads.lora) dw.lora = grads.lora->layers[size_t(l)];
     shared_.layer = l;
     switch (lay_.plan.recompute) {
       case Recompute::full:
         attn_half_forward(inp, lw, a, c_, shared_, ctx);
-        if (lay_.mlp_tile == lay_.N) mlp_half_forward(xL_.t(), lw, a, c_, ctx);  // xL_: free by now
+        if (lay_.mlp_tile == lay_.N) mlp_half_forward(xL_.t(), lw, a, c_, shared_, ctx);  // xL_: free by now
         break;
       case Recompute::selective:
-        attn_half_recompute(inp, lw, a, c_, ctx);
-        if (lay_.mlp_tile == lay_.N) mlp_half_forward(xL_.t(), lw, a, c_, ctx);
+        attn_half_recompute(inp, lw, a, c_, shared_, ctx);
+        if (lay_.mlp_tile == lay_.N) mlp_half_forward(xL_.t(), lw, a, c_, shared_, ctx);
         break;
       case Recompute::none: break;
     }
-    block_backward(dx_.t(), inp, lw, grads.layers[size_t(l)], a, bg, c_, shared_, ctx);
+    block_backward(dx_.t(), inp, lw, dw, a, bg, c_, shared_, ctx);
   }
   saved_->finish();
 }
@@ -133,19 +151,22 @@ Tensor GradStep::forward_hidden(const ParamSet& w, const StepInput& in, Context&
   return hf_.t();
 }
 
-double GradStep::run(const ParamSet& w, ParamSet& grads, const StepInput& in, Context& ctx,
+double GradStep::run(const ParamSet& w, const Grads& grads, const StepInput& in, Context& ctx,
                      double label_norm) {
+  CHECK(grads.base || grads.lora, "[grad_step] no gradients asked for");
+  CHECK(!grads.lora || adapters_, "[grad_step] adapter gradients asked for without adapters");
   prepare(in, ctx);
   forward(w, ctx);
   // LM head + loss; their gradients come out of the same pass
   if (label_norm <= 0) label_norm = double(label_count_);
   const double scale = label_norm > 0 ? 1.0 / label_norm : 0.0;
-  const double scaled = lm_head_loss(dhf_.t(), grads.lm_head, hf_.t(), w.lm_head, labels_.t(), scale, lay_.loss_tile, ctx);
+  const Tensor dlm = grads.base ? grads.base->lm_head : Tensor(), dnorm = grads.base ? grads.base->final_norm : Tensor();
+  const double scaled = lm_head_loss(dhf_.t(), dlm, hf_.t(), w.lm_head, labels_.t(), scale, lay_.loss_tile, ctx);
   const double loss = label_count_ > 0 ? scaled * label_norm / double(label_count_) : 0.0;
-  rmsnorm_backward(dx_.t(), grads.final_norm, dhf_.t(), xL_.t(), w.final_norm, rstdf_.t(), ctx);
+  rmsnorm_backward(dx_.t(), dnorm, dhf_.t(), xL_.t(), w.final_norm, rstdf_.t(), ctx);
 
   backward(w, grads, ctx);
-  embedding_backward(grads.embed, dx_.t(), tokens_.t(), ctx);
+  if (grads.base) embedding_backward(grads.base->embed, dx_.t(), tokens_.t(), ctx);
   return loss;
 }
 

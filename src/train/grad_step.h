@@ -20,6 +20,13 @@ struct StepInput {
   Tensor positions, doc_ids;
 };
 
+// Where a step's gradients go: the base weights (full training) and/or the
+// LoRA adapters (base frozen: base is null, no base gradient is computed).
+struct Grads {
+  ParamSet* base = nullptr;
+  LoraSet* lora = nullptr;
+};
+
 class GradStep {
  public:
   // Allocates every buffer of the step for batches of (B, T) tokens.
@@ -35,7 +42,13 @@ class GradStep {
   // As above; gradients are those of (sum of losses) / label_norm, so that
   // micro-batches of one accumulated step share one normaliser (0: this
   // batch's own label count). Returns this batch's mean loss.
-  double run(const ParamSet& w, ParamSet& grads, const StepInput& in, Context& ctx, double label_norm = 0);
+  double run(const ParamSet& w, ParamSet& grads, const StepInput& in, Context& ctx, double label_norm = 0) {
+    return run(w, Grads{&grads, nullptr}, in, ctx, label_norm);
+  }
+  double run(const ParamSet& w, const Grads& g, const StepInput& in, Context& ctx, double label_norm = 0);
+  // LoRA adapters applied in every pass from now on (null: none). Their
+  // rank and targets must be those of the plan's lora config.
+  void set_adapters(const LoraSet* a);
   // Forward only: the mean loss, or the final-norm hidden states (N, C)
   // (valid until the next call) for logits of chosen rows.
   double forward_loss(const ParamSet& w, const StepInput& in, Context& ctx);
@@ -45,7 +58,8 @@ class GradStep {
  private:
   void prepare(const StepInput& in, Context& ctx);
   void forward(const ParamSet& w, Context& ctx);
-  void backward(const ParamSet& w, ParamSet& grads, Context& ctx);
+  void backward(const ParamSet& w, const Grads& g, Context& ctx);
+  LayerParams layer(const ParamSet& w, int64_t l) const;
   BlockActs acts_of(const ActBuffer& saved) const { return bind_acts(saved, *scratch_); }
 
   LlamaConfig c_;
@@ -58,6 +72,7 @@ class GradStep {
   std::unique_ptr<SavedStore> saved_;           // L x (inp (N, C) + kept rows)
   BlockShared shared_;
   int64_t label_count_ = 0;
+  const LoraSet* adapters_ = nullptr;
 };
 
 }  // namespace longctx

@@ -26,6 +26,7 @@ const json& schema() {
     "device_mem": "", "host_mem": "",
     "plan": "manual", "recompute": "full", "offload": "none", "offload_dir": "",
     "mlp_tiles": null, "loss_tiles": null, "chunk_mode": "none", "chunk_size": null, "chunk_budget": null,
+    "lora": {"rank": 0, "alpha": 16.0, "targets": ["q_proj", "k_proj", "v_proj", "o_proj"]},
     "eval": {"lengths": [], "depths": [0.1, 0.5, 0.9], "samples": 4, "heatmap": "passkey.png"}
   })");
   return s;
@@ -155,6 +156,13 @@ TrainConfig train_config_from_json(json user, const std::string& src) {
     } catch (const Error& e) {
       FAIL(src, ": key '", k, "': ", e.what());
     }
+  }
+  c.plan.lora.rank = r["lora"]["rank"], c.plan.lora.alpha = r["lora"]["alpha"];
+  c.plan.lora.targets = r["lora"]["targets"].get<std::vector<std::string>>();
+  try {
+    validate_lora(c.plan.lora);
+  } catch (const Error& e) {
+    FAIL(src, ": key 'lora': ", e.what());
   }
   CHECK(r["plan"] == "manual" || r["plan"] == "auto", src, ": key 'plan' must be manual or auto, got ",
         r["plan"].dump());

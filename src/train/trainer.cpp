@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -53,23 +54,44 @@ void truncate_metrics(const fs::path& p, int64_t last_step) {
   std::ofstream(p, std::ios::trunc) << kept;
 }
 
+// The weights and what trains: every weight (with its gradient and AdamW
+// moments), or with LoRA only the adapters while the base stays frozen.
 struct Model {
   LlamaConfig c;
-  ParamSet w, g, m, v;
-  Model(const LlamaConfig& cfg, Memory& mem)
-      : c(cfg),
-        w(cfg, mem, Tier::device, Tag::weights),
-        g(cfg, mem, Tier::device, Tag::grads),
-        m(cfg, mem, Tier::device, Tag::optim),
-        v(cfg, mem, Tier::device, Tag::optim) {}
+  LoraConfig lc;
+  ParamSet w;
+  std::unique_ptr<ParamSet> g, m, v;       // full training
+  std::unique_ptr<LoraSet> a, ga, ma, va;  // LoRA
+  Model(const LlamaConfig& cfg, const LoraConfig& lora, Memory& mem)
+      : c(cfg), lc(lora), w(cfg, mem, Tier::device, Tag::weights) {
+    if (lc.enabled()) {
+      a = std::make_unique<LoraSet>(c, lc, mem, Tier::device, Tag::weights);
+      ga = std::make_unique<LoraSet>(c, lc, mem, Tier::device, Tag::grads);
+      ma = std::make_unique<LoraSet>(c, lc, mem, Tier::device, Tag::optim);
+      va = std::make_unique<LoraSet>(c, lc, mem, Tier::device, Tag::optim);
+    } else {
+      g = std::make_unique<ParamSet>(c, mem, Tier::device, Tag::grads);
+      m = std::make_unique<ParamSet>(c, mem, Tier::device, Tag::optim);
+      v = std::make_unique<ParamSet>(c, mem, Tier::device, Tag::optim);
+    }
+  }
+  TrainedState trained() const {
+    return a ? TrainedState{named_tensors(*a), named_tensors(*ma), named_tensors(*va)}
+             : TrainedState{named_tensors(w), named_tensors(*m), named_tensors(*v)};
+  }
+  std::vector<NamedTensor> grads() const { return a ? named_tensors(*ga) : named_tensors(*g); }
+  Grads grad_sink() { return a ? Grads{nullptr, ga.get()} : Grads{g.get(), nullptr}; }
+  Tensor grad_all() const { return a ? ga->all() : g->all(); }
 };
 
 void adamw_all(Model& md, const TrainConfig& cfg, double lr, int64_t step, Context& ctx) {
-  AdamWParams a;
-  a.lr = float(lr), a.beta1 = float(cfg.beta1), a.beta2 = float(cfg.beta2), a.step = step;
-  for (size_t i = 0; i < md.w.specs().size(); i++) {
-    a.weight_decay = md.w.specs()[i].shape.n >= 2 ? float(cfg.weight_decay) : 0.f;  // no decay on norms
-    adamw_update(md.w.tensor(i), md.g.tensor(i), md.m.tensor(i), md.v.tensor(i), a, ctx);
+  AdamWParams p;
+  p.lr = float(lr), p.beta1 = float(cfg.beta1), p.beta2 = float(cfg.beta2), p.step = step;
+  const TrainedState t = md.trained();
+  const std::vector<NamedTensor> g = md.grads();
+  for (size_t i = 0; i < t.w.size(); i++) {
+    p.weight_decay = t.w[i].t.ndim() >= 2 ? float(cfg.weight_decay) : 0.f;  // no decay on norms
+    adamw_update(t.w[i].t, g[i].t, t.m[i].t, t.v[i].t, p, ctx);
   }
 }
 
@@ -118,7 +140,7 @@ TrainResult run_training(const TrainConfig& cfg) {
     for (const auto& st : cfg.curriculum) shapes.emplace_back(st.batch_size > 0 ? st.batch_size : cfg.batch_size, st.seq_len);
     for (auto [B, T] : shapes) choose_plan(mc, cfg.plan, cfg.plan_auto, B, T, Purpose::train);
   }
-  Model md(model_config(cfg), mem);
+  Model md(model_config(cfg), cfg.plan.lora, mem);
   const LlamaConfig& c = md.c;
   auto data = make_data_source(data_config_from_json(cfg.data), uint64_t(cfg.seed), c.vocab_size);
 
@@ -126,7 +148,11 @@ TrainResult run_training(const TrainConfig& cfg) {
   const fs::path metrics_path = fs::path(cfg.out_dir) / "metrics.jsonl";
   const std::string ckpt = cfg.resume ? latest_checkpoint(cfg.out_dir) : "";
   if (!ckpt.empty()) {
-    const json st = load_checkpoint(ckpt, md.w, {md.m, md.v});
+    if (md.a && cfg.model_path.empty())  // LoRA: the frozen base is not in checkpoints
+      init_params_random(md.w, c, uint64_t(cfg.seed));
+    else if (md.a)
+      load_params(md.w, cfg.model_path);
+    const json st = load_checkpoint(ckpt, md.trained());
     start = st.at("step");
     bad = st.value("bad_steps", int64_t(0));
     data->restore(st.at("data"));
@@ -137,6 +163,7 @@ TrainResult run_training(const TrainConfig& cfg) {
       init_params_random(md.w, c, uint64_t(cfg.seed));
     else
       load_params(md.w, cfg.model_path);
+    if (md.a) init_lora(*md.a, uint64_t(cfg.seed) + 1);
     std::ofstream(metrics_path, std::ios::trunc);
   }
   std::ofstream metrics(metrics_path, std::ios::app);
@@ -157,6 +184,7 @@ TrainResult run_training(const TrainConfig& cfg) {
       if (step == start || cfg.plan_auto) std::printf("%splan for %lld x %lld: %s\n", step == start ? "" : "\n",
                                                       (long long)B, (long long)T, describe(plan).c_str());
       step_fn = std::make_unique<AnyStep>(c, mem, B, T, plan);
+      step_fn->set_adapters(md.a.get());
       step_T = T, step_B = B;
     }
     int64_t labels = 0;
@@ -164,23 +192,23 @@ TrainResult run_training(const TrainConfig& cfg) {
       data->next(b, B, T);
       labels += b.label_count();
     }
-    md.g.zero();
+    for (const NamedTensor& n : md.grads()) std::memset(n.t.ptr, 0, n.t.bytes());
     double loss_sum = 0;
     for (auto& b : micro) {
       StepInput in{Tensor(b.inputs.data(), {B, T}, DType::I32), Tensor(b.labels.data(), {B, T}, DType::I32),
                    Tensor(b.positions.data(), {B, T}, DType::I32),
                    Tensor(b.doc_ids.data(), {B, T}, DType::I32)};
-      loss_sum += step_fn->run(md.w, md.g, in, ctx, double(labels), uint64_t(step) * 131 + uint64_t(&b - micro.data())) *
+      loss_sum += step_fn->run(md.w, md.grad_sink(), in, ctx, double(labels), uint64_t(step) * 131 + uint64_t(&b - micro.data())) *
                   double(b.label_count());
     }
     const double loss = labels > 0 ? loss_sum / double(labels) : 0.0;
-    const double norm = std::sqrt(sum_squares(md.g.all(), ctx));
+    const double norm = std::sqrt(sum_squares(md.grad_all(), ctx));
     const double lr = lr_at(step, cfg.steps, cfg.warmup_steps, cfg.lr, cfg.min_lr);
     const bool finite = std::isfinite(loss) && std::isfinite(norm);
     if (finite) {
       bad = 0;
       if (cfg.grad_clip > 0 && norm > cfg.grad_clip)
-        scale_inplace(md.g.all(), float(cfg.grad_clip / norm), ctx);
+        scale_inplace(md.grad_all(), float(cfg.grad_clip / norm), ctx);
       adamw_all(md, cfg, lr, step + 1, ctx);
     } else {
       bad++;
@@ -210,7 +238,7 @@ TrainResult run_training(const TrainConfig& cfg) {
     const bool stop = cfg.stop_after > 0 && step + 1 == cfg.stop_after;
     const bool last = step + 1 == cfg.steps || stop;
     if ((cfg.save_every > 0 && (step + 1) % cfg.save_every == 0) || last)
-      save_checkpoint(cfg.out_dir, step + 1, md.w, {md.m, md.v},
+      save_checkpoint(cfg.out_dir, step + 1, md.trained(),
                       json{{"step", step + 1}, {"bad_steps", bad}, {"data", data->state()}}, cfg.keep_last);
     if (stop) {
       progress.finish();
@@ -220,8 +248,14 @@ TrainResult run_training(const TrainConfig& cfg) {
     }
   }
   progress.finish();
-  save_model_dir(cfg.out_dir, c, md.w);
-  std::printf("final model written to %s\n", cfg.out_dir.c_str());
+  if (md.a) {  // PEFT adapter files; the evaluation below runs the merged weights
+    save_lora_peft(cfg.out_dir, *md.a, md.lc, cfg.model_path);
+    merge_lora(md.w, *md.a, md.lc);
+    std::printf("LoRA adapter (PEFT format) written to %s\n", cfg.out_dir.c_str());
+  } else {
+    save_model_dir(cfg.out_dir, c, md.w);
+    std::printf("final model written to %s\n", cfg.out_dir.c_str());
+  }
   if (!cfg.eval["lengths"].empty()) final_passkey_eval(cfg, c, md.w, mem, ctx);
   return res;
 }
