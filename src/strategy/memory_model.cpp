@@ -134,8 +134,10 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t 
                                                       : Tier::disk;
     add(kv, Tag::kv_cache, 2 * L * Tp * Ckv * 4);
     add(kv, Tag::kv_grad, 2 * L * Tp * Ckv * 4);
-    if (kv != dev) add(dev, Tag::kv_cache, 2 * s.Tc * Ckv * 4), add(dev, Tag::kv_grad, 2 * s.Tc * Ckv * 4);
-    add(dev, Tag::workspace, (2 * s.Tc * Cq + c.num_attention_heads * s.Tc + 2 * s.Tc * Ckv + Tp) * 4);
+    // off the device: K and V staging pages in two slots, one gradient page
+    if (kv != dev) add(dev, Tag::kv_cache, 4 * s.Tc * Ckv * 4), add(dev, Tag::kv_grad, s.Tc * Ckv * 4);
+    // out, lse, dq of one page; dk, dv of one page in two slots; document ids
+    add(dev, Tag::workspace, (2 * s.Tc * Cq + c.num_attention_heads * s.Tc + 4 * s.Tc * Ckv + Tp) * 4);
   }
   // transients: the logits tile of the loss, the attention backward's row statistics
   const int64_t lm = s.loss_tile * c.vocab_size * 4;

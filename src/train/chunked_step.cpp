@@ -1,8 +1,10 @@
 #include "train/chunked_step.h"
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 
+#include "core/copy_thread.h"
 #include "ops/attention.h"
 #include "ops/elementwise.h"
 #include "ops/lm_head_loss.h"
@@ -62,19 +64,24 @@ class KvPages : public AttentionRunner {
       vg_.emplace_back(mem, tier_, Tag::kv_grad, Shape{Tp, Ckv});
     }
     const Tier dev = Tier::device;
-    if (tier_ != dev) {
-      kpage_ = Buffer(mem, dev, Tag::kv_cache, {Tc_, Ckv});
-      vpage_ = Buffer(mem, dev, Tag::kv_cache, {Tc_, Ckv});
+    if (tier_ != dev) {  // two slots each: one computes while the copy thread fills the other
+      for (int i = 0; i < 2; i++) {
+        kpage_[i] = Buffer(mem, dev, Tag::kv_cache, {Tc_, Ckv});
+        vpage_[i] = Buffer(mem, dev, Tag::kv_cache, {Tc_, Ckv});
+      }
       dkpage_ = Buffer(mem, dev, Tag::kv_grad, {Tc_, Ckv});
-      dvpage_ = Buffer(mem, dev, Tag::kv_grad, {Tc_, Ckv});
+      copier_ = std::make_unique<CopyThread>();
     }
     out_p_ = Buffer(mem, dev, Tag::workspace, {Tc_, Cq});  // (Tc, NH, HS)
     lse_p_ = Buffer(mem, dev, Tag::workspace, {NH, Tc_});
     dq_p_ = Buffer(mem, dev, Tag::workspace, {Tc_, Cq});
-    dk_p_ = Buffer(mem, dev, Tag::workspace, {Tc_, Ckv});
-    dv_p_ = Buffer(mem, dev, Tag::workspace, {Tc_, Ckv});
+    for (int i = 0; i < 2; i++) {
+      dk_p_[i] = Buffer(mem, dev, Tag::workspace, {Tc_, Ckv});
+      dv_p_[i] = Buffer(mem, dev, Tag::workspace, {Tc_, Ckv});
+    }
     docs_ = Buffer(mem, dev, Tag::workspace, {Tp}, DType::I32);
   }
+  ~KvPages() override { copier_.reset(); }
 
   // Per-step state: the whole sequence's document ids (padding its own).
   void set_docs(const std::vector<int32_t>& d) { std::memcpy(docs_.t().ptr, d.data(), d.size() * 4); }
@@ -90,9 +97,10 @@ class KvPages : public AttentionRunner {
     copy_tensor(page(vc_[size_t(l)], j_), a.v, ctx);
     const Tensor q = a.q.view({1, Tc_, NH, HS}), out = a.att.view({1, Tc_, NH, HS});
     attention_forward(out, a.lse, q, a.k.view({1, Tc_, NKV, HS}), a.v.view({1, Tc_, NKV, HS}), params(j_), ctx);
+    prefetch(l, j_ - 1);
     for (int64_t p = j_ - 1; p >= 0; p--) {
       Tensor K, V;
-      fetch(l, p, K, V, ctx);
+      fetch(l, p, K, V);
       attention_forward(out_p_.t().view({1, Tc_, NH, HS}), lse_p_.t().view({1, NH, Tc_}), q, K, V, params(p),
                         ctx);
       merge_lse(out.f32(), a.lse.f32(), out_p_.f32(), lse_p_.f32(), Tc_, NH, HS);
@@ -108,15 +116,18 @@ class KvPages : public AttentionRunner {
     // what the later chunks' queries sent back to this chunk's K and V
     add_grad_page(g.dk, kg_[size_t(l)], j_, ctx);
     add_grad_page(g.dv, vg_[size_t(l)], j_, ctx);
+    prefetch(l, j_ - 1);
     for (int64_t p = j_ - 1; p >= 0; p--) {
       Tensor K, V;
-      fetch(l, p, K, V, ctx);
-      const Tensor dk = dk_p_.t().view({1, Tc_, NKV, HS}), dv = dv_p_.t().view({1, Tc_, NKV, HS});
+      fetch(l, p, K, V);
+      const int s = int(p % 2);
+      if (copier_) copier_->wait(sent_[s]);  // this slot's gradients from two pages ago have left
+      const Tensor dk = dk_p_[s].t().view({1, Tc_, NKV, HS}), dv = dv_p_[s].t().view({1, Tc_, NKV, HS});
       attention_backward(dq_p_.t().view({1, Tc_, NH, HS}), dk, dv, dout, q, K, V, out, a.lse, params(p), ctx);
       add_into(g.dq, dq_p_.t(), 1.f);
-      send_grad_page(kg_[size_t(l)], p, dk_p_.t(), ctx);
-      send_grad_page(vg_[size_t(l)], p, dv_p_.t(), ctx);
+      send_grad_page(l, p, s);
     }
+    if (copier_) copier_->wait_all();  // the collected gradients are complete before the next chunk
   }
 
  private:
@@ -131,15 +142,30 @@ class KvPages : public AttentionRunner {
     return a;
   }
 
-  void fetch(int64_t l, int64_t p, Tensor& K, Tensor& V, Context& ctx) {
+  // Starts bringing chunk p's K/V page of block l into staging slot p % 2.
+  void prefetch(int64_t l, int64_t p) {
+    if (!copier_ || p < 0) return;
+    const int s = int(p % 2);  // its last reader, page p + 2, has run: compute is synchronous
+    const Tensor ks = page(kc_[size_t(l)], p), vs = page(vc_[size_t(l)], p);
+    const Tensor kd = kpage_[s].t(), vd = vpage_[s].t();
+    fetched_[s] = copier_->submit([=] {
+      std::memcpy(kd.ptr, ks.ptr, kd.bytes());
+      std::memcpy(vd.ptr, vs.ptr, vd.bytes());
+    });
+  }
+
+  // K/V of chunk p for block l on the device (waits for its prefetch and
+  // starts the next one).
+  void fetch(int64_t l, int64_t p, Tensor& K, Tensor& V) {
     const Shape s{1, Tc_, c_.num_key_value_heads, c_.head_dim};
     if (tier_ == Tier::device) {
       K = page(kc_[size_t(l)], p).view(s), V = page(vc_[size_t(l)], p).view(s);
       return;
     }
-    copy_tensor(kpage_.t(), page(kc_[size_t(l)], p), ctx);
-    copy_tensor(vpage_.t(), page(vc_[size_t(l)], p), ctx);
-    K = kpage_.t().view(s), V = vpage_.t().view(s);
+    const int slot = int(p % 2);
+    copier_->wait(fetched_[slot]);
+    prefetch(l, p - 1);
+    K = kpage_[slot].t().view(s), V = vpage_[slot].t().view(s);
   }
 
   // g (Tc, Ckv) += the collected gradient of chunk p's page
@@ -148,20 +174,29 @@ class KvPages : public AttentionRunner {
     copy_tensor(dkpage_.t(), page(store, p), ctx);
     add_into(g, dkpage_.t(), 1.f);
   }
-  // chunk p's page of the store += kv_scale * d
-  void send_grad_page(const Buffer& store, int64_t p, Tensor d, Context& ctx) {
-    if (tier_ == Tier::device) return add_into(page(store, p), d, kv_scale_);
-    copy_tensor(dvpage_.t(), page(store, p), ctx);
-    add_into(dvpage_.t(), d, kv_scale_);
-    copy_tensor(page(store, p), dvpage_.t(), ctx);
+  // chunk p's pages of block l's K/V gradient stores += kv_scale * slot s's
+  // dk, dv: on the copy thread when the stores are off the device
+  void send_grad_page(int64_t l, int64_t p, int s) {
+    const Tensor kd = page(kg_[size_t(l)], p), vd = page(vg_[size_t(l)], p);
+    const Tensor dk = dk_p_[s].t(), dv = dv_p_[s].t();
+    const float sc = kv_scale_;
+    auto job = [=] {
+      add_into(kd, dk, sc);
+      add_into(vd, dv, sc);
+    };
+    if (!copier_) return job();
+    sent_[s] = copier_->submit(job);
   }
 
   LlamaConfig c_;
   int64_t Tc_, k_;
   Tier tier_;
-  std::vector<Buffer> kc_, vc_, kg_, vg_;          // L x (k*Tc, Ckv) on the tier
-  Buffer kpage_, vpage_, dkpage_, dvpage_;         // (Tc, Ckv) device staging
-  Buffer out_p_, lse_p_, dq_p_, dk_p_, dv_p_, docs_;  // device scratch
+  std::vector<Buffer> kc_, vc_, kg_, vg_;  // L x (k*Tc, Ckv) on the tier
+  Buffer kpage_[2], vpage_[2], dkpage_;    // (Tc, Ckv) device staging
+  Buffer out_p_, lse_p_, dq_p_, docs_;     // device scratch
+  Buffer dk_p_[2], dv_p_[2];               // (Tc, Ckv) gradients of one earlier page, two slots
+  std::unique_ptr<CopyThread> copier_;     // off-device tiers: page traffic overlaps with compute
+  uint64_t fetched_[2] = {0, 0}, sent_[2] = {0, 0};
   int64_t j_ = 0;
   float kv_scale_ = 1.f;
 };
