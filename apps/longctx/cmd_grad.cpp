@@ -9,6 +9,7 @@
 #include "model/flops.h"
 #include "model/llama_io.h"
 #include "plan_flags.h"
+#include "ranks.h"
 #include "strategy/plan_search.h"
 #include "train/any_step.h"
 #include "train/checkpoint.h"
@@ -19,7 +20,7 @@ namespace longctx::cli {
 namespace {
 
 struct Opts {
-  std::string model, tokens, out, adapter;
+  std::string model, tokens, out, adapter, cp_kind = "ulysses";
   int repeat = 1;
   PlanFlags flags;
 };
@@ -39,8 +40,37 @@ void split_tokens(const TokenArray& a, const std::string& path, int64_t V, Tenso
     }
 }
 
+// Every rank's peak bytes (tiers, and tags per tier), in rank order.
+nlohmann::json gather_peaks(Comm& comm, const MemoryTracker& t) {
+  std::vector<double> mine;
+  for (int i = 0; i < kNumTiers; i++) {
+    mine.push_back(double(t.tier(Tier(i)).peak));
+    for (int g = 0; g < kNumTags; g++) mine.push_back(double(t.tag(Tier(i), Tag(g)).peak));
+  }
+  std::vector<double> all(mine.size() * size_t(comm.size()));
+  comm.all_gather(mine.data(), all.data(), int64_t(mine.size()));
+  nlohmann::json out = nlohmann::json::array();
+  for (int r = 0; r < comm.size(); r++) {
+    nlohmann::json j, tags = nlohmann::json::object();
+    const double* v = all.data() + size_t(r) * mine.size();
+    for (int i = 0; i < kNumTiers; i++, v += kNumTags + 1) {
+      j[tier_name(Tier(i))] = int64_t(v[0]);
+      nlohmann::json per = nlohmann::json::object();
+      for (int g = 0; g < kNumTags; g++)
+        if (v[1 + g] > 0) per[tag_name(Tag(g))] = int64_t(v[1 + g]);
+      tags[tier_name(Tier(i))] = per;
+    }
+    j["tags"] = tags;
+    out.push_back(j);
+  }
+  return out;
+}
+
 int run_grad(const Opts& o) {
   namespace fs = std::filesystem;
+  Comm& comm = world();
+  const CpKind cp = parse_cp_kind(o.cp_kind);
+  set_activity("loading the model and tokens");
   CHECK(fs::is_directory(o.model), o.model, ": model directory not found");
   const LlamaConfig c = load_llama_config(o.model + "/config.json");
   const TokenArray toks = load_tokens_npy(o.tokens);
@@ -53,7 +83,10 @@ int run_grad(const Opts& o) {
     CHECK(!wanted.lora.enabled(), "--adapter ", o.adapter, " clashes with --lora-rank: the adapter sets it");
     wanted.lora = load_lora_config(o.adapter);
   }
-  const Plan plan = choose_plan(c, wanted, o.flags.is_auto(), B, std::max<int64_t>(T, 1), Purpose::grad);
+  // one rank: the plan is checked against its budgets before anything is allocated; across ranks the
+  // per-rank budget is enforced as buffers are allocated (the model of CP memory is not built yet)
+  const Plan plan = comm.size() > 1 ? resolve_plan(wanted, c, B, std::max<int64_t>(T, 1))
+                                    : choose_plan(c, wanted, o.flags.is_auto(), B, std::max<int64_t>(T, 1), Purpose::grad);
   Memory mem;
   mem.tracker().set_budget(Tier::device, plan.device_mem);
   mem.tracker().set_budget(Tier::host, plan.host_mem);
@@ -78,7 +111,9 @@ int run_grad(const Opts& o) {
   } else {
     gbase = std::make_unique<ParamSet>(c, mem, Tier::device, Tag::grads);
   }
-  AnyStep step(c, mem, B, T, plan);
+  if (comm.size() > 1) UlyssesAttention::check_layout(c, comm.size());
+  set_activity("setting up the step");
+  AnyStep step(c, mem, B, T, plan, &comm, cp);
   step.set_adapters(a.get());
   std::vector<double> secs;
   double loss = 0;
@@ -86,9 +121,14 @@ int run_grad(const Opts& o) {
     if (gbase) gbase->zero();
     if (ga) ga->zero();
     const auto t0 = std::chrono::steady_clock::now();
+    set_activity("running step " + std::to_string(r + 1) + " (forward + backward)");
     loss = step.run(w, Grads{gbase.get(), ga.get()}, StepInput{inputs.t(), labels.t(), Tensor(), Tensor()}, ctx);
+    step.finish_grads(Grads{gbase.get(), ga.get()});
     secs.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
+  set_activity("writing the results");
+  nlohmann::json per_rank = gather_peaks(comm, mem.tracker());
+  if (!is_root()) return 0;  // rank 0 writes the (summed, so full) gradients and reports
   if (!o.out.empty() && gbase) save_params(o.out, *gbase);
   if (!o.out.empty() && ga) save_safetensors(o.out, named_tensors(*ga));
 
@@ -105,6 +145,11 @@ int run_grad(const Opts& o) {
   j["achieved_gflops_per_s"] = f.executed / 1e9 / sec;
   j["peak_bytes"] = peak_bytes_json(mem.tracker());
   j["plan"] = plan_to_json(step.layout().plan);
+  if (comm.size() > 1) {
+    j["ranks"] = comm.size();
+    j["cp_kind"] = o.cp_kind;
+    j["peak_bytes_per_rank"] = per_rank;
+  }
   std::printf("loss %.6f over %lld tokens, step %.4f s (median of %d), peak device %s\n", loss,
               (long long)(B * T), sec, o.repeat, format_bytes(mem.tracker().tier(Tier::device).peak).c_str());
   std::printf("%s\n", j.dump().c_str());
@@ -119,6 +164,7 @@ Run add_grad(CLI::App& app) {
   app.add_option("--tokens", o->tokens, ".npy int array (B, T+1) or (T+1)")->required();
   app.add_option("--out", o->out, "where to write the gradients (.safetensors)");
   app.add_option("--repeat", o->repeat, "run the step N times; step_seconds is the median");
+  app.add_option("--cp-kind", o->cp_kind, "with several ranks (mpirun): ulysses (ring, zigzag, upipe, hybrid: later)");
   app.add_option("--adapter", o->adapter, "PEFT LoRA adapter directory: base frozen, adapter gradients out");
   add_plan_flags(app, o->flags);
   return [o] { return run_grad(*o); };

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "commands.h"
+#include "ranks.h"
 #include "core/check.h"
 #include "kernels/cpu/blas_info.h"
 
@@ -37,6 +38,9 @@ int main(int argc, char** argv) {
     for (auto& [sub, run] : runs)
       if (sub->parsed()) return run();
   } catch (const std::exception& e) {
+    // several ranks: end them all (within seconds, never a hang), naming this rank and its activity
+    if (longctx::launched_with_ranks() && longctx::cli::world().size() > 1)
+      longctx::cli::world().abort("while " + longctx::cli::activity() + ": " + e.what());
     std::fprintf(stderr, "longctx: error: %s\n", e.what());
     return 1;
   }

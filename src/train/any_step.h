@@ -1,8 +1,9 @@
 // The step a plan asks for: GradStep for whole sequences, ChunkedStep for
-// SeCO / SpaCO. Callers (grad, train) hold one of these.
+// SeCO / SpaCO, CpStep across ranks. Callers (grad, train) hold one of these.
 #pragma once
 #include <memory>
 
+#include "parallel/cp_step.h"
 #include "train/chunked_step.h"
 #include "train/grad_step.h"
 
@@ -10,8 +11,11 @@ namespace longctx {
 
 class AnyStep {
  public:
-  AnyStep(const LlamaConfig& c, Memory& mem, int64_t B, int64_t T, const Plan& plan) {
-    if (plan.chunked())
+  AnyStep(const LlamaConfig& c, Memory& mem, int64_t B, int64_t T, const Plan& plan, Comm* comm = nullptr,
+          CpKind kind = CpKind::ulysses) {
+    if (comm && comm->size() > 1)
+      cp_ = std::make_unique<CpStep>(c, mem, *comm, B, T, plan, kind);
+    else if (plan.chunked())
       chunked_ = std::make_unique<ChunkedStep>(c, mem, T, plan);
     else
       whole_ = std::make_unique<GradStep>(c, mem, B, T, plan);
@@ -19,19 +23,32 @@ class AnyStep {
   // grads += d(loss)/d(w) (SpaCO: an unbiased estimate; `draw` picks its chunks).
   double run(const ParamSet& w, const Grads& g, const StepInput& in, Context& ctx, double label_norm = 0,
              uint64_t draw = 0) {
+    if (cp_) return cp_->run(w, g, in, ctx, label_norm);
     return chunked_ ? chunked_->run(w, g, in, ctx, label_norm, draw) : whole_->run(w, g, in, ctx, label_norm);
+  }
+  // After the last micro-batch of a step: gradients summed over ranks (CP).
+  void finish_grads(const Grads& g) {
+    if (cp_) cp_->sum_grads(g);
   }
   double run(const ParamSet& w, ParamSet& g, const StepInput& in, Context& ctx, double label_norm = 0,
              uint64_t draw = 0) {
     return run(w, Grads{&g, nullptr}, in, ctx, label_norm, draw);
   }
-  void set_adapters(const LoraSet* a) { chunked_ ? chunked_->set_adapters(a) : whole_->set_adapters(a); }
-  int64_t label_count() const { return chunked_ ? chunked_->label_count() : whole_->label_count(); }
-  const StepLayout& layout() const { return chunked_ ? chunked_->layout() : whole_->layout(); }
+  void set_adapters(const LoraSet* a) {
+    if (cp_) return cp_->set_adapters(a);
+    chunked_ ? chunked_->set_adapters(a) : whole_->set_adapters(a);
+  }
+  int64_t label_count() const {
+    return cp_ ? cp_->label_count() : chunked_ ? chunked_->label_count() : whole_->label_count();
+  }
+  const StepLayout& layout() const {
+    return cp_ ? cp_->layout() : chunked_ ? chunked_->layout() : whole_->layout();
+  }
 
  private:
   std::unique_ptr<GradStep> whole_;
   std::unique_ptr<ChunkedStep> chunked_;
+  std::unique_ptr<CpStep> cp_;
 };
 
 }  // namespace longctx

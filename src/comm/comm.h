@@ -1,0 +1,38 @@
+// Comm: the collectives the engine uses, on host buffers (MpiComm, LocalComm)
+// or device buffers (NcclComm, built with CUDA). Model code never sees MPI.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace longctx {
+
+class Comm {
+ public:
+  virtual ~Comm() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual const char* kind() const = 0;
+  // In place, over every rank.
+  virtual void all_reduce_sum(float* buf, int64_t n) = 0;
+  virtual void all_reduce_sum(double* buf, int64_t n) = 0;
+  virtual void all_reduce_max(double* buf, int64_t n) = 0;
+  // send holds size() blocks of n each; block d goes to rank d, whose recv
+  // gets it as block rank().
+  virtual void all_to_all(const float* send, float* recv, int64_t n) = 0;
+  // recv (size() * n) = every rank's send (n), in rank order.
+  virtual void all_gather(const float* send, float* recv, int64_t n) = 0;
+  virtual void all_gather(const double* send, double* recv, int64_t n) = 0;
+  virtual void all_gather(const int32_t* send, int32_t* recv, int64_t n) = 0;
+  virtual void barrier() = 0;
+  // Ends every rank of the job, this one naming why; never returns.
+  [[noreturn]] virtual void abort(const std::string& why) = 0;
+};
+
+std::unique_ptr<Comm> make_local_comm();
+// The job's MPI world (MPI_Init on first use). Throws when built without MPI.
+std::unique_ptr<Comm> make_mpi_comm();
+// True when this process was started by mpirun / srun with more than one rank.
+bool launched_with_ranks();
+
+}  // namespace longctx

@@ -1,0 +1,86 @@
+// MpiComm: the MPI world on host buffers. Errors of the MPI library come back
+// as codes (MPI_ERRORS_RETURN) and are thrown naming the collective.
+#include <mpi.h>
+
+#include <climits>
+#include <cstdio>
+
+#include "comm/comm.h"
+#include "core/check.h"
+
+namespace longctx {
+
+namespace {
+
+void ok(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char buf[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, buf, &len);
+  FAIL("MPI ", what, " failed: ", std::string(buf, size_t(len)));
+}
+
+int count(int64_t n, const char* what) {
+  CHECK(n >= 0 && n <= INT_MAX, "MPI ", what, ": ", n, " elements do not fit one call");
+  return int(n);
+}
+
+class MpiComm : public Comm {
+ public:
+  MpiComm() {
+    int init = 0;
+    MPI_Initialized(&init);
+    if (!init) {
+      int provided = 0;
+      ok(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "init");
+      std::atexit([] {
+        int fin = 0;
+        MPI_Finalized(&fin);
+        if (!fin) MPI_Finalize();
+      });
+    }
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  const char* kind() const override { return "mpi"; }
+  void all_reduce_sum(float* b, int64_t n) override {
+    ok(MPI_Allreduce(MPI_IN_PLACE, b, count(n, "allreduce"), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "allreduce");
+  }
+  void all_reduce_sum(double* b, int64_t n) override {
+    ok(MPI_Allreduce(MPI_IN_PLACE, b, count(n, "allreduce"), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "allreduce");
+  }
+  void all_reduce_max(double* b, int64_t n) override {
+    ok(MPI_Allreduce(MPI_IN_PLACE, b, count(n, "allreduce"), MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD), "allreduce");
+  }
+  void all_to_all(const float* s, float* r, int64_t n) override {
+    ok(MPI_Alltoall(s, count(n, "alltoall"), MPI_FLOAT, r, int(n), MPI_FLOAT, MPI_COMM_WORLD), "alltoall");
+  }
+  void all_gather(const float* s, float* r, int64_t n) override {
+    ok(MPI_Allgather(s, count(n, "allgather"), MPI_FLOAT, r, int(n), MPI_FLOAT, MPI_COMM_WORLD), "allgather");
+  }
+  void all_gather(const double* s, double* r, int64_t n) override {
+    ok(MPI_Allgather(s, count(n, "allgather"), MPI_DOUBLE, r, int(n), MPI_DOUBLE, MPI_COMM_WORLD), "allgather");
+  }
+  void all_gather(const int32_t* s, int32_t* r, int64_t n) override {
+    ok(MPI_Allgather(s, count(n, "allgather"), MPI_INT, r, int(n), MPI_INT, MPI_COMM_WORLD), "allgather");
+  }
+  void barrier() override { ok(MPI_Barrier(MPI_COMM_WORLD), "barrier"); }
+  [[noreturn]] void abort(const std::string& why) override {
+    std::fprintf(stderr, "longctx: error: rank %d of %d: %s\n", rank_, size_, why.c_str());
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    std::_Exit(1);
+  }
+
+ private:
+  int rank_ = 0, size_ = 1;
+};
+
+}  // namespace
+
+std::unique_ptr<Comm> make_mpi_comm() { return std::make_unique<MpiComm>(); }
+
+}  // namespace longctx

@@ -1,0 +1,42 @@
+// A step with context parallelism: every rank holds the whole batch of token
+// ids, runs T/P of every sequence through GradStep with attention across ranks
+// (Ulysses), and the parameter gradients are summed over ranks. Lengths that
+// do not divide by P are padded at the end (ignored labels, their own
+// document); labels are shifted before sharding, so none is lost at a shard
+// boundary; the loss is normalised by the global label count.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "comm/comm.h"
+#include "parallel/ulysses.h"
+#include "train/grad_step.h"
+
+namespace longctx {
+
+enum class CpKind : uint8_t { ulysses };
+CpKind parse_cp_kind(const std::string& s);  // ring, zigzag, upipe, hybrid: not built yet, says so
+
+class CpStep {
+ public:
+  CpStep(const LlamaConfig& c, Memory& mem, Comm& comm, int64_t B, int64_t T, const Plan& plan, CpKind kind);
+  ~CpStep();
+  // in: the whole (B, T) batch, the same on every rank; g += this rank's
+  // share of the gradient. Returns the global mean loss.
+  double run(const ParamSet& w, const Grads& g, const StepInput& in, Context& ctx, double label_norm = 0);
+  // Sums the gradients over ranks: once per optimizer step, after every micro-batch.
+  void sum_grads(const Grads& g);
+  void set_adapters(const LoraSet* a) { step_->set_adapters(a); }
+  int64_t label_count() const { return label_count_; }
+  const StepLayout& layout() const { return step_->layout(); }
+  int64_t local_tokens() const { return Tl_; }
+
+ private:
+  Comm& comm_;
+  int64_t B_, T_, Tp_, Tl_;
+  std::unique_ptr<UlyssesAttention> attn_;
+  std::unique_ptr<GradStep> step_;
+  int64_t label_count_ = 0;
+};
+
+}  // namespace longctx

@@ -1,0 +1,46 @@
+// Ulysses context parallelism: each of P ranks holds T/P tokens of every
+// sequence with all heads; attention needs all tokens of some heads. An
+// all-to-all turns (B, T/P, NH, HS) into (B, T, NH/P, HS), flash attention runs
+// on the whole sequence for this rank's heads, and an all-to-all brings the
+// output back. Query heads must divide by P. KV heads: NKV/P each when P
+// divides NKV; otherwise every rank gets a copy of the KV head of each of its
+// query heads, and the gradients of the copies are summed back.
+#pragma once
+#include <vector>
+
+#include "comm/comm.h"
+#include "core/memory.h"
+#include "model/block.h"
+
+namespace longctx {
+
+class UlyssesAttention : public AttentionRunner {
+ public:
+  // B sequences of T_local tokens on this rank (T = P * T_local).
+  UlyssesAttention(const LlamaConfig& c, Comm& comm, Memory& mem, int64_t B, int64_t T_local);
+  // Document ids of the whole (padded) sequences (B, T), the same on every rank.
+  void set_docs(const std::vector<int32_t>& docs);
+  void forward(int64_t layer, const BlockActs& a, Context& ctx) override;
+  void backward(int64_t layer, const BlockActs& a, const BlockGrads& g, Context& ctx) override;
+  static void check_layout(const LlamaConfig& c, int P);  // throws saying why a layout cannot work
+
+ private:
+  // local (B, Tl, H, HS) rows of heads `heads[d]` -> block d of send; recv -> (B, T, m, HS)
+  void scatter_heads(const Tensor& local, int64_t H, const std::vector<std::vector<int64_t>>& heads,
+                     Tensor sharded);
+  // the inverse; accumulate sums the copies of a replicated head
+  void gather_heads(const Tensor& sharded, int64_t H, const std::vector<std::vector<int64_t>>& heads,
+                    Tensor local, bool accumulate);
+  void lse_to_local(const Tensor& sharded, Tensor local);  // (B, NHr, T) -> (B, NH, Tl)
+  void lse_to_sharded(const Tensor& local, Tensor sharded);
+
+  LlamaConfig c_;
+  Comm& comm_;
+  int P_, r_;
+  int64_t B_, Tl_, T_, NHr_, m_;  // m_: KV heads per rank
+  std::vector<std::vector<int64_t>> qheads_, kvheads_;  // per rank d: the global heads d attends with
+  Buffer q_, k_, v_, o_, lse_, dq_, dk_, dv_, dout_;    // head-sharded (B, T, *, HS), lse (B, NHr, T)
+  Buffer send_, recv_, docs_;
+};
+
+}  // namespace longctx
