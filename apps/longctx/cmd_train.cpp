@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "ranks.h"
 #include "train/trainer.h"
 
 namespace longctx::cli {
@@ -15,8 +16,12 @@ Run add_train(CLI::App& app) {
   app.add_option("config", o->config, "YAML training config")->required();
   app.add_option("overrides", o->overrides, "key=value overrides (dotted keys for nested ones)");
   return [o] {
+    set_activity("reading the config");
     const TrainConfig cfg = load_train_config(o->config, o->overrides);
-    const TrainResult r = run_training(cfg);
+    Comm& comm = world();
+    if (!is_root()) std::freopen("/dev/null", "w", stdout);  // rank 0 reports; errors still reach stderr
+    set_activity("training");
+    const TrainResult r = run_training(cfg, comm.size() > 1 ? &comm : nullptr);
     std::printf("trained %lld steps, last loss %.4f\n", (long long)r.steps_done, r.last_loss);
     return 0;
   };

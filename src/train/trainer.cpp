@@ -9,6 +9,7 @@
 #include <fstream>
 #include <memory>
 
+#include "comm/comm.h"
 #include "io/png.h"
 #include "model/flops.h"
 #include "model/llama_io.h"
@@ -121,11 +122,14 @@ void final_passkey_eval(const TrainConfig& cfg, const LlamaConfig& c, const Para
 
 }  // namespace
 
-TrainResult run_training(const TrainConfig& cfg) {
+TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
+  // across ranks every rank trains on the same batches (each its share of the
+  // tokens); rank 0 alone writes files
+  const bool root = !comm || comm->rank() == 0, cp = comm && comm->size() > 1;
   fs::create_directories(cfg.out_dir);
   const std::string yaml = to_yaml(cfg.raw);
   std::printf("effective config:\n%s", yaml.c_str());
-  std::ofstream(fs::path(cfg.out_dir) / "config.yaml") << yaml;
+  if (root) std::ofstream(fs::path(cfg.out_dir) / "config.yaml") << yaml;
 
   Memory mem;
   if (!cfg.device_mem.empty()) mem.tracker().set_budget(Tier::device, parse_bytes(cfg.device_mem));
@@ -138,7 +142,8 @@ TrainResult run_training(const TrainConfig& cfg) {
     const LlamaConfig mc = model_config(cfg);
     std::vector<std::pair<int64_t, int64_t>> shapes = {{cfg.batch_size, cfg.seq_len}};
     for (const auto& st : cfg.curriculum) shapes.emplace_back(st.batch_size > 0 ? st.batch_size : cfg.batch_size, st.seq_len);
-    for (auto [B, T] : shapes) choose_plan(mc, cfg.plan, cfg.plan_auto, B, T, Purpose::train);
+    for (auto [B, T] : shapes)
+      if (!cp) choose_plan(mc, cfg.plan, cfg.plan_auto, B, T, Purpose::train);
   }
   Model md(model_config(cfg), cfg.plan.lora, mem);
   const LlamaConfig& c = md.c;
@@ -156,7 +161,7 @@ TrainResult run_training(const TrainConfig& cfg) {
     start = st.at("step");
     bad = st.value("bad_steps", int64_t(0));
     data->restore(st.at("data"));
-    truncate_metrics(metrics_path, start);
+    if (root) truncate_metrics(metrics_path, start);
     std::printf("resumed from %s at step %lld\n", ckpt.c_str(), (long long)start);
   } else {
     if (cfg.model_path.empty())
@@ -164,9 +169,10 @@ TrainResult run_training(const TrainConfig& cfg) {
     else
       load_params(md.w, cfg.model_path);
     if (md.a) init_lora(*md.a, uint64_t(cfg.seed) + 1);
-    std::ofstream(metrics_path, std::ios::trunc);
+    if (root) std::ofstream(metrics_path, std::ios::trunc);
   }
-  std::ofstream metrics(metrics_path, std::ios::app);
+  std::ofstream metrics;
+  if (root) metrics.open(metrics_path, std::ios::app);
   const double peak_gflops = measure_peak_gflops();
   Progress progress(cfg.steps, isatty(fileno(stdout)) != 0);
 
@@ -180,10 +186,10 @@ TrainResult run_training(const TrainConfig& cfg) {
     if (!step_fn || step_T != T || step_B != B) {
       step_fn.reset();  // free the old shape's buffers first
       // refused before anything is allocated when the plan cannot fit its budgets
-      const Plan plan = choose_plan(c, cfg.plan, cfg.plan_auto, B, T, Purpose::train);
+      const Plan plan = cp ? resolve_plan(cfg.plan, c, B, T) : choose_plan(c, cfg.plan, cfg.plan_auto, B, T, Purpose::train);
       if (step == start || cfg.plan_auto) std::printf("%splan for %lld x %lld: %s\n", step == start ? "" : "\n",
                                                       (long long)B, (long long)T, describe(plan).c_str());
-      step_fn = std::make_unique<AnyStep>(c, mem, B, T, plan);
+      step_fn = std::make_unique<AnyStep>(c, mem, B, T, plan, comm);
       step_fn->set_adapters(md.a.get());
       step_T = T, step_B = B;
     }
@@ -201,6 +207,7 @@ TrainResult run_training(const TrainConfig& cfg) {
       loss_sum += step_fn->run(md.w, md.grad_sink(), in, ctx, double(labels), uint64_t(step) * 131 + uint64_t(&b - micro.data())) *
                   double(b.label_count());
     }
+    step_fn->finish_grads(md.grad_sink());  // summed over ranks
     const double loss = labels > 0 ? loss_sum / double(labels) : 0.0;
     const double norm = std::sqrt(sum_squares(md.grad_all(), ctx));
     const double lr = lr_at(step, cfg.steps, cfg.warmup_steps, cfg.lr, cfg.min_lr);
@@ -232,12 +239,12 @@ TrainResult run_training(const TrainConfig& cfg) {
               {"mfu", flops / secs / (peak_gflops * 1e9)},
               {"skipped", !finite},
               {"peak_bytes", peak_bytes_json(mem.tracker())}};
-    metrics << j.dump() << "\n" << std::flush;
+    if (root) metrics << j.dump() << "\n" << std::flush;
     progress.update(step + 1, loss, tokens / secs, mem.tracker().tier(Tier::device).peak, secs);
     res = {step + 1, loss};
     const bool stop = cfg.stop_after > 0 && step + 1 == cfg.stop_after;
     const bool last = step + 1 == cfg.steps || stop;
-    if ((cfg.save_every > 0 && (step + 1) % cfg.save_every == 0) || last)
+    if (root && ((cfg.save_every > 0 && (step + 1) % cfg.save_every == 0) || last))
       save_checkpoint(cfg.out_dir, step + 1, md.trained(),
                       json{{"step", step + 1}, {"bad_steps", bad}, {"data", data->state()}}, cfg.keep_last);
     if (stop) {
@@ -248,6 +255,7 @@ TrainResult run_training(const TrainConfig& cfg) {
     }
   }
   progress.finish();
+  if (!root) return res;
   if (md.a) {  // PEFT adapter files; the evaluation below runs the merged weights
     save_lora_peft(cfg.out_dir, *md.a, md.lc, cfg.model_path);
     merge_lora(md.w, *md.a, md.lc);

@@ -12,6 +12,8 @@ struct TrainResult {
   double last_loss = 0;
 };
 
-TrainResult run_training(const TrainConfig& cfg);
+class Comm;
+// comm: the ranks of a context-parallel run (null or one rank: local).
+TrainResult run_training(const TrainConfig& cfg, Comm* comm = nullptr);
 
 }  // namespace longctx

@@ -1,0 +1,170 @@
+#!/usr/bin/python3
+"""Context parallelism under mpirun -np 2 and -np 4 against one rank: loss and every
+gradient of `longctx grad` (GQA, MQA, MHA; lengths that do not divide; plans and LoRA
+inside), a few training steps, and failures that end the whole job naming the rank.
+
+    /usr/bin/python3 tests/parallel/test_cp.py --longctx build/bin/longctx [--keep]
+
+Prints one line per check and `N passed, M failed`; exits 1 on any failure.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "train"))
+from llama_ref import read_safetensors  # noqa: E402
+import test_train_cli as train_cli  # noqa: E402
+
+RESULTS = []
+
+
+def check(name, ok, detail=""):
+    RESULTS.append(bool(ok))
+    print(("PASS " if ok else "FAIL ") + name + (": " + detail if detail and not ok else ""), flush=True)
+
+
+def mpirun(n):
+    cmd = ["mpirun", "--oversubscribe", "-np", str(n)]
+    if os.geteuid() == 0:
+        cmd.insert(1, "--allow-run-as-root")
+    return cmd
+
+
+def run(cmd, timeout=600):
+    t0 = time.time()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    r.seconds = time.time() - t0
+    return r
+
+
+def model(exe, d, name, nh, nkv, layers=2):
+    cfg = {"vocab_size": 97, "hidden_size": 12 * nh, "intermediate_size": 80, "num_hidden_layers": layers,
+           "num_attention_heads": nh, "num_key_value_heads": nkv, "tie_word_embeddings": False,
+           "initializer_range": 0.2}
+    p = os.path.join(d, name + ".json")
+    with open(p, "w") as f:
+        json.dump(cfg, f)
+    out = os.path.join(d, name)
+    subprocess.run([exe, "init", "--config", p, "--out", out, "--seed", "3"], check=True, capture_output=True)
+    return out
+
+
+def grads_close(a, b, rtol=1e-5):
+    ga, gb = read_safetensors(a)[0], read_safetensors(b)[0]
+    if set(ga) != set(gb):
+        return False, "different tensors"
+    worst = max(float(np.abs(np.asarray(ga[k], np.float64) - np.asarray(gb[k], np.float64)).max()) for k in ga)
+    big = max(float(np.abs(np.asarray(ga[k], np.float64)).max()) for k in ga)
+    return worst <= rtol * big, "max diff %.3g of %.3g" % (worst, big)
+
+
+def test_grads(exe, d):
+    toks = os.path.join(d, "t.npy")
+    np.save(toks, np.random.default_rng(0).integers(0, 97, size=(2, 38)).astype(np.int32))  # T = 37
+    for name, nh, nkv in (("gqa", 4, 2), ("mqa", 4, 1), ("mha", 4, 4)):
+        m = model(exe, d, name, nh, nkv)
+        for flags in ([], ["--recompute", "none", "--offload", "host", "--mlp-tiles", "3"],
+                      ["--lora-rank", "2", "--lora-targets", "q_proj,v_proj,down_proj"]):
+            ref = os.path.join(d, "g1.safetensors")
+            r1 = run([exe, "grad", "--model", m, "--tokens", toks, "--out", ref] + flags)
+            if r1.returncode:
+                check("one rank %s %s" % (name, flags), False, r1.stderr[-300:])
+                continue
+            l1 = json.loads(r1.stdout.strip().splitlines()[-1])["loss"]
+            for n in (2, 4):
+                out = os.path.join(d, "g%d.safetensors" % n)
+                r = run(mpirun(n) + [exe, "grad", "--model", m, "--tokens", toks, "--out", out] + flags)
+                what = "ulysses -np %d %s (NH %d, NKV %d, T 37) %s" % (n, name, nh, nkv, " ".join(flags))
+                if r.returncode:
+                    check(what, False, r.stderr[-300:])
+                    continue
+                j = json.loads(r.stdout.strip().splitlines()[-1])
+                ok, detail = grads_close(ref, out)
+                check(what + ": loss and every gradient equal one rank's",
+                      ok and abs(j["loss"] - l1) <= 1e-5 * abs(l1) and len(j["peak_bytes_per_rank"]) == n,
+                      detail + " loss %r vs %r" % (j["loss"], l1))
+
+
+def test_training(exe, d):
+    tokens = os.path.join(d, "train.npy")
+    np.save(tokens, np.random.default_rng(0).integers(0, 64, size=20000).astype(np.int32))
+    got = {}
+    for n in (1, 4):
+        out = os.path.join(d, "train%d" % n)
+        cfg = train_cli.write_config(d, out, 4, tokens)
+        r = run(([exe] if n == 1 else mpirun(n) + [exe]) + ["train", cfg])
+        got[n] = [l for _, l in train_cli.losses(out)] if r.returncode == 0 else r.stderr[-300:]
+    ok = isinstance(got[4], list) and len(got[4]) == 4 and all(
+        abs(a - b) <= 1e-6 * abs(b) for a, b in zip(got[4], got[1]))
+    check("train 4 steps on 4 ranks: the losses of one rank", ok, "%r vs %r" % (got[4], got[1]))
+
+
+def test_failures(exe, d):
+    m = model(exe, d, "fail", 4, 2)
+    good, bad = os.path.join(d, "good.npy"), os.path.join(d, "bad.npy")
+    np.save(good, np.random.default_rng(1).integers(0, 97, size=(1, 65)).astype(np.int32))
+    np.save(bad, np.full((1, 65), 500, dtype=np.int32))  # beyond the vocabulary, on rank 1 only
+    cmd = mpirun(1)[:-2] + ["-np", "1", exe, "grad", "--model", m, "--tokens", good, ":",
+                            "-np", "1", exe, "grad", "--model", m, "--tokens", bad]
+    r = run(cmd, timeout=120)
+    check("bad input on rank 1 only ends the job naming the rank, the activity and the file",
+          r.returncode != 0 and r.seconds < 30 and "rank 1 of 2" in r.stderr and "loading" in r.stderr
+          and "bad.npy" in r.stderr, "rc %d, %.1f s: %s" % (r.returncode, r.seconds, r.stderr[-400:]))
+    r = run(mpirun(3) + [exe, "grad", "--model", m, "--tokens", good], timeout=120)
+    check("a layout that cannot work is refused saying why", r.returncode != 0 and r.seconds < 30 and
+          "do not divide over 3 ranks" in r.stderr, r.stderr[-300:])
+    # a rank killed mid-run: the job ends within 30 s, never hangs
+    big = os.path.join(d, "big.npy")
+    np.save(big, np.random.default_rng(2).integers(0, 97, size=(1, 4097)).astype(np.int32))
+    p = subprocess.Popen(mpirun(2) + [exe, "grad", "--model", m, "--tokens", big, "--repeat", "1000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    kids = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+    killed = False
+    if kids:
+        os.kill(int(kids[-1]), signal.SIGKILL)
+        killed = True
+    t0 = time.time()
+    try:
+        p.communicate(timeout=60)
+        ended = time.time() - t0
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        ended = 1e9
+    check("a rank killed with SIGKILL brings the job down within 30 s", killed and ended < 30 and p.returncode != 0,
+          "killed %s, ended after %.1f s, rc %s" % (killed, ended, p.returncode))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--longctx", required=True)
+    ap.add_argument("--keep", action="store_true")
+    args, _ = ap.parse_known_args()
+    if not shutil.which("mpirun"):
+        print("mpirun not found: install openmpi-bin (scripts/install-deps.sh does)")
+        sys.exit(1)
+    d = tempfile.mkdtemp(prefix="longctx-cp-")
+    try:
+        test_grads(args.longctx, d)
+        test_training(args.longctx, d)
+        test_failures(args.longctx, d)
+    finally:
+        if not args.keep:
+            shutil.rmtree(d, ignore_errors=True)
+    failed = RESULTS.count(False)
+    print("%d passed, %d failed" % (len(RESULTS) - failed, failed))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
