@@ -24,6 +24,10 @@ class Comm {
   virtual void all_gather(const float* send, float* recv, int64_t n) = 0;
   virtual void all_gather(const double* send, double* recv, int64_t n) = 0;
   virtual void all_gather(const int32_t* send, int32_t* recv, int64_t n) = 0;
+  // Non-blocking: send n floats to dst while receiving n from src (ring
+  // steps); exchange_wait() finishes every exchange started so far.
+  virtual void exchange_start(const float* send, int dst, float* recv, int src, int64_t n) = 0;
+  virtual void exchange_wait() = 0;
   virtual void barrier() = 0;
   // Ends every rank of the job, this one naming why; never returns.
   [[noreturn]] virtual void abort(const std::string& why) = 0;

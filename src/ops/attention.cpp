@@ -108,6 +108,34 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, 
                           lse.f32(), ws.f32(), d, mask_of(p), scale_of(p, d.HS));
 }
 
+void attention_merge(Tensor out, Tensor lse, Tensor part_out, Tensor part_lse, Context& ctx) {
+  const char* op = "attention_merge";
+  expect_f32(op, "out", out);
+  CHECK(out.ndim() == 4, "[", op, "] out has shape ", out.shape.str(), ", expected (B, Tq, NH, HS)");
+  expect_like(op, "part_out", part_out, "out", out);
+  const int64_t B = out.dim(0), Tq = out.dim(1), NH = out.dim(2), HS = out.dim(3);
+  cpu::AttentionDims d;
+  d.B = B, d.Tq = Tq, d.NH = NH;
+  expect_lse(op, lse, d);
+  expect_lse(op, part_lse, d);
+  expect_cpu_backend(op, ctx);
+  float *o = out.f32(), *l = lse.f32();
+  const float *po = part_out.f32(), *pl = part_lse.f32();
+#pragma omp parallel for collapse(2) schedule(static) if (B * NH * Tq * HS > (1 << 16))
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t h = 0; h < NH; h++)
+      for (int64_t t = 0; t < Tq; t++) {
+        const int64_t li = (b * NH + h) * Tq + t;
+        const float x = l[li], y = pl[li], m = std::max(x, y);
+        if (m == -INFINITY) continue;  // neither part sees a key
+        const float wx = std::exp(x - m), wy = std::exp(y - m), s = wx + wy;
+        float* r = o + ((b * Tq + t) * NH + h) * HS;
+        const float* p = po + ((b * Tq + t) * NH + h) * HS;
+        for (int64_t e = 0; e < HS; e++) r[e] = (r[e] * wx + p[e] * wy) / s;
+        l[li] = m + std::log(s);
+      }
+}
+
 // The backward takes its per-row statistics (base-2 lse and rowsum(dO * O),
 // O(T)) from ctx.mem; tiles come from small per-thread blocks of the kernel's
 // own (O(tile) each), and the forward takes nothing.

@@ -25,6 +25,11 @@ void attention_forward(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, con
 void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
                         Tensor out, Tensor lse, const AttentionParams& p, Context& ctx);
 
+// out, lse := attention over the union of two key sets, from each part's
+// output and log-sum-exp (fp32): out (B, Tq, NH, HS), lse (B, NH, Tq);
+// part_out, part_lse the same shapes. A row that sees no key in a part has lse -inf.
+void attention_merge(Tensor out, Tensor lse, Tensor part_out, Tensor part_lse, Context& ctx);
+
 // Scratch the kernels take from ctx.mem (tag workspace) for these sizes.
 size_t attention_workspace_bytes(int64_t B, int64_t Tq, int64_t Tk, int64_t NH, int64_t NKV, int64_t HS);
 

@@ -9,21 +9,39 @@
 namespace longctx {
 
 CpKind parse_cp_kind(const std::string& s) {
-  if (s == "ulysses") return CpKind::ulysses;
-  for (const char* k : {"ring", "zigzag", "upipe", "hybrid"})
-    if (s == k) FAIL("--cp-kind ", s, " is not built yet in this version (ulysses is)");
+  for (CpKind k : {CpKind::ulysses, CpKind::ring, CpKind::zigzag})
+    if (s == cp_kind_name(k)) return k;
+  for (const char* k : {"upipe", "hybrid"})
+    if (s == k) FAIL("--cp-kind ", s, " is not built yet in this version (ulysses, ring and zigzag are)");
   FAIL("--cp-kind: '", s, "' is not one of ulysses|ring|zigzag|upipe|hybrid");
 }
 
-CpStep::CpStep(const LlamaConfig& c, Memory& mem, Comm& comm, int64_t B, int64_t T, const Plan& plan, CpKind)
-    : comm_(comm), B_(B), T_(T) {
+const char* cp_kind_name(CpKind k) {
+  switch (k) {
+    case CpKind::ulysses: return "ulysses";
+    case CpKind::ring: return "ring";
+    case CpKind::zigzag: return "zigzag";
+  }
+  return "?";
+}
+
+CpStep::CpStep(const LlamaConfig& c, Memory& mem, Comm& comm, int64_t B, int64_t T, const Plan& plan, CpKind kind)
+    : comm_(comm), B_(B), T_(T), kind_(kind) {
   const int P = comm.size();
   CHECK(!plan.chunked(), "plan: --chunk-mode ", chunk_mode_name(plan.chunk_mode),
         " clashes with context parallelism over ", P, " ranks (not combined yet)");
-  Tp_ = (T + P - 1) / P * P;
+  const int64_t unit = kind == CpKind::zigzag ? 2 * P : P;  // padded to whole chunks
+  Tp_ = (T + unit - 1) / unit * unit;
   Tl_ = Tp_ / P;
-  attn_ = std::make_unique<UlyssesAttention>(c, comm, mem, B, Tl_);
-  step_ = std::make_unique<GradStep>(c, mem, step_layout(c, plan, B, Tl_), attn_.get());
+  AttentionRunner* runner = nullptr;
+  if (kind == CpKind::ulysses) {
+    ulysses_ = std::make_unique<UlyssesAttention>(c, comm, mem, B, Tl_);
+    runner = ulysses_.get();
+  } else {
+    ring_ = std::make_unique<RingAttention>(c, comm, mem, B, Tl_, kind == CpKind::zigzag);
+    runner = ring_.get();
+  }
+  step_ = std::make_unique<GradStep>(c, mem, step_layout(c, plan, B, Tl_), runner);
 }
 
 CpStep::~CpStep() = default;
@@ -46,15 +64,23 @@ double CpStep::run(const ParamSet& w, const Grads& g, const StepInput& in, Conte
       const int64_t i = b * T_ + t;
       docs[size_t(b * Tp_ + t)] = in.doc_ids.defined() ? in.doc_ids.i32()[i] : 0;
       labels += in.labels.i32()[i] != kIgnoreIndex;
-      const int64_t lt = t - r * Tl_;  // this rank's rows [r*Tl, (r+1)*Tl)
-      if (lt < 0 || lt >= Tl_) continue;
-      const size_t o = size_t(b * Tl_ + lt);
-      tok[o] = in.inputs.i32()[i], lab[o] = in.labels.i32()[i];
-      pos[o] = in.positions.defined() ? in.positions.i32()[i] : int32_t(t);
-      doc[o] = docs[size_t(b * Tp_ + t)];
     }
+  // this rank's rows: one contiguous chunk, or zigzag's two
+  for (auto [start, len] : cp_segments(kind_ == CpKind::zigzag, comm_.size(), r, Tl_)) {
+    const int64_t local0 = start == cp_segments(kind_ == CpKind::zigzag, comm_.size(), r, Tl_)[0].first ? 0 : Tl_ - len;
+    for (int64_t b = 0; b < B_; b++)
+      for (int64_t k = 0; k < len; k++) {
+        const int64_t t = start + k, o = b * Tl_ + local0 + k;
+        if (t >= T_) continue;  // padding
+        const int64_t i = b * T_ + t;
+        tok[size_t(o)] = in.inputs.i32()[i], lab[size_t(o)] = in.labels.i32()[i];
+        pos[size_t(o)] = in.positions.defined() ? in.positions.i32()[i] : int32_t(t);
+        doc[size_t(o)] = docs[size_t(b * Tp_ + t)];
+      }
+  }
   label_count_ = labels;
-  attn_->set_docs(docs);
+  if (ulysses_) ulysses_->set_docs(docs);
+  if (ring_) ring_->set_docs(docs);
   if (label_norm <= 0) label_norm = double(labels);
   const StepInput local{Tensor(tok.data(), {B_, Tl_}, DType::I32), Tensor(lab.data(), {B_, Tl_}, DType::I32),
                         Tensor(pos.data(), {B_, Tl_}, DType::I32), Tensor(doc.data(), {B_, Tl_}, DType::I32)};

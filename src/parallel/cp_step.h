@@ -9,13 +9,15 @@
 #include <string>
 
 #include "comm/comm.h"
+#include "parallel/ring.h"
 #include "parallel/ulysses.h"
 #include "train/grad_step.h"
 
 namespace longctx {
 
-enum class CpKind : uint8_t { ulysses };
-CpKind parse_cp_kind(const std::string& s);  // ring, zigzag, upipe, hybrid: not built yet, says so
+enum class CpKind : uint8_t { ulysses, ring, zigzag };
+CpKind parse_cp_kind(const std::string& s);  // upipe, hybrid: not built yet, says so
+const char* cp_kind_name(CpKind k);
 
 class CpStep {
  public:
@@ -34,7 +36,9 @@ class CpStep {
  private:
   Comm& comm_;
   int64_t B_, T_, Tp_, Tl_;
-  std::unique_ptr<UlyssesAttention> attn_;
+  CpKind kind_;
+  std::unique_ptr<UlyssesAttention> ulysses_;
+  std::unique_ptr<RingAttention> ring_;
   std::unique_ptr<GradStep> step_;
   int64_t label_count_ = 0;
 };

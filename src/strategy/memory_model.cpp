@@ -1,5 +1,6 @@
 #include "strategy/memory_model.h"
 
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -90,6 +91,12 @@ int64_t default_host_budget() {
   return pages > 0 && page > 0 ? int64_t(double(pages) * double(page) * 0.8) : 0;
 }
 
+int64_t disk_budget(const std::string& dir) {
+  struct statvfs s;
+  if (::statvfs(dir.empty() ? "/tmp" : dir.c_str(), &s) != 0) return 0;
+  return int64_t(double(s.f_bavail) * double(s.f_frsize) * 0.9);
+}
+
 std::string MemoryPrediction::overflow(const Plan& p) const {
   std::string out;
   auto check = [&](Tier t, int64_t budget) {
@@ -99,6 +106,7 @@ std::string MemoryPrediction::overflow(const Plan& p) const {
   };
   check(Tier::device, p.device_mem);
   check(Tier::host, p.host_mem > 0 ? p.host_mem : default_host_budget());
+  if (tier[size_t(Tier::disk)] > 0) check(Tier::disk, disk_budget(p.offload_dir));
   return out;
 }
 

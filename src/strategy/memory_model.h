@@ -35,7 +35,8 @@ struct MemoryPrediction {
   std::array<std::array<int64_t, kNumTags>, kNumTiers> tag{};
   nlohmann::json to_json() const;
   // "" when every tier fits its budget in p, else what does not fit. A host
-  // budget of 0 means 80% of this machine's physical memory.
+  // budget of 0 means 80% of this machine's physical memory; the disk tier
+  // must fit 90% of the free space of the offload directory.
   std::string overflow(const Plan& p) const;
 };
 
@@ -44,5 +45,6 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& p, int64_t B, 
 
 int64_t param_bytes(const LlamaConfig& c);  // one ParamSet, as allocated
 int64_t default_host_budget();              // 80% of physical memory
+int64_t disk_budget(const std::string& dir);  // 90% of the free space there ("" : /tmp)
 
 }  // namespace longctx

@@ -22,22 +22,6 @@ uint64_t mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-// out, lse := the softmax-weighted merge of (out, lse) and (o2, l2): the
-// attention over the union of both key sets. out (Tq, NH, HS), lse (NH, Tq).
-void merge_lse(float* out, float* lse, const float* o2, const float* l2, int64_t Tq, int64_t NH, int64_t HS) {
-  for (int64_t h = 0; h < NH; h++)
-    for (int64_t t = 0; t < Tq; t++) {
-      const float a = lse[h * Tq + t], b = l2[h * Tq + t];
-      const float m = std::max(a, b);
-      if (m == -INFINITY) continue;  // neither part sees a key
-      const float wa = std::exp(a - m), wb = std::exp(b - m), s = wa + wb;
-      float* o = out + (t * NH + h) * HS;
-      const float* p = o2 + (t * NH + h) * HS;
-      for (int64_t d = 0; d < HS; d++) o[d] = (o[d] * wa + p[d] * wb) / s;
-      lse[h * Tq + t] = m + std::log(s);
-    }
-}
-
 void add_into(Tensor dst, Tensor src, float scale) {
   float* d = dst.f32();
   const float* s = src.f32();
@@ -103,7 +87,7 @@ class KvPages : public AttentionRunner {
       fetch(l, p, K, V);
       attention_forward(out_p_.t().view({1, Tc_, NH, HS}), lse_p_.t().view({1, NH, Tc_}), q, K, V, params(p),
                         ctx);
-      merge_lse(out.f32(), a.lse.f32(), out_p_.f32(), lse_p_.f32(), Tc_, NH, HS);
+      attention_merge(out, a.lse, out_p_.t().view({1, Tc_, NH, HS}), lse_p_.t().view({1, NH, Tc_}), ctx);
     }
   }
 

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "core/check.h"
+#include "parallel/cp_step.h"
 
 namespace longctx {
 
@@ -24,7 +25,7 @@ const json& schema() {
     "beta1": 0.9, "beta2": 0.95, "seed": 0, "out_dir": "runs/train", "save_every": 0, "keep_last": 2,
     "resume": false, "stop_after": 0, "log_every": 1, "max_bad_steps": 5, "curriculum": [],
     "device_mem": "", "host_mem": "",
-    "plan": "manual", "recompute": "full", "offload": "none", "offload_dir": "",
+    "cp_kind": "ulysses", "plan": "manual", "recompute": "full", "offload": "none", "offload_dir": "",
     "mlp_tiles": null, "loss_tiles": null, "chunk_mode": "none", "chunk_size": null, "chunk_budget": null,
     "lora": {"rank": 0, "alpha": 16.0, "targets": ["q_proj", "k_proj", "v_proj", "o_proj"]},
     "eval": {"lengths": [], "depths": [0.1, 0.5, 0.9], "samples": 4, "heatmap": "passkey.png"}
@@ -167,6 +168,12 @@ TrainConfig train_config_from_json(json user, const std::string& src) {
   CHECK(r["plan"] == "manual" || r["plan"] == "auto", src, ": key 'plan' must be manual or auto, got ",
         r["plan"].dump());
   c.plan_auto = r["plan"] == "auto";
+  c.cp_kind = r["cp_kind"];
+  try {
+    parse_cp_kind(c.cp_kind);
+  } catch (const Error& e) {
+    FAIL(src, ": key 'cp_kind': ", e.what());
+  }
   c.raw["mlp_tiles"] = c.plan.mlp_tiles == 0 ? json("auto") : json(c.plan.mlp_tiles);
   c.raw["loss_tiles"] = c.plan.loss_tiles == 0 ? json("auto") : json(c.plan.loss_tiles);
   if (c.plan.chunked()) {

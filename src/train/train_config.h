@@ -32,6 +32,7 @@ struct TrainConfig {
   std::string device_mem, host_mem;
   Plan plan;               // recompute, offload, tiles, chunks, budgets (the `plan` CLI's flags)
   bool plan_auto = false;  // plan: auto -- the fastest plan that fits the budgets
+  std::string cp_kind = "ulysses";  // under mpirun: ulysses | ring | zigzag
   nlohmann::json eval;  // eval.* after training
 
   int64_t seq_len_at(int64_t step) const;

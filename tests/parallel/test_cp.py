@@ -33,7 +33,8 @@ def check(name, ok, detail=""):
 
 
 def mpirun(n):
-    cmd = ["mpirun", "--oversubscribe", "-np", str(n)]
+    # one OpenMP thread per rank and ranks that yield when idle: 4 ranks share 2 cores
+    cmd = ["mpirun", "--oversubscribe", "-x", "OMP_NUM_THREADS=1", "--mca", "mpi_yield_when_idle", "1", "-np", str(n)]
     if os.geteuid() == 0:
         cmd.insert(1, "--allow-run-as-root")
     return cmd
@@ -80,10 +81,11 @@ def test_grads(exe, d):
                 check("one rank %s %s" % (name, flags), False, r1.stderr[-300:])
                 continue
             l1 = json.loads(r1.stdout.strip().splitlines()[-1])["loss"]
-            for n in (2, 4):
+            for kind, n in ((k, n) for k in ("ulysses", "ring", "zigzag") for n in (2, 4)):
                 out = os.path.join(d, "g%d.safetensors" % n)
-                r = run(mpirun(n) + [exe, "grad", "--model", m, "--tokens", toks, "--out", out] + flags)
-                what = "ulysses -np %d %s (NH %d, NKV %d, T 37) %s" % (n, name, nh, nkv, " ".join(flags))
+                r = run(mpirun(n) + [exe, "grad", "--model", m, "--tokens", toks, "--out", out, "--cp-kind", kind]
+                        + flags)
+                what = "%s -np %d %s (NH %d, NKV %d, T 37) %s" % (kind, n, name, nh, nkv, " ".join(flags))
                 if r.returncode:
                     check(what, False, r.stderr[-300:])
                     continue
@@ -98,14 +100,17 @@ def test_training(exe, d):
     tokens = os.path.join(d, "train.npy")
     np.save(tokens, np.random.default_rng(0).integers(0, 64, size=20000).astype(np.int32))
     got = {}
-    for n in (1, 4):
-        out = os.path.join(d, "train%d" % n)
-        cfg = train_cli.write_config(d, out, 4, tokens)
-        r = run(([exe] if n == 1 else mpirun(n) + [exe]) + ["train", cfg])
-        got[n] = [l for _, l in train_cli.losses(out)] if r.returncode == 0 else r.stderr[-300:]
-    ok = isinstance(got[4], list) and len(got[4]) == 4 and all(
-        abs(a - b) <= 1e-6 * abs(b) for a, b in zip(got[4], got[1]))
-    check("train 4 steps on 4 ranks: the losses of one rank", ok, "%r vs %r" % (got[4], got[1]))
+    # packed documents (eos 5 splits them): document-causal attention across ranks too
+    for key, n, kind in (("1", 1, ""), ("u4", 4, "ulysses"), ("z4", 4, "zigzag"), ("r2", 2, "ring")):
+        out = os.path.join(d, "train" + key)
+        cfg = train_cli.write_config(d, out, 4, tokens, "cp_kind: %s\n" % (kind or "ulysses"))
+        r = run(([exe] if n == 1 else mpirun(n) + [exe]) + ["train", cfg, "data.eos_id=5"])
+        got[key] = [l for _, l in train_cli.losses(out)] if r.returncode == 0 else r.stderr[-300:]
+    for key in ("u4", "z4", "r2"):
+        ok = isinstance(got[key], list) and len(got[key]) == 4 and all(
+            abs(a - b) <= 1e-6 * abs(b) for a, b in zip(got[key], got["1"]))
+        check("train 4 steps (packed documents) with %s: the losses of one rank" % key, ok,
+              "%r vs %r" % (got[key], got["1"]))
 
 
 def test_failures(exe, d):

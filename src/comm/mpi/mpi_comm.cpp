@@ -4,6 +4,7 @@
 
 #include <climits>
 #include <cstdio>
+#include <vector>
 
 #include "comm/comm.h"
 #include "core/check.h"
@@ -67,6 +68,18 @@ class MpiComm : public Comm {
   void all_gather(const int32_t* s, int32_t* r, int64_t n) override {
     ok(MPI_Allgather(s, count(n, "allgather"), MPI_INT, r, int(n), MPI_INT, MPI_COMM_WORLD), "allgather");
   }
+  void exchange_start(const float* s, int dst, float* r, int src, int64_t n) override {
+    const int tag = 7 + int(req_.size());  // in-flight exchanges match by order
+    req_.resize(req_.size() + 2);
+    ok(MPI_Irecv(r, count(n, "irecv"), MPI_FLOAT, src, tag, MPI_COMM_WORLD, &req_[req_.size() - 2]), "irecv");
+    ok(MPI_Isend(s, count(n, "isend"), MPI_FLOAT, dst, tag, MPI_COMM_WORLD, &req_.back()), "isend");
+  }
+  void exchange_wait() override {
+    if (req_.empty()) return;
+    const int rc = MPI_Waitall(int(req_.size()), req_.data(), MPI_STATUSES_IGNORE);
+    req_.clear();
+    ok(rc, "waitall");
+  }
   void barrier() override { ok(MPI_Barrier(MPI_COMM_WORLD), "barrier"); }
   [[noreturn]] void abort(const std::string& why) override {
     std::fprintf(stderr, "longctx: error: rank %d of %d: %s\n", rank_, size_, why.c_str());
@@ -77,6 +90,7 @@ class MpiComm : public Comm {
 
  private:
   int rank_ = 0, size_ = 1;
+  std::vector<MPI_Request> req_;
 };
 
 }  // namespace
