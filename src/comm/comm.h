@@ -28,6 +28,11 @@ class Comm {
   // steps); exchange_wait() finishes every exchange started so far.
   virtual void exchange_start(const float* send, int dst, float* recv, int src, int64_t n) = 0;
   virtual void exchange_wait() = 0;
+  // In place on n floats cut into size() contiguous parts ((n + size() - 1) /
+  // size() each, the last shorter): reduce-scatter leaves the sum of part
+  // rank() in place (other parts undefined); all-gather fills every part from its owner.
+  virtual void reduce_scatter_sum(float* buf, int64_t n) = 0;
+  virtual void all_gather_parts(float* buf, int64_t n) = 0;
   virtual void barrier() = 0;
   // Ends every rank of the job, this one naming why; never returns.
   [[noreturn]] virtual void abort(const std::string& why) = 0;

@@ -24,6 +24,8 @@ class LocalComm : public Comm {
   void all_gather(const int32_t* send, int32_t* recv, int64_t n) override { copy(send, recv, n); }
   void exchange_start(const float* send, int, float* recv, int, int64_t n) override { copy(send, recv, n); }
   void exchange_wait() override {}
+  void reduce_scatter_sum(float*, int64_t) override {}
+  void all_gather_parts(float*, int64_t) override {}
   void barrier() override {}
   [[noreturn]] void abort(const std::string& why) override { throw Error(why); }  // one rank: the caller's catch
 

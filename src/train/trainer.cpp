@@ -19,6 +19,7 @@
 #include "train/data.h"
 #include "train/evaluate.h"
 #include "strategy/plan_search.h"
+#include "parallel/zero.h"
 #include "train/any_step.h"
 #include "train/progress.h"
 #include "train/report.h"
@@ -55,46 +56,29 @@ void truncate_metrics(const fs::path& p, int64_t last_step) {
   std::ofstream(p, std::ios::trunc) << kept;
 }
 
-// The weights and what trains: every weight (with its gradient and AdamW
-// moments), or with LoRA only the adapters while the base stays frozen.
+// The weights and what trains: every weight and its gradient, or with LoRA
+// only the adapters while the base stays frozen. AdamW state lives in the
+// ZeroOptimizer (whole, or sharded over ranks).
 struct Model {
   LlamaConfig c;
   LoraConfig lc;
   ParamSet w;
-  std::unique_ptr<ParamSet> g, m, v;       // full training
-  std::unique_ptr<LoraSet> a, ga, ma, va;  // LoRA
+  std::unique_ptr<ParamSet> g;        // full training
+  std::unique_ptr<LoraSet> a, ga;     // LoRA
   Model(const LlamaConfig& cfg, const LoraConfig& lora, Memory& mem)
       : c(cfg), lc(lora), w(cfg, mem, Tier::device, Tag::weights) {
     if (lc.enabled()) {
       a = std::make_unique<LoraSet>(c, lc, mem, Tier::device, Tag::weights);
       ga = std::make_unique<LoraSet>(c, lc, mem, Tier::device, Tag::grads);
-      ma = std::make_unique<LoraSet>(c, lc, mem, Tier::device, Tag::optim);
-      va = std::make_unique<LoraSet>(c, lc, mem, Tier::device, Tag::optim);
     } else {
       g = std::make_unique<ParamSet>(c, mem, Tier::device, Tag::grads);
-      m = std::make_unique<ParamSet>(c, mem, Tier::device, Tag::optim);
-      v = std::make_unique<ParamSet>(c, mem, Tier::device, Tag::optim);
     }
   }
-  TrainedState trained() const {
-    return a ? TrainedState{named_tensors(*a), named_tensors(*ma), named_tensors(*va)}
-             : TrainedState{named_tensors(w), named_tensors(*m), named_tensors(*v)};
-  }
-  std::vector<NamedTensor> grads() const { return a ? named_tensors(*ga) : named_tensors(*g); }
+  std::vector<NamedTensor> trained() const { return a ? named_tensors(*a) : named_tensors(w); }
+  Tensor trained_flat() const { return a ? a->all() : w.all(); }
   Grads grad_sink() { return a ? Grads{nullptr, ga.get()} : Grads{g.get(), nullptr}; }
   Tensor grad_all() const { return a ? ga->all() : g->all(); }
 };
-
-void adamw_all(Model& md, const TrainConfig& cfg, double lr, int64_t step, Context& ctx) {
-  AdamWParams p;
-  p.lr = float(lr), p.beta1 = float(cfg.beta1), p.beta2 = float(cfg.beta2), p.step = step;
-  const TrainedState t = md.trained();
-  const std::vector<NamedTensor> g = md.grads();
-  for (size_t i = 0; i < t.w.size(); i++) {
-    p.weight_decay = t.w[i].t.ndim() >= 2 ? float(cfg.weight_decay) : 0.f;  // no decay on norms
-    adamw_update(t.w[i].t, g[i].t, t.m[i].t, t.v[i].t, p, ctx);
-  }
-}
 
 // The passkey grid of eval.* on the trained model: a table on stdout, a JSON
 // file and a heat-map in out_dir.
@@ -147,6 +131,8 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
   }
   Model md(model_config(cfg), cfg.plan.lora, mem);
   const LlamaConfig& c = md.c;
+  std::unique_ptr<Comm> local = comm ? nullptr : make_local_comm();
+  ZeroOptimizer opt(md.trained_flat(), md.grad_all(), md.trained(), int(cfg.zero), comm ? *comm : *local, mem);
   auto data = make_data_source(data_config_from_json(cfg.data), uint64_t(cfg.seed), c.vocab_size);
 
   int64_t start = 0, bad = 0;
@@ -157,7 +143,10 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
       init_params_random(md.w, c, uint64_t(cfg.seed));
     else if (md.a)
       load_params(md.w, cfg.model_path);
-    const json st = load_checkpoint(ckpt, md.trained());
+    std::vector<NamedTensor> m, v;
+    opt.gather_state(m, v);  // scratch of the right names and shapes
+    const json st = load_checkpoint(ckpt, TrainedState{md.trained(), m, v});
+    opt.load_state(m, v);
     start = st.at("step");
     bad = st.value("bad_steps", int64_t(0));
     data->restore(st.at("data"));
@@ -198,7 +187,7 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
       data->next(b, B, T);
       labels += b.label_count();
     }
-    for (const NamedTensor& n : md.grads()) std::memset(n.t.ptr, 0, n.t.bytes());
+    std::memset(md.grad_all().ptr, 0, md.grad_all().bytes());
     double loss_sum = 0;
     for (auto& b : micro) {
       StepInput in{Tensor(b.inputs.data(), {B, T}, DType::I32), Tensor(b.labels.data(), {B, T}, DType::I32),
@@ -207,16 +196,18 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
       loss_sum += step_fn->run(md.w, md.grad_sink(), in, ctx, double(labels), uint64_t(step) * 131 + uint64_t(&b - micro.data())) *
                   double(b.label_count());
     }
-    step_fn->finish_grads(md.grad_sink());  // summed over ranks
+    opt.reduce_grads();  // summed over ranks (ZeRO 2: each rank its part)
     const double loss = labels > 0 ? loss_sum / double(labels) : 0.0;
-    const double norm = std::sqrt(sum_squares(md.grad_all(), ctx));
+    const double norm = std::sqrt(opt.grad_sq_norm(ctx));
     const double lr = lr_at(step, cfg.steps, cfg.warmup_steps, cfg.lr, cfg.min_lr);
     const bool finite = std::isfinite(loss) && std::isfinite(norm);
     if (finite) {
       bad = 0;
       if (cfg.grad_clip > 0 && norm > cfg.grad_clip)
-        scale_inplace(md.grad_all(), float(cfg.grad_clip / norm), ctx);
-      adamw_all(md, cfg, lr, step + 1, ctx);
+        opt.scale_grads(float(cfg.grad_clip / norm), ctx);
+      AdamWParams ap;
+      ap.lr = float(lr), ap.beta1 = float(cfg.beta1), ap.beta2 = float(cfg.beta2), ap.step = step + 1;
+      opt.step(ap, float(cfg.weight_decay), ctx);
     } else {
       bad++;
       std::printf("\nstep %lld: non-finite %s, update skipped (%lld in a row)\n", (long long)(step + 1),
@@ -244,9 +235,13 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     res = {step + 1, loss};
     const bool stop = cfg.stop_after > 0 && step + 1 == cfg.stop_after;
     const bool last = step + 1 == cfg.steps || stop;
-    if (root && ((cfg.save_every > 0 && (step + 1) % cfg.save_every == 0) || last))
-      save_checkpoint(cfg.out_dir, step + 1, md.trained(),
+    if ((cfg.save_every > 0 && (step + 1) % cfg.save_every == 0) || last) {
+      std::vector<NamedTensor> m, v;
+      opt.gather_state(m, v);  // every rank takes part; rank 0 writes
+      if (root)
+        save_checkpoint(cfg.out_dir, step + 1, TrainedState{md.trained(), m, v},
                       json{{"step", step + 1}, {"bad_steps", bad}, {"data", data->state()}}, cfg.keep_last);
+    }
     if (stop) {
       progress.finish();
       std::printf("stopped after step %lld as asked (stop_after); resume=true continues\n",

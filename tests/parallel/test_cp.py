@@ -101,16 +101,29 @@ def test_training(exe, d):
     np.save(tokens, np.random.default_rng(0).integers(0, 64, size=20000).astype(np.int32))
     got = {}
     # packed documents (eos 5 splits them): document-causal attention across ranks too
-    for key, n, kind in (("1", 1, ""), ("u4", 4, "ulysses"), ("z4", 4, "zigzag"), ("r2", 2, "ring")):
+    runs = (("1", 1, "", 0), ("u4", 4, "ulysses", 0), ("z4", 4, "zigzag", 0), ("r2", 2, "ring", 0),
+            ("u4-zero1", 4, "ulysses", 1), ("z2-zero2", 2, "zigzag", 2), ("r4-zero2", 4, "ring", 2))
+    for key, n, kind, zero in runs:
         out = os.path.join(d, "train" + key)
-        cfg = train_cli.write_config(d, out, 4, tokens, "cp_kind: %s\n" % (kind or "ulysses"))
+        cfg = train_cli.write_config(d, out, 4, tokens, "cp_kind: %s\nzero: %d\n" % (kind or "ulysses", zero))
         r = run(([exe] if n == 1 else mpirun(n) + [exe]) + ["train", cfg, "data.eos_id=5"])
         got[key] = [l for _, l in train_cli.losses(out)] if r.returncode == 0 else r.stderr[-300:]
-    for key in ("u4", "z4", "r2"):
+    for key, _, _, _ in runs[1:]:
         ok = isinstance(got[key], list) and len(got[key]) == 4 and all(
             abs(a - b) <= 1e-6 * abs(b) for a, b in zip(got[key], got["1"]))
         check("train 4 steps (packed documents) with %s: the losses of one rank" % key, ok,
               "%r vs %r" % (got[key], got["1"]))
+    # ZeRO checkpoints hold the whole AdamW state: resuming on 2 ranks continues the 4-rank run exactly
+    out = os.path.join(d, "resume-zero")
+    cfg = train_cli.write_config(d, out, 6, tokens, "cp_kind: ring\nzero: 2\n")
+    r1 = run(mpirun(4) + [exe, "train", cfg, "data.eos_id=5", "stop_after=3"])
+    r2 = run(mpirun(2) + [exe, "train", cfg, "data.eos_id=5", "resume=true", "zero=1"])
+    ref = os.path.join(d, "train6")
+    r3 = run([exe, "train", train_cli.write_config(d, ref, 6, tokens), "data.eos_id=5"])
+    a = [l for _, l in train_cli.losses(out)] if r1.returncode == 0 and r2.returncode == 0 else []
+    b = [l for _, l in train_cli.losses(ref)] if r3.returncode == 0 else []
+    check("ZeRO-2 on 4 ranks, stopped, resumed with ZeRO-1 on 2 ranks: one rank's losses", len(a) == 6 and len(b) == 6
+          and all(abs(x - y) <= 1e-6 * abs(y) for x, y in zip(a, b)), (r1.stderr + r2.stderr)[-300:] + " %r vs %r" % (a, b))
 
 
 def test_failures(exe, d):

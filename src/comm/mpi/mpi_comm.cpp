@@ -2,6 +2,7 @@
 // as codes (MPI_ERRORS_RETURN) and are thrown naming the collective.
 #include <mpi.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <vector>
@@ -80,6 +81,19 @@ class MpiComm : public Comm {
     req_.clear();
     ok(rc, "waitall");
   }
+  void reduce_scatter_sum(float* b, int64_t n) override {
+    std::vector<int> counts, displs;
+    parts(n, counts, displs);
+    std::vector<float> mine(size_t(std::max(counts[size_t(rank_)], 1)));
+    ok(MPI_Reduce_scatter(b, mine.data(), counts.data(), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "reduce_scatter");
+    std::copy(mine.begin(), mine.begin() + counts[size_t(rank_)], b + displs[size_t(rank_)]);
+  }
+  void all_gather_parts(float* b, int64_t n) override {
+    std::vector<int> counts, displs;
+    parts(n, counts, displs);
+    ok(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, b, counts.data(), displs.data(), MPI_FLOAT, MPI_COMM_WORLD),
+       "allgatherv");
+  }
   void barrier() override { ok(MPI_Barrier(MPI_COMM_WORLD), "barrier"); }
   [[noreturn]] void abort(const std::string& why) override {
     std::fprintf(stderr, "longctx: error: rank %d of %d: %s\n", rank_, size_, why.c_str());
@@ -91,6 +105,13 @@ class MpiComm : public Comm {
  private:
   int rank_ = 0, size_ = 1;
   std::vector<MPI_Request> req_;
+  void parts(int64_t n, std::vector<int>& counts, std::vector<int>& displs) const {
+    const int64_t per = (n + size_ - 1) / size_;
+    for (int r = 0; r < size_; r++) {
+      const int64_t lo = std::min(n, r * per), hi = std::min(n, lo + per);
+      counts.push_back(count(hi - lo, "parts")), displs.push_back(count(lo, "parts"));
+    }
+  }
 };
 
 }  // namespace
