@@ -149,6 +149,7 @@ int run_grad(const Opts& o) {
     j["ranks"] = comm.size();
     j["cp_kind"] = o.cp_kind;
     j["peak_bytes_per_rank"] = per_rank;
+    j["cp_attention_bytes_sent_per_step"] = double(step.cp_bytes_sent()) / o.repeat;  // by rank 0
   }
   std::printf("loss %.6f over %lld tokens, step %.4f s (median of %d), peak device %s\n", loss,
               (long long)(B * T), sec, o.repeat, format_bytes(mem.tracker().tier(Tier::device).peak).c_str());

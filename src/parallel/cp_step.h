@@ -9,15 +9,13 @@
 #include <string>
 
 #include "comm/comm.h"
+#include "parallel/cp_kind.h"
 #include "parallel/ring.h"
 #include "parallel/ulysses.h"
 #include "train/grad_step.h"
 
 namespace longctx {
 
-enum class CpKind : uint8_t { ulysses, ring, zigzag };
-CpKind parse_cp_kind(const std::string& s);  // upipe, hybrid: not built yet, says so
-const char* cp_kind_name(CpKind k);
 
 class CpStep {
  public:
@@ -32,6 +30,7 @@ class CpStep {
   int64_t label_count() const { return label_count_; }
   const StepLayout& layout() const { return step_->layout(); }
   int64_t local_tokens() const { return Tl_; }
+  int64_t attention_bytes_sent() const { return ulysses_ ? ulysses_->bytes_sent() : ring_->bytes_sent(); }
 
  private:
   Comm& comm_;

@@ -54,6 +54,7 @@ void UlyssesAttention::scatter_heads(const Tensor& local, int64_t H, const std::
           std::memcpy(s + d * blk + ((b * Tl_ + t) * m + j) * HS, src + ((b * Tl_ + t) * H + heads[size_t(d)][size_t(j)]) * HS,
                       size_t(HS) * 4);
   comm_.all_to_all(s, recv_.f32(), blk);
+  bytes_sent_ += (P_ - 1) * blk * 4;
   const float* r = recv_.f32();
   float* dst = sharded.f32();
   for (int sr = 0; sr < P_; sr++)  // from rank sr: its tokens [sr*Tl, (sr+1)*Tl)
@@ -70,6 +71,7 @@ void UlyssesAttention::gather_heads(const Tensor& sharded, int64_t H, const std:
     for (int64_t b = 0; b < B_; b++)
       std::memcpy(s + d * blk + b * Tl_ * m * HS, src + (b * T_ + d * Tl_) * m * HS, size_t(Tl_ * m * HS) * 4);
   comm_.all_to_all(s, recv_.f32(), blk);
+  bytes_sent_ += (P_ - 1) * blk * 4;
   const float* r = recv_.f32();
   float* dst = local.f32();
   if (accumulate) std::memset(dst, 0, local.bytes());
@@ -94,6 +96,7 @@ void UlyssesAttention::lse_to_local(const Tensor& sharded, Tensor local) {
       for (int64_t h = 0; h < NHr_; h++)
         std::memcpy(s + d * blk + (b * NHr_ + h) * Tl_, sharded.f32() + (b * NHr_ + h) * T_ + d * Tl_, size_t(Tl_) * 4);
   comm_.all_to_all(s, recv_.f32(), blk);
+  bytes_sent_ += (P_ - 1) * blk * 4;
   for (int sr = 0; sr < P_; sr++)
     for (int64_t b = 0; b < B_; b++)
       for (int64_t h = 0; h < NHr_; h++)
@@ -109,6 +112,7 @@ void UlyssesAttention::lse_to_sharded(const Tensor& local, Tensor sharded) {
       for (int64_t h = 0; h < NHr_; h++)
         std::memcpy(s + d * blk + (b * NHr_ + h) * Tl_, local.f32() + (b * NH + d * NHr_ + h) * Tl_, size_t(Tl_) * 4);
   comm_.all_to_all(s, recv_.f32(), blk);
+  bytes_sent_ += (P_ - 1) * blk * 4;
   for (int sr = 0; sr < P_; sr++)
     for (int64_t b = 0; b < B_; b++)
       for (int64_t h = 0; h < NHr_; h++)

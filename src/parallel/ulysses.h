@@ -23,6 +23,7 @@ class UlyssesAttention : public AttentionRunner {
   void forward(int64_t layer, const BlockActs& a, Context& ctx) override;
   void backward(int64_t layer, const BlockActs& a, const BlockGrads& g, Context& ctx) override;
   static void check_layout(const LlamaConfig& c, int P);  // throws saying why a layout cannot work
+  int64_t bytes_sent() const { return bytes_sent_; }      // to other ranks, since construction
 
  private:
   // local (B, Tl, H, HS) rows of heads `heads[d]` -> block d of send; recv -> (B, T, m, HS)
@@ -41,6 +42,7 @@ class UlyssesAttention : public AttentionRunner {
   std::vector<std::vector<int64_t>> qheads_, kvheads_;  // per rank d: the global heads d attends with
   Buffer q_, k_, v_, o_, lse_, dq_, dk_, dv_, dout_;    // head-sharded (B, T, *, HS), lse (B, NHr, T)
   Buffer send_, recv_, docs_;
+  int64_t bytes_sent_ = 0;
 };
 
 }  // namespace longctx

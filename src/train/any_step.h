@@ -41,6 +41,7 @@ class AnyStep {
   int64_t label_count() const {
     return cp_ ? cp_->label_count() : chunked_ ? chunked_->label_count() : whole_->label_count();
   }
+  int64_t cp_bytes_sent() const { return cp_ ? cp_->attention_bytes_sent() : 0; }  // this rank, so far
   const StepLayout& layout() const {
     return cp_ ? cp_->layout() : chunked_ ? chunked_->layout() : whole_->layout();
   }

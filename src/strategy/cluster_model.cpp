@@ -1,0 +1,142 @@
+#include "strategy/cluster_model.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/check.h"
+#include "model/params.h"
+
+namespace longctx {
+
+namespace {
+
+int64_t local_tokens(int64_t T, CpKind kind, int P) {
+  const int64_t unit = kind == CpKind::zigzag ? 2 * P : P;
+  return (T + unit - 1) / unit * unit / P;
+}
+
+int recomputes(const Plan& p) { return p.recompute == Recompute::full ? 1 : 0; }
+
+// The CP runner's own buffers (fp32 elements), as UlyssesAttention / RingAttention allocate them.
+int64_t runner_floats(const LlamaConfig& c, int64_t B, int64_t Tl, CpKind kind, int P) {
+  const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, HS = c.head_dim, T = Tl * P;
+  if (kind == CpKind::ulysses) {
+    const int64_t NHr = NH / P, m = NKV % P == 0 ? NKV / P : NHr;
+    return 4 * B * T * NHr * HS + 4 * B * T * m * HS + B * NHr * T + 2 * P * B * Tl * std::max(NHr, m) * HS + B * T;
+  }
+  const int64_t L = kind == CpKind::zigzag ? Tl / 2 : Tl, Ckv = c.kv_dim(), Cq = c.q_dim();
+  return 8 * B * Tl * Ckv + 5 * B * L * Cq + 4 * B * L * Ckv + 2 * B * NH * L + 2 * B * L;
+}
+
+}  // namespace
+
+nlohmann::json RankPrediction::to_json() const {
+  return {{"peak_bytes", mem.to_json()},
+          {"compute_seconds", compute_s},
+          {"comm_seconds", comm_s},
+          {"step_seconds", step_s},
+          {"comm_bytes", comm_bytes}};
+}
+
+double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind, int P, int R, int act_bytes) {
+  if (P <= 1) return 0;
+  const double Tl = double(local_tokens(T, kind, P)), L = double(c.num_hidden_layers);
+  const double NH = double(c.num_attention_heads), NKV = double(c.num_key_value_heads), HS = double(c.head_dim);
+  const double Cq = double(c.q_dim()), Ckv = double(c.kv_dim());
+  double floats = 0;
+  if (kind == CpKind::ulysses) {
+    const double KVe = (c.num_key_value_heads % P == 0 ? NKV : NH) * HS;  // K or V as sent, copies included
+    const double fwd = 2 * Cq + 2 * KVe + NH, bwd = 4 * Cq + 4 * KVe + NH;
+    floats = (double(P) - 1) / double(P) * double(B) * Tl * ((1 + R) * fwd + bwd);
+  } else {
+    floats = 2 * double(B) * Tl * Ckv * ((1 + R) * (P - 1) + (P - 1) + P);
+  }
+  return floats * L * act_bytes;
+}
+
+RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int64_t T, CpKind kind,
+                          const ClusterSpec& cl, const MachineRates& r, Purpose why) {
+  const int P = std::max(cl.ranks, 1);
+  CHECK(kind != CpKind::ulysses || c.num_attention_heads % P == 0, "cp-kind ulysses: ", c.num_attention_heads,
+        " query heads do not divide over ", P, " ranks");
+  CHECK(!plan.chunked() || P == 1, "plan: chunk modes are not combined with context parallelism yet");
+  const int64_t Tl = P > 1 ? local_tokens(T, kind, P) : T;
+  RankPrediction out;
+  MemoryPrediction m = predict_memory(c, plan, B, Tl, why);
+  const size_t dev = size_t(Tier::device);
+  const double s = double(cl.act_bytes) / 4.0;
+  // activations and scratch scale with the precision; token ids do not
+  for (int t = 0; t < kNumTiers; t++)
+    for (int g = 0; g < kNumTags; g++) {
+      const Tag tag = Tag(g);
+      if (tag == Tag::weights || tag == Tag::grads || tag == Tag::optim || tag == Tag::data) continue;
+      m.tag[size_t(t)][size_t(g)] = int64_t(double(m.tag[size_t(t)][size_t(g)]) * s);
+    }
+  if (P > 1) {
+    m.tag[dev][size_t(Tag::comm)] += int64_t(double(runner_floats(c, B, Tl, kind, P)) * 4 * s);
+    if (why == Purpose::grad) m.tag[size_t(Tier::host)][size_t(Tag::data)] += 2 * B * (T - Tl) * 4;  // every rank reads all
+  }
+  // model state: n parameters, of which `trained` train (LoRA: the adapters)
+  const double n = double(param_bytes(c)) / 4, lora = double(lora_param_bytes(c, plan.lora)) / 4;
+  const double trained = plan.lora.enabled() ? lora : n;
+  const bool bf16 = cl.act_bytes == 2, train = why == Purpose::train;
+  double weights = n * cl.act_bytes + (plan.lora.enabled() ? lora * cl.act_bytes : 0);
+  if (bf16 && train) weights += trained * 4;  // fp32 master copy of what trains
+  double grads = trained * cl.act_bytes, optim = train ? 8 * trained : 0;
+  if (cl.zero >= 1) optim /= P;
+  if (cl.zero >= 2) grads /= P;
+  if (cl.zero >= 3) {
+    const double layer = (n - double(c.vocab_size) * double(c.hidden_size) * (c.tie_word_embeddings ? 1 : 2)) /
+                         double(std::max<int64_t>(c.num_hidden_layers, 1));
+    weights = weights / P + 2 * layer * cl.act_bytes;  // plus one gathered block, double-buffered
+  }
+  m.tag[dev][size_t(Tag::weights)] = int64_t(weights);
+  m.tag[dev][size_t(Tag::grads)] = int64_t(grads);
+  m.tag[dev][size_t(Tag::optim)] = int64_t(optim);
+  for (int t = 0; t < kNumTiers; t++) {
+    m.tier[size_t(t)] = 0;
+    for (int g = 0; g < kNumTags; g++) m.tier[size_t(t)] += m.tag[size_t(t)][size_t(g)];
+  }
+  out.mem = m;
+
+  // time: matmuls on T/P tokens, attention as the layout shares it
+  const TimePrediction local = predict_time(c, plan, B, Tl, r);
+  const double full_attn = 4.0 * double(B) * double(c.num_attention_heads) * double(c.head_dim) * double(T) *
+                           (double(T) + 1) / 2 * double(c.num_hidden_layers);
+  const double share = P == 1 ? 1.0 : kind == CpKind::ring ? double(2 * P - 1) / double(P) / double(P) : 1.0 / P;
+  const double attn_exec = (3.5 + recomputes(plan)) * full_attn * share;
+  out.compute_s = local.gemm_flops / (r.gemm_gflops * 1e9) + attn_exec / (r.attn_gflops * 1e9);
+  const bool one_node = P <= cl.ranks_per_node;
+  const double bw = (one_node ? cl.intra_gbps : cl.inter_gbps) * 1e9;
+  const double attn_bytes = cp_bytes_per_step(c, B, T, kind, P, recomputes(plan), cl.act_bytes);
+  double zero_bytes = P > 1 ? 2.0 * (P - 1) / P * trained * cl.act_bytes : 0;  // gradient all-reduce
+  if (cl.zero >= 3) zero_bytes += 2.0 * (P - 1) / P * n * cl.act_bytes;      // parameters gathered twice
+  out.comm_bytes = attn_bytes + zero_bytes;
+  out.comm_s = out.comm_bytes / bw;
+  // ring traffic overlaps with the block in hand; Ulysses' all-to-alls and ZeRO's collectives do not here
+  out.step_s = (kind == CpKind::ulysses ? out.compute_s + attn_bytes / bw : std::max(out.compute_s, attn_bytes / bw)) +
+               zero_bytes / bw + local.copy_s;
+  return out;
+}
+
+int64_t longest_cp_length(const LlamaConfig& c, const Plan& p, CpKind kind, const ClusterSpec& cl,
+                          const MachineRates& r, Purpose why) {
+  const int64_t unit = 2 * std::max(cl.ranks, 1);
+  auto fits = [&](int64_t T) {
+    try {
+      return predict_cp(c, p, 1, T, kind, cl, r, why).mem.overflow(p).empty();
+    } catch (const Error&) {  // a plan choice that cannot work at this length (e.g. more tiles than rows)
+      return false;
+    }
+  };
+  if (!fits(unit)) return 0;
+  int64_t lo = 1, hi = 2;  // in units
+  while (fits(hi * unit) && hi < (int64_t(1) << 40) / unit) lo = hi, hi *= 2;
+  while (hi - lo > 1) {
+    const int64_t mid = (lo + hi) / 2;
+    (fits(mid * unit) ? lo : hi) = mid;
+  }
+  return lo * unit;
+}
+
+}  // namespace longctx
