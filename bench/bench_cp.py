@@ -63,7 +63,7 @@ def main():
         print(f"one rank: activation peak {fmt(base)}\n")
         print(f"{'kind':8} {'P':>2} {'act peak/rank':>14} {'1/P of one rank':>16} {'ratio':>6}   "
               f"{'sent/rank/step':>15} {'formula':>15} {'match':>6}")
-        for kind in ("ulysses", "ring", "zigzag"):
+        for kind in ("ulysses", "upipe", "ring", "zigzag"):
             for P in [int(x) for x in a.ranks.split(",")]:
                 r = subprocess.run(mpirun(P) + [a.longctx, "grad", "--model", model, "--tokens", toks, "--cp-kind", kind],
                                    capture_output=True, text=True)

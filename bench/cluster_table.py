@@ -43,7 +43,7 @@ def main():
     a = ap.parse_args()
     rows = []
     for ranks in (8, 32, 64):
-        for kind in ("ulysses", "ring", "zigzag"):
+        for kind in ("ulysses", "upipe", "ring", "zigzag"):
             best = None
             for flags in PLANS:
                 k = plan(a, ranks, kind, flags)
@@ -51,7 +51,7 @@ def main():
                     best = (k["longest_T"], flags)
             if best is None or best[0] == 0:
                 rows.append((ranks, kind, None, None, None, "refused (32 query heads do not divide)"
-                             if kind == "ulysses" and ranks == 64 else "nothing fits"))
+                             if kind in ("ulysses", "upipe") and ranks == 64 else "nothing fits"))
                 continue
             at = plan(a, ranks, kind, best[1], T=best[0], longest=False)
             dev = at["peak_bytes"]["device"] / 1e9

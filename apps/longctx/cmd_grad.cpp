@@ -111,7 +111,7 @@ int run_grad(const Opts& o) {
   } else {
     gbase = std::make_unique<ParamSet>(c, mem, Tier::device, Tag::grads);
   }
-  if (comm.size() > 1 && cp == CpKind::ulysses) UlyssesAttention::check_layout(c, comm.size());
+  if (comm.size() > 1 && (cp == CpKind::ulysses || cp == CpKind::upipe)) UlyssesAttention::check_layout(c, comm.size());
   set_activity("setting up the step");
   AnyStep step(c, mem, B, T, plan, &comm, cp);
   step.set_adapters(a.get());
@@ -165,7 +165,7 @@ Run add_grad(CLI::App& app) {
   app.add_option("--tokens", o->tokens, ".npy int array (B, T+1) or (T+1)")->required();
   app.add_option("--out", o->out, "where to write the gradients (.safetensors)");
   app.add_option("--repeat", o->repeat, "run the step N times; step_seconds is the median");
-  app.add_option("--cp-kind", o->cp_kind, "with several ranks (mpirun): ulysses | ring | zigzag (upipe, hybrid: later)");
+  app.add_option("--cp-kind", o->cp_kind, "with several ranks (mpirun): ulysses | upipe | ring | zigzag (hybrid: later)");
   app.add_option("--adapter", o->adapter, "PEFT LoRA adapter directory: base frozen, adapter gradients out");
   add_plan_flags(app, o->flags);
   return [o] { return run_grad(*o); };

@@ -28,7 +28,7 @@ struct Opts {
 int run_cluster(const Opts& o, const LlamaConfig& c, const Plan& wanted, const MachineRates& r, Purpose why) {
   std::vector<CpKind> kinds;
   if (o.cp_kind == "all")
-    kinds = {CpKind::ulysses, CpKind::ring, CpKind::zigzag};
+    kinds = {CpKind::ulysses, CpKind::upipe, CpKind::ring, CpKind::zigzag};
   else
     kinds = {parse_cp_kind(o.cp_kind)};
   const ClusterSpec& cl = o.cluster;
@@ -39,7 +39,7 @@ int run_cluster(const Opts& o, const LlamaConfig& c, const Plan& wanted, const M
               "sent/rank", o.max_length ? "   longest T that fits" : "");
   nlohmann::json out = nlohmann::json::array();
   for (CpKind k : kinds) {
-    if (k == CpKind::ulysses && c.num_attention_heads % cl.ranks != 0) {
+    if ((k == CpKind::ulysses || k == CpKind::upipe) && c.num_attention_heads % cl.ranks != 0) {
       std::printf("  %-8s refused: %lld query heads do not divide over %d ranks\n", cp_kind_name(k),
                   (long long)c.num_attention_heads, cl.ranks);
       continue;
@@ -164,7 +164,7 @@ Run add_plan(CLI::App& app) {
   app.add_option("--ranks-per-node", o->cluster.ranks_per_node, "ranks that share the fast links (default 8)");
   app.add_option("--intra-bw", o->cluster.intra_gbps, "GB/s per rank inside a node (default 300)");
   app.add_option("--inter-bw", o->cluster.inter_gbps, "GB/s per rank across nodes (default 40)");
-  app.add_option("--cp-kind", o->cp_kind, "ulysses | ring | zigzag | all (default all)");
+  app.add_option("--cp-kind", o->cp_kind, "ulysses | upipe | ring | zigzag | all (default all)");
   app.add_option("--dtype", o->dtype, "fp32 (this CPU backend) | bf16 (GPUs: bf16 activations, fp32 master + AdamW)");
   app.add_option("--zero", o->cluster.zero, "ZeRO stage 0-3 for the model state (3: predicted only, not built)");
   app.add_flag("--max-length", o->max_length, "also the longest sequence each CP kind fits in the budgets");

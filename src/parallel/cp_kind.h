@@ -5,8 +5,8 @@
 
 namespace longctx {
 
-enum class CpKind : uint8_t { ulysses, ring, zigzag };
-CpKind parse_cp_kind(const std::string& s);  // upipe, hybrid: not built yet, says so
+enum class CpKind : uint8_t { ulysses, ring, zigzag, upipe };
+CpKind parse_cp_kind(const std::string& s);  // hybrid: not built yet, says so
 const char* cp_kind_name(CpKind k);
 
 }  // namespace longctx

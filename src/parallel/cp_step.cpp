@@ -9,10 +9,9 @@
 namespace longctx {
 
 CpKind parse_cp_kind(const std::string& s) {
-  for (CpKind k : {CpKind::ulysses, CpKind::ring, CpKind::zigzag})
+  for (CpKind k : {CpKind::ulysses, CpKind::ring, CpKind::zigzag, CpKind::upipe})
     if (s == cp_kind_name(k)) return k;
-  for (const char* k : {"upipe", "hybrid"})
-    if (s == k) FAIL("--cp-kind ", s, " is not built yet in this version (ulysses, ring and zigzag are)");
+  if (s == "hybrid") FAIL("--cp-kind hybrid is not built yet in this version (ulysses, upipe, ring and zigzag are)");
   FAIL("--cp-kind: '", s, "' is not one of ulysses|ring|zigzag|upipe|hybrid");
 }
 
@@ -21,6 +20,7 @@ const char* cp_kind_name(CpKind k) {
     case CpKind::ulysses: return "ulysses";
     case CpKind::ring: return "ring";
     case CpKind::zigzag: return "zigzag";
+    case CpKind::upipe: return "upipe";
   }
   return "?";
 }
@@ -34,8 +34,8 @@ CpStep::CpStep(const LlamaConfig& c, Memory& mem, Comm& comm, int64_t B, int64_t
   Tp_ = (T + unit - 1) / unit * unit;
   Tl_ = Tp_ / P;
   AttentionRunner* runner = nullptr;
-  if (kind == CpKind::ulysses) {
-    ulysses_ = std::make_unique<UlyssesAttention>(c, comm, mem, B, Tl_);
+  if (kind == CpKind::ulysses || kind == CpKind::upipe) {
+    ulysses_ = std::make_unique<UlyssesAttention>(c, comm, mem, B, Tl_, kind == CpKind::upipe);
     runner = ulysses_.get();
   } else {
     ring_ = std::make_unique<RingAttention>(c, comm, mem, B, Tl_, kind == CpKind::zigzag);

@@ -12,26 +12,35 @@ void UlyssesAttention::check_layout(const LlamaConfig& c, int P) {
         " query heads do not divide over ", P, " ranks (use a rank count that divides them)");
 }
 
-UlyssesAttention::UlyssesAttention(const LlamaConfig& c, Comm& comm, Memory& mem, int64_t B, int64_t T_local)
+UlyssesAttention::UlyssesAttention(const LlamaConfig& c, Comm& comm, Memory& mem, int64_t B, int64_t T_local,
+                                   bool upipe)
     : c_(c), comm_(comm), P_(comm.size()), r_(comm.rank()), B_(B), Tl_(T_local), T_(T_local * comm.size()) {
   check_layout(c, P_);
   const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, G = NH / NKV, HS = c.head_dim;
   NHr_ = NH / P_;
-  for (int d = 0; d < P_; d++) {
-    std::vector<int64_t> q, kv;
-    for (int64_t i = 0; i < NHr_; i++) q.push_back(d * NHr_ + i);
-    if (NKV % P_ == 0)
-      for (int64_t j = 0; j < NKV / P_; j++) kv.push_back(d * (NKV / P_) + j);
-    else  // a copy of the KV head of each query head
-      for (int64_t h : q) kv.push_back(h / G);
-    qheads_.push_back(q), kvheads_.push_back(kv);
+  // UPipe: one query head per rank at a time (NHr groups); Ulysses: all of them at once
+  const int64_t groups = upipe ? NHr_ : 1, Gs = NHr_ / groups;
+  copies_ = upipe || NKV % P_ != 0;
+  for (int64_t g = 0; g < groups; g++) {
+    std::vector<std::vector<int64_t>> qg, kvg;
+    for (int d = 0; d < P_; d++) {
+      std::vector<int64_t> q, kv;
+      for (int64_t i = 0; i < Gs; i++) q.push_back(d * NHr_ + g * Gs + i);
+      if (!copies_)
+        for (int64_t j = 0; j < NKV / P_; j++) kv.push_back(d * (NKV / P_) + j);
+      else  // a copy of the KV head of each query head (K/V were projected once, before)
+        for (int64_t h : q) kv.push_back(h / G);
+      qg.push_back(q), kvg.push_back(kv);
+    }
+    qheads_.push_back(qg), kvheads_.push_back(kvg);
   }
-  m_ = int64_t(kvheads_[0].size());
+  Gs_ = Gs;
+  m_ = int64_t(kvheads_[0][0].size());
   const Tier dev = Tier::device;
-  for (Buffer* b : {&q_, &o_, &dq_, &dout_}) *b = Buffer(mem, dev, Tag::comm, {B, T_, NHr_, HS});
+  for (Buffer* b : {&q_, &o_, &dq_, &dout_}) *b = Buffer(mem, dev, Tag::comm, {B, T_, Gs_, HS});
   for (Buffer* b : {&k_, &v_, &dk_, &dv_}) *b = Buffer(mem, dev, Tag::comm, {B, T_, m_, HS});
-  lse_ = Buffer(mem, dev, Tag::comm, {B, NHr_, T_});
-  const int64_t block = B * Tl_ * std::max(NHr_, m_) * HS;
+  lse_ = Buffer(mem, dev, Tag::comm, {B, Gs_, T_});
+  const int64_t block = B * Tl_ * std::max(Gs_, m_) * HS;
   send_ = Buffer(mem, dev, Tag::comm, {P_ * block});
   recv_ = Buffer(mem, dev, Tag::comm, {P_ * block});
   docs_ = Buffer(mem, dev, Tag::comm, {B, T_}, DType::I32);
@@ -74,7 +83,6 @@ void UlyssesAttention::gather_heads(const Tensor& sharded, int64_t H, const std:
   bytes_sent_ += (P_ - 1) * blk * 4;
   const float* r = recv_.f32();
   float* dst = local.f32();
-  if (accumulate) std::memset(dst, 0, local.bytes());
   for (int sr = 0; sr < P_; sr++)
     for (int64_t b = 0; b < B_; b++)
       for (int64_t t = 0; t < Tl_; t++)
@@ -88,65 +96,75 @@ void UlyssesAttention::gather_heads(const Tensor& sharded, int64_t H, const std:
         }
 }
 
-void UlyssesAttention::lse_to_local(const Tensor& sharded, Tensor local) {
-  const int64_t blk = B_ * NHr_ * Tl_, NH = c_.num_attention_heads;
+void UlyssesAttention::lse_to_local(const Tensor& sharded, const std::vector<std::vector<int64_t>>& heads,
+                                    Tensor local) {
+  const int64_t Gs = int64_t(heads[0].size()), blk = B_ * Gs * Tl_, NH = c_.num_attention_heads;
   float* s = send_.f32();
   for (int d = 0; d < P_; d++)
     for (int64_t b = 0; b < B_; b++)
-      for (int64_t h = 0; h < NHr_; h++)
-        std::memcpy(s + d * blk + (b * NHr_ + h) * Tl_, sharded.f32() + (b * NHr_ + h) * T_ + d * Tl_, size_t(Tl_) * 4);
+      for (int64_t h = 0; h < Gs; h++)
+        std::memcpy(s + d * blk + (b * Gs + h) * Tl_, sharded.f32() + (b * Gs + h) * T_ + d * Tl_, size_t(Tl_) * 4);
   comm_.all_to_all(s, recv_.f32(), blk);
   bytes_sent_ += (P_ - 1) * blk * 4;
   for (int sr = 0; sr < P_; sr++)
     for (int64_t b = 0; b < B_; b++)
-      for (int64_t h = 0; h < NHr_; h++)
-        std::memcpy(local.f32() + (b * NH + sr * NHr_ + h) * Tl_, recv_.f32() + sr * blk + (b * NHr_ + h) * Tl_,
-                    size_t(Tl_) * 4);
+      for (int64_t h = 0; h < Gs; h++)
+        std::memcpy(local.f32() + (b * NH + heads[size_t(sr)][size_t(h)]) * Tl_,
+                    recv_.f32() + sr * blk + (b * Gs + h) * Tl_, size_t(Tl_) * 4);
 }
 
-void UlyssesAttention::lse_to_sharded(const Tensor& local, Tensor sharded) {
-  const int64_t blk = B_ * NHr_ * Tl_, NH = c_.num_attention_heads;
+void UlyssesAttention::lse_to_sharded(const Tensor& local, const std::vector<std::vector<int64_t>>& heads,
+                                      Tensor sharded) {
+  const int64_t Gs = int64_t(heads[0].size()), blk = B_ * Gs * Tl_, NH = c_.num_attention_heads;
   float* s = send_.f32();
   for (int d = 0; d < P_; d++)
     for (int64_t b = 0; b < B_; b++)
-      for (int64_t h = 0; h < NHr_; h++)
-        std::memcpy(s + d * blk + (b * NHr_ + h) * Tl_, local.f32() + (b * NH + d * NHr_ + h) * Tl_, size_t(Tl_) * 4);
+      for (int64_t h = 0; h < Gs; h++)
+        std::memcpy(s + d * blk + (b * Gs + h) * Tl_, local.f32() + (b * NH + heads[size_t(d)][size_t(h)]) * Tl_,
+                    size_t(Tl_) * 4);
   comm_.all_to_all(s, recv_.f32(), blk);
   bytes_sent_ += (P_ - 1) * blk * 4;
   for (int sr = 0; sr < P_; sr++)
     for (int64_t b = 0; b < B_; b++)
-      for (int64_t h = 0; h < NHr_; h++)
-        std::memcpy(sharded.f32() + (b * NHr_ + h) * T_ + sr * Tl_, recv_.f32() + sr * blk + (b * NHr_ + h) * Tl_,
+      for (int64_t h = 0; h < Gs; h++)
+        std::memcpy(sharded.f32() + (b * Gs + h) * T_ + sr * Tl_, recv_.f32() + sr * blk + (b * Gs + h) * Tl_,
                     size_t(Tl_) * 4);
 }
 
 void UlyssesAttention::forward(int64_t, const BlockActs& a, Context& ctx) {
   const int64_t NH = c_.num_attention_heads, NKV = c_.num_key_value_heads, HS = c_.head_dim;
-  scatter_heads(a.q.view({B_, Tl_, NH, HS}), NH, qheads_, q_.t());
-  scatter_heads(a.k.view({B_, Tl_, NKV, HS}), NKV, kvheads_, k_.t());
-  scatter_heads(a.v.view({B_, Tl_, NKV, HS}), NKV, kvheads_, v_.t());
   AttentionParams p;
   p.q_doc = p.k_doc = docs_.t();
-  attention_forward(o_.t(), lse_.t(), q_.t(), k_.t(), v_.t(), p, ctx);
-  gather_heads(o_.t(), NH, qheads_, a.att.view({B_, Tl_, NH, HS}), false);
-  lse_to_local(lse_.t(), a.lse);
+  for (size_t g = 0; g < qheads_.size(); g++) {  // UPipe: one head group's buffers live at a time
+    scatter_heads(a.q.view({B_, Tl_, NH, HS}), NH, qheads_[g], q_.t());
+    scatter_heads(a.k.view({B_, Tl_, NKV, HS}), NKV, kvheads_[g], k_.t());
+    scatter_heads(a.v.view({B_, Tl_, NKV, HS}), NKV, kvheads_[g], v_.t());
+    attention_forward(o_.t(), lse_.t(), q_.t(), k_.t(), v_.t(), p, ctx);
+    gather_heads(o_.t(), NH, qheads_[g], a.att.view({B_, Tl_, NH, HS}), false);
+    lse_to_local(lse_.t(), qheads_[g], a.lse);
+  }
 }
 
 void UlyssesAttention::backward(int64_t, const BlockActs& a, const BlockGrads& g, Context& ctx) {
   const int64_t NH = c_.num_attention_heads, NKV = c_.num_key_value_heads, HS = c_.head_dim;
-  scatter_heads(a.q.view({B_, Tl_, NH, HS}), NH, qheads_, q_.t());
-  scatter_heads(a.k.view({B_, Tl_, NKV, HS}), NKV, kvheads_, k_.t());
-  scatter_heads(a.v.view({B_, Tl_, NKV, HS}), NKV, kvheads_, v_.t());
-  scatter_heads(a.att.view({B_, Tl_, NH, HS}), NH, qheads_, o_.t());
-  scatter_heads(g.datt.view({B_, Tl_, NH, HS}), NH, qheads_, dout_.t());
-  lse_to_sharded(a.lse, lse_.t());
   AttentionParams p;
   p.q_doc = p.k_doc = docs_.t();
-  attention_backward(dq_.t(), dk_.t(), dv_.t(), dout_.t(), q_.t(), k_.t(), v_.t(), o_.t(), lse_.t(), p, ctx);
-  gather_heads(dq_.t(), NH, qheads_, g.dq.view({B_, Tl_, NH, HS}), false);
-  const bool copies = NKV % P_ != 0;  // replicated KV heads: sum their gradients
-  gather_heads(dk_.t(), NKV, kvheads_, g.dk.view({B_, Tl_, NKV, HS}), copies);
-  gather_heads(dv_.t(), NKV, kvheads_, g.dv.view({B_, Tl_, NKV, HS}), copies);
+  if (copies_) {  // copies of a KV head (and groups) add into its gradient
+    std::memset(g.dk.ptr, 0, g.dk.bytes());
+    std::memset(g.dv.ptr, 0, g.dv.bytes());
+  }
+  for (size_t h = 0; h < qheads_.size(); h++) {
+    scatter_heads(a.q.view({B_, Tl_, NH, HS}), NH, qheads_[h], q_.t());
+    scatter_heads(a.k.view({B_, Tl_, NKV, HS}), NKV, kvheads_[h], k_.t());
+    scatter_heads(a.v.view({B_, Tl_, NKV, HS}), NKV, kvheads_[h], v_.t());
+    scatter_heads(a.att.view({B_, Tl_, NH, HS}), NH, qheads_[h], o_.t());
+    scatter_heads(g.datt.view({B_, Tl_, NH, HS}), NH, qheads_[h], dout_.t());
+    lse_to_sharded(a.lse, qheads_[h], lse_.t());
+    attention_backward(dq_.t(), dk_.t(), dv_.t(), dout_.t(), q_.t(), k_.t(), v_.t(), o_.t(), lse_.t(), p, ctx);
+    gather_heads(dq_.t(), NH, qheads_[h], g.dq.view({B_, Tl_, NH, HS}), false);
+    gather_heads(dk_.t(), NKV, kvheads_[h], g.dk.view({B_, Tl_, NKV, HS}), copies_);
+    gather_heads(dv_.t(), NKV, kvheads_[h], g.dv.view({B_, Tl_, NKV, HS}), copies_);
+  }
 }
 
 }  // namespace longctx

@@ -20,8 +20,9 @@ int recomputes(const Plan& p) { return p.recompute == Recompute::full ? 1 : 0; }
 // The CP runner's own buffers (fp32 elements), as UlyssesAttention / RingAttention allocate them.
 int64_t runner_floats(const LlamaConfig& c, int64_t B, int64_t Tl, CpKind kind, int P) {
   const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, HS = c.head_dim, T = Tl * P;
-  if (kind == CpKind::ulysses) {
-    const int64_t NHr = NH / P, m = NKV % P == 0 ? NKV / P : NHr;
+  if (kind == CpKind::ulysses || kind == CpKind::upipe) {  // UPipe: one query head (and its KV copy) at a time
+    const int64_t NHr = kind == CpKind::upipe ? 1 : NH / P;
+    const int64_t m = kind == CpKind::upipe ? 1 : NKV % P == 0 ? NKV / P : NHr;
     return 4 * B * T * NHr * HS + 4 * B * T * m * HS + B * NHr * T + 2 * P * B * Tl * std::max(NHr, m) * HS + B * T;
   }
   const int64_t L = kind == CpKind::zigzag ? Tl / 2 : Tl, Ckv = c.kv_dim(), Cq = c.q_dim();
@@ -44,8 +45,9 @@ double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind
   const double NH = double(c.num_attention_heads), NKV = double(c.num_key_value_heads), HS = double(c.head_dim);
   const double Cq = double(c.q_dim()), Ckv = double(c.kv_dim());
   double floats = 0;
-  if (kind == CpKind::ulysses) {
-    const double KVe = (c.num_key_value_heads % P == 0 ? NKV : NH) * HS;  // K or V as sent, copies included
+  if (kind == CpKind::ulysses || kind == CpKind::upipe) {
+    const bool copies = kind == CpKind::upipe || c.num_key_value_heads % P != 0;
+    const double KVe = (copies ? NH : NKV) * HS;  // K or V as sent, copies included
     const double fwd = 2 * Cq + 2 * KVe + NH, bwd = 4 * Cq + 4 * KVe + NH;
     floats = (double(P) - 1) / double(P) * double(B) * Tl * ((1 + R) * fwd + bwd);
   } else {
@@ -57,7 +59,8 @@ double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind
 RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int64_t T, CpKind kind,
                           const ClusterSpec& cl, const MachineRates& r, Purpose why) {
   const int P = std::max(cl.ranks, 1);
-  CHECK(kind != CpKind::ulysses || c.num_attention_heads % P == 0, "cp-kind ulysses: ", c.num_attention_heads,
+  const bool a2a = kind == CpKind::ulysses || kind == CpKind::upipe;
+  CHECK(!a2a || c.num_attention_heads % P == 0, "cp-kind ", cp_kind_name(kind), ": ", c.num_attention_heads,
         " query heads do not divide over ", P, " ranks");
   CHECK(!plan.chunked() || P == 1, "plan: chunk modes are not combined with context parallelism yet");
   const int64_t Tl = P > 1 ? local_tokens(T, kind, P) : T;
@@ -114,7 +117,7 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
   out.comm_bytes = attn_bytes + zero_bytes;
   out.comm_s = out.comm_bytes / bw;
   // ring traffic overlaps with the block in hand; Ulysses' all-to-alls and ZeRO's collectives do not here
-  out.step_s = (kind == CpKind::ulysses ? out.compute_s + attn_bytes / bw : std::max(out.compute_s, attn_bytes / bw)) +
+  out.step_s = (a2a ? out.compute_s + attn_bytes / bw : std::max(out.compute_s, attn_bytes / bw)) +
                zero_bytes / bw + local.copy_s;
   return out;
 }

@@ -81,7 +81,7 @@ def test_grads(exe, d):
                 check("one rank %s %s" % (name, flags), False, r1.stderr[-300:])
                 continue
             l1 = json.loads(r1.stdout.strip().splitlines()[-1])["loss"]
-            for kind, n in ((k, n) for k in ("ulysses", "ring", "zigzag") for n in (2, 4)):
+            for kind, n in ((k, n) for k in ("ulysses", "upipe", "ring", "zigzag") for n in (2, 4)):
                 out = os.path.join(d, "g%d.safetensors" % n)
                 r = run(mpirun(n) + [exe, "grad", "--model", m, "--tokens", toks, "--out", out, "--cp-kind", kind]
                         + flags)
