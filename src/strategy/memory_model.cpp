@@ -129,8 +129,9 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t 
   // GradStep: token ids and labels, positions, document ids, rope tables
   add(dev, Tag::data, 2 * s.N * 4);
   add(dev, Tag::workspace, 2 * s.N * 4 + 2 * (s.plan.chunked() ? s.N : T) * half * 4);
-  add(dev, Tag::activations, 2 * s.N * C * 4 + s.N * 4 + table_bytes(s.scratch));  // xL, hf, rstdf, scratch
-  add(dev, Tag::workspace, 2 * s.N * C * 4 + table_bytes(s.grads));                 // dhf, dx, grads
+  const int64_t tile = std::min(s.loss_tile, s.N);  // final norm fused with the loss tiles
+  add(dev, Tag::activations, (s.N + tile) * C * 4 + tile * 4 + table_bytes(s.scratch));  // xL, hf, rstdf, scratch
+  add(dev, Tag::workspace, (tile + s.N) * C * 4 + table_bytes(s.grads));                // dhf, dx, grads
   add(dev, Tag::checkpoint, s.device_sets * s.saved_bytes);
   if (s.offload_sets > 0)
     add(s.plan.offload == Offload::host ? Tier::host : Tier::disk, Tag::checkpoint,

@@ -25,11 +25,14 @@ GradStep::GradStep(const LlamaConfig& c, Memory& mem, const StepLayout& lay, Att
   const int64_t rope_rows_n = runner ? N : T;
   cos_ = Buffer(mem, dev, Tag::workspace, {rope_rows_n, half});
   sin_ = Buffer(mem, dev, Tag::workspace, {rope_rows_n, half});
+  // the final norm runs fused with the LM head + loss, one loss tile of rows at a time
+  const int64_t tile = std::min(lay.loss_tile, N);
   xL_ = Buffer(mem, dev, Tag::activations, {N, C});
-  hf_ = Buffer(mem, dev, Tag::activations, {N, C});
-  rstdf_ = Buffer(mem, dev, Tag::activations, {N});
-  dhf_ = Buffer(mem, dev, Tag::workspace, {N, C});
+  hf_ = Buffer(mem, dev, Tag::activations, {tile, C});
+  rstdf_ = Buffer(mem, dev, Tag::activations, {tile});
+  dhf_ = Buffer(mem, dev, Tag::workspace, {tile, C});
   dx_ = Buffer(mem, dev, Tag::workspace, {N, C});
+  mem_ = &mem;
   scratch_ = std::make_unique<ActBuffer>(lay_.scratch, mem, dev, Tag::activations);
   grads_ = std::make_unique<ActBuffer>(lay_.grads, mem, dev, Tag::workspace);
   saved_ = std::make_unique<SavedStore>(lay_, c.num_hidden_layers, mem);
@@ -76,7 +79,7 @@ void GradStep::prepare(const StepInput& in, Context& ctx) {
   for (int64_t n = 0; n < N; n++) label_count_ += labels_.t().i32()[n] != kIgnoreIndex;
 }
 
-// Embedding, every block (saving what the plan keeps), final norm into hf_.
+// Embedding and every block (saving what the plan keeps) into xL_.
 void GradStep::forward(const ParamSet& w, Context& ctx) {
   const int64_t L = c_.num_hidden_layers;
   if (L == 0) {
@@ -96,7 +99,6 @@ void GradStep::forward(const ParamSet& w, Context& ctx) {
     mlp_half_forward(out, lw, a, c_, shared_, ctx);
     saved_->forward_done(l);
   }
-  rmsnorm_forward(hf_.t(), rstdf_.t(), xL_.t(), w.final_norm, float(c_.rms_norm_eps), ctx);
 }
 
 // Blocks in reverse: bring back (or recompute) what each one's backward needs.
@@ -138,18 +140,47 @@ void GradStep::backward(const ParamSet& w, const Grads& grads, Context& ctx) {
   saved_->finish();
 }
 
+// Final norm + LM head + loss over row tiles of xL_: hf_ and dhf_ hold one
+// tile. With grads, dx_ = d(loss)/d(xL) and the head's gradients accumulate.
+double GradStep::head_loss(const ParamSet& w, const Grads* grads, double scale, Context& ctx) {
+  const int64_t N = B_ * T_, tile = hf_.t().dim(0);
+  const float eps = float(c_.rms_norm_eps);
+  const Tensor dlm = grads && grads->base ? grads->base->lm_head : Tensor();
+  const Tensor dnorm = grads && grads->base ? grads->base->final_norm : Tensor();
+  double sum = 0;
+  for (int64_t r0 = 0; r0 < N; r0 += tile) {
+    const int64_t m = std::min(tile, N - r0);
+    const Tensor x = xL_.t().slice0(r0, m), h = hf_.t().slice0(0, m), rs = rstdf_.t().slice0(0, m);
+    rmsnorm_forward(h, rs, x, w.final_norm, eps, ctx);
+    if (!grads) {
+      sum += lm_head_loss(Tensor(), Tensor(), h, w.lm_head, labels_.t().slice0(r0, m), scale, m, ctx);
+      continue;
+    }
+    const Tensor dh = dhf_.t().slice0(0, m);
+    sum += lm_head_loss(dh, dlm, h, w.lm_head, labels_.t().slice0(r0, m), scale, m, ctx);
+    rmsnorm_backward(dx_.t().slice0(r0, m), dnorm, dh, x, w.final_norm, rs, ctx);
+  }
+  return sum;
+}
+
 double GradStep::forward_loss(const ParamSet& w, const StepInput& in, Context& ctx) {
   prepare(in, ctx);
   forward(w, ctx);
   if (label_count_ == 0) return 0.0;
-  return lm_head_loss(Tensor(), Tensor(), hf_.t(), w.lm_head, labels_.t(), 1.0 / double(label_count_),
-                      lay_.loss_tile, ctx);
+  return head_loss(w, nullptr, 1.0 / double(label_count_), ctx);
 }
 
 Tensor GradStep::forward_hidden(const ParamSet& w, const StepInput& in, Context& ctx) {
   prepare(in, ctx);
   forward(w, ctx);
-  return hf_.t();
+  // evaluation only: the whole (N, C) of final-norm states, outside the training layout
+  const int64_t N = B_ * T_, C = c_.hidden_size;
+  if (!hidden_.t().defined()) {
+    hidden_ = Buffer(*mem_, Tier::device, Tag::activations, {N, C});
+    hidden_rstd_ = Buffer(*mem_, Tier::device, Tag::activations, {N});
+  }
+  rmsnorm_forward(hidden_.t(), hidden_rstd_.t(), xL_.t(), w.final_norm, float(c_.rms_norm_eps), ctx);
+  return hidden_.t();
 }
 
 double GradStep::run(const ParamSet& w, const Grads& grads, const StepInput& in, Context& ctx,
@@ -161,10 +192,8 @@ double GradStep::run(const ParamSet& w, const Grads& grads, const StepInput& in,
   // LM head + loss; their gradients come out of the same pass
   if (label_norm <= 0) label_norm = double(label_count_);
   const double scale = label_norm > 0 ? 1.0 / label_norm : 0.0;
-  const Tensor dlm = grads.base ? grads.base->lm_head : Tensor(), dnorm = grads.base ? grads.base->final_norm : Tensor();
-  const double scaled = lm_head_loss(dhf_.t(), dlm, hf_.t(), w.lm_head, labels_.t(), scale, lay_.loss_tile, ctx);
+  const double scaled = head_loss(w, &grads, scale, ctx);
   const double loss = label_count_ > 0 ? scaled * label_norm / double(label_count_) : 0.0;
-  rmsnorm_backward(dx_.t(), dnorm, dhf_.t(), xL_.t(), w.final_norm, rstdf_.t(), ctx);
 
   backward(w, grads, ctx);
   if (grads.base) embedding_backward(grads.base->embed, dx_.t(), tokens_.t(), ctx);

@@ -60,6 +60,7 @@ class GradStep {
   void forward(const ParamSet& w, Context& ctx);
   void backward(const ParamSet& w, const Grads& g, Context& ctx);
   LayerParams layer(const ParamSet& w, int64_t l) const;
+  double head_loss(const ParamSet& w, const Grads* grads, double scale, Context& ctx);
   BlockActs acts_of(const ActBuffer& saved) const { return bind_acts(saved, *scratch_); }
 
   LlamaConfig c_;
@@ -67,7 +68,9 @@ class GradStep {
   StepLayout lay_;
   Buffer tokens_, labels_;             // (N) I32
   Buffer pos_, docs_, cos_, sin_;      // (N) I32, (N) I32, (T, HS/2), (T, HS/2)
-  Buffer xL_, hf_, rstdf_, dhf_, dx_;  // (N, C), (N, C), (N), (N, C), (N, C)
+  Buffer xL_, hf_, rstdf_, dhf_, dx_;  // (N, C), (tile, C), (tile), (tile, C), (N, C)
+  Buffer hidden_, hidden_rstd_;        // forward_hidden only: (N, C), (N)
+  Memory* mem_ = nullptr;
   std::unique_ptr<ActBuffer> scratch_, grads_;  // rows not kept; backward scratch
   std::unique_ptr<SavedStore> saved_;           // L x (inp (N, C) + kept rows)
   BlockShared shared_;
