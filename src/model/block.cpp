@@ -146,6 +146,21 @@ void attn_half_forward(Tensor inp, const LayerParams& w, const BlockActs& a, con
   linear_fwd(a.x2, a.att, w.wo, w.lora.o, s, ctx, /*acc=*/true);
 }
 
+void AttentionRunner::store_kv(int64_t, const BlockActs&, Context&) {
+  FAIL("[block] this attention runner keeps no K/V cache");
+}
+
+void attn_half_kv(Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
+                  const BlockShared& s, Context& ctx) {
+  CHECK(s.runner, "[block] attn_half_kv needs an attention runner that keeps K/V");
+  const int64_t NKV = c.num_key_value_heads, HS = c.head_dim;
+  rmsnorm_forward(a.ln1, a.rstd1, inp, w.ln1, float(c.rms_norm_eps), ctx);
+  linear_fwd(a.k, a.ln1, w.wk, w.lora.k, s, ctx);
+  linear_fwd(a.v, a.ln1, w.wv, w.lora.v, s, ctx);
+  rope_forward(heads3(a.k, NKV, HS), heads3(a.k, NKV, HS), s.pos, s.cos, s.sin, ctx);
+  s.runner->store_kv(s.layer, a, ctx);
+}
+
 void attn_half_recompute(Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
                          const BlockShared& s, Context& ctx) {
   rmsnorm_forward(a.ln1, a.rstd1, inp, w.ln1, float(c.rms_norm_eps), ctx);

@@ -65,6 +65,8 @@ class AttentionRunner {
   virtual ~AttentionRunner() = default;
   virtual void forward(int64_t layer, const BlockActs& a, Context& ctx) = 0;
   virtual void backward(int64_t layer, const BlockActs& a, const BlockGrads& g, Context& ctx) = 0;
+  // Keeps a.k, a.v (this block's K/V) for later attention, attending to nothing now.
+  virtual void store_kv(int64_t layer, const BlockActs& a, Context& ctx);
 };
 
 // What every block of a step shares: positions, rope tables, attention setup.
@@ -87,6 +89,10 @@ struct BlockShared {
 // The two halves of a block. Attention: a.ln1 .. a.x2 from inp (N, C).
 void attn_half_forward(Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
                        const BlockShared& s, Context& ctx);
+// Only K and V (after rope) from inp, handed to s.runner->store_kv: what the
+// last block contributes to a chunk-wise pass that fills KV caches.
+void attn_half_kv(Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
+                  const BlockShared& s, Context& ctx);
 // Selective recompute: ln1, rstd1 and x2 again from inp and the kept att.
 void attn_half_recompute(Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
                          const BlockShared& s, Context& ctx);

@@ -120,7 +120,10 @@ TimePrediction predict_time(const LlamaConfig& c, const Plan& plan, int64_t B, i
     case Recompute::selective: re_mm = 2 * N * Cq * C + mlp_mm; break;
     case Recompute::none: re_mm = tiled ? mlp_mm : 0; break;
   }
-  if (p.chunked()) re_mm += attn_mm + mlp_mm, re_attn += attn;  // each chunk's forward runs twice
+  if (p.chunked()) {  // a first pass fills the KV caches; SeCO's stops at the last block's K/V
+    const double part = p.chunk_mode == ChunkMode::seco ? (L - 1) / std::max(L, 1.0) : 1.0;
+    re_mm += part * (attn_mm + mlp_mm), re_attn += part * attn;
+  }
   t.gemm_flops = 3 * (L * (attn_mm + mlp_mm) + head) + L * re_mm;
   t.attn_flops = 3.5 * L * attn + L * re_attn;  // flash backward ~2.5x its forward
   // Fewer rows per pass run slower (smaller matmuls, fewer attention tiles to

@@ -91,6 +91,11 @@ class KvPages : public AttentionRunner {
     }
   }
 
+  void store_kv(int64_t l, const BlockActs& a, Context& ctx) override {
+    copy_tensor(page(kc_[size_t(l)], j_), a.k, ctx);
+    copy_tensor(page(vc_[size_t(l)], j_), a.v, ctx);
+  }
+
   void backward(int64_t l, const BlockActs& a, const BlockGrads& g, Context& ctx) override {
     const int64_t NH = c_.num_attention_heads, NKV = c_.num_key_value_heads, HS = c_.head_dim;
     const Tensor q = a.q.view({1, Tc_, NH, HS}), out = a.att.view({1, Tc_, NH, HS});
@@ -235,20 +240,28 @@ double ChunkedStep::run(const ParamSet& w, const Grads& grads, const StepInput& 
   for (int64_t t = 0; t < T; t++) label_count_ += in.labels.i32()[t] != kIgnoreIndex;
   if (label_norm <= 0) label_norm = double(label_count_);
 
-  // forward: chunks in order fill the KV caches; the loss of each is logged
+  // forward: chunks in order fill the KV caches. SeCO takes each chunk's loss
+  // from its backward pass, so this pass stops at the last block's K/V;
+  // SpaCO backpropagates only some chunks and logs the loss of all from here.
+  const bool spaco = lay_.plan.chunk_mode == ChunkMode::spaco;
   double loss_sum = 0;
   for (int64_t j = 0; j < k_; j++) {
     kv_->set_chunk(j, 1.f);
     const StepInput ci = chunk_input(j, in);
+    if (!spaco) {
+      step_->forward_kv(w, ci, ctx);
+      continue;
+    }
     const double l = step_->forward_loss(w, ci, ctx);
     loss_sum += l * double(step_->label_count());
   }
   // backward: chunks in reverse (SpaCO: those drawn), each rerun with grad
   const std::vector<int64_t> chosen = chosen_chunks(draw);
-  const double pi = lay_.plan.chunk_mode == ChunkMode::spaco ? double(lay_.plan.chunk_budget) / double(k_) : 1;
+  const double pi = spaco ? double(lay_.plan.chunk_budget) / double(k_) : 1;
   for (auto it = chosen.rbegin(); it != chosen.rend(); ++it) {
     kv_->set_chunk(*it, float(1.0 / pi));
-    step_->run(w, grads, chunk_input(*it, in), ctx, label_norm * pi);
+    const double l = step_->run(w, grads, chunk_input(*it, in), ctx, label_norm * pi);
+    if (!spaco) loss_sum += l * double(step_->label_count());
   }
   return label_count_ > 0 ? loss_sum / double(label_count_) : 0.0;
 }

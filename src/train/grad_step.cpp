@@ -101,6 +101,26 @@ void GradStep::forward(const ParamSet& w, Context& ctx) {
   }
 }
 
+void GradStep::forward_kv(const ParamSet& w, const StepInput& in, Context& ctx) {
+  prepare(in, ctx);
+  const int64_t L = c_.num_hidden_layers;
+  if (L == 0) return;
+  // the saved sets serve as ping-pong storage; nothing is moved off the device
+  embedding_forward(saved_->forward_set(0).get("inp"), tokens_.t(), w.embed, ctx);
+  for (int64_t l = 0; l < L; l++) {
+    const ActBuffer& set = saved_->forward_set(l);
+    const BlockActs a = acts_of(set);
+    const LayerParams lw = layer(w, l);
+    shared_.layer = l;
+    if (l + 1 == L) {  // the last block: its K/V only, no attention, no MLP, no head
+      attn_half_kv(set.get("inp"), lw, a, c_, shared_, ctx);
+      break;
+    }
+    attn_half_forward(set.get("inp"), lw, a, c_, shared_, ctx);
+    mlp_half_forward(saved_->forward_set(l + 1).get("inp"), lw, a, c_, shared_, ctx);
+  }
+}
+
 // Blocks in reverse: bring back (or recompute) what each one's backward needs.
 LayerParams GradStep::layer(const ParamSet& w, int64_t l) const {
   LayerParams p = w.layers[size_t(l)];

@@ -53,6 +53,9 @@ class GradStep {
   // (valid until the next call) for logits of chosen rows.
   double forward_loss(const ParamSet& w, const StepInput& in, Context& ctx);
   Tensor forward_hidden(const ParamSet& w, const StepInput& in, Context& ctx);
+  // Chunked training's first pass: only what fills the runner's K/V caches
+  // (every block's K/V; the last block stops there, no loss).
+  void forward_kv(const ParamSet& w, const StepInput& in, Context& ctx);
   int64_t label_count() const { return label_count_; }
 
  private:
