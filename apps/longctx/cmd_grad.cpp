@@ -85,8 +85,9 @@ int run_grad(const Opts& o) {
   }
   // one rank: the plan is checked against its budgets before anything is allocated; across ranks the
   // per-rank budget is enforced as buffers are allocated (the model of CP memory is not built yet)
-  const Plan plan = comm.size() > 1 ? resolve_plan(wanted, c, B, std::max<int64_t>(T, 1))
-                                    : choose_plan(c, wanted, o.flags.is_auto(), B, std::max<int64_t>(T, 1), Purpose::grad);
+  const Plan plan =
+      comm.size() > 1 ? resolve_plan(wanted, c, B, std::max<int64_t>(T, 1))
+                      : choose_plan(c, wanted, o.flags.is_auto(), B, std::max<int64_t>(T, 1), Purpose::grad);
   Memory mem;
   mem.tracker().set_budget(Tier::device, plan.device_mem);
   mem.tracker().set_budget(Tier::host, plan.host_mem);
@@ -111,7 +112,8 @@ int run_grad(const Opts& o) {
   } else {
     gbase = std::make_unique<ParamSet>(c, mem, Tier::device, Tag::grads);
   }
-  if (comm.size() > 1 && (cp == CpKind::ulysses || cp == CpKind::upipe)) UlyssesAttention::check_layout(c, comm.size());
+  if (comm.size() > 1 && (cp == CpKind::ulysses || cp == CpKind::upipe))
+    UlyssesAttention::check_layout(c, comm.size());
   set_activity("setting up the step");
   AnyStep step(c, mem, B, T, plan, &comm, cp);
   step.set_adapters(a.get());
@@ -122,7 +124,8 @@ int run_grad(const Opts& o) {
     if (ga) ga->zero();
     const auto t0 = std::chrono::steady_clock::now();
     set_activity("running step " + std::to_string(r + 1) + " (forward + backward)");
-    loss = step.run(w, Grads{gbase.get(), ga.get()}, StepInput{inputs.t(), labels.t(), Tensor(), Tensor()}, ctx);
+    loss =
+        step.run(w, Grads{gbase.get(), ga.get()}, StepInput{inputs.t(), labels.t(), Tensor(), Tensor()}, ctx);
     step.finish_grads(Grads{gbase.get(), ga.get()});
     secs.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
@@ -165,7 +168,8 @@ Run add_grad(CLI::App& app) {
   app.add_option("--tokens", o->tokens, ".npy int array (B, T+1) or (T+1)")->required();
   app.add_option("--out", o->out, "where to write the gradients (.safetensors)");
   app.add_option("--repeat", o->repeat, "run the step N times; step_seconds is the median");
-  app.add_option("--cp-kind", o->cp_kind, "with several ranks (mpirun): ulysses | upipe | ring | zigzag (hybrid: later)");
+  app.add_option("--cp-kind", o->cp_kind,
+                 "with several ranks (mpirun): ulysses | upipe | ring | zigzag (hybrid: later)");
   app.add_option("--adapter", o->adapter, "PEFT LoRA adapter directory: base frozen, adapter gradients out");
   add_plan_flags(app, o->flags);
   return [o] { return run_grad(*o); };

@@ -32,11 +32,12 @@ int run_cluster(const Opts& o, const LlamaConfig& c, const Plan& wanted, const M
   else
     kinds = {parse_cp_kind(o.cp_kind)};
   const ClusterSpec& cl = o.cluster;
-  std::printf("%d ranks (%d per node, %.0f / %.0f GB/s intra / inter), %s, ZeRO %d, %lld x %lld tokens, plan %s\n",
-              cl.ranks, cl.ranks_per_node, cl.intra_gbps, cl.inter_gbps, o.dtype.c_str(), cl.zero,
-              (long long)o.batch, (long long)o.seq_len, describe(wanted).c_str());
-  std::printf("  %-8s %12s %12s %10s %10s %14s%s\n", "cp-kind", "device/rank", "host/rank", "step s", "comm s",
-              "sent/rank", o.max_length ? "   longest T that fits" : "");
+  std::printf(
+      "%d ranks (%d per node, %.0f / %.0f GB/s intra / inter), %s, ZeRO %d, %lld x %lld tokens, plan %s\n",
+      cl.ranks, cl.ranks_per_node, cl.intra_gbps, cl.inter_gbps, o.dtype.c_str(), cl.zero, (long long)o.batch,
+      (long long)o.seq_len, describe(wanted).c_str());
+  std::printf("  %-8s %12s %12s %10s %10s %14s%s\n", "cp-kind", "device/rank", "host/rank", "step s",
+              "comm s", "sent/rank", o.max_length ? "   longest T that fits" : "");
   nlohmann::json out = nlohmann::json::array();
   for (CpKind k : kinds) {
     if ((k == CpKind::ulysses || k == CpKind::upipe) && c.num_attention_heads % cl.ranks != 0) {
@@ -46,19 +47,23 @@ int run_cluster(const Opts& o, const LlamaConfig& c, const Plan& wanted, const M
     }
     const RankPrediction p = predict_cp(c, wanted, o.batch, o.seq_len, k, cl, r, why);
     nlohmann::json j = p.to_json();
-    j["attention_bytes"] = cp_bytes_per_step(c, o.batch, o.seq_len, k, cl.ranks, wanted.recompute == Recompute::full,
-                                             cl.act_bytes);
+    j["attention_bytes"] = cp_bytes_per_step(c, o.batch, o.seq_len, k, cl.ranks,
+                                             wanted.recompute == Recompute::full, cl.act_bytes);
     j["cp_kind"] = cp_kind_name(k);
     j["fits"] = p.mem.overflow(wanted).empty();
     int64_t longest = 0;
     if (o.max_length) j["longest_T"] = longest = longest_cp_length(c, wanted, k, cl, r, why);
     std::printf("  %-8s %12s %12s %10.3f %10.3f %14s", cp_kind_name(k), format_bytes(p.mem.tier[0]).c_str(),
-                format_bytes(p.mem.tier[1]).c_str(), p.step_s, p.comm_s, format_bytes(int64_t(p.comm_bytes)).c_str());
+                format_bytes(p.mem.tier[1]).c_str(), p.step_s, p.comm_s,
+                format_bytes(int64_t(p.comm_bytes)).c_str());
     if (o.max_length) std::printf("   %lld", (long long)longest);
     std::printf("%s\n", j["fits"].get<bool>() ? "" : "   (does not fit)");
     out.push_back(j);
   }
-  if (o.json) std::printf("%s\n", nlohmann::json{{"ranks", cl.ranks}, {"kinds", out}, {"plan", plan_to_json(wanted)}}.dump().c_str());
+  if (o.json)
+    std::printf(
+        "%s\n",
+        nlohmann::json{{"ranks", cl.ranks}, {"kinds", out}, {"plan", plan_to_json(wanted)}}.dump().c_str());
   return 0;
 }
 
@@ -135,8 +140,9 @@ int run_plan(const Opts& o) {
   std::printf("plan: %s\n", describe(chosen).c_str());
   std::printf("predicted peak bytes (%s):\n", o.purpose.c_str());
   print_memory(m);
-  std::printf("predicted step: %.3f s (compute %.3f s, offload copies %.3f s overlapped), %.2f GFLOP executed\n",
-              t.step_s, t.compute_s, t.copy_s, (t.gemm_flops + t.attn_flops) / 1e9);
+  std::printf(
+      "predicted step: %.3f s (compute %.3f s, offload copies %.3f s overlapped), %.2f GFLOP executed\n",
+      t.step_s, t.compute_s, t.copy_s, (t.gemm_flops + t.attn_flops) / 1e9);
   const std::string over = m.overflow(chosen);
   if (!over.empty()) std::printf("does not fit: %s\n", over.c_str());
   out["plan"] = plan_to_json(chosen);
@@ -161,12 +167,15 @@ Run add_plan(CLI::App& app) {
   app.add_flag("--auto", o->automatic, "search the plans; rank those that fit; pick the fastest");
   app.add_flag("--json", o->json, "end with one JSON line (peak_bytes shaped like grad's)");
   app.add_option("--ranks", o->cluster.ranks, "predict per rank for N ranks of context parallelism");
-  app.add_option("--ranks-per-node", o->cluster.ranks_per_node, "ranks that share the fast links (default 8)");
+  app.add_option("--ranks-per-node", o->cluster.ranks_per_node,
+                 "ranks that share the fast links (default 8)");
   app.add_option("--intra-bw", o->cluster.intra_gbps, "GB/s per rank inside a node (default 300)");
   app.add_option("--inter-bw", o->cluster.inter_gbps, "GB/s per rank across nodes (default 40)");
   app.add_option("--cp-kind", o->cp_kind, "ulysses | upipe | ring | zigzag | all (default all)");
-  app.add_option("--dtype", o->dtype, "fp32 (this CPU backend) | bf16 (GPUs: bf16 activations, fp32 master + AdamW)");
-  app.add_option("--zero", o->cluster.zero, "ZeRO stage 0-3 for the model state (3: predicted only, not built)");
+  app.add_option("--dtype", o->dtype,
+                 "fp32 (this CPU backend) | bf16 (GPUs: bf16 activations, fp32 master + AdamW)");
+  app.add_option("--zero", o->cluster.zero,
+                 "ZeRO stage 0-3 for the model state (3: predicted only, not built)");
   app.add_flag("--max-length", o->max_length, "also the longest sequence each CP kind fits in the budgets");
   add_plan_flags(app, o->flags);
   return [o] { return run_plan(*o); };

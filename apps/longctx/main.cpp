@@ -4,9 +4,9 @@
 #include <map>
 
 #include "commands.h"
-#include "ranks.h"
 #include "core/check.h"
 #include "kernels/cpu/blas_info.h"
+#include "ranks.h"
 
 int main(int argc, char** argv) {
   longctx::ensure_best_blas_kernels(argv);

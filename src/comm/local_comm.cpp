@@ -27,7 +27,9 @@ class LocalComm : public Comm {
   void reduce_scatter_sum(float*, int64_t) override {}
   void all_gather_parts(float*, int64_t) override {}
   void barrier() override {}
-  [[noreturn]] void abort(const std::string& why) override { throw Error(why); }  // one rank: the caller's catch
+  [[noreturn]] void abort(const std::string& why) override {
+    throw Error(why);
+  }  // one rank: the caller's catch
 
  private:
   template <class T>

@@ -64,8 +64,8 @@ BlockActs bind_acts(const ActBuffer& kept, const ActBuffer& scratch) {
     CHECK(t.defined(), "[block] no activation row named '", name, "'");
     return t;
   };
-  return {get("ln1"),  get("rstd1"), get("q"),   get("k"),  get("v"),    get("att"), get("lse"),
-          get("x2"),   get("ln2"),   get("rstd2"), get("gate"), get("up"), get("hmlp")};
+  return {get("ln1"), get("rstd1"), get("q"),     get("k"),    get("v"),  get("att"), get("lse"),
+          get("x2"),  get("ln2"),   get("rstd2"), get("gate"), get("up"), get("hmlp")};
 }
 
 BlockActs bind_acts(const ActBuffer& b) { return bind_acts(b, b); }
@@ -94,12 +94,13 @@ void linear_fwd(Tensor y, Tensor x, Tensor W, const LoraPair& l, const BlockShar
 void linear_bwd(Tensor dx, Tensor dW, Tensor dy, Tensor x, Tensor W, const LoraPair& l, const LoraPair& dl,
                 const BlockShared& s, Context& ctx, bool acc = false) {
   const int64_t n = x.dim(0);
-  const Tensor u = l.A.defined() ? rows_of(s.lora_u, n) : Tensor(), g = l.A.defined() ? rows_of(s.lora_g, n) : Tensor();
+  const Tensor u = l.A.defined() ? rows_of(s.lora_u, n) : Tensor(),
+               g = l.A.defined() ? rows_of(s.lora_g, n) : Tensor();
   if (l.A.defined()) {
     matmul_forward(u, x, l.A, ctx);
-    scale_inplace(u, s.lora_scale, ctx);                             // u = s x A^T
+    scale_inplace(u, s.lora_scale, ctx);                                   // u = s x A^T
     if (dl.B.defined()) matmul_backward(Tensor(), dl.B, dy, u, l.B, ctx);  // dB += dy^T u
-    matmul_backward(g, Tensor(), dy, u, l.B, ctx);                    // g = dy B
+    matmul_backward(g, Tensor(), dy, u, l.B, ctx);                         // g = dy B
     scale_inplace(g, s.lora_scale, ctx);
     if (dl.A.defined()) matmul_backward(Tensor(), dl.A, g, x, l.A, ctx);  // dA += g^T x
   }
@@ -216,8 +217,9 @@ void mlp_half_backward(Tensor dx, const LayerParams& w, const LayerParams& dw, c
   }
 }
 
-void attn_half_backward(Tensor dx, Tensor inp, const LayerParams& w, const LayerParams& dw, const BlockActs& a,
-                        const BlockGrads& g, const LlamaConfig& c, const BlockShared& s, Context& ctx) {
+void attn_half_backward(Tensor dx, Tensor inp, const LayerParams& w, const LayerParams& dw,
+                        const BlockActs& a, const BlockGrads& g, const LlamaConfig& c, const BlockShared& s,
+                        Context& ctx) {
   const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, HS = c.head_dim;
   linear_bwd(g.datt, dw.wo, dx, a.att, w.wo, w.lora.o, dw.lora.o, s, ctx);
   if (s.runner)

@@ -104,8 +104,9 @@ void mlp_half_forward(Tensor out, const LayerParams& w, const BlockActs& a, cons
 void mlp_half_backward(Tensor dx, const LayerParams& w, const LayerParams& dw, const BlockActs& a,
                        const BlockGrads& g, const LlamaConfig& c, const BlockShared& s, Context& ctx);
 // dx: in d(x2), out d(inp).
-void attn_half_backward(Tensor dx, Tensor inp, const LayerParams& w, const LayerParams& dw, const BlockActs& a,
-                        const BlockGrads& g, const LlamaConfig& c, const BlockShared& s, Context& ctx);
+void attn_half_backward(Tensor dx, Tensor inp, const LayerParams& w, const LayerParams& dw,
+                        const BlockActs& a, const BlockGrads& g, const LlamaConfig& c, const BlockShared& s,
+                        Context& ctx);
 
 // out (N, C) = block(inp (N, C)); fills a.
 void block_forward(Tensor out, Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,

@@ -52,7 +52,8 @@ std::pair<int64_t, int64_t> target_shape(const LlamaConfig& c, int t) {
 
 std::string module_path(int layer, int t) {
   const std::string part = t <= 3 ? "self_attn." : "mlp.";
-  return "base_model.model.model.layers." + std::to_string(layer) + "." + part + lora_target_names()[size_t(t)];
+  return "base_model.model.model.layers." + std::to_string(layer) + "." + part +
+         lora_target_names()[size_t(t)];
 }
 
 LoraPair& pair_of(LayerLora& l, int t) {
@@ -121,16 +122,10 @@ void save_lora_peft(const std::string& dir, const LoraSet& s, const LoraConfig& 
   std::vector<NamedTensor> out;
   for (size_t i = 0; i < s.specs().size(); i++) out.push_back({s.specs()[i].name, s.tensor(i)});
   save_safetensors(dir + "/adapter_model.safetensors", out);
-  const nlohmann::json j = {{"peft_type", "LORA"},
-                            {"task_type", "CAUSAL_LM"},
-                            {"r", lc.rank},
-                            {"lora_alpha", lc.alpha},
-                            {"lora_dropout", 0.0},
-                            {"target_modules", lc.targets},
-                            {"bias", "none"},
-                            {"fan_in_fan_out", false},
-                            {"inference_mode", true},
-                            {"base_model_name_or_path", base}};
+  const nlohmann::json j = {
+      {"peft_type", "LORA"},    {"task_type", "CAUSAL_LM"},       {"r", lc.rank},   {"lora_alpha", lc.alpha},
+      {"lora_dropout", 0.0},    {"target_modules", lc.targets},   {"bias", "none"}, {"fan_in_fan_out", false},
+      {"inference_mode", true}, {"base_model_name_or_path", base}};
   const std::string p = dir + "/adapter_config.json";
   std::ofstream(p + ".tmp") << j.dump(2) << "\n";
   fs::rename(p + ".tmp", p);
@@ -171,9 +166,9 @@ void merge_lora(ParamSet& w, const LoraSet& s, const LoraConfig& lc) {
   for (size_t l = 0; l < w.layers.size(); l++) {
     LayerParams& L = w.layers[l];
     const LayerLora& a = s.layers[l];
-    const std::pair<const LoraPair*, Tensor> mods[] = {{&a.q, L.wq},   {&a.k, L.wk},  {&a.v, L.wv},
-                                                       {&a.o, L.wo},   {&a.gate, L.wgate},
-                                                       {&a.up, L.wup}, {&a.down, L.wdown}};
+    const std::pair<const LoraPair*, Tensor> mods[] = {{&a.q, L.wq},      {&a.k, L.wk},       {&a.v, L.wv},
+                                                       {&a.o, L.wo},      {&a.gate, L.wgate}, {&a.up, L.wup},
+                                                       {&a.down, L.wdown}};
     for (const auto& [p, W] : mods) {
       if (!p->A.defined()) continue;
       const int64_t OC = W.dim(0), IC = W.dim(1), r = p->A.dim(0);

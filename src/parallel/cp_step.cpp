@@ -11,7 +11,8 @@ namespace longctx {
 CpKind parse_cp_kind(const std::string& s) {
   for (CpKind k : {CpKind::ulysses, CpKind::ring, CpKind::zigzag, CpKind::upipe})
     if (s == cp_kind_name(k)) return k;
-  if (s == "hybrid") FAIL("--cp-kind hybrid is not built yet in this version (ulysses, upipe, ring and zigzag are)");
+  if (s == "hybrid")
+    FAIL("--cp-kind hybrid is not built yet in this version (ulysses, upipe, ring and zigzag are)");
   FAIL("--cp-kind: '", s, "' is not one of ulysses|ring|zigzag|upipe|hybrid");
 }
 
@@ -25,7 +26,8 @@ const char* cp_kind_name(CpKind k) {
   return "?";
 }
 
-CpStep::CpStep(const LlamaConfig& c, Memory& mem, Comm& comm, int64_t B, int64_t T, const Plan& plan, CpKind kind)
+CpStep::CpStep(const LlamaConfig& c, Memory& mem, Comm& comm, int64_t B, int64_t T, const Plan& plan,
+               CpKind kind)
     : comm_(comm), B_(B), T_(T), kind_(kind) {
   const int P = comm.size();
   CHECK(!plan.chunked(), "plan: --chunk-mode ", chunk_mode_name(plan.chunk_mode),
@@ -56,8 +58,8 @@ double CpStep::run(const ParamSet& w, const Grads& g, const StepInput& in, Conte
   CHECK(in.inputs.numel() == B_ * T_ && in.labels.numel() == B_ * T_, "[cp] expected ", B_, " x ", T_,
         " inputs and labels, got ", in.inputs.numel(), " and ", in.labels.numel());
   constexpr int32_t kPad = std::numeric_limits<int32_t>::min();
-  std::vector<int32_t> docs(size_t(B_ * Tp_), kPad), tok(size_t(B_ * Tl_), 0), lab(size_t(B_ * Tl_), kIgnoreIndex),
-      pos(size_t(B_ * Tl_), 0), doc(size_t(B_ * Tl_), kPad);
+  std::vector<int32_t> docs(size_t(B_ * Tp_), kPad), tok(size_t(B_ * Tl_), 0),
+      lab(size_t(B_ * Tl_), kIgnoreIndex), pos(size_t(B_ * Tl_), 0), doc(size_t(B_ * Tl_), kPad);
   int64_t labels = 0;
   for (int64_t b = 0; b < B_; b++)
     for (int64_t t = 0; t < T_; t++) {
@@ -67,7 +69,8 @@ double CpStep::run(const ParamSet& w, const Grads& g, const StepInput& in, Conte
     }
   // this rank's rows: one contiguous chunk, or zigzag's two
   for (auto [start, len] : cp_segments(kind_ == CpKind::zigzag, comm_.size(), r, Tl_)) {
-    const int64_t local0 = start == cp_segments(kind_ == CpKind::zigzag, comm_.size(), r, Tl_)[0].first ? 0 : Tl_ - len;
+    const int64_t local0 =
+        start == cp_segments(kind_ == CpKind::zigzag, comm_.size(), r, Tl_)[0].first ? 0 : Tl_ - len;
     for (int64_t b = 0; b < B_; b++)
       for (int64_t k = 0; k < len; k++) {
         const int64_t t = start + k, o = b * Tl_ + local0 + k;

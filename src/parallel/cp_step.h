@@ -16,7 +16,6 @@
 
 namespace longctx {
 
-
 class CpStep {
  public:
   CpStep(const LlamaConfig& c, Memory& mem, Comm& comm, int64_t B, int64_t T, const Plan& plan, CpKind kind);

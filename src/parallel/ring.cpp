@@ -15,7 +15,8 @@ std::vector<std::pair<int64_t, int64_t>> cp_segments(bool zigzag, int P, int r, 
   return {{int64_t(r) * c, c}, {int64_t(2 * P - 1 - r) * c, c}};
 }
 
-RingAttention::RingAttention(const LlamaConfig& c, Comm& comm, Memory& mem, int64_t B, int64_t Tl, bool zigzag)
+RingAttention::RingAttention(const LlamaConfig& c, Comm& comm, Memory& mem, int64_t B, int64_t Tl,
+                             bool zigzag)
     : c_(c), comm_(comm), P_(comm.size()), r_(comm.rank()), B_(B), Tl_(Tl), T_(Tl * comm.size()) {
   for (int x = 0; x < P_; x++) {
     std::vector<Seg> v;
@@ -44,7 +45,8 @@ void RingAttention::set_docs(const std::vector<int32_t>& d) {
   for (int x = 0; x < P_; x++)
     for (const Seg& s : segs_[size_t(x)]) {
       std::vector<int32_t> v(size_t(B_ * s.len));
-      for (int64_t b = 0; b < B_; b++) std::memcpy(&v[size_t(b * s.len)], &d[size_t(b * T_ + s.start)], size_t(s.len) * 4);
+      for (int64_t b = 0; b < B_; b++)
+        std::memcpy(&v[size_t(b * s.len)], &d[size_t(b * T_ + s.start)], size_t(s.len) * 4);
       docs_[size_t(x)].push_back(v);
     }
 }
@@ -78,7 +80,8 @@ void RingAttention::scatter_lse(const float* src, const Seg& s, float* dst) cons
       std::memcpy(dst + (b * NH + h) * Tl_ + s.local, src + (b * NH + h) * s.len, size_t(s.len) * 4);
 }
 
-AttentionParams RingAttention::params(const Seg& q, int rq, size_t iq, const Seg& k, int rk, size_t ik) const {
+AttentionParams RingAttention::params(const Seg& q, int rq, size_t iq, const Seg& k, int rk,
+                                      size_t ik) const {
   AttentionParams p;
   p.q_offset = q.start - k.start;  // segments are whole chunks: k wholly before q, or the same chunk
   p.causal = true;

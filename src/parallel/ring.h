@@ -42,9 +42,9 @@ class RingAttention : public AttentionRunner {
   Comm& comm_;
   int P_, r_;
   int64_t B_, Tl_, T_, seg_len_;
-  std::vector<std::vector<Seg>> segs_;               // per rank
+  std::vector<std::vector<Seg>> segs_;                   // per rank
   std::vector<std::vector<std::vector<int32_t>>> docs_;  // per rank, per segment: (B, len)
-  Buffer kv_[2], dkv_[2];                            // (2, B, Tl, NKV, HS): K then V (and their grads)
+  Buffer kv_[2], dkv_[2];                                // (2, B, Tl, NKV, HS): K then V (and their grads)
   Buffer q_, o_, lse_, dq_, k_, v_, dk_, dv_, dout_, ofull_, lsefull_, docq_, dock_;  // one segment each
   int64_t bytes_sent_ = 0;
 };

@@ -51,8 +51,8 @@ void UlyssesAttention::set_docs(const std::vector<int32_t>& d) {
   std::memcpy(docs_.t().ptr, d.data(), d.size() * 4);
 }
 
-void UlyssesAttention::scatter_heads(const Tensor& local, int64_t H, const std::vector<std::vector<int64_t>>& heads,
-                                     Tensor sharded) {
+void UlyssesAttention::scatter_heads(const Tensor& local, int64_t H,
+                                     const std::vector<std::vector<int64_t>>& heads, Tensor sharded) {
   const int64_t HS = c_.head_dim, m = int64_t(heads[0].size()), blk = B_ * Tl_ * m * HS;
   const float* src = local.f32();
   float* s = send_.f32();
@@ -60,25 +60,28 @@ void UlyssesAttention::scatter_heads(const Tensor& local, int64_t H, const std::
     for (int64_t b = 0; b < B_; b++)
       for (int64_t t = 0; t < Tl_; t++)
         for (int64_t j = 0; j < m; j++)
-          std::memcpy(s + d * blk + ((b * Tl_ + t) * m + j) * HS, src + ((b * Tl_ + t) * H + heads[size_t(d)][size_t(j)]) * HS,
-                      size_t(HS) * 4);
+          std::memcpy(s + d * blk + ((b * Tl_ + t) * m + j) * HS,
+                      src + ((b * Tl_ + t) * H + heads[size_t(d)][size_t(j)]) * HS, size_t(HS) * 4);
   comm_.all_to_all(s, recv_.f32(), blk);
   bytes_sent_ += (P_ - 1) * blk * 4;
   const float* r = recv_.f32();
   float* dst = sharded.f32();
   for (int sr = 0; sr < P_; sr++)  // from rank sr: its tokens [sr*Tl, (sr+1)*Tl)
     for (int64_t b = 0; b < B_; b++)
-      std::memcpy(dst + (b * T_ + sr * Tl_) * m * HS, r + sr * blk + b * Tl_ * m * HS, size_t(Tl_ * m * HS) * 4);
+      std::memcpy(dst + (b * T_ + sr * Tl_) * m * HS, r + sr * blk + b * Tl_ * m * HS,
+                  size_t(Tl_ * m * HS) * 4);
 }
 
-void UlyssesAttention::gather_heads(const Tensor& sharded, int64_t H, const std::vector<std::vector<int64_t>>& heads,
-                                    Tensor local, bool accumulate) {
+void UlyssesAttention::gather_heads(const Tensor& sharded, int64_t H,
+                                    const std::vector<std::vector<int64_t>>& heads, Tensor local,
+                                    bool accumulate) {
   const int64_t HS = c_.head_dim, m = int64_t(heads[0].size()), blk = B_ * Tl_ * m * HS;
   const float* src = sharded.f32();
   float* s = send_.f32();
   for (int d = 0; d < P_; d++)  // to rank d: its tokens, my heads
     for (int64_t b = 0; b < B_; b++)
-      std::memcpy(s + d * blk + b * Tl_ * m * HS, src + (b * T_ + d * Tl_) * m * HS, size_t(Tl_ * m * HS) * 4);
+      std::memcpy(s + d * blk + b * Tl_ * m * HS, src + (b * T_ + d * Tl_) * m * HS,
+                  size_t(Tl_ * m * HS) * 4);
   comm_.all_to_all(s, recv_.f32(), blk);
   bytes_sent_ += (P_ - 1) * blk * 4;
   const float* r = recv_.f32();
@@ -103,7 +106,8 @@ void UlyssesAttention::lse_to_local(const Tensor& sharded, const std::vector<std
   for (int d = 0; d < P_; d++)
     for (int64_t b = 0; b < B_; b++)
       for (int64_t h = 0; h < Gs; h++)
-        std::memcpy(s + d * blk + (b * Gs + h) * Tl_, sharded.f32() + (b * Gs + h) * T_ + d * Tl_, size_t(Tl_) * 4);
+        std::memcpy(s + d * blk + (b * Gs + h) * Tl_, sharded.f32() + (b * Gs + h) * T_ + d * Tl_,
+                    size_t(Tl_) * 4);
   comm_.all_to_all(s, recv_.f32(), blk);
   bytes_sent_ += (P_ - 1) * blk * 4;
   for (int sr = 0; sr < P_; sr++)
@@ -120,8 +124,8 @@ void UlyssesAttention::lse_to_sharded(const Tensor& local, const std::vector<std
   for (int d = 0; d < P_; d++)
     for (int64_t b = 0; b < B_; b++)
       for (int64_t h = 0; h < Gs; h++)
-        std::memcpy(s + d * blk + (b * Gs + h) * Tl_, local.f32() + (b * NH + heads[size_t(d)][size_t(h)]) * Tl_,
-                    size_t(Tl_) * 4);
+        std::memcpy(s + d * blk + (b * Gs + h) * Tl_,
+                    local.f32() + (b * NH + heads[size_t(d)][size_t(h)]) * Tl_, size_t(Tl_) * 4);
   comm_.all_to_all(s, recv_.f32(), blk);
   bytes_sent_ += (P_ - 1) * blk * 4;
   for (int sr = 0; sr < P_; sr++)
@@ -160,7 +164,8 @@ void UlyssesAttention::backward(int64_t, const BlockActs& a, const BlockGrads& g
     scatter_heads(a.att.view({B_, Tl_, NH, HS}), NH, qheads_[h], o_.t());
     scatter_heads(g.datt.view({B_, Tl_, NH, HS}), NH, qheads_[h], dout_.t());
     lse_to_sharded(a.lse, qheads_[h], lse_.t());
-    attention_backward(dq_.t(), dk_.t(), dv_.t(), dout_.t(), q_.t(), k_.t(), v_.t(), o_.t(), lse_.t(), p, ctx);
+    attention_backward(dq_.t(), dk_.t(), dv_.t(), dout_.t(), q_.t(), k_.t(), v_.t(), o_.t(), lse_.t(), p,
+                       ctx);
     gather_heads(dq_.t(), NH, qheads_[h], g.dq.view({B_, Tl_, NH, HS}), false);
     gather_heads(dk_.t(), NKV, kvheads_[h], g.dk.view({B_, Tl_, NKV, HS}), copies_);
     gather_heads(dv_.t(), NKV, kvheads_[h], g.dv.view({B_, Tl_, NKV, HS}), copies_);

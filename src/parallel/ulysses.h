@@ -1,11 +1,9 @@
-// Ulysses context parallelism (and UPipe, Ulysses a head group at a time): each of P ranks holds T/P tokens of every
-// sequence with all heads; attention needs all tokens of some heads. An
-// all-to-all turns (B, T/P, NH, HS) into (B, T, NH/P, HS), flash attention runs
-// on the whole sequence for this rank's heads, and an all-to-all brings the
-// output back. Query heads must divide by P. KV heads: NKV/P each when P
-// divides NKV; otherwise every rank gets a copy of the KV head of each of its
-// query heads, and the gradients of the copies are summed back. UPipe runs the
-// same exchange one query head per rank at a time, so only one group's
+// Ulysses context parallelism (and UPipe, Ulysses a head group at a time): each of P ranks holds T/P tokens
+// of every sequence with all heads; attention needs all tokens of some heads. An all-to-all turns (B, T/P,
+// NH, HS) into (B, T, NH/P, HS), flash attention runs on the whole sequence for this rank's heads, and an
+// all-to-all brings the output back. Query heads must divide by P. KV heads: NKV/P each when P divides NKV;
+// otherwise every rank gets a copy of the KV head of each of its query heads, and the gradients of the copies
+// are summed back. UPipe runs the same exchange one query head per rank at a time, so only one group's
 // head-sharded buffers are ever live (1/(NH/P) of Ulysses').
 #pragma once
 #include <vector>
@@ -20,7 +18,8 @@ class UlyssesAttention : public AttentionRunner {
  public:
   // B sequences of T_local tokens on this rank (T = P * T_local).
   // upipe: UPipe, one query head per rank at a time (buffers of one head group live).
-  UlyssesAttention(const LlamaConfig& c, Comm& comm, Memory& mem, int64_t B, int64_t T_local, bool upipe = false);
+  UlyssesAttention(const LlamaConfig& c, Comm& comm, Memory& mem, int64_t B, int64_t T_local,
+                   bool upipe = false);
   // Document ids of the whole (padded) sequences (B, T), the same on every rank.
   void set_docs(const std::vector<int32_t>& docs);
   void forward(int64_t layer, const BlockActs& a, Context& ctx) override;
@@ -43,9 +42,9 @@ class UlyssesAttention : public AttentionRunner {
   Comm& comm_;
   int P_, r_;
   int64_t B_, Tl_, T_, NHr_, Gs_, m_;  // Gs_: query heads per rank per group; m_: KV heads per rank per group
-  bool copies_ = false;                 // KV heads sent as one copy per query head
+  bool copies_ = false;                // KV heads sent as one copy per query head
   std::vector<std::vector<std::vector<int64_t>>> qheads_, kvheads_;  // [group][rank d]: the global heads
-  Buffer q_, k_, v_, o_, lse_, dq_, dk_, dv_, dout_;    // head-sharded (B, T, *, HS), lse (B, NHr, T)
+  Buffer q_, k_, v_, o_, lse_, dq_, dk_, dv_, dout_;  // head-sharded (B, T, *, HS), lse (B, NHr, T)
   Buffer send_, recv_, docs_;
   int64_t bytes_sent_ = 0;
 };

@@ -11,8 +11,8 @@ namespace longctx {
 ZeroOptimizer::ZeroOptimizer(Tensor w, Tensor g, std::vector<NamedTensor> tensors, int stage, Comm& comm,
                              Memory& mem)
     : w_(w), g_(g), tensors_(std::move(tensors)), stage_(stage), comm_(comm), n_(w.numel()), mem_(mem) {
-  CHECK(stage >= 0 && stage <= 2, "--zero ", stage, ": stages 0, 1 and 2 are built (3, parameters gathered per ",
-        "block, is not yet)");
+  CHECK(stage >= 0 && stage <= 2, "--zero ", stage,
+        ": stages 0, 1 and 2 are built (3, parameters gathered per ", "block, is not yet)");
   CHECK(g.numel() == n_, "[zero] ", g.numel(), " gradients for ", n_, " parameters");
   for (const NamedTensor& t : tensors_) offset_.push_back((static_cast<float*>(t.t.ptr) - w.f32()));
   const int P = stage_ == 0 ? 1 : comm.size(), r = stage_ == 0 ? 0 : comm.rank();

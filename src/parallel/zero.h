@@ -21,8 +21,8 @@ class ZeroOptimizer {
   // tensors: the named parameters inside w (for weight decay and checkpoints).
   ZeroOptimizer(Tensor w, Tensor g, std::vector<NamedTensor> tensors, int stage, Comm& comm, Memory& mem);
   int stage() const { return stage_; }
-  void reduce_grads();                  // after the last micro-batch of a step
-  double grad_sq_norm(Context& ctx);    // of the (reduced) gradient, every rank the same
+  void reduce_grads();                // after the last micro-batch of a step
+  double grad_sq_norm(Context& ctx);  // of the (reduced) gradient, every rank the same
   void scale_grads(float s, Context& ctx);
   // AdamW on this rank's part (decay only on matrices), then the weights re-assembled.
   void step(AdamWParams p, float weight_decay, Context& ctx);
@@ -37,9 +37,9 @@ class ZeroOptimizer {
   std::vector<int64_t> offset_;  // of each tensor in the flat vector
   int stage_;
   Comm& comm_;
-  int64_t n_, lo_, hi_;  // this rank's part [lo, hi)
-  Buffer m_, v_;         // (hi - lo), or (n) at stage 0
-  Buffer mfull_, vfull_; // host scratch for checkpoints
+  int64_t n_, lo_, hi_;   // this rank's part [lo, hi)
+  Buffer m_, v_;          // (hi - lo), or (n) at stage 0
+  Buffer mfull_, vfull_;  // host scratch for checkpoints
   Memory& mem_;
 };
 

@@ -20,10 +20,12 @@ int recomputes(const Plan& p) { return p.recompute == Recompute::full ? 1 : 0; }
 // The CP runner's own buffers (fp32 elements), as UlyssesAttention / RingAttention allocate them.
 int64_t runner_floats(const LlamaConfig& c, int64_t B, int64_t Tl, CpKind kind, int P) {
   const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, HS = c.head_dim, T = Tl * P;
-  if (kind == CpKind::ulysses || kind == CpKind::upipe) {  // UPipe: one query head (and its KV copy) at a time
+  if (kind == CpKind::ulysses ||
+      kind == CpKind::upipe) {  // UPipe: one query head (and its KV copy) at a time
     const int64_t NHr = kind == CpKind::upipe ? 1 : NH / P;
     const int64_t m = kind == CpKind::upipe ? 1 : NKV % P == 0 ? NKV / P : NHr;
-    return 4 * B * T * NHr * HS + 4 * B * T * m * HS + B * NHr * T + 2 * P * B * Tl * std::max(NHr, m) * HS + B * T;
+    return 4 * B * T * NHr * HS + 4 * B * T * m * HS + B * NHr * T + 2 * P * B * Tl * std::max(NHr, m) * HS +
+           B * T;
   }
   const int64_t L = kind == CpKind::zigzag ? Tl / 2 : Tl, Ckv = c.kv_dim(), Cq = c.q_dim();
   return 8 * B * Tl * Ckv + 5 * B * L * Cq + 4 * B * L * Ckv + 2 * B * NH * L + 2 * B * L;
@@ -39,10 +41,12 @@ nlohmann::json RankPrediction::to_json() const {
           {"comm_bytes", comm_bytes}};
 }
 
-double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind, int P, int R, int act_bytes) {
+double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind, int P, int R,
+                         int act_bytes) {
   if (P <= 1) return 0;
   const double Tl = double(local_tokens(T, kind, P)), L = double(c.num_hidden_layers);
-  const double NH = double(c.num_attention_heads), NKV = double(c.num_key_value_heads), HS = double(c.head_dim);
+  const double NH = double(c.num_attention_heads), NKV = double(c.num_key_value_heads),
+               HS = double(c.head_dim);
   const double Cq = double(c.q_dim()), Ckv = double(c.kv_dim());
   double floats = 0;
   if (kind == CpKind::ulysses || kind == CpKind::upipe) {
@@ -77,7 +81,8 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
     }
   if (P > 1) {
     m.tag[dev][size_t(Tag::comm)] += int64_t(double(runner_floats(c, B, Tl, kind, P)) * 4 * s);
-    if (why == Purpose::grad) m.tag[size_t(Tier::host)][size_t(Tag::data)] += 2 * B * (T - Tl) * 4;  // every rank reads all
+    if (why == Purpose::grad)
+      m.tag[size_t(Tier::host)][size_t(Tag::data)] += 2 * B * (T - Tl) * 4;  // every rank reads all
   }
   // model state: n parameters, of which `trained` train (LoRA: the adapters)
   const double n = double(param_bytes(c)) / 4, lora = double(lora_param_bytes(c, plan.lora)) / 4;
@@ -89,8 +94,9 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
   if (cl.zero >= 1) optim /= P;
   if (cl.zero >= 2) grads /= P;
   if (cl.zero >= 3) {
-    const double layer = (n - double(c.vocab_size) * double(c.hidden_size) * (c.tie_word_embeddings ? 1 : 2)) /
-                         double(std::max<int64_t>(c.num_hidden_layers, 1));
+    const double layer =
+        (n - double(c.vocab_size) * double(c.hidden_size) * (c.tie_word_embeddings ? 1 : 2)) /
+        double(std::max<int64_t>(c.num_hidden_layers, 1));
     weights = weights / P + 2 * layer * cl.act_bytes;  // plus one gathered block, double-buffered
   }
   m.tag[dev][size_t(Tag::weights)] = int64_t(weights);
@@ -106,14 +112,16 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
   const TimePrediction local = predict_time(c, plan, B, Tl, r);
   const double full_attn = 4.0 * double(B) * double(c.num_attention_heads) * double(c.head_dim) * double(T) *
                            (double(T) + 1) / 2 * double(c.num_hidden_layers);
-  const double share = P == 1 ? 1.0 : kind == CpKind::ring ? double(2 * P - 1) / double(P) / double(P) : 1.0 / P;
+  const double share = P == 1                 ? 1.0
+                       : kind == CpKind::ring ? double(2 * P - 1) / double(P) / double(P)
+                                              : 1.0 / P;
   const double attn_exec = (3.5 + recomputes(plan)) * full_attn * share;
   out.compute_s = local.gemm_flops / (r.gemm_gflops * 1e9) + attn_exec / (r.attn_gflops * 1e9);
   const bool one_node = P <= cl.ranks_per_node;
   const double bw = (one_node ? cl.intra_gbps : cl.inter_gbps) * 1e9;
   const double attn_bytes = cp_bytes_per_step(c, B, T, kind, P, recomputes(plan), cl.act_bytes);
   double zero_bytes = P > 1 ? 2.0 * (P - 1) / P * trained * cl.act_bytes : 0;  // gradient all-reduce
-  if (cl.zero >= 3) zero_bytes += 2.0 * (P - 1) / P * n * cl.act_bytes;      // parameters gathered twice
+  if (cl.zero >= 3) zero_bytes += 2.0 * (P - 1) / P * n * cl.act_bytes;        // parameters gathered twice
   out.comm_bytes = attn_bytes + zero_bytes;
   out.comm_s = out.comm_bytes / bw;
   // ring traffic overlaps with the block in hand; Ulysses' all-to-alls and ZeRO's collectives do not here

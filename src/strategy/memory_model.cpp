@@ -51,8 +51,8 @@ StepLayout step_layout(const LlamaConfig& c, const Plan& plan, int64_t B, int64_
   s.Tc = p.chunked() ? std::min(p.chunk_size, T) : T;
   s.N = B * s.Tc;
   s.mlp_tile = (s.N + p.mlp_tiles - 1) / p.mlp_tiles;
-  s.loss_tile = p.loss_tiles == 0 ? lm_head_loss_auto_tile(s.N, c.vocab_size)
-                                  : (s.N + p.loss_tiles - 1) / p.loss_tiles;
+  s.loss_tile =
+      p.loss_tiles == 0 ? lm_head_loss_auto_tile(s.N, c.vocab_size) : (s.N + p.loss_tiles - 1) / p.loss_tiles;
   const bool tiled = s.mlp_tile < s.N;
   s.saved.push_back({"inp", {s.N, c.hidden_size}});
   for (const ActSpec& a : block_act_table(c, B, s.Tc, s.mlp_tile))
@@ -130,14 +130,16 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t 
   add(dev, Tag::data, 2 * s.N * 4);
   add(dev, Tag::workspace, 2 * s.N * 4 + 2 * (s.plan.chunked() ? s.N : T) * half * 4);
   const int64_t tile = std::min(s.loss_tile, s.N);  // final norm fused with the loss tiles
-  add(dev, Tag::activations, (s.N + tile) * C * 4 + tile * 4 + table_bytes(s.scratch));  // xL, hf, rstdf, scratch
-  add(dev, Tag::workspace, (tile + s.N) * C * 4 + table_bytes(s.grads));                // dhf, dx, grads
+  add(dev, Tag::activations,
+      (s.N + tile) * C * 4 + tile * 4 + table_bytes(s.scratch));          // xL, hf, rstdf, scratch
+  add(dev, Tag::workspace, (tile + s.N) * C * 4 + table_bytes(s.grads));  // dhf, dx, grads
   add(dev, Tag::checkpoint, s.device_sets * s.saved_bytes);
   if (s.offload_sets > 0)
     add(s.plan.offload == Offload::host ? Tier::host : Tier::disk, Tag::checkpoint,
         s.offload_sets * s.saved_bytes);
   if (s.plan.chunked()) {  // KvPages: K, V and their gradients of every block, pages on the device
-    const int64_t Tp = (T + s.Tc - 1) / s.Tc * s.Tc, Ckv = c.kv_dim(), Cq = c.q_dim(), L = c.num_hidden_layers;
+    const int64_t Tp = (T + s.Tc - 1) / s.Tc * s.Tc, Ckv = c.kv_dim(), Cq = c.q_dim(),
+                  L = c.num_hidden_layers;
     const Tier kv = s.plan.offload == Offload::none   ? dev
                     : s.plan.offload == Offload::host ? Tier::host
                                                       : Tier::disk;
@@ -150,8 +152,8 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t 
   }
   // transients: the logits tile of the loss, the attention backward's row statistics
   const int64_t lm = s.loss_tile * c.vocab_size * 4;
-  const int64_t att = int64_t(attention_workspace_bytes(B, s.Tc, s.Tc, c.num_attention_heads,
-                                                        c.num_key_value_heads, c.head_dim));
+  const int64_t att = int64_t(
+      attention_workspace_bytes(B, s.Tc, s.Tc, c.num_attention_heads, c.num_key_value_heads, c.head_dim));
   add(dev, Tag::workspace, std::max(lm, att));
   return m;
 }

@@ -88,7 +88,8 @@ nlohmann::json plan_to_json(const Plan& p) {
                       {"chunk_size", p.chunk_size},
                       {"chunk_budget", p.chunk_budget}};
   if (!p.offload_dir.empty()) j["offload_dir"] = p.offload_dir;
-  if (p.lora.enabled()) j["lora"] = {{"rank", p.lora.rank}, {"alpha", p.lora.alpha}, {"targets", p.lora.targets}};
+  if (p.lora.enabled())
+    j["lora"] = {{"rank", p.lora.rank}, {"alpha", p.lora.alpha}, {"targets", p.lora.targets}};
   return j;
 }
 
@@ -168,8 +169,7 @@ bool set_plan_key(Plan& p, const std::string& key, const std::string& v) {
     for (std::string t; std::getline(ss, t, ',');)
       if (!t.empty()) p.lora.targets.push_back(t);
     validate_lora(p.lora);
-  }
-  else
+  } else
     return false;
   return true;
 }

@@ -24,8 +24,8 @@ struct Plan {
   int64_t mlp_tiles = 1;    // MLP in this many row tiles, nothing kept (0: auto)
   int64_t loss_tiles = 0;   // LM head + loss in this many row tiles (0: auto, ~32 MiB logits)
   ChunkMode chunk_mode = ChunkMode::none;
-  int64_t chunk_size = 0;    // tokens per chunk (0: auto)
-  int64_t chunk_budget = 0;  // SpaCO: chunks given a backward per step
+  int64_t chunk_size = 0;                // tokens per chunk (0: auto)
+  int64_t chunk_budget = 0;              // SpaCO: chunks given a backward per step
   int64_t device_mem = 0, host_mem = 0;  // budgets in bytes (0: unlimited)
   LoraConfig lora;                       // rank > 0: train adapters only, base frozen
 

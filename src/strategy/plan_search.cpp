@@ -61,7 +61,8 @@ const Candidate* nearest_fitting(const std::vector<Candidate>& all, const Plan& 
 
 namespace longctx {
 
-Plan choose_plan(const LlamaConfig& c, const Plan& wanted, bool automatic, int64_t B, int64_t T, Purpose why) {
+Plan choose_plan(const LlamaConfig& c, const Plan& wanted, bool automatic, int64_t B, int64_t T,
+                 Purpose why) {
   if (!automatic) {
     const Plan p = resolve_plan(wanted, c, B, T);
     const std::string over = predict_memory(c, p, B, T, why).overflow(p);
@@ -76,8 +77,9 @@ Plan choose_plan(const LlamaConfig& c, const Plan& wanted, bool automatic, int64
   const MachineRates r = measure_rates(c, wanted.offload_dir.empty() ? "/tmp" : wanted.offload_dir);
   const auto all = search_plans(c, wanted, B, T, why, r);
   CHECK(!all.empty() && all.front().fits, "plan auto: no plan fits ", B, " x ", T, " tokens in device ",
-        format_bytes(wanted.device_mem), " and host ", format_bytes(wanted.host_mem ? wanted.host_mem : default_host_budget()),
-        "; the smallest plan needs ", all.empty() ? "?" : all.front().mem.overflow(all.front().plan));
+        format_bytes(wanted.device_mem), " and host ",
+        format_bytes(wanted.host_mem ? wanted.host_mem : default_host_budget()), "; the smallest plan needs ",
+        all.empty() ? "?" : all.front().mem.overflow(all.front().plan));
   return all.front().plan;
 }
 

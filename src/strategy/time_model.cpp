@@ -46,9 +46,12 @@ nlohmann::json MachineRates::to_json() const {
 }
 
 nlohmann::json TimePrediction::to_json() const {
-  return {{"gemm_gflops", gemm_flops / 1e9}, {"attn_gflops", attn_flops / 1e9},
-          {"model_gflops", model_flops / 1e9}, {"copy_bytes", copy_bytes},
-          {"compute_seconds", compute_s},     {"copy_seconds", copy_s},
+  return {{"gemm_gflops", gemm_flops / 1e9},
+          {"attn_gflops", attn_flops / 1e9},
+          {"model_gflops", model_flops / 1e9},
+          {"copy_bytes", copy_bytes},
+          {"compute_seconds", compute_s},
+          {"copy_seconds", copy_s},
           {"step_seconds", step_s}};
 }
 

@@ -76,8 +76,8 @@ std::vector<NamedTensor> named_tensors(const LoraSet& p) {
   return t;
 }
 
-void save_checkpoint(const std::string& out_dir, int64_t step, const TrainedState& t, const nlohmann::json& state,
-                     int64_t keep_last) {
+void save_checkpoint(const std::string& out_dir, int64_t step, const TrainedState& t,
+                     const nlohmann::json& state, int64_t keep_last) {
   const fs::path root = fs::path(out_dir) / "checkpoints";
   fs::create_directories(root);
   const fs::path final_dir = root / step_name(step);

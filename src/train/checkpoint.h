@@ -20,8 +20,8 @@ std::vector<NamedTensor> named_tensors(const LoraSet& p);
 
 // Writes the checkpoint of `step` and prunes all but the newest keep_last
 // complete ones (never the one just written).
-void save_checkpoint(const std::string& out_dir, int64_t step, const TrainedState& t, const nlohmann::json& state,
-                     int64_t keep_last);
+void save_checkpoint(const std::string& out_dir, int64_t step, const TrainedState& t,
+                     const nlohmann::json& state, int64_t keep_last);
 // Path of the newest complete checkpoint under out_dir, or "" if none.
 std::string latest_checkpoint(const std::string& out_dir);
 // Fills t's tensors and returns state.json.

@@ -36,9 +36,12 @@ void add_into(Tensor dst, Tensor src, float scale) {
 class KvPages : public AttentionRunner {
  public:
   KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& mem)
-      : c_(c), Tc_(s.Tc), k_(k), tier_(s.plan.offload == Offload::none ? Tier::device
-                                       : s.plan.offload == Offload::host ? Tier::host
-                                                                         : Tier::disk) {
+      : c_(c),
+        Tc_(s.Tc),
+        k_(k),
+        tier_(s.plan.offload == Offload::none   ? Tier::device
+              : s.plan.offload == Offload::host ? Tier::host
+                                                : Tier::disk) {
     const int64_t Ckv = c.kv_dim(), Cq = c.q_dim(), NH = c.num_attention_heads, Tp = k * Tc_;
     if (tier_ == Tier::disk) mem.set_disk_dir(s.plan.offload_dir.empty() ? "/tmp" : s.plan.offload_dir);
     for (int64_t l = 0; l < c.num_hidden_layers; l++) {
@@ -80,7 +83,8 @@ class KvPages : public AttentionRunner {
     copy_tensor(page(kc_[size_t(l)], j_), a.k, ctx);  // this chunk's K/V, for the chunks after it
     copy_tensor(page(vc_[size_t(l)], j_), a.v, ctx);
     const Tensor q = a.q.view({1, Tc_, NH, HS}), out = a.att.view({1, Tc_, NH, HS});
-    attention_forward(out, a.lse, q, a.k.view({1, Tc_, NKV, HS}), a.v.view({1, Tc_, NKV, HS}), params(j_), ctx);
+    attention_forward(out, a.lse, q, a.k.view({1, Tc_, NKV, HS}), a.v.view({1, Tc_, NKV, HS}), params(j_),
+                      ctx);
     prefetch(l, j_ - 1);
     for (int64_t p = j_ - 1; p >= 0; p--) {
       Tensor K, V;
@@ -202,9 +206,11 @@ ChunkedStep::~ChunkedStep() = default;
 
 std::vector<int64_t> ChunkedStep::chosen_chunks(uint64_t draw) const {
   std::vector<int64_t> out;
-  const double pi = lay_.plan.chunk_mode == ChunkMode::spaco ? double(lay_.plan.chunk_budget) / double(k_) : 1;
+  const double pi =
+      lay_.plan.chunk_mode == ChunkMode::spaco ? double(lay_.plan.chunk_budget) / double(k_) : 1;
   for (int64_t j = 0; j < k_; j++)
-    if (pi >= 1 || double(mix64(draw * 0x100000001b3ull + uint64_t(j)) >> 11) * 0x1.0p-53 < pi) out.push_back(j);
+    if (pi >= 1 || double(mix64(draw * 0x100000001b3ull + uint64_t(j)) >> 11) * 0x1.0p-53 < pi)
+      out.push_back(j);
   return out;
 }
 

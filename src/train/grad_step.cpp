@@ -61,8 +61,8 @@ void GradStep::prepare(const StepInput& in, Context& ctx) {
   if (in.positions.defined()) {
     copy_tensor(pos_.t(), in.positions.view({N}), ctx);
     for (int64_t n = 0; n < N; n++)
-      CHECK(pos[n] >= 0 && (shared_.runner || pos[n] < lay_.T), "[grad_step] position ", pos[n], " outside [0, ",
-            lay_.T, ")");  // with a runner, rope rows are computed per token: any position
+      CHECK(pos[n] >= 0 && (shared_.runner || pos[n] < lay_.T), "[grad_step] position ", pos[n],
+            " outside [0, ", lay_.T, ")");  // with a runner, rope rows are computed per token: any position
   } else {
     for (int64_t n = 0; n < N; n++) pos[n] = int32_t(n % T_);
   }

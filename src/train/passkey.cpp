@@ -176,7 +176,7 @@ class PasskeySource : public DataSource {
   uint64_t seed_, sample_ = 0;
   int digits_;
   double dmin_, dmax_;
-  bool all_;        // labels on every token, not just the answer
+  bool all_;         // labels on every token, not just the answer
   int64_t min_len_;  // > 0: pack samples of lengths in [min_len, T] into each row
 };
 

@@ -29,8 +29,8 @@ void write_all(int fd, const char* p, int64_t n, int64_t off) {
 void read_all(int fd, char* p, int64_t n, int64_t off) {
   while (n > 0) {
     const ssize_t r = ::pread(fd, p, size_t(n), off);
-    CHECK(r > 0 || errno == EINTR, "offload: reading ", n, " bytes at offset ", off, " failed: ",
-          r == 0 ? "unexpected end of file" : std::strerror(errno));
+    CHECK(r > 0 || errno == EINTR, "offload: reading ", n, " bytes at offset ", off,
+          " failed: ", r == 0 ? "unexpected end of file" : std::strerror(errno));
     if (r > 0) p += r, n -= r, off += r;
   }
 }

@@ -170,7 +170,8 @@ TrainConfig train_config_from_json(json user, const std::string& src) {
   c.plan_auto = r["plan"] == "auto";
   c.cp_kind = r["cp_kind"];
   c.zero = r["zero"];
-  CHECK(c.zero >= 0 && c.zero <= 2, src, ": key 'zero' must be 0, 1 or 2 (stage 3 is not built yet), got ", c.zero);
+  CHECK(c.zero >= 0 && c.zero <= 2, src, ": key 'zero' must be 0, 1 or 2 (stage 3 is not built yet), got ",
+        c.zero);
   try {
     parse_cp_kind(c.cp_kind);
   } catch (const Error& e) {

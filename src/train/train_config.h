@@ -30,11 +30,11 @@ struct TrainConfig {
       0;  // > 0: end this run after that step (checkpointed), the schedule still spans `steps`
   std::vector<CurriculumStage> curriculum;  // empty: seq_len throughout
   std::string device_mem, host_mem;
-  Plan plan;               // recompute, offload, tiles, chunks, budgets (the `plan` CLI's flags)
-  bool plan_auto = false;  // plan: auto -- the fastest plan that fits the budgets
+  Plan plan;                        // recompute, offload, tiles, chunks, budgets (the `plan` CLI's flags)
+  bool plan_auto = false;           // plan: auto -- the fastest plan that fits the budgets
   std::string cp_kind = "ulysses";  // under mpirun: ulysses | ring | zigzag
   int64_t zero = 0;                 // ZeRO stage over the ranks: 0, 1 (AdamW state), 2 (+ gradients)
-  nlohmann::json eval;  // eval.* after training
+  nlohmann::json eval;              // eval.* after training
 
   int64_t seq_len_at(int64_t step) const;
   int64_t batch_size_at(int64_t step) const;

@@ -15,12 +15,12 @@
 #include "model/llama_io.h"
 #include "ops/adamw.h"
 #include "ops/elementwise.h"
+#include "parallel/zero.h"
+#include "strategy/plan_search.h"
+#include "train/any_step.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/evaluate.h"
-#include "strategy/plan_search.h"
-#include "parallel/zero.h"
-#include "train/any_step.h"
 #include "train/progress.h"
 #include "train/report.h"
 #include "train/schedule.h"
@@ -63,8 +63,8 @@ struct Model {
   LlamaConfig c;
   LoraConfig lc;
   ParamSet w;
-  std::unique_ptr<ParamSet> g;        // full training
-  std::unique_ptr<LoraSet> a, ga;     // LoRA
+  std::unique_ptr<ParamSet> g;     // full training
+  std::unique_ptr<LoraSet> a, ga;  // LoRA
   Model(const LlamaConfig& cfg, const LoraConfig& lora, Memory& mem)
       : c(cfg), lc(lora), w(cfg, mem, Tier::device, Tag::weights) {
     if (lc.enabled()) {
@@ -125,14 +125,16 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
   {
     const LlamaConfig mc = model_config(cfg);
     std::vector<std::pair<int64_t, int64_t>> shapes = {{cfg.batch_size, cfg.seq_len}};
-    for (const auto& st : cfg.curriculum) shapes.emplace_back(st.batch_size > 0 ? st.batch_size : cfg.batch_size, st.seq_len);
+    for (const auto& st : cfg.curriculum)
+      shapes.emplace_back(st.batch_size > 0 ? st.batch_size : cfg.batch_size, st.seq_len);
     for (auto [B, T] : shapes)
       if (!cp) choose_plan(mc, cfg.plan, cfg.plan_auto, B, T, Purpose::train);
   }
   Model md(model_config(cfg), cfg.plan.lora, mem);
   const LlamaConfig& c = md.c;
   std::unique_ptr<Comm> local = comm ? nullptr : make_local_comm();
-  ZeroOptimizer opt(md.trained_flat(), md.grad_all(), md.trained(), int(cfg.zero), comm ? *comm : *local, mem);
+  ZeroOptimizer opt(md.trained_flat(), md.grad_all(), md.trained(), int(cfg.zero), comm ? *comm : *local,
+                    mem);
   auto data = make_data_source(data_config_from_json(cfg.data), uint64_t(cfg.seed), c.vocab_size);
 
   int64_t start = 0, bad = 0;
@@ -175,9 +177,11 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     if (!step_fn || step_T != T || step_B != B) {
       step_fn.reset();  // free the old shape's buffers first
       // refused before anything is allocated when the plan cannot fit its budgets
-      const Plan plan = cp ? resolve_plan(cfg.plan, c, B, T) : choose_plan(c, cfg.plan, cfg.plan_auto, B, T, Purpose::train);
-      if (step == start || cfg.plan_auto) std::printf("%splan for %lld x %lld: %s\n", step == start ? "" : "\n",
-                                                      (long long)B, (long long)T, describe(plan).c_str());
+      const Plan plan = cp ? resolve_plan(cfg.plan, c, B, T)
+                           : choose_plan(c, cfg.plan, cfg.plan_auto, B, T, Purpose::train);
+      if (step == start || cfg.plan_auto)
+        std::printf("%splan for %lld x %lld: %s\n", step == start ? "" : "\n", (long long)B, (long long)T,
+                    describe(plan).c_str());
       step_fn = std::make_unique<AnyStep>(c, mem, B, T, plan, comm, parse_cp_kind(cfg.cp_kind));
       step_fn->set_adapters(md.a.get());
       step_T = T, step_B = B;
@@ -193,7 +197,8 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
       StepInput in{Tensor(b.inputs.data(), {B, T}, DType::I32), Tensor(b.labels.data(), {B, T}, DType::I32),
                    Tensor(b.positions.data(), {B, T}, DType::I32),
                    Tensor(b.doc_ids.data(), {B, T}, DType::I32)};
-      loss_sum += step_fn->run(md.w, md.grad_sink(), in, ctx, double(labels), uint64_t(step) * 131 + uint64_t(&b - micro.data())) *
+      loss_sum += step_fn->run(md.w, md.grad_sink(), in, ctx, double(labels),
+                               uint64_t(step) * 131 + uint64_t(&b - micro.data())) *
                   double(b.label_count());
     }
     opt.reduce_grads();  // summed over ranks (ZeRO 2: each rank its part)
@@ -203,8 +208,7 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     const bool finite = std::isfinite(loss) && std::isfinite(norm);
     if (finite) {
       bad = 0;
-      if (cfg.grad_clip > 0 && norm > cfg.grad_clip)
-        opt.scale_grads(float(cfg.grad_clip / norm), ctx);
+      if (cfg.grad_clip > 0 && norm > cfg.grad_clip) opt.scale_grads(float(cfg.grad_clip / norm), ctx);
       AdamWParams ap;
       ap.lr = float(lr), ap.beta1 = float(cfg.beta1), ap.beta2 = float(cfg.beta2), ap.step = step + 1;
       opt.step(ap, float(cfg.weight_decay), ctx);
@@ -240,7 +244,7 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
       opt.gather_state(m, v);  // every rank takes part; rank 0 writes
       if (root)
         save_checkpoint(cfg.out_dir, step + 1, TrainedState{md.trained(), m, v},
-                      json{{"step", step + 1}, {"bad_steps", bad}, {"data", data->state()}}, cfg.keep_last);
+                        json{{"step", step + 1}, {"bad_steps", bad}, {"data", data->state()}}, cfg.keep_last);
     }
     if (stop) {
       progress.finish();

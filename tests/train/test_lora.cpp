@@ -33,7 +33,8 @@ LoraConfig every_target() {
 struct Tok {
   std::vector<int32_t> in, lab;
   StepInput input(int64_t T) {
-    return {Tensor(in.data(), {1, T}, DType::I32), Tensor(lab.data(), {1, T}, DType::I32), Tensor(), Tensor()};
+    return {Tensor(in.data(), {1, T}, DType::I32), Tensor(lab.data(), {1, T}, DType::I32), Tensor(),
+            Tensor()};
   }
 };
 Tok tokens(int64_t T, int64_t V) {
@@ -192,7 +193,13 @@ TEST(Lora, PeftFilesRoundTripAndMergeIsExactForAZeroB) {
   init_params_random(w2, c, 2);
   merge_lora(w2, a, lc);
   EXPECT_EQ(0, std::memcmp(w.all().ptr, w2.all().ptr, w.all().bytes()));
-  expect_error([&] { LoraConfig bad = lc; bad.targets = {"qproj"}; validate_lora(bad); }, {"qproj", "q_proj"});
+  expect_error(
+      [&] {
+        LoraConfig bad = lc;
+        bad.targets = {"qproj"};
+        validate_lora(bad);
+      },
+      {"qproj", "q_proj"});
 }
 
 TEST(Lora, MemoryPredictionCountsOnlyAdaptersAsTrained) {
@@ -207,7 +214,8 @@ TEST(Lora, MemoryPredictionCountsOnlyAdaptersAsTrained) {
   ParamSet w(c, mem, Tier::device, Tag::weights);
   init_params_random(w, c, 1);
   LoraSet a(c, p.lora, mem, Tier::device, Tag::weights), ga(c, p.lora, mem, Tier::device, Tag::grads);
-  Buffer in(mem, Tier::host, Tag::data, {1, 64}, DType::I32), lab(mem, Tier::host, Tag::data, {1, 64}, DType::I32);
+  Buffer in(mem, Tier::host, Tag::data, {1, 64}, DType::I32),
+      lab(mem, Tier::host, Tag::data, {1, 64}, DType::I32);
   for (int i = 0; i < 64; i++) in.t().i32()[i] = i % 53, lab.t().i32()[i] = (i * 3) % 53;
   {
     AnyStep step(c, mem, 1, 64, p);

@@ -102,7 +102,8 @@ void expect_peaks_match(const LlamaConfig& c, const Plan& p, int64_t B, int64_t 
   Memory mem;
   Context ctx = cpu_context(mem);
   Tokens tk = tokens(B, T, c.vocab_size);
-  Buffer in(mem, Tier::host, Tag::data, {B, T}, DType::I32), lab(mem, Tier::host, Tag::data, {B, T}, DType::I32);
+  Buffer in(mem, Tier::host, Tag::data, {B, T}, DType::I32),
+      lab(mem, Tier::host, Tag::data, {B, T}, DType::I32);
   std::memcpy(in.t().ptr, tk.in.data(), in.t().bytes());
   std::memcpy(lab.t().ptr, tk.lab.data(), lab.t().bytes());
   ParamSet w(c, mem, Tier::device, Tag::weights), g(c, mem, Tier::device, Tag::grads);
@@ -115,8 +116,8 @@ void expect_peaks_match(const LlamaConfig& c, const Plan& p, int64_t B, int64_t 
   SCOPED_TRACE(describe(p) + " B=" + std::to_string(B) + " T=" + std::to_string(T));
   for (int i = 0; i < kNumTiers; i++) {
     const int64_t got = mem.tracker().tier(Tier(i)).peak, want = pred.tier[size_t(i)];
-    EXPECT_LE(std::abs(double(got - want)), 0.05 * double(want)) << tier_name(Tier(i)) << ": measured " << got
-                                                                   << " predicted " << want;
+    EXPECT_LE(std::abs(double(got - want)), 0.05 * double(want))
+        << tier_name(Tier(i)) << ": measured " << got << " predicted " << want;
     for (int t = 0; t < kNumTags; t++) {
       const int64_t gt = mem.tracker().tag(Tier(i), Tag(t)).peak, wt = pred.tag[size_t(i)][size_t(t)];
       EXPECT_LE(std::abs(double(gt - wt)), 0.05 * double(wt))
@@ -145,7 +146,8 @@ TEST(Plan, MeasuredPeaksMatchThePredictionOverAGrid) {
     for (Offload off : {Offload::none, Offload::host, Offload::disk})
       for (ChunkMode m : {ChunkMode::seco, ChunkMode::spaco}) {
         Plan p;
-        p.chunk_mode = m, p.chunk_size = T / 3, p.offload = off, p.chunk_budget = m == ChunkMode::spaco ? 2 : 0;
+        p.chunk_mode = m, p.chunk_size = T / 3, p.offload = off,
+        p.chunk_budget = m == ChunkMode::spaco ? 2 : 0;
         if (off == Offload::disk) p.offload_dir = dir;
         expect_peaks_match(awkward(2), p, 1, T);
       }

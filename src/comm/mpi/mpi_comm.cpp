@@ -49,13 +49,16 @@ class MpiComm : public Comm {
   int size() const override { return size_; }
   const char* kind() const override { return "mpi"; }
   void all_reduce_sum(float* b, int64_t n) override {
-    ok(MPI_Allreduce(MPI_IN_PLACE, b, count(n, "allreduce"), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "allreduce");
+    ok(MPI_Allreduce(MPI_IN_PLACE, b, count(n, "allreduce"), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
+       "allreduce");
   }
   void all_reduce_sum(double* b, int64_t n) override {
-    ok(MPI_Allreduce(MPI_IN_PLACE, b, count(n, "allreduce"), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "allreduce");
+    ok(MPI_Allreduce(MPI_IN_PLACE, b, count(n, "allreduce"), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD),
+       "allreduce");
   }
   void all_reduce_max(double* b, int64_t n) override {
-    ok(MPI_Allreduce(MPI_IN_PLACE, b, count(n, "allreduce"), MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD), "allreduce");
+    ok(MPI_Allreduce(MPI_IN_PLACE, b, count(n, "allreduce"), MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD),
+       "allreduce");
   }
   void all_to_all(const float* s, float* r, int64_t n) override {
     ok(MPI_Alltoall(s, count(n, "alltoall"), MPI_FLOAT, r, int(n), MPI_FLOAT, MPI_COMM_WORLD), "alltoall");
@@ -64,7 +67,8 @@ class MpiComm : public Comm {
     ok(MPI_Allgather(s, count(n, "allgather"), MPI_FLOAT, r, int(n), MPI_FLOAT, MPI_COMM_WORLD), "allgather");
   }
   void all_gather(const double* s, double* r, int64_t n) override {
-    ok(MPI_Allgather(s, count(n, "allgather"), MPI_DOUBLE, r, int(n), MPI_DOUBLE, MPI_COMM_WORLD), "allgather");
+    ok(MPI_Allgather(s, count(n, "allgather"), MPI_DOUBLE, r, int(n), MPI_DOUBLE, MPI_COMM_WORLD),
+       "allgather");
   }
   void all_gather(const int32_t* s, int32_t* r, int64_t n) override {
     ok(MPI_Allgather(s, count(n, "allgather"), MPI_INT, r, int(n), MPI_INT, MPI_COMM_WORLD), "allgather");
@@ -85,7 +89,8 @@ class MpiComm : public Comm {
     std::vector<int> counts, displs;
     parts(n, counts, displs);
     std::vector<float> mine(size_t(std::max(counts[size_t(rank_)], 1)));
-    ok(MPI_Reduce_scatter(b, mine.data(), counts.data(), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "reduce_scatter");
+    ok(MPI_Reduce_scatter(b, mine.data(), counts.data(), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
+       "reduce_scatter");
     std::copy(mine.begin(), mine.begin() + counts[size_t(rank_)], b + displs[size_t(rank_)]);
   }
   void all_gather_parts(float* b, int64_t n) override {

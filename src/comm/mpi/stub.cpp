@@ -9,6 +9,8 @@ std::string mpi_library_version() { return ""; }
 
 namespace longctx {
 std::unique_ptr<Comm> make_mpi_comm() {
-  FAIL("this build has no MPI (install libopenmpi-dev and rebuild) but the process was started with several ranks");
+  FAIL(
+      "this build has no MPI (install libopenmpi-dev and rebuild) but the process was started with several "
+      "ranks");
 }
 }  // namespace longctx
