@@ -114,6 +114,18 @@ int64_t TrainConfig::seq_len_at(int64_t step) const {
   return seq_len;
 }
 
+int64_t TrainConfig::grad_accum_at(int64_t step) const {
+  for (const auto& s : curriculum)
+    if (step < s.until_step) return s.grad_accum > 0 ? s.grad_accum : grad_accum;
+  return grad_accum;
+}
+
+double TrainConfig::lr_scale_at(int64_t step) const {
+  for (const auto& s : curriculum)
+    if (step < s.until_step) return s.lr_scale;
+  return 1.0;
+}
+
 int64_t TrainConfig::batch_size_at(int64_t step) const {
   for (const auto& s : curriculum)
     if (step < s.until_step) return s.batch_size > 0 ? s.batch_size : batch_size;
@@ -186,15 +198,28 @@ TrainConfig train_config_from_json(json user, const std::string& src) {
   CHECK(c.lr > 0 && c.min_lr >= 0 && c.min_lr <= c.lr, src, ": need 0 <= min_lr <= lr and lr > 0");
   CHECK(c.keep_last >= 1, src, ": keep_last must be >= 1");
   for (const json& st : r["curriculum"]) {
-    const bool has_b = st.is_object() && st.contains("batch_size");
-    CHECK(st.is_object() && st.contains("until_step") && st.contains("seq_len") &&
-              st.size() == 2 + size_t(has_b) && st["until_step"].is_number_integer() &&
-              st["seq_len"].is_number_integer() && (!has_b || st["batch_size"].is_number_integer()),
-          src, ": each curriculum stage must be {until_step: INT, seq_len: INT[, batch_size: INT]}, got ",
-          st.dump());
-    c.curriculum.push_back({st["until_step"], st["seq_len"], has_b ? st["batch_size"].get<int64_t>() : 0});
-    CHECK(c.curriculum.back().seq_len >= 1, src, ": curriculum seq_len must be >= 1");
-    CHECK(!has_b || c.curriculum.back().batch_size >= 1, src, ": curriculum batch_size must be >= 1");
+    const char* want =
+        ": each curriculum stage must be {until_step: INT, seq_len: INT[, batch_size: INT]"
+        "[, grad_accum: INT][, lr_scale: NUMBER]}, got ";
+    CHECK(st.is_object() && st.contains("until_step") && st.contains("seq_len"), src, want, st.dump());
+    CurriculumStage cs;
+    for (auto it = st.begin(); it != st.end(); ++it) {
+      const std::string& k = it.key();
+      const bool is_int = it.value().is_number_integer();
+      CHECK((k == "lr_scale" && it.value().is_number()) ||
+                (is_int && (k == "until_step" || k == "seq_len" || k == "batch_size" || k == "grad_accum")),
+            src, want, st.dump());
+      if (k == "until_step") cs.until_step = it.value();
+      if (k == "seq_len") cs.seq_len = it.value();
+      if (k == "batch_size") cs.batch_size = it.value();
+      if (k == "grad_accum") cs.grad_accum = it.value();
+      if (k == "lr_scale") cs.lr_scale = it.value();
+    }
+    CHECK(cs.seq_len >= 1, src, ": curriculum seq_len must be >= 1");
+    CHECK(!st.contains("batch_size") || cs.batch_size >= 1, src, ": curriculum batch_size must be >= 1");
+    CHECK(!st.contains("grad_accum") || cs.grad_accum >= 1, src, ": curriculum grad_accum must be >= 1");
+    CHECK(cs.lr_scale > 0, src, ": curriculum lr_scale must be > 0");
+    c.curriculum.push_back(cs);
   }
   return c;
 }

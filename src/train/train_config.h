@@ -13,6 +13,8 @@ struct CurriculumStage {
   int64_t until_step = 0;  // this stage runs while step < until_step
   int64_t seq_len = 0;
   int64_t batch_size = 0;  // 0: the run's batch_size
+  int64_t grad_accum = 0;  // 0: the run's grad_accum
+  double lr_scale = 1.0;   // the scheduled lr times this during the stage
 };
 
 struct TrainConfig {
@@ -38,6 +40,8 @@ struct TrainConfig {
 
   int64_t seq_len_at(int64_t step) const;
   int64_t batch_size_at(int64_t step) const;
+  int64_t grad_accum_at(int64_t step) const;
+  double lr_scale_at(int64_t step) const;
 };
 
 // Reads YAML `path`, applies `key=value` overrides (dotted keys for nesting,

@@ -169,11 +169,12 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
 
   std::unique_ptr<AnyStep> step_fn;
   int64_t step_T = 0, step_B = 0;
-  std::vector<Batch> micro(size_t(cfg.grad_accum));
+  std::vector<Batch> micro;
   TrainResult res;
   for (int64_t step = start; step < cfg.steps; step++) {
     const auto t0 = std::chrono::steady_clock::now();
-    const int64_t T = cfg.seq_len_at(step), B = cfg.batch_size_at(step);
+    const int64_t T = cfg.seq_len_at(step), B = cfg.batch_size_at(step), accum = cfg.grad_accum_at(step);
+    micro.resize(size_t(accum));
     if (!step_fn || step_T != T || step_B != B) {
       step_fn.reset();  // free the old shape's buffers first
       // refused before anything is allocated when the plan cannot fit its budgets
@@ -204,7 +205,7 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     opt.reduce_grads();  // summed over ranks (ZeRO 2: each rank its part)
     const double loss = labels > 0 ? loss_sum / double(labels) : 0.0;
     const double norm = std::sqrt(opt.grad_sq_norm(ctx));
-    const double lr = lr_at(step, cfg.steps, cfg.warmup_steps, cfg.lr, cfg.min_lr);
+    const double lr = lr_at(step, cfg.steps, cfg.warmup_steps, cfg.lr, cfg.min_lr) * cfg.lr_scale_at(step);
     const bool finite = std::isfinite(loss) && std::isfinite(norm);
     if (finite) {
       bad = 0;
@@ -220,8 +221,8 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
             " steps in a row had a non-finite loss or gradients");
     }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double tokens = double(B * T * cfg.grad_accum);
-    const double flops = step_flops(c, B, T, false).model * double(cfg.grad_accum);
+    const double tokens = double(B * T * accum);
+    const double flops = step_flops(c, B, T, false).model * double(accum);
     json j = {{"step", step + 1},
               {"loss", loss},
               {"lr", lr},

@@ -432,8 +432,14 @@ TEST(TrainConfigCurriculum, StagesSetLengthAndOptionallyBatch) {
        {"seq_len", 64},
        {"batch_size", 2},
        {"curriculum",
-        {{{"until_step", 10}, {"seq_len", 16}, {"batch_size", 8}}, {{"until_step", 20}, {"seq_len", 32}}}}},
+        {{{"until_step", 10}, {"seq_len", 16}, {"batch_size", 8}},
+         {{"until_step", 20}, {"seq_len", 32}, {"grad_accum", 3}, {"lr_scale", 0.5}}}}},
       "cfg.yaml");
+  EXPECT_EQ(c.grad_accum_at(5), 1);
+  EXPECT_EQ(c.grad_accum_at(15), 3);
+  EXPECT_EQ(c.lr_scale_at(5), 1.0);
+  EXPECT_EQ(c.lr_scale_at(15), 0.5);
+  EXPECT_EQ(c.lr_scale_at(25), 1.0);
   EXPECT_EQ(c.seq_len_at(0), 16);
   EXPECT_EQ(c.batch_size_at(9), 8);
   EXPECT_EQ(c.seq_len_at(10), 32);
