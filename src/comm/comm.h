@@ -34,6 +34,8 @@ class Comm {
   virtual void reduce_scatter_sum(float* buf, int64_t n) = 0;
   virtual void all_gather_parts(float* buf, int64_t n) = 0;
   virtual void barrier() = 0;
+  // The ranks of this Comm with the same color, ordered by key (MPI_Comm_split).
+  virtual std::unique_ptr<Comm> split(int color, int key) = 0;
   // Ends every rank of the job, this one naming why; never returns.
   [[noreturn]] virtual void abort(const std::string& why) = 0;
 };

@@ -27,6 +27,7 @@ class LocalComm : public Comm {
   void reduce_scatter_sum(float*, int64_t) override {}
   void all_gather_parts(float*, int64_t) override {}
   void barrier() override {}
+  std::unique_ptr<Comm> split(int, int) override { return std::make_unique<LocalComm>(); }
   [[noreturn]] void abort(const std::string& why) override {
     throw Error(why);
   }  // one rank: the caller's catch

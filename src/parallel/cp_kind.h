@@ -5,8 +5,8 @@
 
 namespace longctx {
 
-enum class CpKind : uint8_t { ulysses, ring, zigzag, upipe };
-CpKind parse_cp_kind(const std::string& s);  // hybrid: not built yet, says so
+enum class CpKind : uint8_t { ulysses, ring, zigzag, upipe, hybrid };
+CpKind parse_cp_kind(const std::string& s);
 const char* cp_kind_name(CpKind k);
 
 }  // namespace longctx

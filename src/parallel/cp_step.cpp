@@ -9,11 +9,9 @@
 namespace longctx {
 
 CpKind parse_cp_kind(const std::string& s) {
-  for (CpKind k : {CpKind::ulysses, CpKind::ring, CpKind::zigzag, CpKind::upipe})
+  for (CpKind k : {CpKind::ulysses, CpKind::ring, CpKind::zigzag, CpKind::upipe, CpKind::hybrid})
     if (s == cp_kind_name(k)) return k;
-  if (s == "hybrid")
-    FAIL("--cp-kind hybrid is not built yet in this version (ulysses, upipe, ring and zigzag are)");
-  FAIL("--cp-kind: '", s, "' is not one of ulysses|ring|zigzag|upipe|hybrid");
+  FAIL("--cp-kind: '", s, "' is not one of ulysses|upipe|ring|zigzag|hybrid");
 }
 
 const char* cp_kind_name(CpKind k) {
@@ -22,12 +20,13 @@ const char* cp_kind_name(CpKind k) {
     case CpKind::ring: return "ring";
     case CpKind::zigzag: return "zigzag";
     case CpKind::upipe: return "upipe";
+    case CpKind::hybrid: return "hybrid";
   }
   return "?";
 }
 
 CpStep::CpStep(const LlamaConfig& c, Memory& mem, Comm& comm, int64_t B, int64_t T, const Plan& plan,
-               CpKind kind)
+               CpKind kind, int ulysses_group)
     : comm_(comm), B_(B), T_(T), kind_(kind) {
   const int P = comm.size();
   CHECK(!plan.chunked(), "plan: --chunk-mode ", chunk_mode_name(plan.chunk_mode),
@@ -36,7 +35,20 @@ CpStep::CpStep(const LlamaConfig& c, Memory& mem, Comm& comm, int64_t B, int64_t
   Tp_ = (T + unit - 1) / unit * unit;
   Tl_ = Tp_ / P;
   AttentionRunner* runner = nullptr;
-  if (kind == CpKind::ulysses || kind == CpKind::upipe) {
+  if (kind == CpKind::hybrid) {
+    // Ulysses inside groups of U consecutive ranks, ring across the groups
+    const int U = ulysses_group, r = comm.rank();
+    CHECK(U >= 1 && P % U == 0, "cp-kind hybrid: --cp-ulysses ", U, " does not divide the ", P, " ranks");
+    UlyssesAttention::check_layout(c, U);
+    group_ = comm.split(r / U, r % U);
+    ring_comm_ = comm.split(r % U, r / U);
+    ulysses_ = std::make_unique<UlyssesAttention>(c, *group_, mem, B, Tl_);
+    LlamaConfig hc = c;  // the ring sees this rank's heads of the group's whole chunk
+    hc.num_attention_heads = ulysses_->group_heads(), hc.num_key_value_heads = ulysses_->group_kv_heads();
+    ring_ = std::make_unique<RingAttention>(hc, *ring_comm_, mem, B, Tl_ * U, false);
+    ulysses_->set_inner(ring_.get());
+    runner = ulysses_.get();
+  } else if (kind == CpKind::ulysses || kind == CpKind::upipe) {
     ulysses_ = std::make_unique<UlyssesAttention>(c, comm, mem, B, Tl_, kind == CpKind::upipe);
     runner = ulysses_.get();
   } else {
@@ -82,7 +94,7 @@ double CpStep::run(const ParamSet& w, const Grads& g, const StepInput& in, Conte
       }
   }
   label_count_ = labels;
-  if (ulysses_) ulysses_->set_docs(docs);
+  if (ulysses_ && kind_ != CpKind::hybrid) ulysses_->set_docs(docs);
   if (ring_) ring_->set_docs(docs);
   if (label_norm <= 0) label_norm = double(labels);
   const StepInput local{Tensor(tok.data(), {B_, Tl_}, DType::I32), Tensor(lab.data(), {B_, Tl_}, DType::I32),

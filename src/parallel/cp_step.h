@@ -18,7 +18,9 @@ namespace longctx {
 
 class CpStep {
  public:
-  CpStep(const LlamaConfig& c, Memory& mem, Comm& comm, int64_t B, int64_t T, const Plan& plan, CpKind kind);
+  // ulysses_group: hybrid's Ulysses group size (ranks sharing fast links).
+  CpStep(const LlamaConfig& c, Memory& mem, Comm& comm, int64_t B, int64_t T, const Plan& plan, CpKind kind,
+         int ulysses_group = 1);
   ~CpStep();
   // in: the whole (B, T) batch, the same on every rank; g += this rank's
   // share of the gradient. Returns the global mean loss.
@@ -29,12 +31,15 @@ class CpStep {
   int64_t label_count() const { return label_count_; }
   const StepLayout& layout() const { return step_->layout(); }
   int64_t local_tokens() const { return Tl_; }
-  int64_t attention_bytes_sent() const { return ulysses_ ? ulysses_->bytes_sent() : ring_->bytes_sent(); }
+  int64_t attention_bytes_sent() const {
+    return (ulysses_ ? ulysses_->bytes_sent() : 0) + (ring_ ? ring_->bytes_sent() : 0);
+  }
 
  private:
   Comm& comm_;
   int64_t B_, T_, Tp_, Tl_;
   CpKind kind_;
+  std::unique_ptr<Comm> group_, ring_comm_;  // hybrid's sub-communicators
   std::unique_ptr<UlyssesAttention> ulysses_;
   std::unique_ptr<RingAttention> ring_;
   std::unique_ptr<GradStep> step_;

@@ -135,7 +135,15 @@ void UlyssesAttention::lse_to_sharded(const Tensor& local, const std::vector<std
                     size_t(Tl_) * 4);
 }
 
-void UlyssesAttention::forward(int64_t, const BlockActs& a, Context& ctx) {
+BlockActs UlyssesAttention::sharded_acts() const {
+  BlockActs h{};
+  const int64_t HS = c_.head_dim, n = B_ * T_;
+  h.q = q_.t().view({n, Gs_ * HS}), h.k = k_.t().view({n, m_ * HS}), h.v = v_.t().view({n, m_ * HS});
+  h.att = o_.t().view({n, Gs_ * HS}), h.lse = lse_.t();
+  return h;
+}
+
+void UlyssesAttention::forward(int64_t layer, const BlockActs& a, Context& ctx) {
   const int64_t NH = c_.num_attention_heads, NKV = c_.num_key_value_heads, HS = c_.head_dim;
   AttentionParams p;
   p.q_doc = p.k_doc = docs_.t();
@@ -143,13 +151,16 @@ void UlyssesAttention::forward(int64_t, const BlockActs& a, Context& ctx) {
     scatter_heads(a.q.view({B_, Tl_, NH, HS}), NH, qheads_[g], q_.t());
     scatter_heads(a.k.view({B_, Tl_, NKV, HS}), NKV, kvheads_[g], k_.t());
     scatter_heads(a.v.view({B_, Tl_, NKV, HS}), NKV, kvheads_[g], v_.t());
-    attention_forward(o_.t(), lse_.t(), q_.t(), k_.t(), v_.t(), p, ctx);
+    if (inner_)
+      inner_->forward(layer, sharded_acts(), ctx);
+    else
+      attention_forward(o_.t(), lse_.t(), q_.t(), k_.t(), v_.t(), p, ctx);
     gather_heads(o_.t(), NH, qheads_[g], a.att.view({B_, Tl_, NH, HS}), false);
     lse_to_local(lse_.t(), qheads_[g], a.lse);
   }
 }
 
-void UlyssesAttention::backward(int64_t, const BlockActs& a, const BlockGrads& g, Context& ctx) {
+void UlyssesAttention::backward(int64_t layer, const BlockActs& a, const BlockGrads& g, Context& ctx) {
   const int64_t NH = c_.num_attention_heads, NKV = c_.num_key_value_heads, HS = c_.head_dim;
   AttentionParams p;
   p.q_doc = p.k_doc = docs_.t();
@@ -164,8 +175,16 @@ void UlyssesAttention::backward(int64_t, const BlockActs& a, const BlockGrads& g
     scatter_heads(a.att.view({B_, Tl_, NH, HS}), NH, qheads_[h], o_.t());
     scatter_heads(g.datt.view({B_, Tl_, NH, HS}), NH, qheads_[h], dout_.t());
     lse_to_sharded(a.lse, qheads_[h], lse_.t());
-    attention_backward(dq_.t(), dk_.t(), dv_.t(), dout_.t(), q_.t(), k_.t(), v_.t(), o_.t(), lse_.t(), p,
-                       ctx);
+    if (inner_) {
+      const int64_t n = B_ * T_;
+      BlockGrads hg{};
+      hg.datt = dout_.t().view({n, Gs_ * HS}), hg.dq = dq_.t().view({n, Gs_ * HS});
+      hg.dk = dk_.t().view({n, m_ * HS}), hg.dv = dv_.t().view({n, m_ * HS});
+      inner_->backward(layer, sharded_acts(), hg, ctx);
+    } else {
+      attention_backward(dq_.t(), dk_.t(), dv_.t(), dout_.t(), q_.t(), k_.t(), v_.t(), o_.t(), lse_.t(), p,
+                         ctx);
+    }
     gather_heads(dq_.t(), NH, qheads_[h], g.dq.view({B_, Tl_, NH, HS}), false);
     gather_heads(dk_.t(), NKV, kvheads_[h], g.dk.view({B_, Tl_, NKV, HS}), copies_);
     gather_heads(dv_.t(), NKV, kvheads_[h], g.dv.view({B_, Tl_, NKV, HS}), copies_);

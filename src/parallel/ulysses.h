@@ -26,6 +26,12 @@ class UlyssesAttention : public AttentionRunner {
   void backward(int64_t layer, const BlockActs& a, const BlockGrads& g, Context& ctx) override;
   static void check_layout(const LlamaConfig& c, int P);  // throws saying why a layout cannot work
   int64_t bytes_sent() const { return bytes_sent_; }      // to other ranks, since construction
+  // Hybrid: attention over the head-sharded group sequence is done by `inner`
+  // (ring attention across groups) instead of locally. Heads per rank of one
+  // group, and KV heads (copies included), for configuring it:
+  void set_inner(AttentionRunner* inner) { inner_ = inner; }
+  int64_t group_heads() const { return Gs_; }
+  int64_t group_kv_heads() const { return m_; }
 
  private:
   // local (B, Tl, H, HS) rows of heads `heads[d]` -> block d of send; recv -> (B, T, m, HS)
@@ -47,6 +53,9 @@ class UlyssesAttention : public AttentionRunner {
   Buffer q_, k_, v_, o_, lse_, dq_, dk_, dv_, dout_;  // head-sharded (B, T, *, HS), lse (B, NHr, T)
   Buffer send_, recv_, docs_;
   int64_t bytes_sent_ = 0;
+  AttentionRunner* inner_ = nullptr;
+  // the head-sharded buffers as the block rows an inner runner reads
+  BlockActs sharded_acts() const;
 };
 
 }  // namespace longctx

@@ -63,6 +63,8 @@ double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind
 RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int64_t T, CpKind kind,
                           const ClusterSpec& cl, const MachineRates& r, Purpose why) {
   const int P = std::max(cl.ranks, 1);
+  CHECK(kind != CpKind::hybrid,
+        "plan: cp-kind hybrid is not in the cluster model yet (ulysses, upipe, ring, zigzag are)");
   const bool a2a = kind == CpKind::ulysses || kind == CpKind::upipe;
   CHECK(!a2a || c.num_attention_heads % P == 0, "cp-kind ", cp_kind_name(kind), ": ", c.num_attention_heads,
         " query heads do not divide over ", P, " ranks");

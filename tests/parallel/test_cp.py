@@ -81,11 +81,14 @@ def test_grads(exe, d):
                 check("one rank %s %s" % (name, flags), False, r1.stderr[-300:])
                 continue
             l1 = json.loads(r1.stdout.strip().splitlines()[-1])["loss"]
-            for kind, n in ((k, n) for k in ("ulysses", "upipe", "ring", "zigzag") for n in (2, 4)):
+            runs = [(k, n, []) for k in ("ulysses", "upipe", "ring", "zigzag") for n in (2, 4)]
+            runs += [("hybrid", 4, ["--cp-ulysses", "2"]), ("hybrid", 2, ["--cp-ulysses", "1"])]
+            for kind, n, extra in runs:
                 out = os.path.join(d, "g%d.safetensors" % n)
                 r = run(mpirun(n) + [exe, "grad", "--model", m, "--tokens", toks, "--out", out, "--cp-kind", kind]
-                        + flags)
-                what = "%s -np %d %s (NH %d, NKV %d, T 37) %s" % (kind, n, name, nh, nkv, " ".join(flags))
+                        + extra + flags)
+                what = "%s%s -np %d %s (NH %d, NKV %d, T 37) %s" % (kind, " ".join([""] + extra), n, name, nh, nkv,
+                                                                     " ".join(flags))
                 if r.returncode:
                     check(what, False, r.stderr[-300:])
                     continue
@@ -102,7 +105,8 @@ def test_training(exe, d):
     got = {}
     # packed documents (eos 5 splits them): document-causal attention across ranks too
     runs = (("1", 1, "", 0), ("u4", 4, "ulysses", 0), ("z4", 4, "zigzag", 0), ("r2", 2, "ring", 0),
-            ("u4-zero1", 4, "ulysses", 1), ("z2-zero2", 2, "zigzag", 2), ("r4-zero2", 4, "ring", 2))
+            ("u4-zero1", 4, "ulysses", 1), ("z2-zero2", 2, "zigzag", 2), ("r4-zero2", 4, "ring", 2),
+            ("h4", 4, "hybrid", 0))
     for key, n, kind, zero in runs:
         out = os.path.join(d, "train" + key)
         cfg = train_cli.write_config(d, out, 4, tokens, "cp_kind: %s\nzero: %d\n" % (kind or "ulysses", zero))

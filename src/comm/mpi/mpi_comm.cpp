@@ -45,39 +45,50 @@ class MpiComm : public Comm {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
   }
+  explicit MpiComm(MPI_Comm sub) : comm_(sub) {  // a sub-communicator made by split()
+    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+  }
+  ~MpiComm() override {
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (comm_ != MPI_COMM_WORLD && !fin) MPI_Comm_free(&comm_);
+  }
+  std::unique_ptr<Comm> split(int color, int key) override {
+    MPI_Comm sub;
+    ok(MPI_Comm_split(comm_, color, key, &sub), "comm_split");
+    return std::make_unique<MpiComm>(sub);
+  }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   const char* kind() const override { return "mpi"; }
   void all_reduce_sum(float* b, int64_t n) override {
-    ok(MPI_Allreduce(MPI_IN_PLACE, b, count(n, "allreduce"), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
-       "allreduce");
+    ok(MPI_Allreduce(MPI_IN_PLACE, b, count(n, "allreduce"), MPI_FLOAT, MPI_SUM, comm_), "allreduce");
   }
   void all_reduce_sum(double* b, int64_t n) override {
-    ok(MPI_Allreduce(MPI_IN_PLACE, b, count(n, "allreduce"), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD),
-       "allreduce");
+    ok(MPI_Allreduce(MPI_IN_PLACE, b, count(n, "allreduce"), MPI_DOUBLE, MPI_SUM, comm_), "allreduce");
   }
   void all_reduce_max(double* b, int64_t n) override {
-    ok(MPI_Allreduce(MPI_IN_PLACE, b, count(n, "allreduce"), MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD),
-       "allreduce");
+    ok(MPI_Allreduce(MPI_IN_PLACE, b, count(n, "allreduce"), MPI_DOUBLE, MPI_MAX, comm_), "allreduce");
   }
   void all_to_all(const float* s, float* r, int64_t n) override {
-    ok(MPI_Alltoall(s, count(n, "alltoall"), MPI_FLOAT, r, int(n), MPI_FLOAT, MPI_COMM_WORLD), "alltoall");
+    ok(MPI_Alltoall(s, count(n, "alltoall"), MPI_FLOAT, r, int(n), MPI_FLOAT, comm_), "alltoall");
   }
   void all_gather(const float* s, float* r, int64_t n) override {
-    ok(MPI_Allgather(s, count(n, "allgather"), MPI_FLOAT, r, int(n), MPI_FLOAT, MPI_COMM_WORLD), "allgather");
+    ok(MPI_Allgather(s, count(n, "allgather"), MPI_FLOAT, r, int(n), MPI_FLOAT, comm_), "allgather");
   }
   void all_gather(const double* s, double* r, int64_t n) override {
-    ok(MPI_Allgather(s, count(n, "allgather"), MPI_DOUBLE, r, int(n), MPI_DOUBLE, MPI_COMM_WORLD),
-       "allgather");
+    ok(MPI_Allgather(s, count(n, "allgather"), MPI_DOUBLE, r, int(n), MPI_DOUBLE, comm_), "allgather");
   }
   void all_gather(const int32_t* s, int32_t* r, int64_t n) override {
-    ok(MPI_Allgather(s, count(n, "allgather"), MPI_INT, r, int(n), MPI_INT, MPI_COMM_WORLD), "allgather");
+    ok(MPI_Allgather(s, count(n, "allgather"), MPI_INT, r, int(n), MPI_INT, comm_), "allgather");
   }
   void exchange_start(const float* s, int dst, float* r, int src, int64_t n) override {
     const int tag = 7 + int(req_.size());  // in-flight exchanges match by order
     req_.resize(req_.size() + 2);
-    ok(MPI_Irecv(r, count(n, "irecv"), MPI_FLOAT, src, tag, MPI_COMM_WORLD, &req_[req_.size() - 2]), "irecv");
-    ok(MPI_Isend(s, count(n, "isend"), MPI_FLOAT, dst, tag, MPI_COMM_WORLD, &req_.back()), "isend");
+    ok(MPI_Irecv(r, count(n, "irecv"), MPI_FLOAT, src, tag, comm_, &req_[req_.size() - 2]), "irecv");
+    ok(MPI_Isend(s, count(n, "isend"), MPI_FLOAT, dst, tag, comm_, &req_.back()), "isend");
   }
   void exchange_wait() override {
     if (req_.empty()) return;
@@ -89,17 +100,16 @@ class MpiComm : public Comm {
     std::vector<int> counts, displs;
     parts(n, counts, displs);
     std::vector<float> mine(size_t(std::max(counts[size_t(rank_)], 1)));
-    ok(MPI_Reduce_scatter(b, mine.data(), counts.data(), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
-       "reduce_scatter");
+    ok(MPI_Reduce_scatter(b, mine.data(), counts.data(), MPI_FLOAT, MPI_SUM, comm_), "reduce_scatter");
     std::copy(mine.begin(), mine.begin() + counts[size_t(rank_)], b + displs[size_t(rank_)]);
   }
   void all_gather_parts(float* b, int64_t n) override {
     std::vector<int> counts, displs;
     parts(n, counts, displs);
-    ok(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, b, counts.data(), displs.data(), MPI_FLOAT, MPI_COMM_WORLD),
+    ok(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, b, counts.data(), displs.data(), MPI_FLOAT, comm_),
        "allgatherv");
   }
-  void barrier() override { ok(MPI_Barrier(MPI_COMM_WORLD), "barrier"); }
+  void barrier() override { ok(MPI_Barrier(comm_), "barrier"); }
   [[noreturn]] void abort(const std::string& why) override {
     std::fprintf(stderr, "longctx: error: rank %d of %d: %s\n", rank_, size_, why.c_str());
     std::fflush(stderr);
@@ -108,6 +118,7 @@ class MpiComm : public Comm {
   }
 
  private:
+  MPI_Comm comm_ = MPI_COMM_WORLD;
   int rank_ = 0, size_ = 1;
   std::vector<MPI_Request> req_;
   void parts(int64_t n, std::vector<int>& counts, std::vector<int>& displs) const {
