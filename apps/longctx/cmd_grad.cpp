@@ -21,7 +21,7 @@ namespace {
 
 struct Opts {
   std::string model, tokens, out, adapter, cp_kind = "ulysses";
-  int cp_ulysses = 2;
+  int cp_ulysses = 2, dp = 1;
   int repeat = 1;
   PlanFlags flags;
 };
@@ -116,7 +116,7 @@ int run_grad(const Opts& o) {
   if (comm.size() > 1 && (cp == CpKind::ulysses || cp == CpKind::upipe))
     UlyssesAttention::check_layout(c, comm.size());
   set_activity("setting up the step");
-  AnyStep step(c, mem, B, T, plan, &comm, cp, o.cp_ulysses);
+  AnyStep step(c, mem, B, T, plan, &comm, cp, o.cp_ulysses, o.dp);
   step.set_adapters(a.get());
   std::vector<double> secs;
   double loss = 0;
@@ -171,6 +171,7 @@ Run add_grad(CLI::App& app) {
   app.add_option("--repeat", o->repeat, "run the step N times; step_seconds is the median");
   app.add_option("--cp-kind", o->cp_kind,
                  "with several ranks (mpirun): ulysses | upipe | ring | zigzag | hybrid");
+  app.add_option("--dp", o->dp, "data-parallel groups taking the ranks (the batch rows split over them)");
   app.add_option("--cp-ulysses", o->cp_ulysses, "hybrid: Ulysses group size, ring across groups (default 2)");
   app.add_option("--adapter", o->adapter, "PEFT LoRA adapter directory: base frozen, adapter gradients out");
   add_plan_flags(app, o->flags);

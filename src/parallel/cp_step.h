@@ -19,8 +19,9 @@ namespace longctx {
 class CpStep {
  public:
   // ulysses_group: hybrid's Ulysses group size (ranks sharing fast links).
+  // dp: data-parallel groups taking the ranks (each its B/dp sequences, CP over W/dp ranks).
   CpStep(const LlamaConfig& c, Memory& mem, Comm& comm, int64_t B, int64_t T, const Plan& plan, CpKind kind,
-         int ulysses_group = 1);
+         int ulysses_group = 1, int dp = 1);
   ~CpStep();
   // in: the whole (B, T) batch, the same on every rank; g += this rank's
   // share of the gradient. Returns the global mean loss.
@@ -36,8 +37,11 @@ class CpStep {
   }
 
  private:
-  Comm& comm_;
-  int64_t B_, T_, Tp_, Tl_;
+  Comm& comm_;          // every rank: sums of the loss and gradients
+  Comm* cp_ = nullptr;  // this data-parallel group's ranks
+  std::unique_ptr<Comm> dp_split_;
+  int dp_rank_ = 0;
+  int64_t B_, T_, Tp_, Tl_, Bl_;
   CpKind kind_;
   std::unique_ptr<Comm> group_, ring_comm_;  // hybrid's sub-communicators
   std::unique_ptr<UlyssesAttention> ulysses_;

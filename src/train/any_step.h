@@ -12,9 +12,9 @@ namespace longctx {
 class AnyStep {
  public:
   AnyStep(const LlamaConfig& c, Memory& mem, int64_t B, int64_t T, const Plan& plan, Comm* comm = nullptr,
-          CpKind kind = CpKind::ulysses, int ulysses_group = 1) {
+          CpKind kind = CpKind::ulysses, int ulysses_group = 1, int dp = 1) {
     if (comm && comm->size() > 1)
-      cp_ = std::make_unique<CpStep>(c, mem, *comm, B, T, plan, kind, ulysses_group);
+      cp_ = std::make_unique<CpStep>(c, mem, *comm, B, T, plan, kind, ulysses_group, dp);
     else if (plan.chunked())
       chunked_ = std::make_unique<ChunkedStep>(c, mem, T, plan);
     else

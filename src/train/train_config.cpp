@@ -25,7 +25,7 @@ const json& schema() {
     "beta1": 0.9, "beta2": 0.95, "seed": 0, "out_dir": "runs/train", "save_every": 0, "keep_last": 2,
     "resume": false, "stop_after": 0, "log_every": 1, "max_bad_steps": 5, "curriculum": [],
     "device_mem": "", "host_mem": "",
-    "cp_kind": "ulysses", "cp_ulysses": 2, "zero": 0, "plan": "manual", "recompute": "full", "offload": "none", "offload_dir": "",
+    "cp_kind": "ulysses", "cp_ulysses": 2, "dp": 1, "zero": 0, "plan": "manual", "recompute": "full", "offload": "none", "offload_dir": "",
     "mlp_tiles": null, "loss_tiles": null, "chunk_mode": "none", "chunk_size": null, "chunk_budget": null,
     "lora": {"rank": 0, "alpha": 16.0, "targets": ["q_proj", "k_proj", "v_proj", "o_proj"]},
     "eval": {"lengths": [], "depths": [0.1, 0.5, 0.9], "samples": 4, "heatmap": "passkey.png"}
@@ -183,6 +183,8 @@ TrainConfig train_config_from_json(json user, const std::string& src) {
   c.cp_kind = r["cp_kind"];
   c.zero = r["zero"];
   c.cp_ulysses = r["cp_ulysses"];
+  c.dp = r["dp"];
+  CHECK(c.dp >= 1, src, ": key 'dp' must be >= 1, got ", c.dp);
   CHECK(c.zero >= 0 && c.zero <= 2, src, ": key 'zero' must be 0, 1 or 2 (stage 3 is not built yet), got ",
         c.zero);
   try {

@@ -36,6 +36,7 @@ struct TrainConfig {
   bool plan_auto = false;           // plan: auto -- the fastest plan that fits the budgets
   std::string cp_kind = "ulysses";  // under mpirun: ulysses | ring | zigzag
   int64_t cp_ulysses = 2;           // hybrid: Ulysses group size, ring across groups
+  int64_t dp = 1;                   // data-parallel groups over the ranks (batch rows split over them)
   int64_t zero = 0;                 // ZeRO stage over the ranks: 0, 1 (AdamW state), 2 (+ gradients)
   nlohmann::json eval;              // eval.* after training
 

@@ -184,7 +184,7 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
         std::printf("%splan for %lld x %lld: %s\n", step == start ? "" : "\n", (long long)B, (long long)T,
                     describe(plan).c_str());
       step_fn = std::make_unique<AnyStep>(c, mem, B, T, plan, comm, parse_cp_kind(cfg.cp_kind),
-                                          int(cfg.cp_ulysses));
+                                          int(cfg.cp_ulysses), int(cfg.dp));
       step_fn->set_adapters(md.a.get());
       step_T = T, step_B = B;
     }

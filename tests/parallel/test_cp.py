@@ -82,7 +82,8 @@ def test_grads(exe, d):
                 continue
             l1 = json.loads(r1.stdout.strip().splitlines()[-1])["loss"]
             runs = [(k, n, []) for k in ("ulysses", "upipe", "ring", "zigzag") for n in (2, 4)]
-            runs += [("hybrid", 4, ["--cp-ulysses", "2"]), ("hybrid", 2, ["--cp-ulysses", "1"])]
+            runs += [("hybrid", 4, ["--cp-ulysses", "2"]), ("hybrid", 2, ["--cp-ulysses", "1"]),
+                     ("ulysses", 2, ["--dp", "2"]), ("zigzag", 4, ["--dp", "2"])]
             for kind, n, extra in runs:
                 out = os.path.join(d, "g%d.safetensors" % n)
                 r = run(mpirun(n) + [exe, "grad", "--model", m, "--tokens", toks, "--out", out, "--cp-kind", kind]
@@ -106,13 +107,15 @@ def test_training(exe, d):
     # packed documents (eos 5 splits them): document-causal attention across ranks too
     runs = (("1", 1, "", 0), ("u4", 4, "ulysses", 0), ("z4", 4, "zigzag", 0), ("r2", 2, "ring", 0),
             ("u4-zero1", 4, "ulysses", 1), ("z2-zero2", 2, "zigzag", 2), ("r4-zero2", 4, "ring", 2),
-            ("h4", 4, "hybrid", 0))
+            ("h4", 4, "hybrid", 0), ("z4-dp2-zero1", 4, "zigzag", 1))
     for key, n, kind, zero in runs:
         out = os.path.join(d, "train" + key)
-        cfg = train_cli.write_config(d, out, 4, tokens, "cp_kind: %s\nzero: %d\n" % (kind or "ulysses", zero))
+        dp = 2 if "dp2" in key else 1
+        cfg = train_cli.write_config(d, out, 4, tokens,
+                                     "cp_kind: %s\nzero: %d\ndp: %d\n" % (kind or "ulysses", zero, dp))
         r = run(([exe] if n == 1 else mpirun(n) + [exe]) + ["train", cfg, "data.eos_id=5"])
         got[key] = [l for _, l in train_cli.losses(out)] if r.returncode == 0 else r.stderr[-300:]
-    for key, _, _, _ in runs[1:]:
+    for key, _, _, _ in runs[1:]:  # "dp2": two data-parallel groups of two CP ranks
         ok = isinstance(got[key], list) and len(got[key]) == 4 and all(
             abs(a - b) <= 1e-6 * abs(b) for a, b in zip(got[key], got["1"]))
         check("train 4 steps (packed documents) with %s: the losses of one rank" % key, ok,
