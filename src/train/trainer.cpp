@@ -80,6 +80,15 @@ struct Model {
   Tensor grad_all() const { return a ? ga->all() : g->all(); }
 };
 
+// What makes a checkpoint belong to this run: the keys that change what is
+// trained on what. Steps, schedule, plan and rank counts may change on resume.
+json run_identity(const TrainConfig& cfg) {
+  return {{"model", cfg.raw["model"]},
+          {"data", cfg.raw["data"]},
+          {"seed", cfg.raw["seed"]},
+          {"lora", cfg.raw["lora"]}};
+}
+
 // The passkey grid of eval.* on the trained model: a table on stdout, a JSON
 // file and a heat-map in out_dir.
 void final_passkey_eval(const TrainConfig& cfg, const LlamaConfig& c, const ParamSet& w, Memory& mem,
@@ -113,7 +122,6 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
   fs::create_directories(cfg.out_dir);
   const std::string yaml = to_yaml(cfg.raw);
   std::printf("effective config:\n%s", yaml.c_str());
-  if (root) std::ofstream(fs::path(cfg.out_dir) / "config.yaml") << yaml;
 
   Memory mem;
   if (!cfg.device_mem.empty()) mem.tracker().set_budget(Tier::device, parse_bytes(cfg.device_mem));
@@ -149,6 +157,11 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     opt.gather_state(m, v);  // scratch of the right names and shapes
     const json st = load_checkpoint(ckpt, TrainedState{md.trained(), m, v});
     opt.load_state(m, v);
+    // a checkpoint of another run (other model, data, seed or LoRA) in the same out_dir is refused
+    if (st.contains("run") && st["run"] != run_identity(cfg))
+      FAIL(ckpt,
+           ": written by a run with another model, data, seed or lora config than this one; use another ",
+           "out_dir, or resume=false to start over");
     start = st.at("step");
     bad = st.value("bad_steps", int64_t(0));
     data->restore(st.at("data"));
@@ -162,6 +175,7 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     if (md.a) init_lora(*md.a, uint64_t(cfg.seed) + 1);
     if (root) std::ofstream(metrics_path, std::ios::trunc);
   }
+  if (root) std::ofstream(fs::path(cfg.out_dir) / "config.yaml") << yaml;  // after the resume check
   std::ofstream metrics;
   if (root) metrics.open(metrics_path, std::ios::app);
   const double peak_gflops = measure_peak_gflops();
@@ -245,8 +259,10 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
       std::vector<NamedTensor> m, v;
       opt.gather_state(m, v);  // every rank takes part; rank 0 writes
       if (root)
-        save_checkpoint(cfg.out_dir, step + 1, TrainedState{md.trained(), m, v},
-                        json{{"step", step + 1}, {"bad_steps", bad}, {"data", data->state()}}, cfg.keep_last);
+        save_checkpoint(
+            cfg.out_dir, step + 1, TrainedState{md.trained(), m, v},
+            json{{"step", step + 1}, {"bad_steps", bad}, {"data", data->state()}, {"run", run_identity(cfg)}},
+            cfg.keep_last);
     }
     if (stop) {
       progress.finish();

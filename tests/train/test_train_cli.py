@@ -188,6 +188,12 @@ def test_plans(exe, d, tokens, ref):
     a, b = [l for _, l in losses(outs["b1"])], [l for _, l in losses(outs["seco"])]
     check("train with SeCO (chunks of 20 of 48, K/V on disk): the whole-sequence losses", close(b, a),
           "%r vs %r" % (b, a))
+    # a checkpoint of another run in the same out_dir is refused, not silently continued
+    other = os.path.join(d, "plan-b1")  # holds checkpoints of a batch-1 run with seed 7
+    r = run(exe, ["train", write_config(d, other, 12, tokens), "resume=true", "seed=8", "batch_size=1"])
+    lines = [l for l in r.stderr.strip().splitlines() if l]
+    check("resume refuses a checkpoint of another run (seed differs)",
+          r.returncode == 1 and len(lines) == 1 and "another model, data, seed" in lines[0], r.stderr[-300:])
     cases = [
         ("plan: bad choice", ["recompute=some"], "recompute"),
         ("plan: clash", ["chunk_mode=seco"], "batch size 2"),
