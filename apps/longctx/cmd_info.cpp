@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "comm/comm.h"
 #include "comm/mpi/mpi_info.h"
 #include "commands.h"
 #include "kernels/cpu/blas_info.h"
@@ -23,6 +24,7 @@ Run add_info(CLI::App& app) {
     std::printf("openmp threads: %d\n", omp_get_max_threads());
     const std::string mpi = mpi_library_version();
     std::printf("mpi: %s\n", mpi.empty() ? "not built" : mpi.c_str());
+    std::printf("nccl: %s\n", nccl_built() ? "built (device buffers; needs a GPU per rank)" : "not built");
     std::string why;
     const auto devs = cuda_devices(&why);
     if (devs.empty()) std::printf("cuda devices: none (%s)\n", why.c_str());

@@ -43,6 +43,9 @@ class Comm {
 std::unique_ptr<Comm> make_local_comm();
 // The job's MPI world (MPI_Init on first use). Throws when built without MPI.
 std::unique_ptr<Comm> make_mpi_comm();
+// The ranks over NCCL on device buffers, bootstrapped over MPI; throws when not built.
+std::unique_ptr<Comm> make_nccl_comm();
+bool nccl_built();
 // True when this process was started by mpirun / srun with more than one rank.
 bool launched_with_ranks();
 
