@@ -63,10 +63,13 @@ def main():
         print(f"one rank: activation peak {fmt(base)}\n")
         print(f"{'kind':8} {'P':>2} {'act peak/rank':>14} {'1/P of one rank':>16} {'ratio':>6}   "
               f"{'sent/rank/step':>15} {'formula':>15} {'match':>6}")
-        for kind in ("ulysses", "upipe", "ring", "zigzag"):
+        for kind in ("ulysses", "upipe", "ring", "zigzag", "hybrid"):
             for P in [int(x) for x in a.ranks.split(",")]:
-                r = subprocess.run(mpirun(P) + [a.longctx, "grad", "--model", model, "--tokens", toks, "--cp-kind", kind],
-                                   capture_output=True, text=True)
+                if kind == "hybrid" and P < 4:
+                    continue  # groups of 2 need at least two of them
+                extra = ["--cp-ulysses", "2"] if kind == "hybrid" else []
+                r = subprocess.run(mpirun(P) + [a.longctx, "grad", "--model", model, "--tokens", toks, "--cp-kind", kind]
+                                   + extra, capture_output=True, text=True)
                 if r.returncode:
                     print(f"{kind:8} {P:>2} FAILED: {r.stderr.strip()[-300:]}")
                     failed = True
@@ -76,7 +79,7 @@ def main():
                 sent = j["cp_attention_bytes_sent_per_step"]
                 pj = last_json(subprocess.run(
                     [a.longctx, "plan", "--model", model, "--seq-len", str(a.seq_len), "--ranks", str(P), "--cp-kind",
-                     kind, "--json", "--rates", '{"gemm_gflops": 1, "attn_gflops": 1}'],
+                     kind, "--json", "--rates", '{"gemm_gflops": 1, "attn_gflops": 1}'] + extra,
                     check=True, capture_output=True, text=True).stdout)
                 want = pj["kinds"][0]["attention_bytes"]
                 print(f"{kind:8} {P:>2} {fmt(peak):>14} {fmt(base / P):>16} {peak / (base / P):>6.2f}   "

@@ -28,7 +28,7 @@ struct Opts {
 int run_cluster(const Opts& o, const LlamaConfig& c, const Plan& wanted, const MachineRates& r, Purpose why) {
   std::vector<CpKind> kinds;
   if (o.cp_kind == "all")
-    kinds = {CpKind::ulysses, CpKind::upipe, CpKind::ring, CpKind::zigzag};
+    kinds = {CpKind::ulysses, CpKind::upipe, CpKind::ring, CpKind::zigzag, CpKind::hybrid};
   else
     kinds = {parse_cp_kind(o.cp_kind)};
   const ClusterSpec& cl = o.cluster;
@@ -40,6 +40,12 @@ int run_cluster(const Opts& o, const LlamaConfig& c, const Plan& wanted, const M
               "comm s", "sent/rank", o.max_length ? "   longest T that fits" : "");
   nlohmann::json out = nlohmann::json::array();
   for (CpKind k : kinds) {
+    if (k == CpKind::hybrid && (cl.ranks % cl.cp_ulysses != 0 || cl.cp_ulysses >= cl.ranks ||
+                                c.num_attention_heads % cl.cp_ulysses != 0)) {
+      CHECK(o.cp_kind == "all", "cp-kind hybrid: --cp-ulysses ", cl.cp_ulysses, " must divide the ", cl.ranks,
+            " ranks (and be fewer) and the ", c.num_attention_heads, " query heads");
+      continue;  // 'all': hybrid only where its groups are smaller than the job
+    }
     if ((k == CpKind::ulysses || k == CpKind::upipe) && c.num_attention_heads % cl.ranks != 0) {
       std::printf("  %-8s refused: %lld query heads do not divide over %d ranks\n", cp_kind_name(k),
                   (long long)c.num_attention_heads, cl.ranks);
@@ -47,8 +53,9 @@ int run_cluster(const Opts& o, const LlamaConfig& c, const Plan& wanted, const M
     }
     const RankPrediction p = predict_cp(c, wanted, o.batch, o.seq_len, k, cl, r, why);
     nlohmann::json j = p.to_json();
-    j["attention_bytes"] = cp_bytes_per_step(c, o.batch, o.seq_len, k, cl.ranks,
-                                             wanted.recompute == Recompute::full, cl.act_bytes);
+    j["attention_bytes"] =
+        cp_bytes_per_step(c, o.batch, o.seq_len, k, cl.ranks, wanted.recompute == Recompute::full,
+                          cl.act_bytes, k == CpKind::hybrid ? cl.cp_ulysses : 1);
     j["cp_kind"] = cp_kind_name(k);
     j["fits"] = p.mem.overflow(wanted).empty();
     int64_t longest = 0;
@@ -171,7 +178,8 @@ Run add_plan(CLI::App& app) {
                  "ranks that share the fast links (default 8)");
   app.add_option("--intra-bw", o->cluster.intra_gbps, "GB/s per rank inside a node (default 300)");
   app.add_option("--inter-bw", o->cluster.inter_gbps, "GB/s per rank across nodes (default 40)");
-  app.add_option("--cp-kind", o->cp_kind, "ulysses | upipe | ring | zigzag | all (default all)");
+  app.add_option("--cp-kind", o->cp_kind, "ulysses | upipe | ring | zigzag | hybrid | all (default all)");
+  app.add_option("--cp-ulysses", o->cluster.cp_ulysses, "hybrid: Ulysses group size (default 8)");
   app.add_option("--dtype", o->dtype,
                  "fp32 (this CPU backend) | bf16 (GPUs: bf16 activations, fp32 master + AdamW)");
   app.add_option("--zero", o->cluster.zero,

@@ -17,8 +17,19 @@ int64_t local_tokens(int64_t T, CpKind kind, int P) {
 
 int recomputes(const Plan& p) { return p.recompute == Recompute::full ? 1 : 0; }
 
+// Hybrid's ring runs on the head-sharded chunk of a Ulysses group of U ranks.
+LlamaConfig hybrid_ring_config(const LlamaConfig& c, int U) {
+  LlamaConfig h = c;
+  h.num_attention_heads = c.num_attention_heads / U;
+  h.num_key_value_heads = c.num_key_value_heads % U == 0 ? c.num_key_value_heads / U : h.num_attention_heads;
+  return h;
+}
+
 // The CP runner's own buffers (fp32 elements), as UlyssesAttention / RingAttention allocate them.
-int64_t runner_floats(const LlamaConfig& c, int64_t B, int64_t Tl, CpKind kind, int P) {
+int64_t runner_floats(const LlamaConfig& c, int64_t B, int64_t Tl, CpKind kind, int P, int U = 1) {
+  if (kind == CpKind::hybrid)
+    return runner_floats(c, B, Tl, CpKind::ulysses, U) +
+           runner_floats(hybrid_ring_config(c, U), B, Tl * U, CpKind::ring, P / U);
   const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, HS = c.head_dim, T = Tl * P;
   if (kind == CpKind::ulysses ||
       kind == CpKind::upipe) {  // UPipe: one query head (and its KV copy) at a time
@@ -41,9 +52,14 @@ nlohmann::json RankPrediction::to_json() const {
           {"comm_bytes", comm_bytes}};
 }
 
-double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind, int P, int R,
-                         int act_bytes) {
+double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind, int P, int R, int act_bytes,
+                         int U) {
   if (P <= 1) return 0;
+  if (kind == CpKind::hybrid) {  // the group's all-to-alls, then the ring of head-sharded K/V across groups
+    const int64_t Tp = local_tokens(T, CpKind::ulysses, P) * P;
+    return cp_bytes_per_step(c, B, Tp / (P / U), CpKind::ulysses, U, R, act_bytes) +
+           cp_bytes_per_step(hybrid_ring_config(c, U), B, Tp, CpKind::ring, P / U, R, act_bytes);
+  }
   const double Tl = double(local_tokens(T, kind, P)), L = double(c.num_hidden_layers);
   const double NH = double(c.num_attention_heads), NKV = double(c.num_key_value_heads),
                HS = double(c.head_dim);
@@ -63,8 +79,10 @@ double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind
 RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int64_t T, CpKind kind,
                           const ClusterSpec& cl, const MachineRates& r, Purpose why) {
   const int P = std::max(cl.ranks, 1);
-  CHECK(kind != CpKind::hybrid,
-        "plan: cp-kind hybrid is not in the cluster model yet (ulysses, upipe, ring, zigzag are)");
+  const int U = kind == CpKind::hybrid ? cl.cp_ulysses : 1;
+  CHECK(kind != CpKind::hybrid || (U >= 1 && P % U == 0 && c.num_attention_heads % U == 0),
+        "cp-kind hybrid: --cp-ulysses ", U, " must divide the ", P, " ranks and the ", c.num_attention_heads,
+        " query heads");
   const bool a2a = kind == CpKind::ulysses || kind == CpKind::upipe;
   CHECK(!a2a || c.num_attention_heads % P == 0, "cp-kind ", cp_kind_name(kind), ": ", c.num_attention_heads,
         " query heads do not divide over ", P, " ranks");
@@ -82,7 +100,7 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
       m.tag[size_t(t)][size_t(g)] = int64_t(double(m.tag[size_t(t)][size_t(g)]) * s);
     }
   if (P > 1) {
-    m.tag[dev][size_t(Tag::comm)] += int64_t(double(runner_floats(c, B, Tl, kind, P)) * 4 * s);
+    m.tag[dev][size_t(Tag::comm)] += int64_t(double(runner_floats(c, B, Tl, kind, P, U)) * 4 * s);
     if (why == Purpose::grad)
       m.tag[size_t(Tier::host)][size_t(Tag::data)] += 2 * B * (T - Tl) * 4;  // every rank reads all
   }
@@ -114,21 +132,30 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
   const TimePrediction local = predict_time(c, plan, B, Tl, r);
   const double full_attn = 4.0 * double(B) * double(c.num_attention_heads) * double(c.head_dim) * double(T) *
                            (double(T) + 1) / 2 * double(c.num_hidden_layers);
-  const double share = P == 1                 ? 1.0
-                       : kind == CpKind::ring ? double(2 * P - 1) / double(P) / double(P)
-                                              : 1.0 / P;
+  const int Rg = P / U;  // ring length (hybrid: across groups)
+  const double share = P == 1                   ? 1.0
+                       : kind == CpKind::ring   ? double(2 * P - 1) / double(P) / double(P)
+                       : kind == CpKind::hybrid ? double(2 * Rg - 1) / double(Rg) / double(Rg) / U
+                                                : 1.0 / P;
   const double attn_exec = (3.5 + recomputes(plan)) * full_attn * share;
   out.compute_s = local.gemm_flops / (r.gemm_gflops * 1e9) + attn_exec / (r.attn_gflops * 1e9);
   const bool one_node = P <= cl.ranks_per_node;
   const double bw = (one_node ? cl.intra_gbps : cl.inter_gbps) * 1e9;
-  const double attn_bytes = cp_bytes_per_step(c, B, T, kind, P, recomputes(plan), cl.act_bytes);
+  const double attn_bytes = cp_bytes_per_step(c, B, T, kind, P, recomputes(plan), cl.act_bytes, U);
   double zero_bytes = P > 1 ? 2.0 * (P - 1) / P * trained * cl.act_bytes : 0;  // gradient all-reduce
   if (cl.zero >= 3) zero_bytes += 2.0 * (P - 1) / P * n * cl.act_bytes;        // parameters gathered twice
   out.comm_bytes = attn_bytes + zero_bytes;
   out.comm_s = out.comm_bytes / bw;
   // ring traffic overlaps with the block in hand; Ulysses' all-to-alls and ZeRO's collectives do not here
-  out.step_s = (a2a ? out.compute_s + attn_bytes / bw : std::max(out.compute_s, attn_bytes / bw)) +
-               zero_bytes / bw + local.copy_s;
+  if (kind == CpKind::hybrid) {  // all-to-alls inside a node, the ring (overlapped) across nodes
+    const double a2a_bytes = cp_bytes_per_step(c, B, local_tokens(T, CpKind::ulysses, P) * P / Rg,
+                                               CpKind::ulysses, U, recomputes(plan), cl.act_bytes);
+    out.step_s = std::max(out.compute_s, (attn_bytes - a2a_bytes) / bw) + a2a_bytes / (cl.intra_gbps * 1e9) +
+                 zero_bytes / bw + local.copy_s;
+  } else {
+    out.step_s = (a2a ? out.compute_s + attn_bytes / bw : std::max(out.compute_s, attn_bytes / bw)) +
+                 zero_bytes / bw + local.copy_s;
+  }
   return out;
 }
 

@@ -17,6 +17,7 @@ struct ClusterSpec {
   double intra_gbps = 300, inter_gbps = 40;  // per rank, each direction
   int act_bytes = 4;                         // 4: fp32 everywhere; 2: bf16 activations and weights
   int zero = 0;                              // 0..3 (3: parameters sharded, one block gathered at a time)
+  int cp_ulysses = 8;                        // hybrid: Ulysses group size (ring across the groups)
 };
 
 struct RankPrediction {
@@ -31,7 +32,7 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& p, int64_t B, int64_
 // Bytes one rank sends per step for the attention of every block (forward,
 // the recompute of `recomputes` forwards, backward), fp32 elements scaled by act_bytes / 4.
 double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind, int P, int recomputes,
-                         int act_bytes);
+                         int act_bytes, int ulysses_group = 1);
 // The longest T (a multiple of 2P) that fits the budgets of p on each rank; 0 if none.
 int64_t longest_cp_length(const LlamaConfig& c, const Plan& p, CpKind kind, const ClusterSpec& cl,
                           const MachineRates& r, Purpose why);
