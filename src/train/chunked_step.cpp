@@ -217,7 +217,7 @@ std::vector<int64_t> ChunkedStep::chosen_chunks(uint64_t draw) const {
 // Chunk j of the padded sequence, as a (1, Tc) batch in host memory.
 StepInput ChunkedStep::chunk_input(int64_t j, const StepInput& in) {
   const int64_t T = lay_.T, Tc = lay_.Tc, n = std::min(Tc, T - j * Tc);
-  static thread_local std::vector<int32_t> tok, lab, pos, doc;
+  std::vector<int32_t>&tok = chunk_tok_, &lab = chunk_lab_, &pos = chunk_pos_, &doc = chunk_doc_;
   tok.assign(size_t(Tc), 0), lab.assign(size_t(Tc), kIgnoreIndex);
   pos.assign(size_t(Tc), 0), doc.assign(size_t(Tc), kPadDoc);
   for (int64_t t = 0; t < n; t++) {

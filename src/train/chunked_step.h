@@ -39,6 +39,7 @@ class ChunkedStep {
   std::unique_ptr<KvPages> kv_;
   std::unique_ptr<GradStep> step_;
   std::vector<int32_t> pos_, doc_;  // (T) the whole sequence's positions and document ids
+  std::vector<int32_t> chunk_tok_, chunk_lab_, chunk_pos_, chunk_doc_;  // (Tc) the chunk being run
   int64_t label_count_ = 0;
 };
 

@@ -79,46 +79,37 @@ void GradStep::prepare(const StepInput& in, Context& ctx) {
   for (int64_t n = 0; n < N; n++) label_count_ += labels_.t().i32()[n] != kIgnoreIndex;
 }
 
-// Embedding and every block (saving what the plan keeps) into xL_.
-void GradStep::forward(const ParamSet& w, Context& ctx) {
+// Embedding and every block (saving what the plan keeps) into xL_. kv_only:
+// chunked training's first pass, which only fills the runner's K/V caches (the
+// last block stops at its K/V; nothing is moved off the device).
+void GradStep::forward(const ParamSet& w, Context& ctx, bool kv_only) {
   const int64_t L = c_.num_hidden_layers;
   if (L == 0) {
-    embedding_forward(xL_.t(), tokens_.t(), w.embed, ctx);
-  } else {
-    embedding_forward(saved_->forward_set(0).get("inp"), tokens_.t(), w.embed, ctx);
+    if (!kv_only) embedding_forward(xL_.t(), tokens_.t(), w.embed, ctx);
+    return;
   }
-  for (int64_t l = 0; l < L; l++) {
-    const ActBuffer& set = saved_->forward_set(l);
-    const BlockActs a = acts_of(set);
-    const LayerParams lw = layer(w, l);
-    shared_.layer = l;
-    attn_half_forward(set.get("inp"), lw, a, c_, shared_, ctx);
-    // the next block's set is taken only now, so that moving block l-1's set
-    // out of the same staging slot overlaps with this attention half
-    const Tensor out = l + 1 < L ? saved_->forward_set(l + 1).get("inp") : xL_.t();
-    mlp_half_forward(out, lw, a, c_, shared_, ctx);
-    saved_->forward_done(l);
-  }
-}
-
-void GradStep::forward_kv(const ParamSet& w, const StepInput& in, Context& ctx) {
-  prepare(in, ctx);
-  const int64_t L = c_.num_hidden_layers;
-  if (L == 0) return;
-  // the saved sets serve as ping-pong storage; nothing is moved off the device
   embedding_forward(saved_->forward_set(0).get("inp"), tokens_.t(), w.embed, ctx);
   for (int64_t l = 0; l < L; l++) {
     const ActBuffer& set = saved_->forward_set(l);
     const BlockActs a = acts_of(set);
     const LayerParams lw = layer(w, l);
     shared_.layer = l;
-    if (l + 1 == L) {  // the last block: its K/V only, no attention, no MLP, no head
+    if (kv_only && l + 1 == L) {  // no attention, no MLP, no head
       attn_half_kv(set.get("inp"), lw, a, c_, shared_, ctx);
-      break;
+      return;
     }
     attn_half_forward(set.get("inp"), lw, a, c_, shared_, ctx);
-    mlp_half_forward(saved_->forward_set(l + 1).get("inp"), lw, a, c_, shared_, ctx);
+    // the next block's set is taken only now, so that moving block l-1's set
+    // out of the same staging slot overlaps with this attention half
+    const Tensor out = l + 1 < L ? saved_->forward_set(l + 1).get("inp") : xL_.t();
+    mlp_half_forward(out, lw, a, c_, shared_, ctx);
+    if (!kv_only) saved_->forward_done(l);
   }
+}
+
+void GradStep::forward_kv(const ParamSet& w, const StepInput& in, Context& ctx) {
+  prepare(in, ctx);
+  forward(w, ctx, /*kv_only=*/true);
 }
 
 // Blocks in reverse: bring back (or recompute) what each one's backward needs.

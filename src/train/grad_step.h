@@ -60,7 +60,7 @@ class GradStep {
 
  private:
   void prepare(const StepInput& in, Context& ctx);
-  void forward(const ParamSet& w, Context& ctx);
+  void forward(const ParamSet& w, Context& ctx, bool kv_only = false);
   void backward(const ParamSet& w, const Grads& g, Context& ctx);
   LayerParams layer(const ParamSet& w, int64_t l) const;
   double head_loss(const ParamSet& w, const Grads* grads, double scale, Context& ctx);

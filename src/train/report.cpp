@@ -4,19 +4,16 @@
 
 namespace longctx {
 
-nlohmann::json peak_bytes_json(const MemoryTracker& t) {
-  nlohmann::json j, tags = nlohmann::json::object();
+MemoryPrediction measured_peaks(const MemoryTracker& t) {
+  MemoryPrediction m;
   for (int i = 0; i < kNumTiers; i++) {
-    const Tier tier = Tier(i);
-    j[tier_name(tier)] = t.tier(tier).peak;
-    nlohmann::json per = nlohmann::json::object();
-    for (int g = 0; g < kNumTags; g++)
-      if (int64_t p = t.tag(tier, Tag(g)).peak; p > 0) per[tag_name(Tag(g))] = p;
-    tags[tier_name(tier)] = per;
+    m.tier[size_t(i)] = t.tier(Tier(i)).peak;
+    for (int g = 0; g < kNumTags; g++) m.tag[size_t(i)][size_t(g)] = t.tag(Tier(i), Tag(g)).peak;
   }
-  j["tags"] = tags;
-  return j;
+  return m;
 }
+
+nlohmann::json peak_bytes_json(const MemoryTracker& t) { return measured_peaks(t).to_json(); }
 
 double median(std::vector<double> v) {
   if (v.empty()) return 0;

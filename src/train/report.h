@@ -2,8 +2,12 @@
 #include <nlohmann/json.hpp>
 
 #include "core/memory.h"
+#include "strategy/memory_model.h"
 
 namespace longctx {
+
+// The tracker's peaks as the table `plan` predicts (same tiers, tags and JSON).
+MemoryPrediction measured_peaks(const MemoryTracker& t);
 
 // {"device": B, "host": B, "disk": B, "tags": {"device": {"weights": B, ...}, ...}}
 // Peaks; tags with a zero peak are left out.

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "core/check.h"
+#include "harness.h"
 #include "io/tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -129,15 +130,7 @@ class TokenizerTest : public ::testing::Test {
   void expect_error(const std::function<void()>& f, std::vector<std::string> needles,
                     const std::string& path) {
     if (!path.empty()) needles.push_back(path);
-    try {
-      f();
-      ADD_FAILURE() << "expected longctx::Error";
-    } catch (const Error& e) {
-      const std::string m = e.what();
-      for (const std::string& n : needles)
-        EXPECT_NE(m.find(n), std::string::npos) << "'" << n << "' not in: " << m;
-      EXPECT_EQ(m.find('\n'), std::string::npos) << "multi-line message: " << m;
-    }
+    longctx::test::expect_error(f, needles);
   }
 
   std::string dir_;
