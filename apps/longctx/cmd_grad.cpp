@@ -8,6 +8,7 @@
 #include "io/npy.h"
 #include "model/flops.h"
 #include "model/llama_io.h"
+#include "parallel/zero.h"
 #include "plan_flags.h"
 #include "ranks.h"
 #include "strategy/plan_search.h"
@@ -21,7 +22,7 @@ namespace {
 
 struct Opts {
   std::string model, tokens, out, adapter, cp_kind = "ulysses";
-  int cp_ulysses = 2, dp = 1;
+  int cp_ulysses = 2, dp = 1, zero = 0;
   int repeat = 1;
   PlanFlags flags;
 };
@@ -93,8 +94,19 @@ int run_grad(const Opts& o) {
   Buffer labels(mem, Tier::host, Tag::data, {B, std::max<int64_t>(T, 1)}, DType::I32);
   split_tokens(toks, o.tokens, c.vocab_size, inputs.t(), labels.t());
 
-  ParamSet w(c, mem, Tier::device, Tag::weights);
-  load_params(w, o.model);
+  CHECK(o.zero >= 0 && o.zero <= 3, "--zero ", o.zero, ": the stages are 0, 1, 2 and 3");
+  // ZeRO 2-3 across ranks: gradients (3: and weights) a block at a time in ZeroShards
+  const int by_unit = comm.size() > 1 && !plan.lora.enabled() && o.zero >= 2 ? o.zero : 0;
+  CHECK(!(plan.lora.enabled() && o.zero == 3), "--zero 3 shards the weights a block at a time; with LoRA ",
+        "only the small adapters train: use --zero 2");
+  auto w = std::make_unique<ParamSet>(c, mem, by_unit == 3 ? Tier::host : Tier::device, Tag::weights);
+  load_params(*w, o.model);
+  std::unique_ptr<ZeroShards> sh;
+  if (by_unit) {
+    sh = std::make_unique<ZeroShards>(c, *w, by_unit, comm, mem);
+    sh->take_weights(*w);
+    if (by_unit == 3) w.reset();  // only this rank's part stays
+  }
   // LoRA: the base is frozen; gradients (and the --out file) are the adapters'
   std::unique_ptr<ParamSet> gbase;
   std::unique_ptr<LoraSet> a, ga;
@@ -105,7 +117,7 @@ int run_grad(const Opts& o) {
       init_lora(*a, 0);
     else
       load_lora_peft(o.adapter, *a);
-  } else {
+  } else if (!by_unit) {
     gbase = std::make_unique<ParamSet>(c, mem, Tier::device, Tag::grads);
   }
   if (comm.size() > 1 && (cp == CpKind::ulysses || cp == CpKind::upipe))
@@ -113,20 +125,27 @@ int run_grad(const Opts& o) {
   set_activity("setting up the step");
   AnyStep step(c, mem, B, T, plan, &comm, cp, o.cp_ulysses, o.dp);
   step.set_adapters(a.get());
+  if (sh) step.set_unit_hook(sh->hook());
+  const ParamSet& W = sh ? sh->weights() : *w;
+  const Grads G = sh ? Grads{sh->grad_views(), nullptr} : Grads{gbase.get(), ga.get()};
   std::vector<double> secs;
   double loss = 0;
   for (int r = 0; r < o.repeat; r++) {
     if (gbase) gbase->zero();
     if (ga) ga->zero();
+    if (sh) sh->zero_grads();
     const auto t0 = std::chrono::steady_clock::now();
     set_activity("running step " + std::to_string(r + 1) + " (forward + backward)");
-    loss =
-        step.run(w, Grads{gbase.get(), ga.get()}, StepInput{inputs.t(), labels.t(), Tensor(), Tensor()}, ctx);
-    step.finish_grads(Grads{gbase.get(), ga.get()});
+    loss = step.run(W, G, StepInput{inputs.t(), labels.t(), Tensor(), Tensor()}, ctx);
+    if (!sh) step.finish_grads(G);  // ZeRO 2-3: reduce-scattered block by block already
     secs.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   set_activity("writing the results");
   nlohmann::json per_rank = gather_peaks(comm, mem.tracker());
+  if (sh) {  // the whole gradient, gathered from every rank's part (after the peaks were taken)
+    gbase = std::make_unique<ParamSet>(c, mem, Tier::host, Tag::grads);
+    sh->gather_grads(gbase->all().f32());
+  }
   if (!is_root()) return 0;  // rank 0 writes the (summed, so full) gradients and reports
   if (!o.out.empty() && gbase) save_params(o.out, *gbase);
   if (!o.out.empty() && ga) save_safetensors(o.out, named_tensors(*ga));
@@ -147,6 +166,7 @@ int run_grad(const Opts& o) {
   if (comm.size() > 1) {
     j["ranks"] = comm.size();
     j["cp_kind"] = o.cp_kind;
+    j["zero"] = o.zero;
     j["peak_bytes_per_rank"] = per_rank;
     j["cp_attention_bytes_sent_per_step"] = double(step.cp_bytes_sent()) / o.repeat;  // by rank 0
   }
@@ -166,6 +186,8 @@ Run add_grad(CLI::App& app) {
   app.add_option("--repeat", o->repeat, "run the step N times; step_seconds is the median");
   app.add_option("--cp-kind", o->cp_kind,
                  "with several ranks (mpirun): ulysses | upipe | ring | zigzag | hybrid");
+  app.add_option("--zero", o->zero,
+                 "ZeRO stage across ranks: 0, 1, 2 (gradients sharded a block at a time), 3 (and weights)");
   app.add_option("--dp", o->dp, "data-parallel groups taking the ranks (the batch rows split over them)");
   app.add_option("--cp-ulysses", o->cp_ulysses, "hybrid: Ulysses group size, ring across groups (default 2)");
   app.add_option("--adapter", o->adapter, "PEFT LoRA adapter directory: base frozen, adapter gradients out");

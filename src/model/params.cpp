@@ -3,6 +3,8 @@
 #include <cmath>
 #include <random>
 
+#include "core/check.h"
+
 namespace longctx {
 
 std::vector<ParamSpec> llama_param_table(const LlamaConfig& c) {
@@ -31,34 +33,59 @@ namespace {
 int64_t padded(int64_t n) { return (n + 15) / 16 * 16; }  // 64-byte aligned views
 }  // namespace
 
-ParamSet::ParamSet(const LlamaConfig& c, Memory& mem, Tier tier, Tag tag) : specs_(llama_param_table(c)) {
-  int64_t total = 0;
-  for (const auto& s : specs_) total += padded(s.shape.numel());
-  storage_ = Buffer(mem, tier, tag, {total});
-  storage_.zero();
+ParamSet::ParamSet(const LlamaConfig& c) : specs_(llama_param_table(c)), tied_(c.tie_word_embeddings) {
   layers.resize(size_t(c.num_hidden_layers));
-  int64_t off = 0;
+  views_.resize(specs_.size());
   for (const auto& s : specs_) {
-    Tensor v(storage_.f32() + off, s.shape, DType::F32, tier);
-    off += padded(s.shape.numel());
-    views_.push_back(v);
-    LayerParams* L = s.layer >= 0 ? &layers[size_t(s.layer)] : nullptr;
-    switch (s.kind) {
-      case ParamKind::embed: embed = v; break;
-      case ParamKind::final_norm: final_norm = v; break;
-      case ParamKind::lm_head: lm_head = v; break;
-      case ParamKind::ln1: L->ln1 = v; break;
-      case ParamKind::wq: L->wq = v; break;
-      case ParamKind::wk: L->wk = v; break;
-      case ParamKind::wv: L->wv = v; break;
-      case ParamKind::wo: L->wo = v; break;
-      case ParamKind::ln2: L->ln2 = v; break;
-      case ParamKind::wgate: L->wgate = v; break;
-      case ParamKind::wup: L->wup = v; break;
-      case ParamKind::wdown: L->wdown = v; break;
-    }
+    offsets_.push_back(flat_size_);
+    flat_size_ += padded(s.shape.numel());
   }
-  if (c.tie_word_embeddings) lm_head = embed;
+}
+
+ParamSet::ParamSet(const LlamaConfig& c, Memory& mem, Tier tier, Tag tag) : ParamSet(c) {
+  storage_ = Buffer(mem, tier, tag, {flat_size_});
+  storage_.zero();
+  bind(0, flat_size_, storage_.f32(), tier);
+}
+
+void ParamSet::set_view(size_t i, Tensor v) {
+  const ParamSpec& s = specs_[i];
+  views_[i] = v;
+  LayerParams* L = s.layer >= 0 ? &layers[size_t(s.layer)] : nullptr;
+  switch (s.kind) {
+    case ParamKind::embed:
+      embed = v;
+      if (tied_) lm_head = v;
+      break;
+    case ParamKind::final_norm: final_norm = v; break;
+    case ParamKind::lm_head: lm_head = v; break;
+    case ParamKind::ln1: L->ln1 = v; break;
+    case ParamKind::wq: L->wq = v; break;
+    case ParamKind::wk: L->wk = v; break;
+    case ParamKind::wv: L->wv = v; break;
+    case ParamKind::wo: L->wo = v; break;
+    case ParamKind::ln2: L->ln2 = v; break;
+    case ParamKind::wgate: L->wgate = v; break;
+    case ParamKind::wup: L->wup = v; break;
+    case ParamKind::wdown: L->wdown = v; break;
+  }
+}
+
+void ParamSet::bind(int64_t first, int64_t n, float* to, Tier tier) {
+  for (size_t i = 0; i < specs_.size(); i++)
+    if (offsets_[i] >= first && offsets_[i] < first + n)
+      set_view(i, to ? Tensor(to + (offsets_[i] - first), specs_[i].shape, DType::F32, tier) : Tensor());
+}
+
+std::pair<int64_t, int64_t> ParamSet::layer_range(int64_t l) const {
+  int64_t b = -1, e = -1;
+  for (size_t i = 0; i < specs_.size(); i++)
+    if (specs_[i].layer == l) {
+      if (b < 0) b = offsets_[i];
+      e = offsets_[i] + padded(specs_[i].shape.numel());
+    }
+  CHECK(b >= 0, "[params] no block ", l);
+  return {b, e};
 }
 
 Tensor ParamSet::find(const std::string& name) const {

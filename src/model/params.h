@@ -2,6 +2,7 @@
 // It drives allocation, initialisation, checkpoint I/O and gradient output.
 #pragma once
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/memory.h"
@@ -36,16 +37,32 @@ struct LayerParams {
 class ParamSet {
  public:
   ParamSet(const LlamaConfig& c, Memory& mem, Tier tier, Tag tag);
+  // Views only, over no storage of its own: every view is undefined until
+  // bind() points a range of the flat layout somewhere (ZeRO-3's gathered
+  // blocks, ZeRO-2's per-block gradient buffers).
+  explicit ParamSet(const LlamaConfig& c);
   const std::vector<ParamSpec>& specs() const { return specs_; }
   const Tensor& tensor(size_t i) const { return views_[i]; }
   Tensor find(const std::string& name) const;  // undefined if absent
   Tensor all() const { return storage_.t(); }  // every element, flat
   void zero() { storage_.zero(); }
+  // The flat layout: where row i starts, and the whole length (views are
+  // padded to 64 bytes). Block l's rows are one range, [layer_range(l)).
+  int64_t offset(size_t i) const { return offsets_[i]; }
+  int64_t flat_size() const { return flat_size_; }
+  std::pair<int64_t, int64_t> layer_range(int64_t l) const;  // [begin, end)
+  // Every view whose row starts in [first, first + n) now lies at `to` +
+  // (offset - first) (to == nullptr: undefined again).
+  void bind(int64_t first, int64_t n, float* to, Tier tier);
   Tensor embed, final_norm, lm_head;
   std::vector<LayerParams> layers;
 
  private:
+  void set_view(size_t i, Tensor v);
   std::vector<ParamSpec> specs_;
+  std::vector<int64_t> offsets_;
+  int64_t flat_size_ = 0;
+  bool tied_ = false;
   Buffer storage_;
   std::vector<Tensor> views_;
 };

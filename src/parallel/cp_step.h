@@ -29,6 +29,7 @@ class CpStep {
   // Sums the gradients over ranks: once per optimizer step, after every micro-batch.
   void sum_grads(const Grads& g);
   void set_adapters(const LoraSet* a) { step_->set_adapters(a); }
+  void set_unit_hook(UnitHook* h) { step_->set_unit_hook(h); }
   int64_t label_count() const { return label_count_; }
   const StepLayout& layout() const { return step_->layout(); }
   int64_t local_tokens() const { return Tl_; }

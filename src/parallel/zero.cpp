@@ -8,81 +8,201 @@
 
 namespace longctx {
 
-ZeroOptimizer::ZeroOptimizer(Tensor w, Tensor g, std::vector<NamedTensor> tensors, int stage, Comm& comm,
-                             Memory& mem)
-    : w_(w), g_(g), tensors_(std::move(tensors)), stage_(stage), comm_(comm), n_(w.numel()), mem_(mem) {
-  CHECK(stage >= 0 && stage <= 2, "--zero ", stage,
-        ": stages 0, 1 and 2 are built (3, parameters gathered per ", "block, is not yet)");
+ZeroShards::ZeroShards(Tensor w, Tensor g, std::vector<NamedTensor> tensors, int stage, Comm& comm,
+                       Memory& mem)
+    : stage_(comm.size() > 1 ? stage : 0),
+      comm_(comm),
+      mem_(mem),
+      n_(w.numel()),
+      tensors_(std::move(tensors)),
+      w_(w),
+      g_(g) {
+  CHECK(stage >= 0 && stage <= 3, "--zero ", stage, ": the stages are 0, 1, 2 and 3");
+  CHECK(stage_ < 3,
+        "--zero 3 shards the weights a block at a time; with LoRA only the small adapters train: ",
+        "use --zero 2");
   CHECK(g.numel() == n_, "[zero] ", g.numel(), " gradients for ", n_, " parameters");
-  for (const NamedTensor& t : tensors_) offset_.push_back((static_cast<float*>(t.t.ptr) - w.f32()));
+  for (const NamedTensor& t : tensors_) offsets_.push_back(static_cast<float*>(t.t.ptr) - w.f32());
   const int P = stage_ == 0 ? 1 : comm.size(), r = stage_ == 0 ? 0 : comm.rank();
-  const int64_t per = (n_ + P - 1) / P;
-  lo_ = std::min(n_, r * per), hi_ = std::min(n_, lo_ + per);
-  m_ = Buffer(mem, w.tier, Tag::optim, {std::max<int64_t>(hi_ - lo_, 1)});
-  v_ = Buffer(mem, w.tier, Tag::optim, {std::max<int64_t>(hi_ - lo_, 1)});
-  m_.zero(), v_.zero();
+  map_ = ShardMap({{FlatRange{0, n_}}}, P, r);
+  ws_ = w.slice0(map_.own_lo(0), map_.own_n(0));  // in place
+  gs_ = g.slice0(map_.own_lo(0), map_.own_n(0));
+  set_pieces();
 }
 
-void ZeroOptimizer::reduce_grads() {
-  if (comm_.size() == 1) return;
+ZeroShards::ZeroShards(const LlamaConfig& c, ParamSet& whole, int stage, Comm& comm, Memory& mem)
+    : stage_(stage), by_unit_(true), comm_(comm), mem_(mem), n_(whole.flat_size()), whole_(&whole) {
+  CHECK(stage == 2 || stage == 3, "[zero] blocks are sharded at stages 2 and 3, not ", stage);
+  CHECK(comm.size() > 1, "[zero] stage ", stage, " by blocks needs more than one rank");
+  for (size_t i = 0; i < whole.specs().size(); i++) {
+    tensors_.push_back({whole.specs()[i].name, whole.tensor(i)});
+    offsets_.push_back(whole.offset(i));
+  }
+  const int64_t L = c.num_hidden_layers;
+  std::vector<std::vector<FlatRange>> units;
+  if (L == 0) {
+    units.push_back({{0, n_}});
+  } else {
+    units.push_back({{0, whole.layer_range(0).first}, {whole.layer_range(L - 1).second, n_}});
+    for (int64_t l = 0; l < L; l++)
+      units.push_back({{whole.layer_range(l).first, whole.layer_range(l).second}});
+  }
+  map_ = ShardMap(std::move(units), comm.size(), comm.rank());
+  const int64_t shard = std::max<int64_t>(map_.shard_size(), 1), block = L > 0 ? map_.unit_size(1) : 1;
+  wshard_ = Buffer(mem, Tier::device, Tag::weights, {shard});
+  gshard_ = Buffer(mem, Tier::device, Tag::grads, {shard});
+  wshard_.zero(), gshard_.zero();
+  ws_ = wshard_.t().slice0(0, map_.shard_size()), gs_ = gshard_.t().slice0(0, map_.shard_size());
+  gviews_ = std::make_unique<ParamSet>(c);
+  gslot0_ = Buffer(mem, Tier::device, Tag::grads, {map_.unit_size(0)});
+  gslot_ = Buffer(mem, Tier::device, Tag::grads, {block});
+  if (stage == 3) {
+    wviews_ = std::make_unique<ParamSet>(c);
+    wslot0_ = Buffer(mem, Tier::device, Tag::weights, {map_.unit_size(0)});
+    wslot_ = Buffer(mem, Tier::device, Tag::weights, {block});
+  }
+  set_pieces();
+}
+
+ZeroShards::~ZeroShards() = default;
+
+void ZeroShards::set_pieces() {
+  for (size_t i = 0; i < tensors_.size(); i++)
+    for (const ShardMap::Piece& p : map_.pieces(offsets_[i], offsets_[i] + tensors_[i].t.numel()))
+      pieces_.push_back({p.at, p.whole, p.n, i, tensors_[i].t.ndim() >= 2});
+}
+
+void ZeroShards::bind(ParamSet& views, int unit, float* to) {
+  int64_t c = 0;
+  for (const FlatRange& r : map_.ranges(unit)) {
+    views.bind(r.begin, r.end - r.begin, to ? to + c : nullptr, Tier::device);
+    c += r.end - r.begin;
+  }
+}
+
+void ZeroShards::begin(int unit, bool grads) {
+  if (stage_ == 3) {
+    float* slot = unit == 0 ? wslot0_.f32() : wslot_.f32();
+    map_.gather_unit(unit, ws_.f32(), slot, comm_);
+    bind(*wviews_, unit, slot);
+  }
+  if (grads) {
+    float* slot = unit == 0 ? gslot0_.f32() : gslot_.f32();
+    std::memset(slot, 0, size_t(map_.unit_size(unit)) * 4);
+    bind(*gviews_, unit, slot);
+  }
+}
+
+void ZeroShards::end(int unit, bool grads) {
+  if (grads) {
+    map_.reduce_unit(unit, unit == 0 ? gslot0_.f32() : gslot_.f32(), gs_.f32(), comm_);
+    bind(*gviews_, unit, nullptr);
+  }
+  if (stage_ == 3) bind(*wviews_, unit, nullptr);
+}
+
+void ZeroShards::zero_grads() {
+  if (by_unit_)
+    gshard_.zero();
+  else
+    std::memset(g_.ptr, 0, g_.bytes());
+}
+
+void ZeroShards::reduce_grads() {
+  if (by_unit_ || comm_.size() == 1) return;  // by unit: reduced during the backward
   if (stage_ == 2)
     comm_.reduce_scatter_sum(g_.f32(), n_);  // only this rank's part is summed
   else
     comm_.all_reduce_sum(g_.f32(), n_);
 }
 
-double ZeroOptimizer::grad_sq_norm(Context& ctx) {
+double ZeroShards::grad_sq_norm(Context& ctx) {
   if (stage_ < 2) return sum_squares(g_, ctx);
-  double s = hi_ > lo_ ? sum_squares(g_.slice0(lo_, hi_ - lo_), ctx) : 0.0;
+  double s = gs_.numel() > 0 ? sum_squares(gs_, ctx) : 0.0;
   comm_.all_reduce_sum(&s, 1);
   return s;
 }
 
-void ZeroOptimizer::scale_grads(float s, Context& ctx) {
-  if (hi_ > lo_) scale_inplace(g_.slice0(lo_, hi_ - lo_), s, ctx);
+void ZeroShards::scale_grads(float s, Context& ctx) {
+  if (gs_.numel() > 0) scale_inplace(gs_, s, ctx);
+}
+
+void ZeroShards::take_weights(const ParamSet& whole) {
+  if (by_unit_) map_.take(whole.all().f32(), ws_.f32());
+}
+
+void ZeroShards::gather(const float* shard, float* whole) {
+  Buffer scratch(mem_, Tier::host, Tag::workspace, {std::max<int64_t>(map_.max_unit_size(), 1)});
+  map_.gather(shard, whole, scratch.f32(), comm_);
+}
+
+void ZeroShards::gather_weights(float* whole) {
+  if (by_unit_)
+    gather(ws_.f32(), whole);
+  else if (whole != w_.f32())
+    std::memcpy(whole, w_.f32(), size_t(n_) * 4);
+}
+
+void ZeroShards::gather_grads(float* whole) {
+  if (by_unit_ || stage_ == 2) {
+    gather(gs_.f32(), whole);
+  } else if (whole != g_.f32()) {
+    std::memcpy(whole, g_.f32(), size_t(n_) * 4);
+  }
+}
+
+void ZeroShards::refresh_weights() {
+  if (stage_ == 0 || stage_ == 3) return;
+  if (by_unit_)
+    gather(ws_.f32(), whole_->all().f32());
+  else
+    comm_.all_gather_parts(w_.f32(), n_);
+}
+
+ZeroOptimizer::ZeroOptimizer(ZeroShards& shards, Memory& mem) : sh_(shards), mem_(mem) {
+  const int64_t n = std::max<int64_t>(shards.w_shard().numel(), 1);
+  const Tier tier = shards.by_unit() ? Tier::device : shards.w_shard().tier;
+  m_ = Buffer(mem, tier, Tag::optim, {n});
+  v_ = Buffer(mem, tier, Tag::optim, {n});
+  m_.zero(), v_.zero();
 }
 
 void ZeroOptimizer::step(AdamWParams p, float weight_decay, Context& ctx) {
-  for (size_t i = 0; i < tensors_.size(); i++) {  // each tensor's piece of this rank's part
-    const int64_t a = std::max(lo_, offset_[i]), b = std::min(hi_, offset_[i] + tensors_[i].t.numel());
-    if (a >= b) continue;
-    p.weight_decay = tensors_[i].t.ndim() >= 2 ? weight_decay : 0.f;  // no decay on norms
-    adamw_update(w_.slice0(a, b - a), g_.slice0(a, b - a), m_.t().slice0(a - lo_, b - a),
-                 v_.t().slice0(a - lo_, b - a), p, ctx);
+  const Tensor w = sh_.w_shard(), g = sh_.g_shard();
+  for (const auto& q : sh_.pieces()) {
+    p.weight_decay = q.decay ? weight_decay : 0.f;  // no decay on norms
+    adamw_update(w.slice0(q.at, q.n), g.slice0(q.at, q.n), m_.t().slice0(q.at, q.n), v_.t().slice0(q.at, q.n),
+                 p, ctx);
   }
-  if (stage_ > 0 && comm_.size() > 1) comm_.all_gather_parts(w_.f32(), n_);
+  sh_.refresh_weights();
 }
 
 void ZeroOptimizer::gather_state(std::vector<NamedTensor>& m, std::vector<NamedTensor>& v) {
+  const int64_t n = sh_.whole_size();
   if (!mfull_.t().defined()) {
-    mfull_ = Buffer(mem_, Tier::host, Tag::optim, {n_});
-    vfull_ = Buffer(mem_, Tier::host, Tag::optim, {n_});
+    mfull_ = Buffer(mem_, Tier::host, Tag::optim, {n});
+    vfull_ = Buffer(mem_, Tier::host, Tag::optim, {n});
   }
   mfull_.zero(), vfull_.zero();
-  if (hi_ > lo_) {
-    std::memcpy(mfull_.f32() + lo_, m_.f32(), size_t(hi_ - lo_) * 4);
-    std::memcpy(vfull_.f32() + lo_, v_.f32(), size_t(hi_ - lo_) * 4);
-  }
-  if (stage_ > 0 && comm_.size() > 1) {
-    comm_.all_gather_parts(mfull_.f32(), n_);
-    comm_.all_gather_parts(vfull_.f32(), n_);
-  }
+  Buffer scratch(mem_, Tier::host, Tag::workspace, {std::max<int64_t>(sh_.map().max_unit_size(), 1)});
+  sh_.map().gather(m_.f32(), mfull_.f32(), scratch.f32(), sh_.comm());
+  sh_.map().gather(v_.f32(), vfull_.f32(), scratch.f32(), sh_.comm());
   m.clear(), v.clear();
-  for (size_t i = 0; i < tensors_.size(); i++) {
-    const Shape s = tensors_[i].t.shape;
-    m.push_back({tensors_[i].name, Tensor(mfull_.f32() + offset_[i], s, DType::F32, Tier::host)});
-    v.push_back({tensors_[i].name, Tensor(vfull_.f32() + offset_[i], s, DType::F32, Tier::host)});
+  const auto& ts = sh_.tensors();
+  for (size_t i = 0; i < ts.size(); i++) {
+    const Shape s = ts[i].t.shape;
+    m.push_back({ts[i].name, Tensor(mfull_.f32() + sh_.offsets()[i], s, DType::F32, Tier::host)});
+    v.push_back({ts[i].name, Tensor(vfull_.f32() + sh_.offsets()[i], s, DType::F32, Tier::host)});
   }
 }
 
 void ZeroOptimizer::load_state(const std::vector<NamedTensor>& m, const std::vector<NamedTensor>& v) {
-  CHECK(m.size() == tensors_.size() && v.size() == tensors_.size(), "[zero] optimizer state of ", m.size(),
-        " tensors for ", tensors_.size());
-  for (size_t i = 0; i < tensors_.size(); i++) {
-    const int64_t a = std::max(lo_, offset_[i]), b = std::min(hi_, offset_[i] + tensors_[i].t.numel());
-    if (a >= b) continue;
-    std::memcpy(m_.f32() + (a - lo_), m[i].t.f32() + (a - offset_[i]), size_t(b - a) * 4);
-    std::memcpy(v_.f32() + (a - lo_), v[i].t.f32() + (a - offset_[i]), size_t(b - a) * 4);
+  const size_t nt = sh_.tensors().size();
+  CHECK(m.size() == nt && v.size() == nt, "[zero] optimizer state of ", m.size(), " tensors for ", nt);
+  for (const auto& q : sh_.pieces()) {
+    const int64_t from = q.whole - sh_.offsets()[q.tensor];
+    std::memcpy(m_.f32() + q.at, m[q.tensor].t.f32() + from, size_t(q.n) * 4);
+    std::memcpy(v_.f32() + q.at, v[q.tensor].t.f32() + from, size_t(q.n) * 4);
   }
 }
 

@@ -3,42 +3,115 @@
 //   stage 0: gradients all-reduced, every rank keeps the whole AdamW state;
 //   stage 1: AdamW moments sharded: each rank updates its part of the weights,
 //            then the parts are all-gathered;
-//   stage 2: as 1, gradients reduce-scattered (each rank reduces only its part).
-// (Stage 3, parameters gathered per block, is not built yet.) The flat vector
-// is cut into P contiguous parts of ceil(n / P); part r belongs to rank r.
+//   stage 2: as 1, and gradients sharded: each block's gradients are
+//            reduce-scattered as soon as its backward is done, so only one
+//            block's whole gradients are ever held;
+//   stage 3: as 2, and weights sharded: each block's weights are gathered
+//            just before its forward (and again before its backward) and
+//            dropped after. The embedding, final norm and LM head form one
+//            more unit, gathered for the whole pass.
+// ShardMap says which part is whose. With LoRA (a small trained vector) stage
+// 2 reduce-scatters the adapters' gradients after the pass and stage 3 is
+// refused. On one rank every stage is stage 0.
 #pragma once
+#include <memory>
 #include <vector>
 
 #include "comm/comm.h"
 #include "io/safetensors.h"
+#include "model/params.h"
 #include "ops/adamw.h"
+#include "parallel/shard_map.h"
+#include "train/grad_step.h"
 
 namespace longctx {
 
+class ZeroShards : public UnitHook {
+ public:
+  // A flat trained vector (LoRA adapters, or weights at stages 0-1): w, g
+  // (n) whole on every rank, one unit; `tensors` are the named views inside w.
+  ZeroShards(Tensor w, Tensor g, std::vector<NamedTensor> tensors, int stage, Comm& comm, Memory& mem);
+  // Full training at stage 2 or 3: a unit per block. `whole` holds the
+  // weights at stage 2 (and stays in use); at stage 3 it is only read by
+  // take_weights() and may be freed after.
+  ZeroShards(const LlamaConfig& c, ParamSet& whole, int stage, Comm& comm, Memory& mem);
+  ~ZeroShards() override;
+
+  int stage() const { return stage_; }
+  bool by_unit() const { return by_unit_; }
+  // What a step runs on: at stage 3 views bound unit by unit, else `whole`.
+  const ParamSet& weights() const { return by_unit_ && stage_ == 3 ? *wviews_ : *whole_; }
+  // The gradient sink of a step at stages 2-3 (views bound unit by unit).
+  ParamSet* grad_views() const { return gviews_.get(); }
+  UnitHook* hook() { return by_unit_ ? this : nullptr; }
+
+  void zero_grads();
+  void reduce_grads();                // after the last micro-batch (stages 0-1, and LoRA at 2)
+  double grad_sq_norm(Context& ctx);  // of the reduced gradient, every rank the same
+  void scale_grads(float s, Context& ctx);
+  // this rank's weights out of `whole` (after init or loading; stages 2-3)
+  void take_weights(const ParamSet& whole);
+  // every rank's weights / gradients into a whole vector laid out as the
+  // ParamSet (collective)
+  void gather_weights(float* whole);
+  void gather_grads(float* whole);
+  // after an update of the shard: the whole weights rebuilt (stages 1-2)
+  void refresh_weights();
+
+  // this rank's part of the weights and gradients, and its pieces: one per
+  // trained tensor it holds a part of (decay: a matrix, not a norm)
+  Tensor w_shard() const { return ws_; }
+  Tensor g_shard() const { return gs_; }
+  struct Piece {
+    int64_t at, whole, n;  // in the shard, in the whole vector, length
+    size_t tensor;         // of tensors()
+    bool decay;
+  };
+  const std::vector<Piece>& pieces() const { return pieces_; }
+  const std::vector<NamedTensor>& tensors() const { return tensors_; }  // names and shapes
+  const std::vector<int64_t>& offsets() const { return offsets_; }      // in the whole vector
+  const ShardMap& map() const { return map_; }
+  int64_t whole_size() const { return n_; }
+  Comm& comm() { return comm_; }
+  Memory& mem() { return mem_; }
+
+  void begin(int unit, bool grads) override;
+  void end(int unit, bool grads) override;
+
+ private:
+  void bind(ParamSet& views, int unit, float* to);
+  void gather(const float* shard, float* whole);
+  int stage_;
+  bool by_unit_ = false;
+  Comm& comm_;
+  Memory& mem_;
+  ShardMap map_;
+  int64_t n_ = 0;
+  std::vector<NamedTensor> tensors_;
+  std::vector<int64_t> offsets_;
+  std::vector<Piece> pieces_;
+  Tensor w_, g_;                               // whole vectors (g_ undefined by unit)
+  Tensor ws_, gs_;                             // this rank's shard
+  Buffer wshard_, gshard_;                     // by unit: the shard's storage
+  ParamSet* whole_ = nullptr;                  // by unit: the ParamSet given
+  std::unique_ptr<ParamSet> wviews_, gviews_;  // by unit: views bound unit by unit
+  Buffer wslot0_, wslot_, gslot0_, gslot_;     // unit 0, and one block at a time
+  void set_pieces();
+};
+
 class ZeroOptimizer {
  public:
-  // w, g: flat (n) views of the trained parameters and their gradients;
-  // tensors: the named parameters inside w (for weight decay and checkpoints).
-  ZeroOptimizer(Tensor w, Tensor g, std::vector<NamedTensor> tensors, int stage, Comm& comm, Memory& mem);
-  int stage() const { return stage_; }
-  void reduce_grads();                // after the last micro-batch of a step
-  double grad_sq_norm(Context& ctx);  // of the (reduced) gradient, every rank the same
-  void scale_grads(float s, Context& ctx);
+  ZeroOptimizer(ZeroShards& shards, Memory& mem);
   // AdamW on this rank's part (decay only on matrices), then the weights re-assembled.
   void step(AdamWParams p, float weight_decay, Context& ctx);
   // The whole moments as named tensors (m., v. as in checkpoints), gathered
-  // into host scratch; load() takes this rank's part back from such tensors.
+  // into host scratch; load_state() takes this rank's part back from such tensors.
   void gather_state(std::vector<NamedTensor>& m, std::vector<NamedTensor>& v);
   void load_state(const std::vector<NamedTensor>& m, const std::vector<NamedTensor>& v);
 
  private:
-  Tensor w_, g_;
-  std::vector<NamedTensor> tensors_;
-  std::vector<int64_t> offset_;  // of each tensor in the flat vector
-  int stage_;
-  Comm& comm_;
-  int64_t n_, lo_, hi_;   // this rank's part [lo, hi)
-  Buffer m_, v_;          // (hi - lo), or (n) at stage 0
+  ZeroShards& sh_;
+  Buffer m_, v_;          // (shard)
   Buffer mfull_, vfull_;  // host scratch for checkpoints
   Memory& mem_;
 };

@@ -3,6 +3,7 @@
 #pragma once
 #include <memory>
 
+#include "core/check.h"
 #include "parallel/cp_step.h"
 #include "train/chunked_step.h"
 #include "train/grad_step.h"
@@ -37,6 +38,12 @@ class AnyStep {
   void set_adapters(const LoraSet* a) {
     if (cp_) return cp_->set_adapters(a);
     chunked_ ? chunked_->set_adapters(a) : whole_->set_adapters(a);
+  }
+  // ZeRO-2/3: weights and gradients by unit (GradStep across ranks only)
+  void set_unit_hook(UnitHook* h) {
+    if (cp_) return cp_->set_unit_hook(h);
+    CHECK(!h || whole_, "[zero] sharded blocks run with whole sequences, not chunk-mode");
+    if (whole_) whole_->set_unit_hook(h);
   }
   int64_t label_count() const {
     return cp_ ? cp_->label_count() : chunked_ ? chunked_->label_count() : whole_->label_count();

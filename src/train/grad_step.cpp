@@ -92,10 +92,12 @@ void GradStep::forward(const ParamSet& w, Context& ctx, bool kv_only) {
   for (int64_t l = 0; l < L; l++) {
     const ActBuffer& set = saved_->forward_set(l);
     const BlockActs a = acts_of(set);
+    unit_begin(int(l) + 1, false);
     const LayerParams lw = layer(w, l);
     shared_.layer = l;
     if (kv_only && l + 1 == L) {  // no attention, no MLP, no head
       attn_half_kv(set.get("inp"), lw, a, c_, shared_, ctx);
+      unit_end(int(l) + 1, false);
       return;
     }
     attn_half_forward(set.get("inp"), lw, a, c_, shared_, ctx);
@@ -103,13 +105,16 @@ void GradStep::forward(const ParamSet& w, Context& ctx, bool kv_only) {
     // out of the same staging slot overlaps with this attention half
     const Tensor out = l + 1 < L ? saved_->forward_set(l + 1).get("inp") : xL_.t();
     mlp_half_forward(out, lw, a, c_, shared_, ctx);
+    unit_end(int(l) + 1, false);
     if (!kv_only) saved_->forward_done(l);
   }
 }
 
 void GradStep::forward_kv(const ParamSet& w, const StepInput& in, Context& ctx) {
   prepare(in, ctx);
+  unit_begin(0, false);
   forward(w, ctx, /*kv_only=*/true);
+  unit_end(0, false);
 }
 
 // Blocks in reverse: bring back (or recompute) what each one's backward needs.
@@ -130,6 +135,7 @@ void GradStep::backward(const ParamSet& w, const Grads& grads, Context& ctx) {
     const ActBuffer& set = saved_->backward_set(l);
     const BlockActs a = acts_of(set);
     const Tensor inp = set.get("inp");
+    unit_begin(int(l) + 1, grads.base != nullptr);
     const LayerParams lw = layer(w, l);
     LayerParams dw;  // base gradients only when the base trains
     if (grads.base) dw = grads.base->layers[size_t(l)];
@@ -147,6 +153,7 @@ void GradStep::backward(const ParamSet& w, const Grads& grads, Context& ctx) {
       case Recompute::none: break;
     }
     block_backward(dx_.t(), inp, lw, dw, a, bg, c_, shared_, ctx);
+    unit_end(int(l) + 1, grads.base != nullptr);
   }
   saved_->finish();
 }
@@ -176,13 +183,16 @@ double GradStep::head_loss(const ParamSet& w, const Grads* grads, double scale, 
 
 double GradStep::forward_loss(const ParamSet& w, const StepInput& in, Context& ctx) {
   prepare(in, ctx);
+  unit_begin(0, false);
   forward(w, ctx);
-  if (label_count_ == 0) return 0.0;
-  return head_loss(w, nullptr, 1.0 / double(label_count_), ctx);
+  const double loss = label_count_ > 0 ? head_loss(w, nullptr, 1.0 / double(label_count_), ctx) : 0.0;
+  unit_end(0, false);
+  return loss;
 }
 
 Tensor GradStep::forward_hidden(const ParamSet& w, const StepInput& in, Context& ctx) {
   prepare(in, ctx);
+  unit_begin(0, false);
   forward(w, ctx);
   // evaluation only: the whole (N, C) of final-norm states, outside the training layout
   const int64_t N = B_ * T_, C = c_.hidden_size;
@@ -191,6 +201,7 @@ Tensor GradStep::forward_hidden(const ParamSet& w, const StepInput& in, Context&
     hidden_rstd_ = Buffer(*mem_, Tier::device, Tag::activations, {N});
   }
   rmsnorm_forward(hidden_.t(), hidden_rstd_.t(), xL_.t(), w.final_norm, float(c_.rms_norm_eps), ctx);
+  unit_end(0, false);
   return hidden_.t();
 }
 
@@ -199,6 +210,7 @@ double GradStep::run(const ParamSet& w, const Grads& grads, const StepInput& in,
   CHECK(grads.base || grads.lora, "[grad_step] no gradients asked for");
   CHECK(!grads.lora || adapters_, "[grad_step] adapter gradients asked for without adapters");
   prepare(in, ctx);
+  unit_begin(0, grads.base != nullptr);  // the embedding, final norm and head: live for the whole pass
   forward(w, ctx);
   // LM head + loss; their gradients come out of the same pass
   if (label_norm <= 0) label_norm = double(label_count_);
@@ -208,6 +220,7 @@ double GradStep::run(const ParamSet& w, const Grads& grads, const StepInput& in,
 
   backward(w, grads, ctx);
   if (grads.base) embedding_backward(grads.base->embed, dx_.t(), tokens_.t(), ctx);
+  unit_end(0, grads.base != nullptr);
   return loss;
 }
 

@@ -27,6 +27,18 @@ struct Grads {
   LoraSet* lora = nullptr;
 };
 
+// ZeRO-2/3 see a step's weights and gradients one unit at a time (unit 0:
+// the embedding, final norm and LM head; unit 1 + l: block l). begin() comes
+// before a unit's weights are read (ZeRO-3 gathers them; `grads`: its gradient
+// views are bound to a zeroed buffer), end() after its last use (`grads`: its
+// gradients of this pass are complete and go to the ranks that own them).
+class UnitHook {
+ public:
+  virtual ~UnitHook() = default;
+  virtual void begin(int unit, bool grads) = 0;
+  virtual void end(int unit, bool grads) = 0;
+};
+
 class GradStep {
  public:
   // Allocates every buffer of the step for batches of (B, T) tokens.
@@ -49,6 +61,8 @@ class GradStep {
   // LoRA adapters applied in every pass from now on (null: none). Their
   // rank and targets must be those of the plan's lora config.
   void set_adapters(const LoraSet* a);
+  // Weights and gradients by unit through `h` (null: the ParamSets as given).
+  void set_unit_hook(UnitHook* h) { hook_ = h; }
   // Forward only: the mean loss, or the final-norm hidden states (N, C)
   // (valid until the next call) for logits of chosen rows.
   double forward_loss(const ParamSet& w, const StepInput& in, Context& ctx);
@@ -79,6 +93,13 @@ class GradStep {
   BlockShared shared_;
   int64_t label_count_ = 0;
   const LoraSet* adapters_ = nullptr;
+  UnitHook* hook_ = nullptr;
+  void unit_begin(int unit, bool grads) {
+    if (hook_) hook_->begin(unit, grads);
+  }
+  void unit_end(int unit, bool grads) {
+    if (hook_) hook_->end(unit, grads);
+  }
 };
 
 }  // namespace longctx

@@ -185,8 +185,7 @@ TrainConfig train_config_from_json(json user, const std::string& src) {
   c.cp_ulysses = r["cp_ulysses"];
   c.dp = r["dp"];
   CHECK(c.dp >= 1, src, ": key 'dp' must be >= 1, got ", c.dp);
-  CHECK(c.zero >= 0 && c.zero <= 2, src, ": key 'zero' must be 0, 1 or 2 (stage 3 is not built yet), got ",
-        c.zero);
+  CHECK(c.zero >= 0 && c.zero <= 3, src, ": key 'zero' must be 0, 1, 2 or 3, got ", c.zero);
   try {
     parse_cp_kind(c.cp_kind);
   } catch (const Error& e) {

@@ -37,8 +37,8 @@ struct TrainConfig {
   std::string cp_kind = "ulysses";  // under mpirun: ulysses | ring | zigzag
   int64_t cp_ulysses = 2;           // hybrid: Ulysses group size, ring across groups
   int64_t dp = 1;                   // data-parallel groups over the ranks (batch rows split over them)
-  int64_t zero = 0;                 // ZeRO stage over the ranks: 0, 1 (AdamW state), 2 (+ gradients)
-  nlohmann::json eval;              // eval.* after training
+  int64_t zero = 0;     // ZeRO stage over the ranks: 0, 1 (AdamW state), 2 (+ gradients), 3 (+ weights)
+  nlohmann::json eval;  // eval.* after training
 
   int64_t seq_len_at(int64_t step) const;
   int64_t batch_size_at(int64_t step) const;

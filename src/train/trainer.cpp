@@ -58,25 +58,28 @@ void truncate_metrics(const fs::path& p, int64_t last_step) {
 
 // The weights and what trains: every weight and its gradient, or with LoRA
 // only the adapters while the base stays frozen. AdamW state lives in the
-// ZeroOptimizer (whole, or sharded over ranks).
+// ZeroOptimizer (whole, or sharded over ranks). With ZeRO 2-3 across ranks the
+// gradients (and at 3 the weights) live in ZeroShards, a block at a time; at
+// 3 the whole weights exist on the host only to initialise, load and save.
 struct Model {
   LlamaConfig c;
   LoraConfig lc;
-  ParamSet w;
-  std::unique_ptr<ParamSet> g;     // full training
+  std::unique_ptr<ParamSet> w;
+  std::unique_ptr<ParamSet> g;     // full training, ZeRO 0-1
   std::unique_ptr<LoraSet> a, ga;  // LoRA
-  Model(const LlamaConfig& cfg, const LoraConfig& lora, Memory& mem)
-      : c(cfg), lc(lora), w(cfg, mem, Tier::device, Tag::weights) {
+  Model(const LlamaConfig& cfg, const LoraConfig& lora, Memory& mem, int by_unit)
+      : c(cfg),
+        lc(lora),
+        w(std::make_unique<ParamSet>(cfg, mem, by_unit == 3 ? Tier::host : Tier::device, Tag::weights)) {
     if (lc.enabled()) {
       a = std::make_unique<LoraSet>(c, lc, mem, Tier::device, Tag::weights);
       ga = std::make_unique<LoraSet>(c, lc, mem, Tier::device, Tag::grads);
-    } else {
+    } else if (by_unit == 0) {
       g = std::make_unique<ParamSet>(c, mem, Tier::device, Tag::grads);
     }
   }
-  std::vector<NamedTensor> trained() const { return a ? named_tensors(*a) : named_tensors(w); }
-  Tensor trained_flat() const { return a ? a->all() : w.all(); }
-  Grads grad_sink() { return a ? Grads{nullptr, ga.get()} : Grads{g.get(), nullptr}; }
+  std::vector<NamedTensor> trained() const { return a ? named_tensors(*a) : named_tensors(*w); }
+  Tensor trained_flat() const { return a ? a->all() : w->all(); }
   Tensor grad_all() const { return a ? ga->all() : g->all(); }
 };
 
@@ -138,11 +141,17 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     for (auto [B, T] : shapes)
       if (!cp) choose_plan(mc, cfg.plan, cfg.plan_auto, B, T, Purpose::train);
   }
-  Model md(model_config(cfg), cfg.plan.lora, mem);
+  // ZeRO 2-3 of full training across ranks: weights and gradients by block
+  const int by_unit = cp && !cfg.plan.lora.enabled() && cfg.zero >= 2 ? int(cfg.zero) : 0;
+  Model md(model_config(cfg), cfg.plan.lora, mem, by_unit);
   const LlamaConfig& c = md.c;
   std::unique_ptr<Comm> local = comm ? nullptr : make_local_comm();
-  ZeroOptimizer opt(md.trained_flat(), md.grad_all(), md.trained(), int(cfg.zero), comm ? *comm : *local,
-                    mem);
+  Comm& world = comm ? *comm : *local;
+  std::unique_ptr<ZeroShards> sh =
+      by_unit ? std::make_unique<ZeroShards>(c, *md.w, by_unit, world, mem)
+              : std::make_unique<ZeroShards>(md.trained_flat(), md.grad_all(), md.trained(), int(cfg.zero),
+                                             world, mem);
+  ZeroOptimizer opt(*sh, mem);
   auto data = make_data_source(data_config_from_json(cfg.data), uint64_t(cfg.seed), c.vocab_size);
 
   int64_t start = 0, bad = 0;
@@ -150,9 +159,9 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
   const std::string ckpt = cfg.resume ? latest_checkpoint(cfg.out_dir) : "";
   if (!ckpt.empty()) {
     if (md.a && cfg.model_path.empty())  // LoRA: the frozen base is not in checkpoints
-      init_params_random(md.w, c, uint64_t(cfg.seed));
+      init_params_random(*md.w, c, uint64_t(cfg.seed));
     else if (md.a)
-      load_params(md.w, cfg.model_path);
+      load_params(*md.w, cfg.model_path);
     std::vector<NamedTensor> m, v;
     opt.gather_state(m, v);  // scratch of the right names and shapes
     const json st = load_checkpoint(ckpt, TrainedState{md.trained(), m, v});
@@ -169,12 +178,20 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     std::printf("resumed from %s at step %lld\n", ckpt.c_str(), (long long)start);
   } else {
     if (cfg.model_path.empty())
-      init_params_random(md.w, c, uint64_t(cfg.seed));
+      init_params_random(*md.w, c, uint64_t(cfg.seed));
     else
-      load_params(md.w, cfg.model_path);
+      load_params(*md.w, cfg.model_path);
     if (md.a) init_lora(*md.a, uint64_t(cfg.seed) + 1);
     if (root) std::ofstream(metrics_path, std::ios::trunc);
   }
+  sh->take_weights(*md.w);         // ZeRO 2-3: this rank's part
+  if (by_unit == 3) md.w.reset();  // only the shards from here on
+  // the whole weights on the host, gathered from the shards (ZeRO-3), for saving
+  auto whole_weights = [&]() -> std::unique_ptr<ParamSet> {
+    auto p = std::make_unique<ParamSet>(c, mem, Tier::host, Tag::weights);
+    sh->gather_weights(p->all().f32());
+    return p;
+  };
   if (root) std::ofstream(fs::path(cfg.out_dir) / "config.yaml") << yaml;  // after the resume check
   std::ofstream metrics;
   if (root) metrics.open(metrics_path, std::ios::app);
@@ -200,6 +217,7 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
       step_fn = std::make_unique<AnyStep>(c, mem, B, T, plan, comm, parse_cp_kind(cfg.cp_kind),
                                           int(cfg.cp_ulysses), int(cfg.dp));
       step_fn->set_adapters(md.a.get());
+      step_fn->set_unit_hook(sh->hook());
       step_T = T, step_B = B;
     }
     int64_t labels = 0;
@@ -207,24 +225,28 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
       data->next(b, B, T);
       labels += b.label_count();
     }
-    std::memset(md.grad_all().ptr, 0, md.grad_all().bytes());
+    sh->zero_grads();
+    const ParamSet& W = by_unit ? sh->weights() : *md.w;
+    const Grads G = by_unit ? Grads{sh->grad_views(), nullptr}
+                    : md.a  ? Grads{nullptr, md.ga.get()}
+                            : Grads{md.g.get(), nullptr};
     double loss_sum = 0;
     for (auto& b : micro) {
       StepInput in{Tensor(b.inputs.data(), {B, T}, DType::I32), Tensor(b.labels.data(), {B, T}, DType::I32),
                    Tensor(b.positions.data(), {B, T}, DType::I32),
                    Tensor(b.doc_ids.data(), {B, T}, DType::I32)};
-      loss_sum += step_fn->run(md.w, md.grad_sink(), in, ctx, double(labels),
-                               uint64_t(step) * 131 + uint64_t(&b - micro.data())) *
-                  double(b.label_count());
+      loss_sum +=
+          step_fn->run(W, G, in, ctx, double(labels), uint64_t(step) * 131 + uint64_t(&b - micro.data())) *
+          double(b.label_count());
     }
-    opt.reduce_grads();  // summed over ranks (ZeRO 2: each rank its part)
+    sh->reduce_grads();  // summed over ranks (ZeRO 2-3: each rank its part, already during the backward)
     const double loss = labels > 0 ? loss_sum / double(labels) : 0.0;
-    const double norm = std::sqrt(opt.grad_sq_norm(ctx));
+    const double norm = std::sqrt(sh->grad_sq_norm(ctx));
     const double lr = lr_at(step, cfg.steps, cfg.warmup_steps, cfg.lr, cfg.min_lr) * cfg.lr_scale_at(step);
     const bool finite = std::isfinite(loss) && std::isfinite(norm);
     if (finite) {
       bad = 0;
-      if (cfg.grad_clip > 0 && norm > cfg.grad_clip) opt.scale_grads(float(cfg.grad_clip / norm), ctx);
+      if (cfg.grad_clip > 0 && norm > cfg.grad_clip) sh->scale_grads(float(cfg.grad_clip / norm), ctx);
       AdamWParams ap;
       ap.lr = float(lr), ap.beta1 = float(cfg.beta1), ap.beta2 = float(cfg.beta2), ap.step = step + 1;
       opt.step(ap, float(cfg.weight_decay), ctx);
@@ -258,9 +280,10 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     if ((cfg.save_every > 0 && (step + 1) % cfg.save_every == 0) || last) {
       std::vector<NamedTensor> m, v;
       opt.gather_state(m, v);  // every rank takes part; rank 0 writes
+      const std::unique_ptr<ParamSet> gathered = by_unit == 3 ? whole_weights() : nullptr;
       if (root)
         save_checkpoint(
-            cfg.out_dir, step + 1, TrainedState{md.trained(), m, v},
+            cfg.out_dir, step + 1, TrainedState{gathered ? named_tensors(*gathered) : md.trained(), m, v},
             json{{"step", step + 1}, {"bad_steps", bad}, {"data", data->state()}, {"run", run_identity(cfg)}},
             cfg.keep_last);
     }
@@ -272,16 +295,17 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     }
   }
   progress.finish();
+  if (!md.w) md.w = whole_weights();  // every rank takes part
   if (!root) return res;
   if (md.a) {  // PEFT adapter files; the evaluation below runs the merged weights
     save_lora_peft(cfg.out_dir, *md.a, md.lc, cfg.model_path);
-    merge_lora(md.w, *md.a, md.lc);
+    merge_lora(*md.w, *md.a, md.lc);
     std::printf("LoRA adapter (PEFT format) written to %s\n", cfg.out_dir.c_str());
   } else {
-    save_model_dir(cfg.out_dir, c, md.w);
+    save_model_dir(cfg.out_dir, c, *md.w);
     std::printf("final model written to %s\n", cfg.out_dir.c_str());
   }
-  if (!cfg.eval["lengths"].empty()) final_passkey_eval(cfg, c, md.w, mem, ctx);
+  if (!cfg.eval["lengths"].empty()) final_passkey_eval(cfg, c, *md.w, mem, ctx);
   return res;
 }
 
