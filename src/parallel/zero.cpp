@@ -38,29 +38,24 @@ ZeroShards::ZeroShards(const LlamaConfig& c, ParamSet& whole, int stage, Comm& c
     tensors_.push_back({whole.specs()[i].name, whole.tensor(i)});
     offsets_.push_back(whole.offset(i));
   }
+  // units: the embedding, each block, the final norm with the LM head (GradStep's UnitHook numbering)
   const int64_t L = c.num_hidden_layers;
-  std::vector<std::vector<FlatRange>> units;
-  if (L == 0) {
-    units.push_back({{0, n_}});
-  } else {
-    units.push_back({{0, whole.layer_range(0).first}, {whole.layer_range(L - 1).second, n_}});
-    for (int64_t l = 0; l < L; l++)
-      units.push_back({{whole.layer_range(l).first, whole.layer_range(l).second}});
-  }
+  int64_t head = n_;
+  for (size_t i = 0; i < whole.specs().size(); i++)
+    if (whole.specs()[i].kind == ParamKind::final_norm) head = whole.offset(i);
+  std::vector<std::vector<FlatRange>> units = {{{0, whole.offset(1)}}};
+  for (int64_t l = 0; l < L; l++)
+    units.push_back({{whole.layer_range(l).first, whole.layer_range(l).second}});
+  units.push_back({{head, n_}});
   map_ = ShardMap(std::move(units), comm.size(), comm.rank());
-  const int64_t shard = std::max<int64_t>(map_.shard_size(), 1), block = L > 0 ? map_.unit_size(1) : 1;
+  const int64_t shard = std::max<int64_t>(map_.shard_size(), 1);
   wshard_ = Buffer(mem, Tier::device, Tag::weights, {shard});
   gshard_ = Buffer(mem, Tier::device, Tag::grads, {shard});
   wshard_.zero(), gshard_.zero();
   ws_ = wshard_.t().slice0(0, map_.shard_size()), gs_ = gshard_.t().slice0(0, map_.shard_size());
   gviews_ = std::make_unique<ParamSet>(c);
-  gslot0_ = Buffer(mem, Tier::device, Tag::grads, {map_.unit_size(0)});
-  gslot_ = Buffer(mem, Tier::device, Tag::grads, {block});
-  if (stage == 3) {
-    wviews_ = std::make_unique<ParamSet>(c);
-    wslot0_ = Buffer(mem, Tier::device, Tag::weights, {map_.unit_size(0)});
-    wslot_ = Buffer(mem, Tier::device, Tag::weights, {block});
-  }
+  if (stage == 3) wviews_ = std::make_unique<ParamSet>(c);
+  wlive_.resize(size_t(map_.units())), glive_.resize(size_t(map_.units()));
   set_pieces();
 }
 
@@ -80,25 +75,35 @@ void ZeroShards::bind(ParamSet& views, int unit, float* to) {
   }
 }
 
-void ZeroShards::begin(int unit, bool grads) {
-  if (stage_ == 3) {
-    float* slot = unit == 0 ? wslot0_.f32() : wslot_.f32();
-    map_.gather_unit(unit, ws_.f32(), slot, comm_);
-    bind(*wviews_, unit, slot);
+// A unit's whole weights or gradients exist only between begin() and end().
+void ZeroShards::begin(int unit, bool weights, bool grads) {
+  const int64_t n = std::max<int64_t>(map_.unit_size(unit), 1);
+  if (stage_ == 3 && weights) {
+    Buffer& b = wlive_[size_t(unit)];
+    CHECK(!b.t().defined(), "[zero] unit ", unit, "'s weights gathered twice");
+    b = Buffer(mem_, Tier::device, Tag::weights, {n});
+    map_.gather_unit(unit, ws_.f32(), b.f32(), comm_);
+    bind(*wviews_, unit, b.f32());
   }
   if (grads) {
-    float* slot = unit == 0 ? gslot0_.f32() : gslot_.f32();
-    std::memset(slot, 0, size_t(map_.unit_size(unit)) * 4);
-    bind(*gviews_, unit, slot);
+    Buffer& b = glive_[size_t(unit)];
+    CHECK(!b.t().defined(), "[zero] unit ", unit, "'s gradients begun twice");
+    b = Buffer(mem_, Tier::device, Tag::grads, {n});
+    b.zero();
+    bind(*gviews_, unit, b.f32());
   }
 }
 
-void ZeroShards::end(int unit, bool grads) {
+void ZeroShards::end(int unit, bool weights, bool grads) {
   if (grads) {
-    map_.reduce_unit(unit, unit == 0 ? gslot0_.f32() : gslot_.f32(), gs_.f32(), comm_);
+    map_.reduce_unit(unit, glive_[size_t(unit)].f32(), gs_.f32(), comm_);
     bind(*gviews_, unit, nullptr);
+    glive_[size_t(unit)].reset();
   }
-  if (stage_ == 3) bind(*wviews_, unit, nullptr);
+  if (stage_ == 3 && weights) {
+    bind(*wviews_, unit, nullptr);
+    wlive_[size_t(unit)].reset();
+  }
 }
 
 void ZeroShards::zero_grads() {

@@ -5,11 +5,11 @@
 //            then the parts are all-gathered;
 //   stage 2: as 1, and gradients sharded: each block's gradients are
 //            reduce-scattered as soon as its backward is done, so only one
-//            block's whole gradients are ever held;
+//            block's (or the embedding's, or the head's) whole gradients are
+//            ever held;
 //   stage 3: as 2, and weights sharded: each block's weights are gathered
 //            just before its forward (and again before its backward) and
-//            dropped after. The embedding, final norm and LM head form one
-//            more unit, gathered for the whole pass.
+//            dropped after; so are the embedding's and the head's.
 // ShardMap says which part is whose. With LoRA (a small trained vector) stage
 // 2 reduce-scatters the adapters' gradients after the pass and stage 3 is
 // refused. On one rank every stage is stage 0.
@@ -75,8 +75,8 @@ class ZeroShards : public UnitHook {
   Comm& comm() { return comm_; }
   Memory& mem() { return mem_; }
 
-  void begin(int unit, bool grads) override;
-  void end(int unit, bool grads) override;
+  void begin(int unit, bool weights, bool grads) override;
+  void end(int unit, bool weights, bool grads) override;
 
  private:
   void bind(ParamSet& views, int unit, float* to);
@@ -95,7 +95,7 @@ class ZeroShards : public UnitHook {
   Buffer wshard_, gshard_;                     // by unit: the shard's storage
   ParamSet* whole_ = nullptr;                  // by unit: the ParamSet given
   std::unique_ptr<ParamSet> wviews_, gviews_;  // by unit: views bound unit by unit
-  Buffer wslot0_, wslot_, gslot0_, gslot_;     // unit 0, and one block at a time
+  std::vector<Buffer> wlive_, glive_;          // by unit: whole while in use
   void set_pieces();
 };
 

@@ -111,14 +111,16 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
   double weights = n * cl.act_bytes + (plan.lora.enabled() ? lora * cl.act_bytes : 0);
   if (bf16 && train) weights += trained * 4;  // fp32 master copy of what trains
   double grads = trained * cl.act_bytes, optim = train ? 8 * trained : 0;
+  // ZeRO 2-3 as ZeroShards runs them: this rank's part, plus one whole unit at a time (a block, the
+  // embedding, or the final norm with the LM head, which when tied is the embedding). LoRA at stage 2
+  // keeps the adapters' whole gradients (only their reduction is scattered); stage 3 refuses LoRA.
+  const double embed = double(c.vocab_size) * double(c.hidden_size);
+  const double outer = embed * (c.tie_word_embeddings ? 1 : 2) + double(c.hidden_size);
+  const double block = (n - outer) / double(std::max<int64_t>(c.num_hidden_layers, 1));
+  const double unit = std::max(block, embed + double(c.hidden_size));
   if (cl.zero >= 1) optim /= P;
-  if (cl.zero >= 2) grads /= P;
-  if (cl.zero >= 3) {
-    const double layer =
-        (n - double(c.vocab_size) * double(c.hidden_size) * (c.tie_word_embeddings ? 1 : 2)) /
-        double(std::max<int64_t>(c.num_hidden_layers, 1));
-    weights = weights / P + 2 * layer * cl.act_bytes;  // plus one gathered block, double-buffered
-  }
+  if (cl.zero >= 2 && !plan.lora.enabled()) grads = grads / P + unit * cl.act_bytes;
+  if (cl.zero >= 3) weights = weights / P + unit * cl.act_bytes;
   m.tag[dev][size_t(Tag::weights)] = int64_t(weights);
   m.tag[dev][size_t(Tag::grads)] = int64_t(grads);
   m.tag[dev][size_t(Tag::optim)] = int64_t(optim);
@@ -142,8 +144,13 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
   const bool one_node = P <= cl.ranks_per_node;
   const double bw = (one_node ? cl.intra_gbps : cl.inter_gbps) * 1e9;
   const double attn_bytes = cp_bytes_per_step(c, B, T, kind, P, recomputes(plan), cl.act_bytes, U);
-  double zero_bytes = P > 1 ? 2.0 * (P - 1) / P * trained * cl.act_bytes : 0;  // gradient all-reduce
-  if (cl.zero >= 3) zero_bytes += 2.0 * (P - 1) / P * n * cl.act_bytes;        // parameters gathered twice
+  // as ZeroShards sends: gradients all-reduced (0-1) or reduce-scattered (2-3); updated parts
+  // all-gathered after the step (1-2), or each block's weights gathered before its forward and its backward
+  // (3)
+  const double part = P > 1 ? double(P - 1) / P * cl.act_bytes : 0;
+  double zero_bytes = (cl.zero >= 2 ? 1 : 2) * part * trained;
+  if (cl.zero == 1 || cl.zero == 2) zero_bytes += part * trained;
+  if (cl.zero >= 3) zero_bytes += 2 * part * n;
   out.comm_bytes = attn_bytes + zero_bytes;
   out.comm_s = out.comm_bytes / bw;
   // ring traffic overlaps with the block in hand; Ulysses' all-to-alls and ZeRO's collectives do not here

@@ -84,20 +84,19 @@ void GradStep::prepare(const StepInput& in, Context& ctx) {
 // last block stops at its K/V; nothing is moved off the device).
 void GradStep::forward(const ParamSet& w, Context& ctx, bool kv_only) {
   const int64_t L = c_.num_hidden_layers;
-  if (L == 0) {
-    if (!kv_only) embedding_forward(xL_.t(), tokens_.t(), w.embed, ctx);
-    return;
-  }
-  embedding_forward(saved_->forward_set(0).get("inp"), tokens_.t(), w.embed, ctx);
+  if (L == 0 && kv_only) return;
+  unit_begin(0, true, false);
+  embedding_forward(L == 0 ? xL_.t() : saved_->forward_set(0).get("inp"), tokens_.t(), w.embed, ctx);
+  unit_end(0, true, false);
   for (int64_t l = 0; l < L; l++) {
     const ActBuffer& set = saved_->forward_set(l);
     const BlockActs a = acts_of(set);
-    unit_begin(int(l) + 1, false);
+    unit_begin(int(l) + 1, true, false);
     const LayerParams lw = layer(w, l);
     shared_.layer = l;
     if (kv_only && l + 1 == L) {  // no attention, no MLP, no head
       attn_half_kv(set.get("inp"), lw, a, c_, shared_, ctx);
-      unit_end(int(l) + 1, false);
+      unit_end(int(l) + 1, true, false);
       return;
     }
     attn_half_forward(set.get("inp"), lw, a, c_, shared_, ctx);
@@ -105,16 +104,14 @@ void GradStep::forward(const ParamSet& w, Context& ctx, bool kv_only) {
     // out of the same staging slot overlaps with this attention half
     const Tensor out = l + 1 < L ? saved_->forward_set(l + 1).get("inp") : xL_.t();
     mlp_half_forward(out, lw, a, c_, shared_, ctx);
-    unit_end(int(l) + 1, false);
+    unit_end(int(l) + 1, true, false);
     if (!kv_only) saved_->forward_done(l);
   }
 }
 
 void GradStep::forward_kv(const ParamSet& w, const StepInput& in, Context& ctx) {
   prepare(in, ctx);
-  unit_begin(0, false);
   forward(w, ctx, /*kv_only=*/true);
-  unit_end(0, false);
 }
 
 // Blocks in reverse: bring back (or recompute) what each one's backward needs.
@@ -135,7 +132,7 @@ void GradStep::backward(const ParamSet& w, const Grads& grads, Context& ctx) {
     const ActBuffer& set = saved_->backward_set(l);
     const BlockActs a = acts_of(set);
     const Tensor inp = set.get("inp");
-    unit_begin(int(l) + 1, grads.base != nullptr);
+    unit_begin(int(l) + 1, true, grads.base != nullptr);
     const LayerParams lw = layer(w, l);
     LayerParams dw;  // base gradients only when the base trains
     if (grads.base) dw = grads.base->layers[size_t(l)];
@@ -153,7 +150,7 @@ void GradStep::backward(const ParamSet& w, const Grads& grads, Context& ctx) {
       case Recompute::none: break;
     }
     block_backward(dx_.t(), inp, lw, dw, a, bg, c_, shared_, ctx);
-    unit_end(int(l) + 1, grads.base != nullptr);
+    unit_end(int(l) + 1, true, grads.base != nullptr);
   }
   saved_->finish();
 }
@@ -163,8 +160,11 @@ void GradStep::backward(const ParamSet& w, const Grads& grads, Context& ctx) {
 double GradStep::head_loss(const ParamSet& w, const Grads* grads, double scale, Context& ctx) {
   const int64_t N = B_ * T_, tile = hf_.t().dim(0);
   const float eps = float(c_.rms_norm_eps);
-  const Tensor dlm = grads && grads->base ? grads->base->lm_head : Tensor();
-  const Tensor dnorm = grads && grads->base ? grads->base->final_norm : Tensor();
+  const bool g = grads && grads->base, tied = c_.tie_word_embeddings;
+  unit_begin(head_unit(), true, g);
+  if (tied) unit_begin(0, true, g);  // the head is the embedding
+  const Tensor dlm = g ? grads->base->lm_head : Tensor();
+  const Tensor dnorm = g ? grads->base->final_norm : Tensor();
   double sum = 0;
   for (int64_t r0 = 0; r0 < N; r0 += tile) {
     const int64_t m = std::min(tile, N - r0);
@@ -178,21 +178,19 @@ double GradStep::head_loss(const ParamSet& w, const Grads* grads, double scale, 
     sum += lm_head_loss(dh, dlm, h, w.lm_head, labels_.t().slice0(r0, m), scale, m, ctx);
     rmsnorm_backward(dx_.t().slice0(r0, m), dnorm, dh, x, w.final_norm, rs, ctx);
   }
+  if (tied) unit_end(0, true, g);
+  unit_end(head_unit(), true, g);
   return sum;
 }
 
 double GradStep::forward_loss(const ParamSet& w, const StepInput& in, Context& ctx) {
   prepare(in, ctx);
-  unit_begin(0, false);
   forward(w, ctx);
-  const double loss = label_count_ > 0 ? head_loss(w, nullptr, 1.0 / double(label_count_), ctx) : 0.0;
-  unit_end(0, false);
-  return loss;
+  return label_count_ > 0 ? head_loss(w, nullptr, 1.0 / double(label_count_), ctx) : 0.0;
 }
 
 Tensor GradStep::forward_hidden(const ParamSet& w, const StepInput& in, Context& ctx) {
   prepare(in, ctx);
-  unit_begin(0, false);
   forward(w, ctx);
   // evaluation only: the whole (N, C) of final-norm states, outside the training layout
   const int64_t N = B_ * T_, C = c_.hidden_size;
@@ -200,8 +198,9 @@ Tensor GradStep::forward_hidden(const ParamSet& w, const StepInput& in, Context&
     hidden_ = Buffer(*mem_, Tier::device, Tag::activations, {N, C});
     hidden_rstd_ = Buffer(*mem_, Tier::device, Tag::activations, {N});
   }
+  unit_begin(head_unit(), true, false);
   rmsnorm_forward(hidden_.t(), hidden_rstd_.t(), xL_.t(), w.final_norm, float(c_.rms_norm_eps), ctx);
-  unit_end(0, false);
+  unit_end(head_unit(), true, false);
   return hidden_.t();
 }
 
@@ -210,7 +209,6 @@ double GradStep::run(const ParamSet& w, const Grads& grads, const StepInput& in,
   CHECK(grads.base || grads.lora, "[grad_step] no gradients asked for");
   CHECK(!grads.lora || adapters_, "[grad_step] adapter gradients asked for without adapters");
   prepare(in, ctx);
-  unit_begin(0, grads.base != nullptr);  // the embedding, final norm and head: live for the whole pass
   forward(w, ctx);
   // LM head + loss; their gradients come out of the same pass
   if (label_norm <= 0) label_norm = double(label_count_);
@@ -219,8 +217,11 @@ double GradStep::run(const ParamSet& w, const Grads& grads, const StepInput& in,
   const double loss = label_count_ > 0 ? scaled * label_norm / double(label_count_) : 0.0;
 
   backward(w, grads, ctx);
-  if (grads.base) embedding_backward(grads.base->embed, dx_.t(), tokens_.t(), ctx);
-  unit_end(0, grads.base != nullptr);
+  if (grads.base) {
+    unit_begin(0, false, true);  // the embedding's gradients only
+    embedding_backward(grads.base->embed, dx_.t(), tokens_.t(), ctx);
+    unit_end(0, false, true);
+  }
   return loss;
 }
 

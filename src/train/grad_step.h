@@ -28,15 +28,18 @@ struct Grads {
 };
 
 // ZeRO-2/3 see a step's weights and gradients one unit at a time (unit 0:
-// the embedding, final norm and LM head; unit 1 + l: block l). begin() comes
-// before a unit's weights are read (ZeRO-3 gathers them; `grads`: its gradient
-// views are bound to a zeroed buffer), end() after its last use (`grads`: its
-// gradients of this pass are complete and go to the ranks that own them).
+// the embedding; unit 1 + l: block l; unit L + 1: the final norm and LM
+// head, which with tied embeddings also uses unit 0). begin() comes before a
+// unit is used (`weights`: they are read, ZeRO-3 gathers them; `grads`: its
+// gradient views are bound to a zeroed buffer), end() after its last use in
+// that phase (`grads`: its gradients of this phase are complete and go to the
+// ranks that own them). At most one block, or the embedding, or the head is
+// whole at any moment.
 class UnitHook {
  public:
   virtual ~UnitHook() = default;
-  virtual void begin(int unit, bool grads) = 0;
-  virtual void end(int unit, bool grads) = 0;
+  virtual void begin(int unit, bool weights, bool grads) = 0;
+  virtual void end(int unit, bool weights, bool grads) = 0;
 };
 
 class GradStep {
@@ -94,12 +97,13 @@ class GradStep {
   int64_t label_count_ = 0;
   const LoraSet* adapters_ = nullptr;
   UnitHook* hook_ = nullptr;
-  void unit_begin(int unit, bool grads) {
-    if (hook_) hook_->begin(unit, grads);
+  void unit_begin(int unit, bool weights, bool grads) {
+    if (hook_) hook_->begin(unit, weights, grads);
   }
-  void unit_end(int unit, bool grads) {
-    if (hook_) hook_->end(unit, grads);
+  void unit_end(int unit, bool weights, bool grads) {
+    if (hook_) hook_->end(unit, weights, grads);
   }
+  int head_unit() const { return int(c_.num_hidden_layers) + 1; }
 };
 
 }  // namespace longctx

@@ -47,9 +47,9 @@ def run(cmd, timeout=600):
     return r
 
 
-def model(exe, d, name, nh, nkv, layers=2):
+def model(exe, d, name, nh, nkv, layers=2, tied=False):
     cfg = {"vocab_size": 97, "hidden_size": 12 * nh, "intermediate_size": 80, "num_hidden_layers": layers,
-           "num_attention_heads": nh, "num_key_value_heads": nkv, "tie_word_embeddings": False,
+           "num_attention_heads": nh, "num_key_value_heads": nkv, "tie_word_embeddings": tied,
            "initializer_range": 0.2}
     p = os.path.join(d, name + ".json")
     with open(p, "w") as f:
@@ -109,7 +109,20 @@ def test_grads(exe, d):
 
 
 def test_zero_memory(exe, d):
-    """ZeRO-2 keeps a part of the gradients plus one block's whole ones, ZeRO-3 the same of the weights."""
+    """ZeRO-2 keeps a part of the gradients plus one block's whole ones, ZeRO-3 the same of the weights;
+    with tied embeddings the head gathers the embedding's unit."""
+    toks = os.path.join(d, "t37.npy")
+    np.save(toks, np.random.default_rng(0).integers(0, 97, size=(2, 38)).astype(np.int32))
+    for name, layers, tied in (("tied", 2, True),):
+        m = model(exe, d, name, 4, 2, layers=layers, tied=tied)
+        ref = os.path.join(d, name + "1.safetensors")
+        r1 = run([exe, "grad", "--model", m, "--tokens", toks, "--out", ref])
+        for zero in (2, 3):
+            out = os.path.join(d, name + "z.safetensors")
+            r = run(mpirun(2) + [exe, "grad", "--model", m, "--tokens", toks, "--out", out, "--cp-kind", "zigzag",
+                                 "--zero", str(zero)])
+            ok, detail = grads_close(ref, out) if r.returncode == 0 and r1.returncode == 0 else (False, r.stderr[-300:])
+            check("zigzag -np 2 --zero %d, %s: every gradient equals one rank's" % (zero, name), ok, detail)
     m = model(exe, d, "deep", 4, 2, layers=8)
     toks = os.path.join(d, "deep.npy")
     np.save(toks, np.random.default_rng(0).integers(0, 97, size=(1, 65)).astype(np.int32))
