@@ -6,7 +6,11 @@
     1/P line from the one-rank figure;
   * the attention bytes each rank sends per step, measured by the runners, next to the
     formula of `longctx plan --ranks P` (bytes of K/V hops for ring/zigzag, of the
-    all-to-alls for Ulysses).
+    all-to-alls for Ulysses);
+  * per-rank weights and gradients under ZeRO 0-3, measured, next to one rank's and to
+    `longctx plan --ranks P --zero Z`'s prediction;
+  * SeCO chunks across ranks (Ulysses on each chunk, the K/V cache head-sharded): per-rank
+    device peak and bytes sent, next to one rank's SeCO peak and to the prediction.
 
     /usr/bin/python3 bench/bench_cp.py [--seq-len 4096] [--ranks 2,4] [--longctx build/bin/longctx]
 
@@ -84,7 +88,65 @@ def main():
                 want = pj["kinds"][0]["attention_bytes"]
                 print(f"{kind:8} {P:>2} {fmt(peak):>14} {fmt(base / P):>16} {peak / (base / P):>6.2f}   "
                       f"{fmt(sent):>15} {fmt(want):>15} {'yes' if abs(sent - want) <= 1e-6 * want else 'NO':>6}")
+        failed |= zero_table(a, model, toks, one)
+        failed |= chunk_table(a, model, toks)
     return 1 if failed else 0
+
+
+def chunk_table(a, model, toks):
+    chunk = ["--chunk-mode", "seco", "--chunk-size", str(a.seq_len // 4)]
+    one = last_json(subprocess.run([a.longctx, "grad", "--model", model, "--tokens", toks] + chunk, check=True,
+                                   capture_output=True, text=True).stdout)
+    print(f"\nSeCO ({' '.join(chunk[1:])}) across ranks, cp-kind ulysses: device peak per rank "
+          f"(one rank's SeCO: {fmt(one['peak_bytes']['device'])})")
+    print(f"{'P':>2} {'device/rank':>12} {'predicted':>11} {'sent/rank/step':>15} {'formula':>15} {'match':>6}")
+    failed = False
+    for P in [int(x) for x in a.ranks.split(",")]:
+        r = subprocess.run(mpirun(P) + [a.longctx, "grad", "--model", model, "--tokens", toks, "--cp-kind", "ulysses"]
+                           + chunk, capture_output=True, text=True)
+        if r.returncode:
+            print(f"{P:>2} FAILED: {r.stderr.strip()[-300:]}")
+            failed = True
+            continue
+        j = last_json(r.stdout)
+        dev = max(p["device"] for p in j["peak_bytes_per_rank"])
+        sent = j["cp_attention_bytes_sent_per_step"]
+        k = last_json(subprocess.run(
+            [a.longctx, "plan", "--model", model, "--seq-len", str(a.seq_len), "--ranks", str(P), "--cp-kind",
+             "ulysses", "--json", "--rates", '{"gemm_gflops": 1, "attn_gflops": 1}'] + chunk,
+            check=True, capture_output=True, text=True).stdout)["kinds"][0]
+        print(f"{P:>2} {fmt(dev):>12} {fmt(k['peak_bytes']['device']):>11} {fmt(sent):>15} "
+              f"{fmt(k['attention_bytes']):>15} {'yes' if abs(sent - k['attention_bytes']) <= 1e-6 * sent else 'NO':>6}")
+    return failed
+
+
+def zero_table(a, model, toks, one):
+    """Model state per rank under ZeRO: a part of each unit plus one whole unit at a time."""
+    dev1 = one["peak_bytes"]["tags"]["device"]
+    print(f"\nZeRO, ring CP: device weights and gradients per rank (one rank: {fmt(dev1['weights'])} + "
+          f"{fmt(dev1['grads'])})")
+    print(f"{'zero':>4} {'P':>2} {'weights/rank':>13} {'predicted':>11} {'grads/rank':>13} {'predicted':>11} "
+          f"{'state vs one rank':>18}")
+    failed = False
+    for P in [int(x) for x in a.ranks.split(",")]:
+        for z in (0, 1, 2, 3):
+            r = subprocess.run(mpirun(P) + [a.longctx, "grad", "--model", model, "--tokens", toks, "--cp-kind", "ring",
+                                            "--zero", str(z)], capture_output=True, text=True)
+            if r.returncode:
+                print(f"{z:>4} {P:>2} FAILED: {r.stderr.strip()[-300:]}")
+                failed = True
+                continue
+            per = last_json(r.stdout)["peak_bytes_per_rank"]
+            w = max(p["tags"]["device"]["weights"] for p in per)
+            g = max(p["tags"]["device"]["grads"] for p in per)
+            pj = last_json(subprocess.run(
+                [a.longctx, "plan", "--model", model, "--seq-len", str(a.seq_len), "--ranks", str(P), "--cp-kind",
+                 "ring", "--zero", str(z), "--json", "--rates", '{"gemm_gflops": 1, "attn_gflops": 1}'],
+                check=True, capture_output=True, text=True).stdout)
+            pt = pj["kinds"][0]["peak_bytes"]["tags"]["device"]
+            print(f"{z:>4} {P:>2} {fmt(w):>13} {fmt(pt['weights']):>11} {fmt(g):>13} {fmt(pt['grads']):>11} "
+                  f"{(w + g) / (dev1['weights'] + dev1['grads']):>18.2f}")
+    return failed
 
 
 if __name__ == "__main__":

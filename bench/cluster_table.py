@@ -66,9 +66,10 @@ def main():
              "host) and MLP tiling (1, auto) was tried, and the plan that fits the longest sequence is shown.", "",
              "Assumptions: 80 GB per GPU; 250 GB host memory per rank (2 TB per 8-GPU node); 300 GB/s per GPU",
              "inside a node, 50 GB/s across nodes; bf16 activations and weights with fp32 master weights and",
-             "AdamW moments (16 bytes per parameter) sharded by ZeRO-3; 600 TFLOP/s achieved on matmuls and",
-             "400 TFLOP/s on flash attention. ZeRO-3 and the bf16 CUDA kernels are predicted here but not yet",
-             "built in longctx (this session's engine runs fp32 on CPUs, ZeRO 1-2).", "",
+             "AdamW moments (16 bytes per parameter) sharded by ZeRO-3 (each rank: its parts plus one whole",
+             "unit, a block or the embedding or the head, as the engine runs it); 600 TFLOP/s achieved on",
+             "matmuls and 400 TFLOP/s on flash attention. The bf16 CUDA kernels are predicted here but not yet",
+             "built in longctx (the engine runs fp32 on CPUs; ZeRO-3 is built and tested there).", "",
              "| GPUs | CP kind | longest T predicted | step time at that T | device / host per rank | plan | published |",
              "|---:|---|---:|---:|---|---|---|"]
     for ranks, kind, T, step, mem, flags in rows:

@@ -55,7 +55,7 @@ int run_cluster(const Opts& o, const LlamaConfig& c, const Plan& wanted, const M
     nlohmann::json j = p.to_json();
     j["attention_bytes"] =
         cp_bytes_per_step(c, o.batch, o.seq_len, k, cl.ranks, wanted.recompute == Recompute::full,
-                          cl.act_bytes, k == CpKind::hybrid ? cl.cp_ulysses : 1);
+                          cl.act_bytes, k == CpKind::hybrid ? cl.cp_ulysses : 1, wanted.chunked());
     j["cp_kind"] = cp_kind_name(k);
     j["fits"] = p.mem.overflow(wanted).empty();
     int64_t longest = 0;

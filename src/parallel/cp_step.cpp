@@ -37,8 +37,7 @@ CpStep::CpStep(const LlamaConfig& c, Memory& mem, Comm& comm, int64_t B, int64_t
   if (dp > 1) dp_split_ = comm.split(dp_rank_, comm.rank() % P);
   Comm& cp = dp > 1 ? *dp_split_ : comm;
   cp_ = &cp;
-  CHECK(!plan.chunked(), "plan: --chunk-mode ", chunk_mode_name(plan.chunk_mode),
-        " clashes with context parallelism over ", P, " ranks (not combined yet)");
+  CHECK(!plan.chunked(), "[cp] chunk modes across ranks run in ChunkedStep");
   const int64_t unit = kind == CpKind::zigzag ? 2 * P : P;  // padded to whole chunks
   Tp_ = (T + unit - 1) / unit * unit;
   Tl_ = Tp_ / P;
@@ -68,10 +67,12 @@ CpStep::CpStep(const LlamaConfig& c, Memory& mem, Comm& comm, int64_t B, int64_t
 
 CpStep::~CpStep() = default;
 
-void CpStep::sum_grads(const Grads& g) {
-  if (g.base) comm_.all_reduce_sum(g.base->all().f32(), g.base->all().numel());
-  if (g.lora) comm_.all_reduce_sum(g.lora->all().f32(), g.lora->all().numel());
+void sum_over_ranks(Comm& comm, const Grads& g) {
+  if (g.base) comm.all_reduce_sum(g.base->all().f32(), g.base->all().numel());
+  if (g.lora) comm.all_reduce_sum(g.lora->all().f32(), g.lora->all().numel());
 }
+
+void CpStep::sum_grads(const Grads& g) { sum_over_ranks(comm_, g); }
 
 double CpStep::run(const ParamSet& w, const Grads& g, const StepInput& in, Context& ctx, double label_norm) {
   const int r = cp_->rank(), P = cp_->size();

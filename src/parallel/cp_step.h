@@ -16,6 +16,9 @@
 
 namespace longctx {
 
+// Sums a step's gradients over the ranks (the base weights' and the adapters').
+void sum_over_ranks(Comm& comm, const Grads& g);
+
 class CpStep {
  public:
   // ulysses_group: hybrid's Ulysses group size (ranks sharing fast links).

@@ -160,6 +160,16 @@ void UlyssesAttention::forward(int64_t layer, const BlockActs& a, Context& ctx) 
   }
 }
 
+void UlyssesAttention::store_kv(int64_t layer, const BlockActs& a, Context& ctx) {
+  CHECK(inner_, "[ulysses] store_kv needs an inner runner that keeps K/V");
+  const int64_t NKV = c_.num_key_value_heads, HS = c_.head_dim;
+  for (size_t g = 0; g < kvheads_.size(); g++) {
+    scatter_heads(a.k.view({B_, Tl_, NKV, HS}), NKV, kvheads_[g], k_.t());
+    scatter_heads(a.v.view({B_, Tl_, NKV, HS}), NKV, kvheads_[g], v_.t());
+    inner_->store_kv(layer, sharded_acts(), ctx);
+  }
+}
+
 void UlyssesAttention::backward(int64_t layer, const BlockActs& a, const BlockGrads& g, Context& ctx) {
   const int64_t NH = c_.num_attention_heads, NKV = c_.num_key_value_heads, HS = c_.head_dim;
   AttentionParams p;

@@ -24,11 +24,14 @@ class UlyssesAttention : public AttentionRunner {
   void set_docs(const std::vector<int32_t>& docs);
   void forward(int64_t layer, const BlockActs& a, Context& ctx) override;
   void backward(int64_t layer, const BlockActs& a, const BlockGrads& g, Context& ctx) override;
+  // Chunked training: this block's K/V sent head-sharded to `inner`, which keeps them.
+  void store_kv(int64_t layer, const BlockActs& a, Context& ctx) override;
   static void check_layout(const LlamaConfig& c, int P);  // throws saying why a layout cannot work
   int64_t bytes_sent() const { return bytes_sent_; }      // to other ranks, since construction
-  // Hybrid: attention over the head-sharded group sequence is done by `inner`
-  // (ring attention across groups) instead of locally. Heads per rank of one
-  // group, and KV heads (copies included), for configuring it:
+  // Hybrid and chunked training: attention over the head-sharded sequence is
+  // done by `inner` (ring attention across groups; the chunk's K/V cache)
+  // instead of locally. Heads per rank of one group, and KV heads (copies
+  // included), for configuring it:
   void set_inner(AttentionRunner* inner) { inner_ = inner; }
   int64_t group_heads() const { return Gs_; }
   int64_t group_kv_heads() const { return m_; }

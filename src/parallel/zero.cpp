@@ -49,10 +49,14 @@ ZeroShards::ZeroShards(const LlamaConfig& c, ParamSet& whole, int stage, Comm& c
   units.push_back({{head, n_}});
   map_ = ShardMap(std::move(units), comm.size(), comm.rank());
   const int64_t shard = std::max<int64_t>(map_.shard_size(), 1);
-  wshard_ = Buffer(mem, Tier::device, Tag::weights, {shard});
   gshard_ = Buffer(mem, Tier::device, Tag::grads, {shard});
-  wshard_.zero(), gshard_.zero();
-  ws_ = wshard_.t().slice0(0, map_.shard_size()), gs_ = gshard_.t().slice0(0, map_.shard_size());
+  gshard_.zero();
+  gs_ = gshard_.t().slice0(0, map_.shard_size());
+  if (stage == 3) {  // at 2 this rank's part is updated in place in the whole weights
+    wshard_ = Buffer(mem, Tier::device, Tag::weights, {shard});
+    wshard_.zero();
+    ws_ = wshard_.t().slice0(0, map_.shard_size());
+  }
   gviews_ = std::make_unique<ParamSet>(c);
   if (stage == 3) wviews_ = std::make_unique<ParamSet>(c);
   wlive_.resize(size_t(map_.units())), glive_.resize(size_t(map_.units()));
@@ -133,7 +137,11 @@ void ZeroShards::scale_grads(float s, Context& ctx) {
 }
 
 void ZeroShards::take_weights(const ParamSet& whole) {
-  if (by_unit_) map_.take(whole.all().f32(), ws_.f32());
+  if (by_unit_ && stage_ == 3) map_.take(whole.all().f32(), ws_.f32());
+}
+
+Tensor ZeroShards::weights_of(const Piece& q) const {
+  return by_unit_ && stage_ == 2 ? whole_->all().slice0(q.whole, q.n) : ws_.slice0(q.at, q.n);
 }
 
 void ZeroShards::gather(const float* shard, float* whole) {
@@ -142,10 +150,12 @@ void ZeroShards::gather(const float* shard, float* whole) {
 }
 
 void ZeroShards::gather_weights(float* whole) {
-  if (by_unit_)
+  if (by_unit_ && stage_ == 3) {
     gather(ws_.f32(), whole);
-  else if (whole != w_.f32())
-    std::memcpy(whole, w_.f32(), size_t(n_) * 4);
+    return;
+  }
+  const float* from = by_unit_ ? whole_->all().f32() : w_.f32();
+  if (whole != from) std::memcpy(whole, from, size_t(n_) * 4);
 }
 
 void ZeroShards::gather_grads(float* whole) {
@@ -158,25 +168,26 @@ void ZeroShards::gather_grads(float* whole) {
 
 void ZeroShards::refresh_weights() {
   if (stage_ == 0 || stage_ == 3) return;
-  if (by_unit_)
-    gather(ws_.f32(), whole_->all().f32());
-  else
-    comm_.all_gather_parts(w_.f32(), n_);
+  if (!by_unit_) return comm_.all_gather_parts(w_.f32(), n_);
+  for (int u = 0; u < map_.units(); u++) {  // every unit is one range of the whole weights: in place
+    const FlatRange r = map_.ranges(u).at(0);
+    comm_.all_gather_parts(whole_->all().f32() + r.begin, r.end - r.begin);
+  }
 }
 
 ZeroOptimizer::ZeroOptimizer(ZeroShards& shards, Memory& mem) : sh_(shards), mem_(mem) {
-  const int64_t n = std::max<int64_t>(shards.w_shard().numel(), 1);
-  const Tier tier = shards.by_unit() ? Tier::device : shards.w_shard().tier;
+  const int64_t n = std::max<int64_t>(shards.g_shard().numel(), 1);
+  const Tier tier = shards.by_unit() ? Tier::device : shards.g_shard().tier;
   m_ = Buffer(mem, tier, Tag::optim, {n});
   v_ = Buffer(mem, tier, Tag::optim, {n});
   m_.zero(), v_.zero();
 }
 
 void ZeroOptimizer::step(AdamWParams p, float weight_decay, Context& ctx) {
-  const Tensor w = sh_.w_shard(), g = sh_.g_shard();
+  const Tensor g = sh_.g_shard();
   for (const auto& q : sh_.pieces()) {
     p.weight_decay = q.decay ? weight_decay : 0.f;  // no decay on norms
-    adamw_update(w.slice0(q.at, q.n), g.slice0(q.at, q.n), m_.t().slice0(q.at, q.n), v_.t().slice0(q.at, q.n),
+    adamw_update(sh_.weights_of(q), g.slice0(q.at, q.n), m_.t().slice0(q.at, q.n), v_.t().slice0(q.at, q.n),
                  p, ctx);
   }
   sh_.refresh_weights();

@@ -49,7 +49,7 @@ class ZeroShards : public UnitHook {
   void reduce_grads();                // after the last micro-batch (stages 0-1, and LoRA at 2)
   double grad_sq_norm(Context& ctx);  // of the reduced gradient, every rank the same
   void scale_grads(float s, Context& ctx);
-  // this rank's weights out of `whole` (after init or loading; stages 2-3)
+  // this rank's weights out of `whole` (after init or loading; stage 3)
   void take_weights(const ParamSet& whole);
   // every rank's weights / gradients into a whole vector laid out as the
   // ParamSet (collective)
@@ -60,7 +60,6 @@ class ZeroShards : public UnitHook {
 
   // this rank's part of the weights and gradients, and its pieces: one per
   // trained tensor it holds a part of (decay: a matrix, not a norm)
-  Tensor w_shard() const { return ws_; }
   Tensor g_shard() const { return gs_; }
   struct Piece {
     int64_t at, whole, n;  // in the shard, in the whole vector, length
@@ -68,6 +67,8 @@ class ZeroShards : public UnitHook {
     bool decay;
   };
   const std::vector<Piece>& pieces() const { return pieces_; }
+  // The weights a piece updates: in the shard, or (stage 2 by unit) in place in the whole weights.
+  Tensor weights_of(const Piece& q) const;
   const std::vector<NamedTensor>& tensors() const { return tensors_; }  // names and shapes
   const std::vector<int64_t>& offsets() const { return offsets_; }      // in the whole vector
   const ShardMap& map() const { return map_; }

@@ -53,7 +53,7 @@ nlohmann::json RankPrediction::to_json() const {
 }
 
 double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind, int P, int R, int act_bytes,
-                         int U) {
+                         int U, bool chunked) {
   if (P <= 1) return 0;
   if (kind == CpKind::hybrid) {  // the group's all-to-alls, then the ring of head-sharded K/V across groups
     const int64_t Tp = local_tokens(T, CpKind::ulysses, P) * P;
@@ -70,6 +70,8 @@ double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind
     const double KVe = (copies ? NH : NKV) * HS;  // K or V as sent, copies included
     const double fwd = 2 * Cq + 2 * KVe + NH, bwd = 4 * Cq + 4 * KVe + NH;
     floats = (double(P) - 1) / double(P) * double(B) * Tl * ((1 + R) * fwd + bwd);
+    // chunks: a first pass before that, every block's forward but the last one's, which only sends K/V
+    if (chunked) floats += (double(P) - 1) / double(P) * double(B) * Tl * (fwd * (L - 1) + 2 * KVe) / L;
   } else {
     floats = 2 * double(B) * Tl * Ckv * ((1 + R) * (P - 1) + (P - 1) + P);
   }
@@ -86,10 +88,34 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
   const bool a2a = kind == CpKind::ulysses || kind == CpKind::upipe;
   CHECK(!a2a || c.num_attention_heads % P == 0, "cp-kind ", cp_kind_name(kind), ": ", c.num_attention_heads,
         " query heads do not divide over ", P, " ranks");
-  CHECK(!plan.chunked() || P == 1, "plan: chunk modes are not combined with context parallelism yet");
-  const int64_t Tl = P > 1 ? local_tokens(T, kind, P) : T;
+  // chunks across ranks (ChunkedStep): each rank runs a 1/P slice of every chunk, Ulysses gives it the
+  // whole chunk for NH/P heads, and it keeps the K/V cache of those heads for the whole sequence
+  const bool chunked = plan.chunked() && P > 1;
+  CHECK(!chunked || kind == CpKind::ulysses,
+        "plan: chunk modes run across ranks with cp-kind ulysses only, not ", cp_kind_name(kind));
+  const Plan rp = chunked ? resolve_plan(plan, c, B, T) : plan;
+  CHECK(!chunked || rp.chunk_size % P == 0, "plan: chunk size ", rp.chunk_size, " does not divide over ", P,
+        " ranks of context parallelism");
+  const int64_t Tl = chunked ? rp.chunk_size / P : P > 1 ? local_tokens(T, kind, P) : T;  // runner rows
   RankPrediction out;
-  MemoryPrediction m = predict_memory(c, plan, B, Tl, why);
+  MemoryPrediction m;
+  if (chunked) {
+    Plan slice = rp;
+    slice.chunk_size = Tl;
+    m = predict_memory(c, slice, B, T, why);  // the block rows of a slice
+    LlamaConfig hc = c;
+    hc.num_attention_heads = c.num_attention_heads / P;
+    hc.num_key_value_heads =
+        c.num_key_value_heads % P == 0 ? c.num_key_value_heads / P : c.num_attention_heads / P;
+    const MemoryPrediction kv = predict_memory(hc, rp, B, T, why);  // this rank's heads of whole chunks
+    for (int t = 0; t < kNumTiers; t++)
+      for (Tag tag : {Tag::kv_cache, Tag::kv_grad}) {
+        const int64_t d = kv.tag[size_t(t)][size_t(tag)] - m.tag[size_t(t)][size_t(tag)];
+        m.tag[size_t(t)][size_t(tag)] += d, m.tier[size_t(t)] += d;
+      }
+  } else {
+    m = predict_memory(c, plan, B, Tl, why);
+  }
   const size_t dev = size_t(Tier::device);
   const double s = double(cl.act_bytes) / 4.0;
   // activations and scratch scale with the precision; token ids do not
@@ -131,7 +157,8 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
   out.mem = m;
 
   // time: matmuls on T/P tokens, attention as the layout shares it
-  const TimePrediction local = predict_time(c, plan, B, Tl, r);
+  TimePrediction local = predict_time(c, plan, B, chunked ? T : Tl, r);
+  if (chunked) local.gemm_flops /= P, local.copy_s /= P;  // 1/P of every chunk's rows
   const double full_attn = 4.0 * double(B) * double(c.num_attention_heads) * double(c.head_dim) * double(T) *
                            (double(T) + 1) / 2 * double(c.num_hidden_layers);
   const int Rg = P / U;  // ring length (hybrid: across groups)
@@ -143,7 +170,7 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
   out.compute_s = local.gemm_flops / (r.gemm_gflops * 1e9) + attn_exec / (r.attn_gflops * 1e9);
   const bool one_node = P <= cl.ranks_per_node;
   const double bw = (one_node ? cl.intra_gbps : cl.inter_gbps) * 1e9;
-  const double attn_bytes = cp_bytes_per_step(c, B, T, kind, P, recomputes(plan), cl.act_bytes, U);
+  const double attn_bytes = cp_bytes_per_step(c, B, T, kind, P, recomputes(plan), cl.act_bytes, U, chunked);
   // as ZeroShards sends: gradients all-reduced (0-1) or reduce-scattered (2-3); updated parts
   // all-gathered after the step (1-2), or each block's weights gathered before its forward and its backward
   // (3)

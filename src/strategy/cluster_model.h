@@ -30,9 +30,10 @@ struct RankPrediction {
 RankPrediction predict_cp(const LlamaConfig& c, const Plan& p, int64_t B, int64_t T, CpKind kind,
                           const ClusterSpec& cl, const MachineRates& r, Purpose why);
 // Bytes one rank sends per step for the attention of every block (forward,
-// the recompute of `recomputes` forwards, backward), fp32 elements scaled by act_bytes / 4.
+// the recompute of `recomputes` forwards, backward; chunked: the first pass of
+// chunk modes too), fp32 elements scaled by act_bytes / 4.
 double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind, int P, int recomputes,
-                         int act_bytes, int ulysses_group = 1);
+                         int act_bytes, int ulysses_group = 1, bool chunked = false);
 // The longest T (a multiple of 2P) that fits the budgets of p on each rank; 0 if none.
 int64_t longest_cp_length(const LlamaConfig& c, const Plan& p, CpKind kind, const ClusterSpec& cl,
                           const MachineRates& r, Purpose why);

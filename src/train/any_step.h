@@ -14,12 +14,20 @@ class AnyStep {
  public:
   AnyStep(const LlamaConfig& c, Memory& mem, int64_t B, int64_t T, const Plan& plan, Comm* comm = nullptr,
           CpKind kind = CpKind::ulysses, int ulysses_group = 1, int dp = 1) {
-    if (comm && comm->size() > 1)
+    const bool ranks = comm && comm->size() > 1;
+    if (ranks && plan.chunked()) {  // chunks across ranks: Ulysses on each chunk, the K/V cache head-sharded
+      CHECK(kind == CpKind::ulysses && dp == 1, "plan: --chunk-mode ", chunk_mode_name(plan.chunk_mode),
+            " runs across ranks with --cp-kind ulysses and no --dp (", cp_kind_name(kind),
+            dp > 1 ? " with --dp" : "", " is not combined with chunks)");
+      chunked_ = std::make_unique<ChunkedStep>(c, mem, T, plan, comm);
+      comm_ = comm;
+    } else if (ranks) {
       cp_ = std::make_unique<CpStep>(c, mem, *comm, B, T, plan, kind, ulysses_group, dp);
-    else if (plan.chunked())
+    } else if (plan.chunked()) {
       chunked_ = std::make_unique<ChunkedStep>(c, mem, T, plan);
-    else
+    } else {
       whole_ = std::make_unique<GradStep>(c, mem, B, T, plan);
+    }
   }
   // grads += d(loss)/d(w) (SpaCO: an unbiased estimate; `draw` picks its chunks).
   double run(const ParamSet& w, const Grads& g, const StepInput& in, Context& ctx, double label_norm = 0,
@@ -30,6 +38,7 @@ class AnyStep {
   // After the last micro-batch of a step: gradients summed over ranks (CP).
   void finish_grads(const Grads& g) {
     if (cp_) cp_->sum_grads(g);
+    if (comm_) sum_over_ranks(*comm_, g);
   }
   double run(const ParamSet& w, ParamSet& g, const StepInput& in, Context& ctx, double label_norm = 0,
              uint64_t draw = 0) {
@@ -42,13 +51,14 @@ class AnyStep {
   // ZeRO-2/3: weights and gradients by unit (GradStep across ranks only)
   void set_unit_hook(UnitHook* h) {
     if (cp_) return cp_->set_unit_hook(h);
-    CHECK(!h || whole_, "[zero] sharded blocks run with whole sequences, not chunk-mode");
-    if (whole_) whole_->set_unit_hook(h);
+    chunked_ ? chunked_->set_unit_hook(h) : whole_->set_unit_hook(h);
   }
   int64_t label_count() const {
     return cp_ ? cp_->label_count() : chunked_ ? chunked_->label_count() : whole_->label_count();
   }
-  int64_t cp_bytes_sent() const { return cp_ ? cp_->attention_bytes_sent() : 0; }  // this rank, so far
+  int64_t cp_bytes_sent() const {  // this rank, so far
+    return cp_ ? cp_->attention_bytes_sent() : chunked_ ? chunked_->cp_bytes_sent() : 0;
+  }
   const StepLayout& layout() const {
     return cp_ ? cp_->layout() : chunked_ ? chunked_->layout() : whole_->layout();
   }
@@ -57,6 +67,7 @@ class AnyStep {
   std::unique_ptr<GradStep> whole_;
   std::unique_ptr<ChunkedStep> chunked_;
   std::unique_ptr<CpStep> cp_;
+  Comm* comm_ = nullptr;  // chunks across ranks: gradients summed here
 };
 
 }  // namespace longctx

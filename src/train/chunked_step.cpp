@@ -8,6 +8,7 @@
 #include "ops/attention.h"
 #include "ops/elementwise.h"
 #include "ops/lm_head_loss.h"
+#include "parallel/ulysses.h"
 
 namespace longctx {
 
@@ -194,13 +195,31 @@ class KvPages : public AttentionRunner {
   float kv_scale_ = 1.f;
 };
 
-ChunkedStep::ChunkedStep(const LlamaConfig& c, Memory& mem, int64_t T, const Plan& plan)
+ChunkedStep::ChunkedStep(const LlamaConfig& c, Memory& mem, int64_t T, const Plan& plan, Comm* cp)
     : c_(c), lay_(step_layout(c, plan, 1, T)) {
   CHECK(lay_.plan.chunked(), "[chunked_step] needs chunk-mode seco or spaco");
   k_ = (T + lay_.Tc - 1) / lay_.Tc;
-  kv_ = std::make_unique<KvPages>(c, lay_, k_, mem);
-  step_ = std::make_unique<GradStep>(c, mem, lay_, kv_.get());
+  Tl_ = lay_.Tc;
+  if (!cp || cp->size() == 1) {
+    kv_ = std::make_unique<KvPages>(c, lay_, k_, mem);
+    step_ = std::make_unique<GradStep>(c, mem, lay_, kv_.get());
+    return;
+  }
+  cp_ = cp, P_ = cp->size(), r_ = cp->rank();
+  CHECK(lay_.Tc % P_ == 0, "plan: chunk size ", lay_.Tc, " does not divide over ", P_,
+        " ranks of context parallelism (each runs an equal slice of every chunk); use a multiple of ", P_);
+  Tl_ = lay_.Tc / P_;
+  ulysses_ = std::make_unique<UlyssesAttention>(c, *cp, mem, 1, Tl_);
+  LlamaConfig hc = c;  // the cache holds this rank's heads of whole chunks
+  hc.num_attention_heads = ulysses_->group_heads(), hc.num_key_value_heads = ulysses_->group_kv_heads();
+  kv_ = std::make_unique<KvPages>(hc, lay_, k_, mem);
+  ulysses_->set_inner(kv_.get());
+  Plan local = lay_.plan;  // the block rows of this rank's slice
+  local.chunk_size = Tl_;
+  step_ = std::make_unique<GradStep>(c, mem, step_layout(c, local, 1, T), ulysses_.get());
 }
+
+int64_t ChunkedStep::cp_bytes_sent() const { return ulysses_ ? ulysses_->bytes_sent() : 0; }
 
 ChunkedStep::~ChunkedStep() = default;
 
@@ -214,17 +233,19 @@ std::vector<int64_t> ChunkedStep::chosen_chunks(uint64_t draw) const {
   return out;
 }
 
-// Chunk j of the padded sequence, as a (1, Tc) batch in host memory.
+// Chunk j of the padded sequence (across ranks: this rank's slice of it), as
+// a (1, Tc / P) batch in host memory.
 StepInput ChunkedStep::chunk_input(int64_t j, const StepInput& in) {
-  const int64_t T = lay_.T, Tc = lay_.Tc, n = std::min(Tc, T - j * Tc);
+  const int64_t T = lay_.T, Tc = Tl_, start = j * lay_.Tc + r_ * Tl_;
+  const int64_t n = std::max<int64_t>(0, std::min(Tc, T - start));
   std::vector<int32_t>&tok = chunk_tok_, &lab = chunk_lab_, &pos = chunk_pos_, &doc = chunk_doc_;
   tok.assign(size_t(Tc), 0), lab.assign(size_t(Tc), kIgnoreIndex);
   pos.assign(size_t(Tc), 0), doc.assign(size_t(Tc), kPadDoc);
   for (int64_t t = 0; t < n; t++) {
-    tok[size_t(t)] = in.inputs.i32()[j * Tc + t];
-    lab[size_t(t)] = in.labels.i32()[j * Tc + t];
-    pos[size_t(t)] = pos_[size_t(j * Tc + t)];
-    doc[size_t(t)] = doc_[size_t(j * Tc + t)];
+    tok[size_t(t)] = in.inputs.i32()[start + t];
+    lab[size_t(t)] = in.labels.i32()[start + t];
+    pos[size_t(t)] = pos_[size_t(start + t)];
+    doc[size_t(t)] = doc_[size_t(start + t)];
   }
   return {Tensor(tok.data(), {1, Tc}, DType::I32), Tensor(lab.data(), {1, Tc}, DType::I32),
           Tensor(pos.data(), {1, Tc}, DType::I32), Tensor(doc.data(), {1, Tc}, DType::I32)};
@@ -269,6 +290,7 @@ double ChunkedStep::run(const ParamSet& w, const Grads& grads, const StepInput& 
     const double l = step_->run(w, grads, chunk_input(*it, in), ctx, label_norm * pi);
     if (!spaco) loss_sum += l * double(step_->label_count());
   }
+  if (cp_) cp_->all_reduce_sum(&loss_sum, 1);  // every rank's slices
   return label_count_ > 0 ? loss_sum / double(label_count_) : 0.0;
 }
 

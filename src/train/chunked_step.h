@@ -7,25 +7,33 @@
 // gradients, which chunk j itself picks up when its turn comes. Exact.
 // SpaCO backpropagates only `chunk_budget` of the chunks, drawn at random,
 // scaling by k / s: unbiased, and backward cost proportional to s.
+// Across P ranks (Ulysses): every rank runs an equal slice of each chunk, an
+// all-to-all gives it the whole chunk for NH/P heads, and the K/V cache of
+// those heads stays on it; so activations and cache are 1/P of one rank's.
 #pragma once
 #include <memory>
 #include <vector>
 
+#include "comm/comm.h"
 #include "train/grad_step.h"
 
 namespace longctx {
 
 class KvPages;
+class UlyssesAttention;
 
 class ChunkedStep {
  public:
-  ChunkedStep(const LlamaConfig& c, Memory& mem, int64_t T, const Plan& plan);
+  // cp: the ranks of context parallelism (null or one rank: none).
+  ChunkedStep(const LlamaConfig& c, Memory& mem, int64_t T, const Plan& plan, Comm* cp = nullptr);
   ~ChunkedStep();
   const StepLayout& layout() const { return lay_; }
   // As GradStep::run, for one sequence (B = 1). `draw` seeds SpaCO's choice.
   double run(const ParamSet& w, const Grads& grads, const StepInput& in, Context& ctx, double label_norm = 0,
              uint64_t draw = 0);
   void set_adapters(const LoraSet* a) { step_->set_adapters(a); }
+  void set_unit_hook(UnitHook* h) { step_->set_unit_hook(h); }
+  int64_t cp_bytes_sent() const;  // this rank's all-to-all bytes, so far
   int64_t label_count() const { return label_count_; }
   // The chunks SpaCO backpropagates for `draw` (all of them under SeCO).
   std::vector<int64_t> chosen_chunks(uint64_t draw) const;
@@ -36,7 +44,11 @@ class ChunkedStep {
   LlamaConfig c_;
   StepLayout lay_;
   int64_t k_ = 0;  // chunks
+  Comm* cp_ = nullptr;
+  int P_ = 1, r_ = 0;
+  int64_t Tl_ = 0;  // this rank's slice of a chunk (Tc / P)
   std::unique_ptr<KvPages> kv_;
+  std::unique_ptr<UlyssesAttention> ulysses_;
   std::unique_ptr<GradStep> step_;
   std::vector<int32_t> pos_, doc_;  // (T) the whole sequence's positions and document ids
   std::vector<int32_t> chunk_tok_, chunk_lab_, chunk_pos_, chunk_doc_;  // (Tc) the chunk being run

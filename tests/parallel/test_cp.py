@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Context parallelism under mpirun -np 2 and -np 4 against one rank: loss and every
 gradient of `longctx grad` (GQA, MQA, MHA; lengths that do not divide; plans and LoRA
-inside), a few training steps, and failures that end the whole job naming the rank.
+inside; ZeRO 2-3; SeCO/SpaCO chunks), a few training steps, and failures that end the
+whole job naming the rank.
 
     /usr/bin/python3 tests/parallel/test_cp.py --longctx build/bin/longctx [--keep]
 
@@ -108,6 +109,43 @@ def test_grads(exe, d):
                       detail + " loss %r vs %r" % (j["loss"], l1))
 
 
+def test_chunks(exe, d):
+    """SeCO and SpaCO across ranks (Ulysses on each chunk, the K/V cache head-sharded) equal one rank's step."""
+    toks = os.path.join(d, "c37.npy")
+    np.save(toks, np.random.default_rng(4).integers(0, 97, size=(1, 38)).astype(np.int32))  # T = 37: 5 chunks of 8
+    for name, nh, nkv in (("gqa", 4, 2), ("mqa", 4, 1)):
+        m = model(exe, d, "c" + name, nh, nkv)
+        for flags, extra in ((["--chunk-mode", "seco", "--chunk-size", "8"], []),
+                             (["--chunk-mode", "spaco", "--chunk-size", "8", "--chunk-budget", "2"], []),
+                             (["--chunk-mode", "seco", "--chunk-size", "8", "--offload", "host", "--recompute",
+                               "selective"], []),
+                             (["--chunk-mode", "seco", "--chunk-size", "8", "--lora-rank", "2"], []),
+                             (["--chunk-mode", "seco", "--chunk-size", "8"], ["--zero", "3"])):
+            ref = os.path.join(d, "c1.safetensors")
+            r1 = run([exe, "grad", "--model", m, "--tokens", toks, "--out", ref] + flags)
+            l1 = json.loads(r1.stdout.strip().splitlines()[-1])["loss"] if r1.returncode == 0 else None
+            for n in (2, 4):
+                out = os.path.join(d, "c%d.safetensors" % n)
+                r = run(mpirun(n) + [exe, "grad", "--model", m, "--tokens", toks, "--out", out, "--cp-kind",
+                                     "ulysses"] + flags + extra)
+                what = "ulysses -np %d %s %s %s" % (n, name, " ".join(flags), " ".join(extra))
+                if r.returncode or r1.returncode:
+                    check(what, False, (r1.stderr + r.stderr)[-300:])
+                    continue
+                j = json.loads(r.stdout.strip().splitlines()[-1])
+                ok, detail = grads_close(ref, out)
+                check(what + ": loss and every gradient equal one rank's",
+                      ok and abs(j["loss"] - l1) <= 1e-5 * abs(l1), detail + " loss %r vs %r" % (j["loss"], l1))
+    m = model(exe, d, "cref", 4, 2)
+    r = run(mpirun(2) + [exe, "grad", "--model", m, "--tokens", toks, "--cp-kind", "ring", "--chunk-mode", "seco",
+                         "--chunk-size", "8"])
+    check("chunks with ring CP are refused saying so", r.returncode != 0 and "--cp-kind ulysses" in r.stderr,
+          r.stderr[-300:])
+    r = run(mpirun(4) + [exe, "grad", "--model", m, "--tokens", toks, "--chunk-mode", "seco", "--chunk-size", "6"])
+    check("a chunk size that does not divide over the ranks is refused saying so",
+          r.returncode != 0 and "does not divide over 4 ranks" in r.stderr, r.stderr[-300:])
+
+
 def test_zero_memory(exe, d):
     """ZeRO-2 keeps a part of the gradients plus one block's whole ones, ZeRO-3 the same of the weights;
     with tied embeddings the head gathers the embedding's unit."""
@@ -161,6 +199,17 @@ def test_training(exe, d):
             abs(a - b) <= 1e-6 * abs(b) for a, b in zip(got[key], got["1"]))
         check("train 4 steps (packed documents) with %s: the losses of one rank" % key, ok,
               "%r vs %r" % (got[key], got["1"]))
+    # SeCO chunks across ranks (Ulysses on each chunk) train as one rank does
+    seco = "chunk_mode: seco\nchunk_size: 16\n"
+    r1 = run([exe, "train", train_cli.write_config(d, os.path.join(d, "seco1"), 4, tokens, seco), "data.eos_id=5",
+              "batch_size=1"])
+    r4 = run(mpirun(4) + [exe, "train", train_cli.write_config(d, os.path.join(d, "seco4"), 4, tokens,
+                                                               seco + "zero: 3\n"), "data.eos_id=5", "batch_size=1"])
+    a = [l for _, l in train_cli.losses(os.path.join(d, "seco4"))] if r4.returncode == 0 else []
+    b = [l for _, l in train_cli.losses(os.path.join(d, "seco1"))] if r1.returncode == 0 else []
+    check("train 4 steps with SeCO chunks, Ulysses and ZeRO-3 on 4 ranks: the losses of one rank",
+          len(a) == 4 and len(b) == 4 and all(abs(x - y) <= 1e-6 * abs(y) for x, y in zip(a, b)),
+          (r1.stderr + r4.stderr)[-300:] + " %r vs %r" % (a, b))
     # ZeRO checkpoints hold the whole weights and AdamW state: resuming on 2 ranks continues the 4-rank run
     out = os.path.join(d, "resume-zero")
     cfg = train_cli.write_config(d, out, 9, tokens, "cp_kind: ring\nzero: 3\n")
@@ -235,6 +284,7 @@ def main():
     try:
         test_grads(args.longctx, d)
         test_zero_memory(args.longctx, d)
+        test_chunks(args.longctx, d)
         test_training(args.longctx, d)
         test_failures(args.longctx, d)
     finally:
