@@ -42,27 +42,6 @@ void split_tokens(const TokenArray& a, const std::string& path, int64_t V, Tenso
     }
 }
 
-// Every rank's peak bytes (tiers, and tags per tier), in rank order.
-nlohmann::json gather_peaks(Comm& comm, const MemoryTracker& t) {
-  const MemoryPrediction m = measured_peaks(t);
-  std::vector<double> mine;  // tiers, then tags per tier
-  for (int i = 0; i < kNumTiers; i++) mine.push_back(double(m.tier[size_t(i)]));
-  for (int i = 0; i < kNumTiers; i++)
-    for (int g = 0; g < kNumTags; g++) mine.push_back(double(m.tag[size_t(i)][size_t(g)]));
-  std::vector<double> all(mine.size() * size_t(comm.size()));
-  comm.all_gather(mine.data(), all.data(), int64_t(mine.size()));
-  nlohmann::json out = nlohmann::json::array();
-  for (int r = 0; r < comm.size(); r++) {
-    const double* v = all.data() + size_t(r) * mine.size();
-    MemoryPrediction p;
-    for (int i = 0; i < kNumTiers; i++) p.tier[size_t(i)] = int64_t(*v++);
-    for (int i = 0; i < kNumTiers; i++)
-      for (int g = 0; g < kNumTags; g++) p.tag[size_t(i)][size_t(g)] = int64_t(*v++);
-    out.push_back(p.to_json());
-  }
-  return out;
-}
-
 int run_grad(const Opts& o) {
   namespace fs = std::filesystem;
   Comm& comm = world();

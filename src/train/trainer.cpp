@@ -272,6 +272,7 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
               {"mfu", flops / secs / (peak_gflops * 1e9)},
               {"skipped", !finite},
               {"peak_bytes", peak_bytes_json(mem.tracker())}};
+    if (cp) j["peak_bytes_per_rank"] = gather_peaks(*comm, mem.tracker());  // every rank's, rank 0 logs
     if (root) metrics << j.dump() << "\n" << std::flush;
     progress.update(step + 1, loss, tokens / secs, mem.tracker().tier(Tier::device).peak, secs);
     res = {step + 1, loss};

@@ -199,6 +199,10 @@ def test_training(exe, d):
             abs(a - b) <= 1e-6 * abs(b) for a, b in zip(got[key], got["1"]))
         check("train 4 steps (packed documents) with %s: the losses of one rank" % key, ok,
               "%r vs %r" % (got[key], got["1"]))
+    per = []
+    with open(os.path.join(d, "trainu4-zero3", "metrics.jsonl")) as f:
+        per = [len(json.loads(line).get("peak_bytes_per_rank", [])) for line in f if line.strip()]
+    check("train on 4 ranks logs every rank's peak memory each step", per == [4] * 4, str(per))
     # SeCO chunks across ranks (Ulysses on each chunk) train as one rank does
     seco = "chunk_mode: seco\nchunk_size: 16\n"
     r1 = run([exe, "train", train_cli.write_config(d, os.path.join(d, "seco1"), 4, tokens, seco), "data.eos_id=5",
