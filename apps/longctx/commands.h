@@ -15,5 +15,6 @@ Run add_eval(CLI::App& app);
 Run add_generate(CLI::App& app);
 Run add_plan(CLI::App& app);
 Run add_merge(CLI::App& app);
+Run add_comm_check(CLI::App& app);
 
 }  // namespace longctx::cli

@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
       longctx::cli::add_eval);
   add("generate", "greedy decoding with a KV cache", longctx::cli::add_generate);
   add("info", "version, backends, BLAS kernels, CPU features, MPI, CUDA devices", longctx::cli::add_info);
+  add("comm-check", "every collective of the ranks' Comm checked on known data (MPI, or --nccl on GPUs)",
+      longctx::cli::add_comm_check);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

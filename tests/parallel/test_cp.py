@@ -109,6 +109,22 @@ def test_grads(exe, d):
                       detail + " loss %r vs %r" % (j["loss"], l1))
 
 
+def test_comm(exe):
+    """Every collective of MpiComm (and of NcclComm where this machine has GPUs) on known data."""
+    for n in (2, 4):
+        r = run(mpirun(n) + [exe, "comm-check"], timeout=120)
+        check("comm-check -np %d: every MpiComm collective, and of its split halves" % n,
+              r.returncode == 0 and "0 failed" in r.stdout, (r.stdout + r.stderr)[-400:])
+    info = run([exe, "info"]).stdout
+    gpus = [l for l in info.splitlines() if l.startswith("cuda devices:")]
+    if "nccl: built" not in info or not gpus or "none" in gpus[0]:
+        print("SKIP comm-check --nccl: " + (gpus[0] if gpus else "no CUDA") + " (NcclComm needs a GPU per rank)")
+        return
+    r = run(mpirun(2) + [exe, "comm-check", "--nccl"], timeout=300)
+    check("comm-check --nccl -np 2: every NcclComm collective on device buffers",
+          r.returncode == 0 and "0 failed" in r.stdout, (r.stdout + r.stderr)[-400:])
+
+
 def test_chunks(exe, d):
     """SeCO and SpaCO across ranks (Ulysses on each chunk, the K/V cache head-sharded) equal one rank's step."""
     toks = os.path.join(d, "c37.npy")
@@ -286,6 +302,7 @@ def main():
         sys.exit(1)
     d = tempfile.mkdtemp(prefix="longctx-cp-")
     try:
+        test_comm(args.longctx)
         test_grads(args.longctx, d)
         test_zero_memory(args.longctx, d)
         test_chunks(args.longctx, d)

@@ -1,6 +1,7 @@
 // CUDA device discovery for `longctx info`.
 #include <cuda_runtime.h>
 
+#include "core/check.h"
 #include "kernels/cuda/cuda_info.h"
 
 namespace longctx {
@@ -22,6 +23,25 @@ std::vector<CudaDeviceInfo> cuda_devices(std::string* why_none) {
   }
   if (out.empty() && why_none) *why_none = "no CUDA devices";
   return out;
+}
+
+namespace {
+void cuda_ok(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) FAIL("CUDA ", what, " failed: ", cudaGetErrorString(e));
+}
+}  // namespace
+
+void* cuda_malloc(size_t bytes) {
+  void* p = nullptr;
+  cuda_ok(cudaMalloc(&p, bytes), "malloc");
+  return p;
+}
+void cuda_free(void* p) { cudaFree(p); }
+void cuda_to_device(void* dst, const void* src, size_t bytes) {
+  cuda_ok(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "copy to device");
+}
+void cuda_to_host(void* dst, const void* src, size_t bytes) {
+  cuda_ok(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "copy to host");
 }
 
 }  // namespace longctx

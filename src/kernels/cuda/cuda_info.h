@@ -1,5 +1,6 @@
 // What the CUDA backend can report about itself; a stub when not built.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -16,5 +17,11 @@ struct CudaDeviceInfo {
 bool cuda_built();
 // Devices the runtime sees; empty with a reason in *why_none otherwise.
 std::vector<CudaDeviceInfo> cuda_devices(std::string* why_none);
+// Device memory for code that feeds device-buffer paths (NcclComm's checks);
+// they throw when the backend is not built or the runtime fails.
+void* cuda_malloc(size_t bytes);
+void cuda_free(void* p);
+void cuda_to_device(void* dst, const void* src, size_t bytes);
+void cuda_to_host(void* dst, const void* src, size_t bytes);
 
 }  // namespace longctx
