@@ -53,9 +53,7 @@ int run_cluster(const Opts& o, const LlamaConfig& c, const Plan& wanted, const M
     }
     const RankPrediction p = predict_cp(c, wanted, o.batch, o.seq_len, k, cl, r, why);
     nlohmann::json j = p.to_json();
-    j["attention_bytes"] =
-        cp_bytes_per_step(c, o.batch, o.seq_len, k, cl.ranks, wanted.recompute == Recompute::full,
-                          cl.act_bytes, k == CpKind::hybrid ? cl.cp_ulysses : 1, wanted.chunked());
+    j["attention_bytes"] = cp_attention_bytes(c, wanted, o.batch, o.seq_len, k, cl);
     j["cp_kind"] = cp_kind_name(k);
     j["fits"] = p.mem.overflow(wanted).empty();
     int64_t longest = 0;

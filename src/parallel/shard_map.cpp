@@ -31,6 +31,12 @@ int64_t ShardMap::max_unit_size() const {
   return m;
 }
 
+bool ShardMap::needs_scratch() const {
+  for (const Unit& u : units_)
+    if (u.ranges.size() > 1) return true;
+  return false;
+}
+
 void ShardMap::pack(int u, const float* whole, float* unit) const {
   for (const FlatRange& r : ranges(u)) {
     std::memcpy(unit, whole + r.begin, size_t(r.end - r.begin) * 4);

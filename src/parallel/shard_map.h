@@ -27,6 +27,7 @@ class ShardMap {
   int parts() const { return P_; }  // 1: every rank holds everything, nothing is communicated
   int64_t unit_size(int u) const { return units_[size_t(u)].n; }
   int64_t max_unit_size() const;
+  bool needs_scratch() const;  // some unit has several ranges (gather() then uses scratch)
   int64_t shard_size() const { return shard_n_; }
   // This rank's part of unit u: [lo, lo + n) in the unit's order, at `at` in the shard.
   int64_t own_lo(int u) const { return units_[size_t(u)].lo; }

@@ -31,11 +31,18 @@ ZeroShards::ZeroShards(Tensor w, Tensor g, std::vector<NamedTensor> tensors, int
 }
 
 ZeroShards::ZeroShards(const LlamaConfig& c, ParamSet& whole, int stage, Comm& comm, Memory& mem)
-    : stage_(stage), by_unit_(true), comm_(comm), mem_(mem), n_(whole.flat_size()), whole_(&whole) {
+    : stage_(stage),
+      by_unit_(true),
+      comm_(comm),
+      mem_(mem),
+      n_(whole.flat_size()),
+      whole_(stage == 2 ? &whole : nullptr) {  // at 3 `whole` may be freed after take_weights()
   CHECK(stage == 2 || stage == 3, "[zero] blocks are sharded at stages 2 and 3, not ", stage);
   CHECK(comm.size() > 1, "[zero] stage ", stage, " by blocks needs more than one rank");
   for (size_t i = 0; i < whole.specs().size(); i++) {
-    tensors_.push_back({whole.specs()[i].name, whole.tensor(i)});
+    // names and shapes only: at stage 3 `whole` may be freed after take_weights()
+    tensors_.push_back(
+        {whole.specs()[i].name, Tensor(nullptr, whole.specs()[i].shape, DType::F32, Tier::host)});
     offsets_.push_back(whole.offset(i));
   }
   // units: the embedding, each block, the final norm with the LM head (GradStep's UnitHook numbering)
@@ -145,8 +152,9 @@ Tensor ZeroShards::weights_of(const Piece& q) const {
 }
 
 void ZeroShards::gather(const float* shard, float* whole) {
-  Buffer scratch(mem_, Tier::host, Tag::workspace, {std::max<int64_t>(map_.max_unit_size(), 1)});
-  map_.gather(shard, whole, scratch.f32(), comm_);
+  Buffer scratch;  // only units of several ranges need it
+  if (map_.needs_scratch()) scratch = Buffer(mem_, Tier::host, Tag::workspace, {map_.max_unit_size()});
+  map_.gather(shard, whole, scratch.t().defined() ? scratch.f32() : nullptr, comm_);
 }
 
 void ZeroShards::gather_weights(float* whole) {
@@ -200,9 +208,12 @@ void ZeroOptimizer::gather_state(std::vector<NamedTensor>& m, std::vector<NamedT
     vfull_ = Buffer(mem_, Tier::host, Tag::optim, {n});
   }
   mfull_.zero(), vfull_.zero();
-  Buffer scratch(mem_, Tier::host, Tag::workspace, {std::max<int64_t>(sh_.map().max_unit_size(), 1)});
-  sh_.map().gather(m_.f32(), mfull_.f32(), scratch.f32(), sh_.comm());
-  sh_.map().gather(v_.f32(), vfull_.f32(), scratch.f32(), sh_.comm());
+  Buffer scratch;  // only units of several ranges need it
+  if (sh_.map().needs_scratch())
+    scratch = Buffer(mem_, Tier::host, Tag::workspace, {sh_.map().max_unit_size()});
+  float* s = scratch.t().defined() ? scratch.f32() : nullptr;
+  sh_.map().gather(m_.f32(), mfull_.f32(), s, sh_.comm());
+  sh_.map().gather(v_.f32(), vfull_.f32(), s, sh_.comm());
   m.clear(), v.clear();
   const auto& ts = sh_.tensors();
   for (size_t i = 0; i < ts.size(); i++) {

@@ -53,7 +53,7 @@ nlohmann::json RankPrediction::to_json() const {
 }
 
 double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind, int P, int R, int act_bytes,
-                         int U, bool chunked) {
+                         int U, ChunkPasses ch) {
   if (P <= 1) return 0;
   if (kind == CpKind::hybrid) {  // the group's all-to-alls, then the ring of head-sharded K/V across groups
     const int64_t Tp = local_tokens(T, CpKind::ulysses, P) * P;
@@ -69,13 +69,38 @@ double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind
     const bool copies = kind == CpKind::upipe || c.num_key_value_heads % P != 0;
     const double KVe = (copies ? NH : NKV) * HS;  // K or V as sent, copies included
     const double fwd = 2 * Cq + 2 * KVe + NH, bwd = 4 * Cq + 4 * KVe + NH;
-    floats = (double(P) - 1) / double(P) * double(B) * Tl * ((1 + R) * fwd + bwd);
-    // chunks: a first pass before that, every block's forward but the last one's, which only sends K/V
-    if (chunked) floats += (double(P) - 1) / double(P) * double(B) * Tl * (fwd * (L - 1) + 2 * KVe) / L;
+    const double first = ch.first == 1   ? (fwd * (L - 1) + 2 * KVe) / L  // the last block sends only K/V
+                         : ch.first == 2 ? fwd
+                                         : 0;
+    floats =
+        (double(P) - 1) / double(P) * double(B) * Tl * (ch.backward_share * ((1 + R) * fwd + bwd) + first);
   } else {
     floats = 2 * double(B) * Tl * Ckv * ((1 + R) * (P - 1) + (P - 1) + P);
   }
   return floats * L * act_bytes;
+}
+
+namespace {
+
+// Chunks of a resolved chunked plan: the padded length and the passes.
+ChunkPasses chunk_passes(const Plan& rp, int64_t T, int64_t* padded) {
+  *padded = T;
+  if (!rp.chunked()) return {};
+  const int64_t k = (T + rp.chunk_size - 1) / rp.chunk_size;
+  *padded = k * rp.chunk_size;
+  const bool spaco = rp.chunk_mode == ChunkMode::spaco;
+  return {spaco ? 2 : 1, spaco ? std::min(1.0, double(rp.chunk_budget) / double(k)) : 1.0};
+}
+
+}  // namespace
+
+double cp_attention_bytes(const LlamaConfig& c, const Plan& p, int64_t B, int64_t T, CpKind kind,
+                          const ClusterSpec& cl) {
+  const Plan rp = p.chunked() && cl.ranks > 1 ? resolve_plan(p, c, B, T) : p;
+  int64_t Tp = T;
+  const ChunkPasses ch = cl.ranks > 1 ? chunk_passes(rp, T, &Tp) : ChunkPasses{};
+  return cp_bytes_per_step(c, B, Tp, kind, cl.ranks, recomputes(p), cl.act_bytes,
+                           kind == CpKind::hybrid ? cl.cp_ulysses : 1, ch);
 }
 
 RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int64_t T, CpKind kind,
@@ -170,14 +195,30 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
   out.compute_s = local.gemm_flops / (r.gemm_gflops * 1e9) + attn_exec / (r.attn_gflops * 1e9);
   const bool one_node = P <= cl.ranks_per_node;
   const double bw = (one_node ? cl.intra_gbps : cl.inter_gbps) * 1e9;
-  const double attn_bytes = cp_bytes_per_step(c, B, T, kind, P, recomputes(plan), cl.act_bytes, U, chunked);
-  // as ZeroShards sends: gradients all-reduced (0-1) or reduce-scattered (2-3); updated parts
-  // all-gathered after the step (1-2), or each block's weights gathered before its forward and its backward
-  // (3)
+  const double attn_bytes = cp_attention_bytes(c, plan, B, T, kind, cl);
+  // ZeRO as ZeroShards sends: stages 0-1 all-reduce the gradients once per step, 1-2 all-gather the
+  // updated parts after it. Stages 2-3 (full training) work per pass over the blocks (the step, or
+  // with chunks each chunk's rerun, and at 3 the chunks' first pass too): each unit's gradients are
+  // reduce-scattered when its backward ends and (3) its weights gathered before each use; with
+  // tied embeddings the head uses the embedding's unit too.
   const double part = P > 1 ? double(P - 1) / P * cl.act_bytes : 0;
-  double zero_bytes = (cl.zero >= 2 ? 1 : 2) * part * trained;
-  if (cl.zero == 1 || cl.zero == 2) zero_bytes += part * trained;
-  if (cl.zero >= 3) zero_bytes += 2 * part * n;
+  const double tied = c.tie_word_embeddings ? embed : 0, head = outer - embed;  // head: norm (+ lm_head)
+  const double blocks = n - outer;
+  int64_t Tpad = T;
+  const ChunkPasses ch = chunked ? chunk_passes(rp, T, &Tpad) : ChunkPasses{};
+  const double k = chunked ? double(Tpad / rp.chunk_size) : 1, runs = k * ch.backward_share;
+  double zero_bytes = 0;
+  if (cl.zero <= 1 || plan.lora.enabled()) {
+    zero_bytes = (cl.zero == 2 ? 1 : 2) * part * trained;  // all-reduce, or LoRA's reduce-scatter
+  } else {
+    zero_bytes = runs * part * (embed + blocks + head + tied);  // reduce-scatters
+    if (cl.zero >= 3) {
+      zero_bytes += runs * part * (embed + 2 * blocks + head + tied);  // gathers in each pass's run
+      if (ch.first == 1) zero_bytes += k * part * (embed + blocks);
+      if (ch.first == 2) zero_bytes += k * part * (embed + blocks + head + tied);
+    }
+  }
+  if (cl.zero == 1 || cl.zero == 2) zero_bytes += part * trained;  // the updated parts
   out.comm_bytes = attn_bytes + zero_bytes;
   out.comm_s = out.comm_bytes / bw;
   // ring traffic overlaps with the block in hand; Ulysses' all-to-alls and ZeRO's collectives do not here

@@ -29,11 +29,22 @@ struct RankPrediction {
 
 RankPrediction predict_cp(const LlamaConfig& c, const Plan& p, int64_t B, int64_t T, CpKind kind,
                           const ClusterSpec& cl, const MachineRates& r, Purpose why);
+// What chunk modes add to a step's passes over the blocks: a first pass over
+// every chunk (1: SeCO's, forward with only K/V in the last block; 2:
+// SpaCO's, a whole forward with the loss), and the share of the chunks that
+// are rerun with a backward (SpaCO: budget / k, in expectation).
+struct ChunkPasses {
+  int first = 0;
+  double backward_share = 1;
+};
 // Bytes one rank sends per step for the attention of every block (forward,
-// the recompute of `recomputes` forwards, backward; chunked: the first pass of
-// chunk modes too), fp32 elements scaled by act_bytes / 4.
+// the recompute of `recomputes` forwards, backward, and the chunk passes),
+// fp32 elements scaled by act_bytes / 4. T: the (chunk-padded) length.
 double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind, int P, int recomputes,
-                         int act_bytes, int ulysses_group = 1, bool chunked = false);
+                         int act_bytes, int ulysses_group = 1, ChunkPasses chunks = {});
+// The same for a plan as `grad` / `train` run it (chunk sizes resolved, padding included).
+double cp_attention_bytes(const LlamaConfig& c, const Plan& p, int64_t B, int64_t T, CpKind kind,
+                          const ClusterSpec& cl);
 // The longest T (a multiple of 2P) that fits the budgets of p on each rank; 0 if none.
 int64_t longest_cp_length(const LlamaConfig& c, const Plan& p, CpKind kind, const ClusterSpec& cl,
                           const MachineRates& r, Purpose why);

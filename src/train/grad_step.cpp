@@ -186,10 +186,13 @@ double GradStep::head_loss(const ParamSet& w, const Grads* grads, double scale, 
 double GradStep::forward_loss(const ParamSet& w, const StepInput& in, Context& ctx) {
   prepare(in, ctx);
   forward(w, ctx);
-  return label_count_ > 0 ? head_loss(w, nullptr, 1.0 / double(label_count_), ctx) : 0.0;
+  // the head runs even without labels: under ZeRO-3 every rank must take part in its gather
+  const double sum = head_loss(w, nullptr, label_count_ > 0 ? 1.0 / double(label_count_) : 0.0, ctx);
+  return label_count_ > 0 ? sum : 0.0;
 }
 
 Tensor GradStep::forward_hidden(const ParamSet& w, const StepInput& in, Context& ctx) {
+  CHECK(!hook_, "[grad_step] forward_hidden is for evaluation on whole weights, not under ZeRO's unit hook");
   prepare(in, ctx);
   forward(w, ctx);
   // evaluation only: the whole (N, C) of final-norm states, outside the training layout
@@ -198,9 +201,7 @@ Tensor GradStep::forward_hidden(const ParamSet& w, const StepInput& in, Context&
     hidden_ = Buffer(*mem_, Tier::device, Tag::activations, {N, C});
     hidden_rstd_ = Buffer(*mem_, Tier::device, Tag::activations, {N});
   }
-  unit_begin(head_unit(), true, false);
   rmsnorm_forward(hidden_.t(), hidden_rstd_.t(), xL_.t(), w.final_norm, float(c_.rms_norm_eps), ctx);
-  unit_end(head_unit(), true, false);
   return hidden_.t();
 }
 

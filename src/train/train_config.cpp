@@ -21,7 +21,7 @@ const json& schema() {
     "model": {"path": "", "init": null},
     "data": {},
     "seq_len": 1024, "batch_size": 1, "grad_accum": 1, "steps": 100,
-    "lr": 3e-4, "min_lr": 3e-5, "warmup_steps": 10, "weight_decay": 0.1, "grad_clip": 1.0,
+    "lr": 3e-4, "min_lr": 3e-5, "warmup_steps": 10, "decay_steps": 0, "weight_decay": 0.1, "grad_clip": 1.0,
     "beta1": 0.9, "beta2": 0.95, "seed": 0, "out_dir": "runs/train", "save_every": 0, "keep_last": 2,
     "resume": false, "stop_after": 0, "log_every": 1, "max_bad_steps": 5, "curriculum": [],
     "device_mem": "", "host_mem": "",
@@ -152,6 +152,9 @@ TrainConfig train_config_from_json(json user, const std::string& src) {
   c.lr = r["lr"], c.min_lr = r["min_lr"], c.weight_decay = r["weight_decay"], c.grad_clip = r["grad_clip"];
   c.beta1 = r["beta1"], c.beta2 = r["beta2"];
   c.warmup_steps = r["warmup_steps"], c.seed = r["seed"], c.save_every = r["save_every"];
+  c.decay_steps = r["decay_steps"];
+  CHECK(c.decay_steps >= 0, src, ": key 'decay_steps' must be >= 0 (0: decay over all steps), got ",
+        c.decay_steps);
   c.stop_after = r["stop_after"];
   c.keep_last = r["keep_last"], c.log_every = r["log_every"], c.max_bad_steps = r["max_bad_steps"];
   c.out_dir = r["out_dir"], c.resume = r["resume"], c.device_mem = r["device_mem"],

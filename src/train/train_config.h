@@ -25,6 +25,7 @@ struct TrainConfig {
   nlohmann::json data;        // data.* (read by the data layer)
   int64_t seq_len = 1024, batch_size = 1, grad_accum = 1, steps = 100;
   double lr = 3e-4, min_lr = 3e-5, weight_decay = 0.1, grad_clip = 1.0, beta1 = 0.9, beta2 = 0.95;
+  int64_t decay_steps = 0;  // cosine reaches min_lr here, then stays (0: at the last step)
   int64_t warmup_steps = 10, seed = 0, save_every = 0, keep_last = 2, log_every = 1, max_bad_steps = 5;
   std::string out_dir = "runs/train";
   bool resume = false;

@@ -242,7 +242,9 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     sh->reduce_grads();  // summed over ranks (ZeRO 2-3: each rank its part, already during the backward)
     const double loss = labels > 0 ? loss_sum / double(labels) : 0.0;
     const double norm = std::sqrt(sh->grad_sq_norm(ctx));
-    const double lr = lr_at(step, cfg.steps, cfg.warmup_steps, cfg.lr, cfg.min_lr) * cfg.lr_scale_at(step);
+    const double lr =
+        lr_at(step, cfg.decay_steps > 0 ? cfg.decay_steps : cfg.steps, cfg.warmup_steps, cfg.lr, cfg.min_lr) *
+        cfg.lr_scale_at(step);
     const bool finite = std::isfinite(loss) && std::isfinite(norm);
     if (finite) {
       bad = 0;
