@@ -8,6 +8,7 @@ Prints one line per check and a final `N passed, M failed`; exits 1 on any failu
 """
 import argparse
 import json
+import math
 import os
 import random
 import shutil
@@ -203,6 +204,17 @@ def test_plans(exe, d, tokens, ref):
         r = run(exe, ["train", write_config(d, os.path.join(d, "err"), 2, tokens)] + over)
         lines = [l for l in r.stderr.strip().splitlines() if l]
         check("error: " + name, r.returncode == 1 and len(lines) == 1 and word in lines[0], r.stderr[-300:])
+    # decay_steps: warm-up 3, cosine from 0.003 down to min_lr 0.0003 at step 6, flat after
+    out = os.path.join(d, "decay")
+    r = run(exe, ["train", write_config(d, out, 8, tokens), "decay_steps=6", "batch_size=1", "grad_accum=1"])
+    lrs = []
+    if r.returncode == 0:
+        with open(os.path.join(out, "metrics.jsonl")) as f:
+            lrs = [json.loads(line)["lr"] for line in f if line.strip()]
+    want = [0.003 * (i + 1) / 3 for i in range(3)] + [
+        0.0003 + 0.5 * 0.0027 * (1 + math.cos(math.pi * min(1.0, (i - 3) / 3))) for i in range(3, 8)]
+    check("decay_steps: warm-up, cosine to min_lr at that step, then min_lr", len(lrs) == 8 and all(
+        abs(a - b) <= 1e-12 for a, b in zip(lrs, want)), r.stderr[-300:] + " %r vs %r" % (lrs, want))
     r = run(exe, ["train", write_config(d, os.path.join(d, "auto"), 2, tokens), "plan=auto", "device_mem=2MiB"])
     check("train plan=auto in a small device budget", r.returncode == 0 and "plan for 2 x 48" in r.stdout,
           r.stderr[-300:])
