@@ -429,6 +429,10 @@ DataConfig data_config_from_json(const json& j) {
       } else if (k == "passkey_min_len") {
         c.passkey_min_len = v.get<int64_t>();
         CHECK(c.passkey_min_len >= 0, "data.passkey_min_len must be >= 0, got ", c.passkey_min_len);
+      } else if (k == "passkey_position_span") {
+        c.passkey_position_span = v.get<int64_t>();
+        CHECK(c.passkey_position_span >= 0, "data.passkey_position_span must be >= 0, got ",
+              c.passkey_position_span);
       } else if (k == "passkey_loss") {
         c.passkey_loss = v.get<std::string>();
         CHECK(c.passkey_loss == "answer" || c.passkey_loss == "all",
@@ -436,7 +440,7 @@ DataConfig data_config_from_json(const json& j) {
       } else {
         FAIL("data.", k,
              ": unknown key (known: kind, path, tokenizer, pack, eos_id, passkey_digits, depth_min, ",
-             "depth_max, passkey_loss, passkey_min_len)");
+             "depth_max, passkey_loss, passkey_min_len, passkey_position_span)");
       }
     } catch (const json::exception& e) {
       FAIL("data.", k, ": wrong type, got ", v.type_name(), " (", e.what(), ")");

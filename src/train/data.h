@@ -34,6 +34,11 @@ struct DataConfig {
   // lengths log-uniform in [passkey_min_len, row length], so every step
   // also trains the lengths below the current one.
   int64_t passkey_min_len = 0;
+  // > span of a sample: its positions jump once, by a random skip, somewhere
+  // in the filler between the needle and the question, so that short
+  // samples train question-to-needle distances up to this span (position
+  // skipping as in PoSE; the evaluated samples keep contiguous positions).
+  int64_t passkey_position_span = 0;
 };
 
 // data.* of the train config: kind, path (a string or a list), tokenizer, pack,

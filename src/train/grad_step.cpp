@@ -21,10 +21,10 @@ GradStep::GradStep(const LlamaConfig& c, Memory& mem, const StepLayout& lay, Att
   labels_ = Buffer(mem, dev, Tag::data, {N}, DType::I32);
   pos_ = Buffer(mem, dev, Tag::workspace, {N}, DType::I32);
   docs_ = Buffer(mem, dev, Tag::workspace, {N}, DType::I32);
-  // whole sequences: a table by position; chunks: a row per token of the chunk
-  const int64_t rope_rows_n = runner ? N : T;
-  cos_ = Buffer(mem, dev, Tag::workspace, {rope_rows_n, half});
-  sin_ = Buffer(mem, dev, Tag::workspace, {rope_rows_n, half});
+  // a rope row per token, from its position: any position (packed documents,
+  // chunks of a longer sequence, skipped positions of short samples)
+  cos_ = Buffer(mem, dev, Tag::workspace, {N, half});
+  sin_ = Buffer(mem, dev, Tag::workspace, {N, half});
   // the final norm runs fused with the LM head + loss, one loss tile of rows at a time
   const int64_t tile = std::min(lay.loss_tile, N);
   xL_ = Buffer(mem, dev, Tag::activations, {N, C});
@@ -37,7 +37,6 @@ GradStep::GradStep(const LlamaConfig& c, Memory& mem, const StepLayout& lay, Att
   grads_ = std::make_unique<ActBuffer>(lay_.grads, mem, dev, Tag::workspace);
   saved_ = std::make_unique<SavedStore>(lay_, c.num_hidden_layers, mem);
 
-  if (!runner) rope_tables(c, T, cos_.f32(), sin_.f32());
   shared_ = {B, T, pos_.t(), cos_.t(), sin_.t(), AttentionParams{}, Tensor(), Tensor(), 0, runner, 0};
   if (lay_.plan.lora.enabled()) {
     shared_.lora_scale = lay_.plan.lora.scale();
@@ -60,16 +59,12 @@ void GradStep::prepare(const StepInput& in, Context& ctx) {
   int32_t* pos = pos_.t().i32();
   if (in.positions.defined()) {
     copy_tensor(pos_.t(), in.positions.view({N}), ctx);
-    for (int64_t n = 0; n < N; n++)
-      CHECK(pos[n] >= 0 && (shared_.runner || pos[n] < lay_.T), "[grad_step] position ", pos[n],
-            " outside [0, ", lay_.T, ")");  // with a runner, rope rows are computed per token: any position
+    for (int64_t n = 0; n < N; n++) CHECK(pos[n] >= 0, "[grad_step] negative position ", pos[n]);
   } else {
     for (int64_t n = 0; n < N; n++) pos[n] = int32_t(n % T_);
   }
-  if (shared_.runner) {  // rope rows for this chunk's positions; rope then indexes them by row
-    rope_rows(c_, pos, N, cos_.f32(), sin_.f32());
-    for (int64_t n = 0; n < N; n++) pos[n] = int32_t(n);
-  }
+  rope_rows(c_, pos, N, cos_.f32(), sin_.f32());  // rope then indexes them by row
+  for (int64_t n = 0; n < N; n++) pos[n] = int32_t(n);
   shared_.attn.q_doc = shared_.attn.k_doc = Tensor();
   if (in.doc_ids.defined()) {
     copy_tensor(docs_.t(), in.doc_ids.view({N}), ctx);

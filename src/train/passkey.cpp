@@ -100,8 +100,10 @@ PasskeySample make_passkey_sample(const Tokenizer& tok, int64_t total_tokens, do
   if (prefix) s.tokens.push_back(tok.bos_id());
   append(s.tokens, fill, 0, size_t(at));
   s.needle_start = int64_t(s.tokens.size());
+  s.needle_len = int64_t(needle.size());
   append(s.tokens, needle);
   append(s.tokens, fill, size_t(at));
+  s.question_start = int64_t(s.tokens.size());
   append(s.tokens, question);
   s.answer_start = int64_t(s.tokens.size());
   s.answer_len = int64_t(answer.size());
@@ -120,7 +122,8 @@ class PasskeySource : public DataSource {
         dmin_(c.depth_min),
         dmax_(c.depth_max),
         all_(c.passkey_loss == "all"),
-        min_len_(c.passkey_min_len) {
+        min_len_(c.passkey_min_len),
+        span_(c.passkey_position_span) {
     CHECK(c.passkey_digits >= 1 && c.passkey_digits <= 18, "data.passkey_digits must be in [1, 18], got ",
           c.passkey_digits);
     CHECK(0.0 <= dmin_ && dmin_ <= dmax_ && dmax_ <= 1.0,
@@ -161,11 +164,19 @@ class PasskeySource : public DataSource {
       }
       const double depth = dmin_ + (dmax_ - dmin_) * uniform01(rng);
       const PasskeySample s = make_passkey_sample(*tok_, len + 1, depth, splitmix64(rng), digits_);
+      // position skipping: the positions jump by `skip` somewhere in the filler between the needle and
+      // the question, so a short sample spans question-to-needle distances up to the span
+      int64_t split = len, skip = 0;
+      if (span_ > len + 1) {
+        const int64_t lo = s.needle_start + s.needle_len, hi = s.question_start;
+        split = lo + int64_t(splitmix64(rng) % uint64_t(std::max<int64_t>(1, hi - lo + 1)));
+        skip = int64_t(splitmix64(rng) % uint64_t(span_ - len));
+      }
       const size_t o = size_t(r * T + at);
       for (int64_t t = 0; t < len; t++) {
         b.inputs[o + t] = s.tokens[size_t(t)];
         b.labels[o + t] = all_ || t + 1 >= s.answer_start ? s.tokens[size_t(t + 1)] : kIgnoreIndex;
-        b.positions[o + t] = int32_t(t);
+        b.positions[o + t] = int32_t(t < split ? t : t + skip);
         b.doc_ids[o + t] = doc;
       }
       at += len;
@@ -178,6 +189,7 @@ class PasskeySource : public DataSource {
   double dmin_, dmax_;
   bool all_;         // labels on every token, not just the answer
   int64_t min_len_;  // > 0: pack samples of lengths in [min_len, T] into each row
+  int64_t span_;     // > 0: positions of each sample spread over [0, span) by one skip
 };
 
 }  // namespace

@@ -19,6 +19,8 @@ struct PasskeySample {
   int64_t answer_len = 0;
   std::string key;           // the digits
   int64_t needle_start = 0;  // first token of the needle sentence
+  int64_t needle_len = 0;
+  int64_t question_start = 0;  // first token of the question
 };
 
 // depth in [0, 1]: where the needle goes within the filler, snapped to the

@@ -426,6 +426,42 @@ TEST(PasskeyLoss, AllLabelsEveryTokenAnswerOnlyTheKey) {
   }
 }
 
+TEST(PasskeySpan, PositionsJumpOnceInTheFillerBetweenNeedleAndQuestion) {
+  DataConfig c;
+  c.kind = "passkey", c.passkey_position_span = 4096;
+  auto span = make_data_source(c, 5, 259);
+  auto plain = passkey(5);
+  const auto tok = make_byte_tokenizer();
+  const int64_t T = 200, B = 8;
+  Batch a, b;
+  span->next(a, B, T);
+  plain->next(b, B, T);
+  EXPECT_EQ(a.inputs, b.inputs);  // the same samples; only their positions differ
+  EXPECT_EQ(a.labels, b.labels);
+  int64_t skipped = 0;
+  for (int64_t r = 0; r < B; r++) {
+    const Ids in = row(a.inputs, r, T), pos = row(a.positions, r, T);
+    const std::string s = tok->decode(Ids(in.begin() + 1, in.end()));
+    const int64_t needle_end =
+        1 + int64_t(s.find(". Remember it. ")) + 15 + 5 + 17;  // "NNNNN is the pass key."
+    const int64_t question = 1 + int64_t(s.rfind(" What is the pass key?"));
+    int64_t jumps = 0;
+    for (int64_t t = 1; t < T; t++) {
+      const int64_t d = pos[t] - pos[t - 1];
+      ASSERT_GE(d, 1) << "row " << r << " t " << t;
+      if (d == 1) continue;
+      jumps++;
+      EXPECT_GE(t, needle_end) << "row " << r;  // the needle and the question stay contiguous
+      EXPECT_LE(t, question) << "row " << r;
+    }
+    EXPECT_LE(jumps, 1) << "row " << r;
+    EXPECT_LT(pos[T - 1], 4096) << "row " << r;
+    skipped += pos[T - 1] - (T - 1);
+  }
+  EXPECT_GT(skipped, B * 500);  // skips uniform in [0, 4096 - T): far more than a few tokens on average
+  expect_error([] { data_config_from_json({{"passkey_position_span", -1}}); }, {"passkey_position_span"});
+}
+
 TEST(TrainConfigCurriculum, StagesSetLengthAndOptionallyBatch) {
   const TrainConfig c = train_config_from_json(
       {{"model", {{"init", {{"vocab_size", 8}}}}},
