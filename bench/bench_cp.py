@@ -48,6 +48,23 @@ def fmt(n):
     return f"{n / (1 << 20):.2f} MiB"
 
 
+def grad_ranks(a, P, model, toks, args):
+    """`longctx grad` on P ranks: its JSON, or None (printed) when it failed."""
+    r = subprocess.run(mpirun(P) + [a.longctx, "grad", "--model", model, "--tokens", toks] + args,
+                       capture_output=True, text=True)
+    if r.returncode:
+        print(f"P={P} {' '.join(args)} FAILED: {r.stderr.strip()[-300:]}")
+        return None
+    return last_json(r.stdout)
+
+
+def predicted(a, P, model, args):
+    """`longctx plan --ranks P`'s prediction for its first CP kind (rates do not matter here)."""
+    return last_json(subprocess.run(
+        [a.longctx, "plan", "--model", model, "--seq-len", str(a.seq_len), "--ranks", str(P), "--json", "--rates",
+         '{"gemm_gflops": 1, "attn_gflops": 1}'] + args, check=True, capture_output=True, text=True).stdout)["kinds"][0]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--longctx", default=os.path.join(REPO, "build", "bin", "longctx"))
@@ -71,21 +88,14 @@ def main():
             for P in [int(x) for x in a.ranks.split(",")]:
                 if kind == "hybrid" and P < 4:
                     continue  # groups of 2 need at least two of them
-                extra = ["--cp-ulysses", "2"] if kind == "hybrid" else []
-                r = subprocess.run(mpirun(P) + [a.longctx, "grad", "--model", model, "--tokens", toks, "--cp-kind", kind]
-                                   + extra, capture_output=True, text=True)
-                if r.returncode:
-                    print(f"{kind:8} {P:>2} FAILED: {r.stderr.strip()[-300:]}")
+                extra = ["--cp-kind", kind] + (["--cp-ulysses", "2"] if kind == "hybrid" else [])
+                j = grad_ranks(a, P, model, toks, extra)
+                if j is None:
                     failed = True
                     continue
-                j = last_json(r.stdout)
                 peak = max(act_bytes(p) for p in j["peak_bytes_per_rank"])
                 sent = j["cp_attention_bytes_sent_per_step"]
-                pj = last_json(subprocess.run(
-                    [a.longctx, "plan", "--model", model, "--seq-len", str(a.seq_len), "--ranks", str(P), "--cp-kind",
-                     kind, "--json", "--rates", '{"gemm_gflops": 1, "attn_gflops": 1}'] + extra,
-                    check=True, capture_output=True, text=True).stdout)
-                want = pj["kinds"][0]["attention_bytes"]
+                want = predicted(a, P, model, extra)["attention_bytes"]
                 print(f"{kind:8} {P:>2} {fmt(peak):>14} {fmt(base / P):>16} {peak / (base / P):>6.2f}   "
                       f"{fmt(sent):>15} {fmt(want):>15} {'yes' if abs(sent - want) <= 1e-6 * want else 'NO':>6}")
         failed |= zero_table(a, model, toks, one)
@@ -102,19 +112,14 @@ def chunk_table(a, model, toks):
     print(f"{'P':>2} {'device/rank':>12} {'predicted':>11} {'sent/rank/step':>15} {'formula':>15} {'match':>6}")
     failed = False
     for P in [int(x) for x in a.ranks.split(",")]:
-        r = subprocess.run(mpirun(P) + [a.longctx, "grad", "--model", model, "--tokens", toks, "--cp-kind", "ulysses"]
-                           + chunk, capture_output=True, text=True)
-        if r.returncode:
-            print(f"{P:>2} FAILED: {r.stderr.strip()[-300:]}")
+        args = ["--cp-kind", "ulysses"] + chunk
+        j = grad_ranks(a, P, model, toks, args)
+        if j is None:
             failed = True
             continue
-        j = last_json(r.stdout)
         dev = max(p["device"] for p in j["peak_bytes_per_rank"])
         sent = j["cp_attention_bytes_sent_per_step"]
-        k = last_json(subprocess.run(
-            [a.longctx, "plan", "--model", model, "--seq-len", str(a.seq_len), "--ranks", str(P), "--cp-kind",
-             "ulysses", "--json", "--rates", '{"gemm_gflops": 1, "attn_gflops": 1}'] + chunk,
-            check=True, capture_output=True, text=True).stdout)["kinds"][0]
+        k = predicted(a, P, model, args)
         print(f"{P:>2} {fmt(dev):>12} {fmt(k['peak_bytes']['device']):>11} {fmt(sent):>15} "
               f"{fmt(k['attention_bytes']):>15} {'yes' if abs(sent - k['attention_bytes']) <= 1e-6 * sent else 'NO':>6}")
     return failed
@@ -130,20 +135,15 @@ def zero_table(a, model, toks, one):
     failed = False
     for P in [int(x) for x in a.ranks.split(",")]:
         for z in (0, 1, 2, 3):
-            r = subprocess.run(mpirun(P) + [a.longctx, "grad", "--model", model, "--tokens", toks, "--cp-kind", "ring",
-                                            "--zero", str(z)], capture_output=True, text=True)
-            if r.returncode:
-                print(f"{z:>4} {P:>2} FAILED: {r.stderr.strip()[-300:]}")
+            args = ["--cp-kind", "ring", "--zero", str(z)]
+            j = grad_ranks(a, P, model, toks, args)
+            if j is None:
                 failed = True
                 continue
-            per = last_json(r.stdout)["peak_bytes_per_rank"]
+            per = j["peak_bytes_per_rank"]
             w = max(p["tags"]["device"]["weights"] for p in per)
             g = max(p["tags"]["device"]["grads"] for p in per)
-            pj = last_json(subprocess.run(
-                [a.longctx, "plan", "--model", model, "--seq-len", str(a.seq_len), "--ranks", str(P), "--cp-kind",
-                 "ring", "--zero", str(z), "--json", "--rates", '{"gemm_gflops": 1, "attn_gflops": 1}'],
-                check=True, capture_output=True, text=True).stdout)
-            pt = pj["kinds"][0]["peak_bytes"]["tags"]["device"]
+            pt = predicted(a, P, model, args)["peak_bytes"]["tags"]["device"]
             print(f"{z:>4} {P:>2} {fmt(w):>13} {fmt(pt['weights']):>11} {fmt(g):>13} {fmt(pt['grads']):>11} "
                   f"{(w + g) / (dev1['weights'] + dev1['grads']):>18.2f}")
     return failed

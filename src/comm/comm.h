@@ -7,6 +7,17 @@
 
 namespace longctx {
 
+// Part p of n elements cut over P ranks, as reduce_scatter_sum and
+// all_gather_parts cut them (and ZeRO's ShardMap): ceil(n / P) each, the last
+// ones shorter or empty.
+struct CommPart {
+  int64_t lo = 0, n = 0;
+};
+inline CommPart comm_part(int64_t n, int P, int p) {
+  const int64_t per = (n + P - 1) / P, lo = n < p * per ? n : p * per;
+  return {lo, (n < lo + per ? n : lo + per) - lo};
+}
+
 class Comm {
  public:
   virtual ~Comm() = default;

@@ -133,8 +133,8 @@ void check_comm(Comm& comm, bool device, Checker& c, const std::string& tag) {
     c.expect(tag + "exchange_start / exchange_wait (ring step)", bad.empty(), bad);
   }
   {
-    const int64_t per = (n + P - 1) / P, lo = std::min<int64_t>(n, r * per),
-                  hi = std::min<int64_t>(n, lo + per);
+    const CommPart part = comm_part(n, P, r);
+    const int64_t lo = part.lo, hi = part.lo + part.n;
     Buf<float> b(n, device);
     for (int64_t i = 0; i < n; i++) b.h[size_t(i)] = float(r + 1) * float(i % 97);
     comm.reduce_scatter_sum(b.p(), n);

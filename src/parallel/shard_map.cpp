@@ -16,9 +16,8 @@ ShardMap::ShardMap(std::vector<std::vector<FlatRange>> units, int P, int rank) :
       CHECK(r.end >= r.begin, "[zero] range [", r.begin, ", ", r.end, ")");
       u.n += r.end - r.begin;
     }
-    const int64_t per = (u.n + P - 1) / P;
-    u.lo = std::min(u.n, rank * per);
-    u.own = std::min(u.n, u.lo + per) - u.lo;
+    const CommPart q = comm_part(u.n, P, rank);  // the parts Comm's collectives use
+    u.lo = q.lo, u.own = q.n;
     u.at = shard_n_;
     shard_n_ += u.own;
     units_.push_back(std::move(u));

@@ -8,6 +8,13 @@
 
 namespace longctx {
 
+int ZeroShards::by_unit_stage(int zero, int ranks, bool lora) {
+  CHECK(zero >= 0 && zero <= 3, "--zero ", zero, ": the stages are 0, 1, 2 and 3");
+  CHECK(!(ranks > 1 && lora && zero == 3), "--zero 3 shards the weights a block at a time; with LoRA only ",
+        "the small adapters train: use --zero 2");
+  return ranks > 1 && !lora && zero >= 2 ? zero : 0;
+}
+
 ZeroShards::ZeroShards(Tensor w, Tensor g, std::vector<NamedTensor> tensors, int stage, Comm& comm,
                        Memory& mem)
     : stage_(comm.size() > 1 ? stage : 0),
@@ -17,10 +24,9 @@ ZeroShards::ZeroShards(Tensor w, Tensor g, std::vector<NamedTensor> tensors, int
       tensors_(std::move(tensors)),
       w_(w),
       g_(g) {
-  CHECK(stage >= 0 && stage <= 3, "--zero ", stage, ": the stages are 0, 1, 2 and 3");
-  CHECK(stage_ < 3,
-        "--zero 3 shards the weights a block at a time; with LoRA only the small adapters train: ",
-        "use --zero 2");
+  // stage 3 across ranks runs by unit (by_unit_stage refuses it for LoRA); on one rank every stage is 0
+  CHECK(stage >= 0 && stage <= 3 && stage_ < 3,
+        "[zero] a flat vector across ranks is sharded at stages 0-2, not ", stage);
   CHECK(g.numel() == n_, "[zero] ", g.numel(), " gradients for ", n_, " parameters");
   for (const NamedTensor& t : tensors_) offsets_.push_back(static_cast<float*>(t.t.ptr) - w.f32());
   const int P = stage_ == 0 ? 1 : comm.size(), r = stage_ == 0 ? 0 : comm.rank();

@@ -28,6 +28,10 @@ namespace longctx {
 
 class ZeroShards : public UnitHook {
  public:
+  // The stage that runs block by block (the constructor taking a ParamSet):
+  // 2 or 3 for full training across ranks, else 0 (the flat vector). Checks
+  // the stage, and refuses 3 with LoRA across ranks (on one rank every stage is 0).
+  static int by_unit_stage(int zero, int ranks, bool lora);
   // A flat trained vector (LoRA adapters, or weights at stages 0-1): w, g
   // (n) whole on every rank, one unit; `tensors` are the named views inside w.
   ZeroShards(Tensor w, Tensor g, std::vector<NamedTensor> tensors, int stage, Comm& comm, Memory& mem);

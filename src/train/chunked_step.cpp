@@ -234,21 +234,21 @@ std::vector<int64_t> ChunkedStep::chosen_chunks(uint64_t draw) const {
 }
 
 // Chunk j of the padded sequence (across ranks: this rank's slice of it), as
-// a (1, Tc / P) batch in host memory.
+// a (1, Tl) batch in host memory (Tl = Tc / P).
 StepInput ChunkedStep::chunk_input(int64_t j, const StepInput& in) {
-  const int64_t T = lay_.T, Tc = Tl_, start = j * lay_.Tc + r_ * Tl_;
-  const int64_t n = std::max<int64_t>(0, std::min(Tc, T - start));
+  const int64_t T = lay_.T, Tl = Tl_, start = j * lay_.Tc + r_ * Tl;
+  const int64_t n = std::max<int64_t>(0, std::min(Tl, T - start));
   std::vector<int32_t>&tok = chunk_tok_, &lab = chunk_lab_, &pos = chunk_pos_, &doc = chunk_doc_;
-  tok.assign(size_t(Tc), 0), lab.assign(size_t(Tc), kIgnoreIndex);
-  pos.assign(size_t(Tc), 0), doc.assign(size_t(Tc), kPadDoc);
+  tok.assign(size_t(Tl), 0), lab.assign(size_t(Tl), kIgnoreIndex);
+  pos.assign(size_t(Tl), 0), doc.assign(size_t(Tl), kPadDoc);
   for (int64_t t = 0; t < n; t++) {
     tok[size_t(t)] = in.inputs.i32()[start + t];
     lab[size_t(t)] = in.labels.i32()[start + t];
     pos[size_t(t)] = pos_[size_t(start + t)];
     doc[size_t(t)] = doc_[size_t(start + t)];
   }
-  return {Tensor(tok.data(), {1, Tc}, DType::I32), Tensor(lab.data(), {1, Tc}, DType::I32),
-          Tensor(pos.data(), {1, Tc}, DType::I32), Tensor(doc.data(), {1, Tc}, DType::I32)};
+  return {Tensor(tok.data(), {1, Tl}, DType::I32), Tensor(lab.data(), {1, Tl}, DType::I32),
+          Tensor(pos.data(), {1, Tl}, DType::I32), Tensor(doc.data(), {1, Tl}, DType::I32)};
 }
 
 double ChunkedStep::run(const ParamSet& w, const Grads& grads, const StepInput& in, Context& ctx,

@@ -142,7 +142,8 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
       if (!cp) choose_plan(mc, cfg.plan, cfg.plan_auto, B, T, Purpose::train);
   }
   // ZeRO 2-3 of full training across ranks: weights and gradients by block
-  const int by_unit = cp && !cfg.plan.lora.enabled() && cfg.zero >= 2 ? int(cfg.zero) : 0;
+  const int by_unit =
+      ZeroShards::by_unit_stage(int(cfg.zero), comm ? comm->size() : 1, cfg.plan.lora.enabled());
   Model md(model_config(cfg), cfg.plan.lora, mem, by_unit);
   const LlamaConfig& c = md.c;
   std::unique_ptr<Comm> local = comm ? nullptr : make_local_comm();

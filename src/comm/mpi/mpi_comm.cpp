@@ -122,10 +122,9 @@ class MpiComm : public Comm {
   int rank_ = 0, size_ = 1;
   std::vector<MPI_Request> req_;
   void parts(int64_t n, std::vector<int>& counts, std::vector<int>& displs) const {
-    const int64_t per = (n + size_ - 1) / size_;
     for (int r = 0; r < size_; r++) {
-      const int64_t lo = std::min(n, r * per), hi = std::min(n, lo + per);
-      counts.push_back(count(hi - lo, "parts")), displs.push_back(count(lo, "parts"));
+      const CommPart q = comm_part(n, size_, r);
+      counts.push_back(count(q.n, "parts")), displs.push_back(count(q.lo, "parts"));
     }
   }
 };

@@ -76,26 +76,14 @@ class NcclComm : public Comm {
   }
   void exchange_wait() override { sync(); }
   void reduce_scatter_sum(float* b, int64_t n) override {  // part p reduced onto rank p
-    const int64_t per = (n + size_ - 1) / size_;
-    nccl_ok(ncclGroupStart(), "group start");
-    for (int p = 0; p < size_; p++) {
-      const int64_t lo = std::min(n, p * per), len = std::min(n, lo + per) - lo;
-      if (len > 0)
-        nccl_ok(ncclReduce(b + lo, b + lo, size_t(len), ncclFloat, ncclSum, p, comm_, stream_), "reduce");
-    }
-    nccl_ok(ncclGroupEnd(), "group end");
-    sync();
+    each_part(b, n, [&](int p, float* x, size_t len) {
+      nccl_ok(ncclReduce(x, x, len, ncclFloat, ncclSum, p, comm_, stream_), "reduce");
+    });
   }
   void all_gather_parts(float* b, int64_t n) override {  // part p broadcast from rank p
-    const int64_t per = (n + size_ - 1) / size_;
-    nccl_ok(ncclGroupStart(), "group start");
-    for (int p = 0; p < size_; p++) {
-      const int64_t lo = std::min(n, p * per), len = std::min(n, lo + per) - lo;
-      if (len > 0)
-        nccl_ok(ncclBroadcast(b + lo, b + lo, size_t(len), ncclFloat, p, comm_, stream_), "broadcast");
-    }
-    nccl_ok(ncclGroupEnd(), "group end");
-    sync();
+    each_part(b, n, [&](int p, float* x, size_t len) {
+      nccl_ok(ncclBroadcast(x, x, len, ncclFloat, p, comm_, stream_), "broadcast");
+    });
   }
   void barrier() override {
     float* d = nullptr;
@@ -120,6 +108,17 @@ class NcclComm : public Comm {
   }
 
  private:
+  // op(p, part p of b, its length) for every non-empty part, as one NCCL group; then waits
+  template <class Op>
+  void each_part(float* b, int64_t n, Op op) {
+    nccl_ok(ncclGroupStart(), "group start");
+    for (int p = 0; p < size_; p++) {
+      const CommPart q = comm_part(n, size_, p);
+      if (q.n > 0) op(p, b + q.lo, size_t(q.n));
+    }
+    nccl_ok(ncclGroupEnd(), "group end");
+    sync();
+  }
   void sync() { cuda_ok(cudaStreamSynchronize(stream_), "stream synchronize"); }
   void reduce(void* b, int64_t n, ncclDataType_t t, ncclRedOp_t op) {
     nccl_ok(ncclAllReduce(b, b, size_t(n), t, op, comm_, stream_), "all-reduce");
