@@ -236,6 +236,83 @@ void attn_half_backward(Tensor dx, Tensor inp, const LayerParams& w, const Layer
   rmsnorm_backward(dx, dw.ln1, g.dln, inp, w.ln1, a.rstd1, ctx, true);  // dx = d(inp)
 }
 
+void gather_suffix(Tensor dst, Tensor src, int64_t B, int64_t T, int64_t S, Context& ctx) {
+  for (int64_t b = 0; b < B; b++) copy_tensor(dst.slice0(b * S, S), src.slice0(b * T + T - S, S), ctx);
+}
+
+void add_suffix(Tensor dst, Tensor src, int64_t B, int64_t T, int64_t S, Context& ctx) {
+  for (int64_t b = 0; b < B; b++) {
+    const Tensor d = dst.slice0(b * T + T - S, S);
+    add_forward(d, d, src.slice0(b * S, S), ctx);
+  }
+}
+
+BlockActs suffix_acts(const BlockActs& a, const LlamaConfig& c, const BlockShared& s, const SuffixRows& r) {
+  const int64_t Ms = s.B * r.S, NH = c.num_attention_heads;
+  CHECK(r.S >= 1 && r.S <= s.T, "[block] a suffix of ", r.S, " rows of ", s.T);
+  BlockActs o = a;
+  o.q = a.q.slice0(0, Ms), o.att = a.att.slice0(0, Ms), o.x2 = a.x2.slice0(0, Ms);
+  o.lse = a.lse.view({s.B * NH * s.T}).slice0(0, s.B * NH * r.S).view({s.B, NH, r.S});
+  return o;
+}
+
+namespace {
+AttentionParams suffix_params(const BlockShared& s, const SuffixRows& r) {
+  AttentionParams p = s.attn;
+  p.q_offset = s.T - r.S;  // query i of the suffix is at row T - S + i; keys are all T rows
+  p.q_doc = r.q_doc;
+  return p;
+}
+Tensor suffix4(Tensor t, const BlockShared& s, const SuffixRows& r, int64_t H, int64_t HS) {
+  return t.view({s.B, r.S, H, HS});
+}
+}  // namespace
+
+void attn_half_forward_suffix(Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
+                              const BlockShared& s, const SuffixRows& r, Context& ctx) {
+  CHECK(!s.runner && !s.k_cache.defined(), "[block] the suffix pass runs its own attention");
+  const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, HS = c.head_dim;
+  const BlockActs sa = suffix_acts(a, c, s, r);
+  // every row: ln1, then k and v (after rope) for the keys
+  rmsnorm_forward(a.ln1, a.rstd1, inp, w.ln1, float(c.rms_norm_eps), ctx);
+  linear_fwd(a.k, a.ln1, w.wk, w.lora.k, s, ctx);
+  linear_fwd(a.v, a.ln1, w.wv, w.lora.v, s, ctx);
+  rope_forward(heads3(a.k, NKV, HS), heads3(a.k, NKV, HS), s.pos, s.cos, s.sin, ctx);
+  // the suffix: q from its ln1 rows (gathered into x2, free until the residual)
+  gather_suffix(sa.x2, a.ln1, s.B, s.T, r.S, ctx);
+  linear_fwd(sa.q, sa.x2, w.wq, w.lora.q, s, ctx);
+  rope_forward(heads3(sa.q, NH, HS), heads3(sa.q, NH, HS), r.pos, s.cos, s.sin, ctx);
+  attention_forward(suffix4(sa.att, s, r, NH, HS), sa.lse, suffix4(sa.q, s, r, NH, HS),
+                    heads4(a.k, s, NKV, HS), heads4(a.v, s, NKV, HS), suffix_params(s, r), ctx);
+  gather_suffix(sa.x2, inp, s.B, s.T, r.S, ctx);
+  linear_fwd(sa.x2, sa.att, w.wo, w.lora.o, s, ctx, /*acc=*/true);
+}
+
+void attn_half_backward_suffix(Tensor dx, Tensor keep, Tensor inp, const LayerParams& w,
+                               const LayerParams& dw, const BlockActs& a, const BlockGrads& g,
+                               const LlamaConfig& c, const BlockShared& s, const SuffixRows& r,
+                               Context& ctx) {
+  const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, HS = c.head_dim, Ms = s.B * r.S;
+  const BlockActs sa = suffix_acts(a, c, s, r);
+  const Tensor dS = dx.slice0(0, Ms), datt = g.datt.slice0(0, Ms), dq = g.dq.slice0(0, Ms);
+  copy_tensor(keep, dS, ctx);  // the residual's share of d(inp), added at the end
+  linear_bwd(datt, dw.wo, dS, sa.att, w.wo, w.lora.o, dw.lora.o, s, ctx);
+  attention_backward(suffix4(dq, s, r, NH, HS), heads4(g.dk, s, NKV, HS), heads4(g.dv, s, NKV, HS),
+                     suffix4(datt, s, r, NH, HS), suffix4(sa.q, s, r, NH, HS), heads4(a.k, s, NKV, HS),
+                     heads4(a.v, s, NKV, HS), suffix4(sa.att, s, r, NH, HS), sa.lse, suffix_params(s, r),
+                     ctx);
+  rope_backward(heads3(dq, NH, HS), heads3(dq, NH, HS), r.pos, s.cos, s.sin, ctx);
+  rope_backward(heads3(g.dk, NKV, HS), heads3(g.dk, NKV, HS), s.pos, s.cos, s.sin, ctx);
+  // d(ln1): every row from k and v, the suffix rows also from q (its ln1 rows gathered into x2 again)
+  linear_bwd(g.dln, dw.wk, g.dk, a.ln1, w.wk, w.lora.k, dw.lora.k, s, ctx);
+  linear_bwd(g.dln, dw.wv, g.dv, a.ln1, w.wv, w.lora.v, dw.lora.v, s, ctx, true);
+  gather_suffix(sa.x2, a.ln1, s.B, s.T, r.S, ctx);
+  linear_bwd(dS, dw.wq, dq, sa.x2, w.wq, w.lora.q, dw.lora.q, s, ctx);
+  add_suffix(g.dln, dS, s.B, s.T, r.S, ctx);
+  rmsnorm_backward(dx, dw.ln1, g.dln, inp, w.ln1, a.rstd1, ctx);  // dx = d(inp) through ln1
+  add_suffix(dx, keep, s.B, s.T, r.S, ctx);
+}
+
 void block_forward(Tensor out, Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
                    const BlockShared& s, Context& ctx) {
   attn_half_forward(inp, w, a, c, s, ctx);

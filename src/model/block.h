@@ -108,6 +108,31 @@ void attn_half_backward(Tensor dx, Tensor inp, const LayerParams& w, const Layer
                         const BlockActs& a, const BlockGrads& g, const LlamaConfig& c, const BlockShared& s,
                         Context& ctx);
 
+// The last block when only the last S rows of each of the B rows need its
+// output (the labels before them are all ignored): keys and values come from
+// all N = B*T rows, queries and everything after them from the Ms = B*S rows
+// of the suffix, so the unlabeled rows skip the queries, attention, output
+// projection, MLP and LM head. Exact: the same values as the whole block on
+// those rows. pos (Ms) I32: the suffix rows' rope rows; q_doc (B, S) I32 or
+// undefined (no documents).
+struct SuffixRows {
+  int64_t S = 0;
+  Tensor pos, q_doc;
+};
+// dst (B*S, X) = the last S of every T rows of src (B*T, X); add_suffix: dst (B*T, X) += src (B*S, X) there.
+void gather_suffix(Tensor dst, Tensor src, int64_t B, int64_t T, int64_t S, Context& ctx);
+void add_suffix(Tensor dst, Tensor src, int64_t B, int64_t T, int64_t S, Context& ctx);
+// a with q, att, lse and x2 cut to the suffix (Ms rows; lse (B, NH, S)); the MLP rows as they are.
+BlockActs suffix_acts(const BlockActs& a, const LlamaConfig& c, const BlockShared& s, const SuffixRows& r);
+// a.ln1, a.rstd1, a.k, a.v on all N rows; the suffix rows of a.q, a.att, a.lse, a.x2.
+void attn_half_forward_suffix(Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
+                              const BlockShared& s, const SuffixRows& r, Context& ctx);
+// dx (N, C): in, rows [0, Ms) hold d(x2) of the suffix; out, d(inp) of all N rows.
+// keep (Ms, C): scratch that holds the residual's share meanwhile.
+void attn_half_backward_suffix(Tensor dx, Tensor keep, Tensor inp, const LayerParams& w,
+                               const LayerParams& dw, const BlockActs& a, const BlockGrads& g,
+                               const LlamaConfig& c, const BlockShared& s, const SuffixRows& r, Context& ctx);
+
 // out (N, C) = block(inp (N, C)); fills a.
 void block_forward(Tensor out, Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
                    const BlockShared& s, Context& ctx);

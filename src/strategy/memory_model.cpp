@@ -128,8 +128,9 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t 
   if (why == Purpose::grad) add(Tier::host, Tag::data, 2 * NT * 4);  // the command's inputs and labels
   // GradStep: token ids and labels, positions, document ids, rope tables
   add(dev, Tag::data, 2 * s.N * 4);
-  add(dev, Tag::workspace, 2 * s.N * 4 + 2 * s.N * half * 4);  // positions, doc ids; rope rows
-  const int64_t tile = std::min(s.loss_tile, s.N);             // final norm fused with the loss tiles
+  // positions, doc ids, the labeled suffix's rope rows and doc ids; rope rows
+  add(dev, Tag::workspace, 4 * s.N * 4 + 2 * s.N * half * 4);
+  const int64_t tile = std::min(s.loss_tile, s.N);  // final norm fused with the loss tiles
   add(dev, Tag::activations,
       (s.N + tile) * C * 4 + tile * 4 + table_bytes(s.scratch));          // xL, hf, rstdf, scratch
   add(dev, Tag::workspace, (tile + s.N) * C * 4 + table_bytes(s.grads));  // dhf, dx, grads

@@ -53,6 +53,10 @@ class AnyStep {
     if (cp_) return cp_->set_unit_hook(h);
     chunked_ ? chunked_->set_unit_hook(h) : whole_->set_unit_hook(h);
   }
+  // The last block on the labeled suffix only (whole-sequence steps; on by default).
+  void set_label_suffix(bool on) {
+    if (whole_) whole_->set_label_suffix(on);
+  }
   int64_t label_count() const {
     return cp_ ? cp_->label_count() : chunked_ ? chunked_->label_count() : whole_->label_count();
   }

@@ -25,6 +25,7 @@ GradStep::GradStep(const LlamaConfig& c, Memory& mem, const StepLayout& lay, Att
   // chunks of a longer sequence, skipped positions of short samples)
   cos_ = Buffer(mem, dev, Tag::workspace, {N, half});
   sin_ = Buffer(mem, dev, Tag::workspace, {N, half});
+  suffix_idx_ = Buffer(mem, dev, Tag::workspace, {2 * N}, DType::I32);
   // the final norm runs fused with the LM head + loss, one loss tile of rows at a time
   const int64_t tile = std::min(lay.loss_tile, N);
   xL_ = Buffer(mem, dev, Tag::activations, {N, C});
@@ -50,7 +51,7 @@ double GradStep::run(const ParamSet& w, ParamSet& grads, Tensor inputs, Tensor l
   return run(w, grads, StepInput{inputs, labels, Tensor(), Tensor()}, ctx);
 }
 
-void GradStep::prepare(const StepInput& in, Context& ctx) {
+void GradStep::prepare(const StepInput& in, Context& ctx, bool allow_suffix) {
   const int64_t N = B_ * T_;
   CHECK(in.inputs.numel() == N && in.labels.numel() == N, "[grad_step] expected ", N,
         " inputs and labels, got ", in.inputs.numel(), " and ", in.labels.numel());
@@ -70,8 +71,36 @@ void GradStep::prepare(const StepInput& in, Context& ctx) {
     copy_tensor(docs_.t(), in.doc_ids.view({N}), ctx);
     shared_.attn.q_doc = shared_.attn.k_doc = docs_.t().view({B_, T_});
   }
+  int32_t* lab = labels_.t().i32();
   label_count_ = 0;
-  for (int64_t n = 0; n < N; n++) label_count_ += labels_.t().i32()[n] != kIgnoreIndex;
+  for (int64_t n = 0; n < N; n++) label_count_ += lab[n] != kIgnoreIndex;
+
+  // The last block runs on the suffix of rows from the first label of any row
+  // on (at least one row): the rows before it reach no loss through it.
+  suffix_ = SuffixRows{};
+  const int64_t L = c_.num_hidden_layers;
+  if (!allow_suffix || !suffix_allowed_ || L == 0 || shared_.runner || T_ < 2) return;
+  int64_t S = 1;
+  for (int64_t b = 0; b < B_; b++)
+    for (int64_t t = 0; t < T_ - S; t++)
+      if (lab[b * T_ + t] != kIgnoreIndex) {
+        S = T_ - t;
+        break;
+      }
+  if (S == T_) return;
+  int32_t* spos = suffix_idx_.t().i32();
+  int32_t* sdoc = spos + N;
+  const int32_t* doc = docs_.t().i32();
+  for (int64_t b = 0; b < B_; b++)
+    for (int64_t i = 0; i < S; i++) {  // in place: row b*S + i <= b*T + T-S + i, read before written
+      const int64_t from = b * T_ + T_ - S + i, to = b * S + i;
+      spos[to] = int32_t(from);
+      lab[to] = lab[from];
+      if (in.doc_ids.defined()) sdoc[to] = doc[from];
+    }
+  suffix_.S = S;
+  suffix_.pos = suffix_idx_.t().slice0(0, B_ * S);
+  if (in.doc_ids.defined()) suffix_.q_doc = suffix_idx_.t().slice0(N, B_ * S).view({B_, S});
 }
 
 // Embedding and every block (saving what the plan keeps) into xL_. kv_only:
@@ -84,6 +113,7 @@ void GradStep::forward(const ParamSet& w, Context& ctx, bool kv_only) {
   embedding_forward(L == 0 ? xL_.t() : saved_->forward_set(0).get("inp"), tokens_.t(), w.embed, ctx);
   unit_end(0, true, false);
   for (int64_t l = 0; l < L; l++) {
+    if (suffix_.S > 0 && l + 1 == L) return;  // suffix_forward runs the last block
     const ActBuffer& set = saved_->forward_set(l);
     const BlockActs a = acts_of(set);
     unit_begin(int(l) + 1, true, false);
@@ -121,17 +151,54 @@ void GradStep::set_adapters(const LoraSet* a) {
   adapters_ = a;
 }
 
+LayerParams GradStep::layer_grads(const Grads& g, int64_t l) const {
+  LayerParams dw;  // base gradients only when the base trains
+  if (g.base) dw = g.base->layers[size_t(l)];
+  if (g.lora) dw.lora = g.lora->layers[size_t(l)];
+  return dw;
+}
+
+void GradStep::suffix_forward(const ParamSet& w, Context& ctx) {
+  const int64_t l = c_.num_hidden_layers - 1;
+  const ActBuffer& set = saved_->forward_set(l);
+  const BlockActs a = acts_of(set);
+  unit_begin(int(l) + 1, true, false);
+  const LayerParams lw = layer(w, l);
+  shared_.layer = l;
+  attn_half_forward_suffix(set.get("inp"), lw, a, c_, shared_, suffix_, ctx);
+  mlp_half_forward(xL_.t().slice0(0, head_rows()), lw, suffix_acts(a, c_, shared_, suffix_), c_, shared_,
+                   ctx);
+  unit_end(int(l) + 1, true, false);
+  saved_->forward_done(l);
+}
+
+// The suffix's last block needs no recompute: its rows are still there from
+// suffix_forward (a tiled MLP recomputes its tiles, as always).
+void GradStep::suffix_backward(const ParamSet& w, const Grads& grads, Context& ctx) {
+  const int64_t l = c_.num_hidden_layers - 1, Ms = head_rows();
+  const ActBuffer& set = saved_->backward_set(l);
+  const BlockActs a = acts_of(set);
+  unit_begin(int(l) + 1, true, grads.base != nullptr);
+  const LayerParams lw = layer(w, l), dw = layer_grads(grads, l);
+  shared_.layer = l;
+  const BlockGrads bg = bind_grads(*grads_);
+  mlp_half_backward(dx_.t().slice0(0, Ms), lw, dw, suffix_acts(a, c_, shared_, suffix_), bg, c_, shared_,
+                    ctx);
+  // xL_ is free after the head: it keeps the residual's share
+  attn_half_backward_suffix(dx_.t(), xL_.t().slice0(0, Ms), set.get("inp"), lw, dw, a, bg, c_, shared_,
+                            suffix_, ctx);
+  unit_end(int(l) + 1, true, grads.base != nullptr);
+}
+
 void GradStep::backward(const ParamSet& w, const Grads& grads, Context& ctx) {
   const BlockGrads bg = bind_grads(*grads_);
-  for (int64_t l = c_.num_hidden_layers - 1; l >= 0; l--) {
+  const int64_t last = c_.num_hidden_layers - 1 - (suffix_.S > 0 ? 1 : 0);
+  for (int64_t l = last; l >= 0; l--) {
     const ActBuffer& set = saved_->backward_set(l);
     const BlockActs a = acts_of(set);
     const Tensor inp = set.get("inp");
     unit_begin(int(l) + 1, true, grads.base != nullptr);
-    const LayerParams lw = layer(w, l);
-    LayerParams dw;  // base gradients only when the base trains
-    if (grads.base) dw = grads.base->layers[size_t(l)];
-    if (grads.lora) dw.lora = grads.lora->layers[size_t(l)];
+    const LayerParams lw = layer(w, l), dw = layer_grads(grads, l);
     shared_.layer = l;
     switch (lay_.plan.recompute) {
       case Recompute::full:
@@ -152,8 +219,8 @@ void GradStep::backward(const ParamSet& w, const Grads& grads, Context& ctx) {
 
 // Final norm + LM head + loss over row tiles of xL_: hf_ and dhf_ hold one
 // tile. With grads, dx_ = d(loss)/d(xL) and the head's gradients accumulate.
-double GradStep::head_loss(const ParamSet& w, const Grads* grads, double scale, Context& ctx) {
-  const int64_t N = B_ * T_, tile = hf_.t().dim(0);
+double GradStep::head_loss(const ParamSet& w, const Grads* grads, double scale, int64_t N, Context& ctx) {
+  const int64_t tile = hf_.t().dim(0);
   const float eps = float(c_.rms_norm_eps);
   const bool g = grads && grads->base, tied = c_.tie_word_embeddings;
   unit_begin(head_unit(), true, g);
@@ -181,14 +248,16 @@ double GradStep::head_loss(const ParamSet& w, const Grads* grads, double scale, 
 double GradStep::forward_loss(const ParamSet& w, const StepInput& in, Context& ctx) {
   prepare(in, ctx);
   forward(w, ctx);
+  if (suffix_.S > 0) suffix_forward(w, ctx);
   // the head runs even without labels: under ZeRO-3 every rank must take part in its gather
-  const double sum = head_loss(w, nullptr, label_count_ > 0 ? 1.0 / double(label_count_) : 0.0, ctx);
+  const double sum =
+      head_loss(w, nullptr, label_count_ > 0 ? 1.0 / double(label_count_) : 0.0, head_rows(), ctx);
   return label_count_ > 0 ? sum : 0.0;
 }
 
 Tensor GradStep::forward_hidden(const ParamSet& w, const StepInput& in, Context& ctx) {
   CHECK(!hook_, "[grad_step] forward_hidden is for evaluation on whole weights, not under ZeRO's unit hook");
-  prepare(in, ctx);
+  prepare(in, ctx, /*allow_suffix=*/false);
   forward(w, ctx);
   // evaluation only: the whole (N, C) of final-norm states, outside the training layout
   const int64_t N = B_ * T_, C = c_.hidden_size;
@@ -209,9 +278,11 @@ double GradStep::run(const ParamSet& w, const Grads& grads, const StepInput& in,
   // LM head + loss; their gradients come out of the same pass
   if (label_norm <= 0) label_norm = double(label_count_);
   const double scale = label_norm > 0 ? 1.0 / label_norm : 0.0;
-  const double scaled = head_loss(w, &grads, scale, ctx);
+  if (suffix_.S > 0) suffix_forward(w, ctx);
+  const double scaled = head_loss(w, &grads, scale, head_rows(), ctx);
   const double loss = label_count_ > 0 ? scaled * label_norm / double(label_count_) : 0.0;
 
+  if (suffix_.S > 0) suffix_backward(w, grads, ctx);
   backward(w, grads, ctx);
   if (grads.base) {
     unit_begin(0, false, true);  // the embedding's gradients only

@@ -74,20 +74,33 @@ class GradStep {
   // (every block's K/V; the last block stops there, no loss).
   void forward_kv(const ParamSet& w, const StepInput& in, Context& ctx);
   int64_t label_count() const { return label_count_; }
+  // Whether the last block may run on the labeled suffix only (on by default;
+  // exact, so off is for tests that compare against the whole block).
+  void set_label_suffix(bool on) { suffix_allowed_ = on; }
+  // The suffix of this batch's rows that the last block ran on (S: T when whole).
+  int64_t suffix_rows() const { return suffix_.S > 0 ? suffix_.S : T_; }
 
  private:
-  void prepare(const StepInput& in, Context& ctx);
+  void prepare(const StepInput& in, Context& ctx, bool allow_suffix = true);
   void forward(const ParamSet& w, Context& ctx, bool kv_only = false);
   void backward(const ParamSet& w, const Grads& g, Context& ctx);
+  // The last block on the labeled suffix (suffix_.S > 0): forward into the
+  // first B*S rows of xL_, backward from those rows of dx_.
+  void suffix_forward(const ParamSet& w, Context& ctx);
+  void suffix_backward(const ParamSet& w, const Grads& g, Context& ctx);
   LayerParams layer(const ParamSet& w, int64_t l) const;
-  double head_loss(const ParamSet& w, const Grads* grads, double scale, Context& ctx);
+  LayerParams layer_grads(const Grads& g, int64_t l) const;
+  // over the first `rows` rows of xL_ and labels_
+  double head_loss(const ParamSet& w, const Grads* grads, double scale, int64_t rows, Context& ctx);
+  int64_t head_rows() const { return suffix_.S > 0 ? B_ * suffix_.S : B_ * T_; }
   BlockActs acts_of(const ActBuffer& saved) const { return bind_acts(saved, *scratch_); }
 
   LlamaConfig c_;
   int64_t B_, T_;
   StepLayout lay_;
   Buffer tokens_, labels_;             // (N) I32
-  Buffer pos_, docs_, cos_, sin_;      // (N) I32, (N) I32, (T, HS/2), (T, HS/2)
+  Buffer pos_, docs_, cos_, sin_;      // (N) I32, (N) I32, (N, HS/2), (N, HS/2)
+  Buffer suffix_idx_;                  // (2N) I32: the suffix rows' rope rows, then their doc ids
   Buffer xL_, hf_, rstdf_, dhf_, dx_;  // (N, C), (tile, C), (tile), (tile, C), (N, C)
   Buffer hidden_, hidden_rstd_;        // forward_hidden only: (N, C), (N)
   Memory* mem_ = nullptr;
@@ -95,6 +108,8 @@ class GradStep {
   std::unique_ptr<SavedStore> saved_;           // L x (inp (N, C) + kept rows)
   BlockShared shared_;
   int64_t label_count_ = 0;
+  SuffixRows suffix_;  // S = 0: the last block runs whole
+  bool suffix_allowed_ = true;
   const LoraSet* adapters_ = nullptr;
   UnitHook* hook_ = nullptr;
   void unit_begin(int unit, bool weights, bool grads) {

@@ -62,7 +62,7 @@ struct LoraRun {
   std::vector<float> grads;
 };
 
-LoraRun run_lora(const LlamaConfig& c, const LoraConfig& lc, Plan p, Tok& tk, int64_t T) {
+LoraRun run_lora(const LlamaConfig& c, const LoraConfig& lc, Plan p, Tok& tk, int64_t T, bool suffix = true) {
   p.lora = lc;
   Memory mem;
   Context ctx = cpu_context(mem);
@@ -72,6 +72,7 @@ LoraRun run_lora(const LlamaConfig& c, const LoraConfig& lc, Plan p, Tok& tk, in
   random_adapters(a, 4);
   AnyStep step(c, mem, 1, T, p);
   step.set_adapters(&a);
+  step.set_label_suffix(suffix);
   LoraRun r;
   r.loss = step.run(w, Grads{nullptr, &ga}, tk.input(T), ctx);
   r.grads.assign(ga.all().f32(), ga.all().f32() + ga.all().numel());
@@ -165,6 +166,28 @@ TEST(Lora, EveryPlanGivesThePlainStepsAdapterGradients) {
     for (size_t i = 0; i < r.grads.size(); i++)
       worst = std::max(worst, double(std::fabs(r.grads[i] - ref.grads[i]))),
       big = std::max(big, double(std::fabs(ref.grads[i])));
+    EXPECT_LT(worst / big, 1e-5);
+  }
+}
+
+// The prompt's labels ignored (answer-only loss): the last block on the
+// labeled suffix gives the whole block's adapter gradients, every target.
+TEST(Lora, TheLabeledSuffixGivesTheWholeBlocksAdapterGradients) {
+  const LlamaConfig c = small();
+  const LoraConfig lc = every_target();
+  const int64_t T = 31;
+  Tok tk = tokens(T, c.vocab_size);
+  for (int64_t i = 0; i < 19; i++) tk.lab[size_t(i)] = -100;
+  for (Recompute rc : {Recompute::none, Recompute::full}) {
+    Plan p;
+    p.recompute = rc;
+    const LoraRun ref = run_lora(c, lc, p, tk, T, false), r = run_lora(c, lc, p, tk, T, true);
+    EXPECT_NEAR(r.loss, ref.loss, 1e-5 * ref.loss);
+    double worst = 0, big = 0;
+    for (size_t i = 0; i < r.grads.size(); i++)
+      worst = std::max(worst, double(std::fabs(r.grads[i] - ref.grads[i]))),
+      big = std::max(big, double(std::fabs(ref.grads[i])));
+    EXPECT_GT(big, 0);
     EXPECT_LT(worst / big, 1e-5);
   }
 }

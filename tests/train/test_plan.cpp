@@ -27,7 +27,8 @@ struct Tokens {
   std::vector<int32_t> in, lab, pos, doc;
   StepInput input() {
     return {Tensor(in.data(), {B, T}, DType::I32), Tensor(lab.data(), {B, T}, DType::I32),
-            Tensor(pos.data(), {B, T}, DType::I32), Tensor(doc.data(), {B, T}, DType::I32)};
+            Tensor(pos.data(), {B, T}, DType::I32),
+            doc.empty() ? Tensor() : Tensor(doc.data(), {B, T}, DType::I32)};
   }
 };
 // Two packed documents per row (positions restart), some ignored labels.
@@ -160,6 +161,62 @@ double max_rel_diff(const std::vector<float>& a, const std::vector<float>& ref) 
     gmax = std::max(gmax, double(std::fabs(ref[i])));
   }
   return worst / gmax;
+}
+
+// Labels only at the end of each row (the prompt ignored, as in answer-only
+// fine-tuning): the last block runs on the suffix from the first label, and
+// under every plan gives the whole block's loss and gradients. Also with no
+// label at all, with packed documents or none, and with one block.
+TEST(Plan, TheLastBlockOnTheLabeledSuffixEqualsTheWholeBlock) {
+  const std::string dir = ::testing::TempDir();
+  auto run = [&](const LlamaConfig& c, const Plan& p, Tokens& tk, bool suffix, int64_t want_S) {
+    Memory mem;
+    Context ctx = cpu_context(mem);
+    ParamSet w(c, mem, Tier::device, Tag::weights), g(c, mem, Tier::device, Tag::grads);
+    init_params_random(w, c, 11);
+    GradStep step(c, mem, tk.B, tk.T, p);
+    step.set_label_suffix(suffix);
+    g.zero();
+    Result r;
+    r.loss = step.run(w, g, tk.input(), ctx);
+    r.grads.assign(g.all().f32(), g.all().f32() + g.all().numel());
+    EXPECT_EQ(step.suffix_rows(), suffix ? want_S : tk.T);
+    return r;
+  };
+  int cases = 0;
+  for (int64_t L : {1, 3})
+    for (int labels : {0, 1, 2}) {  // first labels at 21, 30, 34; none; only the last token
+      const LlamaConfig c = awkward(L);
+      Tokens tk = tokens(3, 37, c.vocab_size);
+      const int64_t first[3] = {21, 30, 34};
+      for (int64_t b = 0; b < tk.B; b++)
+        for (int64_t i = 0; i < tk.T; i++) {
+          const bool keep = labels == 0 ? i >= first[b] : labels == 2 && i == tk.T - 1;
+          if (!keep) tk.lab[size_t(b * tk.T + i)] = -100;
+        }
+      const int64_t S = labels == 0 ? 37 - 21 : 1;
+      if (L == 1 && labels == 1) tk.doc.clear();  // no documents
+      for (Recompute rc : {Recompute::none, Recompute::full, Recompute::selective})
+        for (Offload off : {Offload::none, Offload::host, Offload::disk})
+          for (int64_t mlp : {1, 3}) {
+            Plan p;
+            p.recompute = rc, p.offload = off, p.mlp_tiles = mlp, p.loss_tiles = mlp == 3 ? 2 : 1;
+            if (off == Offload::disk) p.offload_dir = dir;
+            SCOPED_TRACE(describe(p) + " L=" + std::to_string(L) + " labels=" + std::to_string(labels));
+            Tokens t = tk;
+            const Result ref = run(c, p, t, false, S), r = run(c, p, t, true, S);
+            if (labels == 1) {  // no loss, no gradient, but the whole pass runs (ZeRO-3's gathers)
+              EXPECT_EQ(r.loss, 0.0);
+              EXPECT_EQ(*std::max_element(r.grads.begin(), r.grads.end()), 0.f);
+              EXPECT_EQ(*std::min_element(r.grads.begin(), r.grads.end()), 0.f);
+            } else {
+              EXPECT_NEAR(r.loss, ref.loss, 1e-5 * std::fabs(ref.loss));
+              EXPECT_LT(max_rel_diff(r.grads, ref.grads), 1e-5);
+            }
+            cases++;
+          }
+    }
+  EXPECT_EQ(cases, 108);
 }
 
 TEST(Plan, SecoEqualsThePlainStepWithEveryPlanInsideTheChunks) {
