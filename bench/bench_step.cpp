@@ -1,10 +1,14 @@
 // Training-step throughput on a small Llama at T = 1K, 4K, 16K, printed next
 // to the BLAS sgemm rate measured in the same run, and which BLAS kernels ran.
-//   bench_step [--config configs/tiny.json] [--lengths 1024,4096,16384] [--repeat 3]
+// Then answer-only labels (the last --answer tokens of each row labeled): the
+// step with the last block on the labeled suffix against the whole last block,
+// side by side on the same tokens.
+//   bench_step [--config configs/tiny.json] [--lengths 1024,4096,16384] [--repeat 3] [--answer 8]
 #include <cblas.h>
 #include <omp.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <sstream>
@@ -51,9 +55,11 @@ int main(int argc, char** argv) {
   std::string config;
   std::vector<int64_t> lengths = {1024, 4096, 16384};
   int repeat = 3;
+  int64_t answer = 8;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--config")) config = argv[i + 1];
     if (!std::strcmp(argv[i], "--repeat")) repeat = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--answer")) answer = std::atoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--lengths")) {
       lengths.clear();
       std::stringstream ss(argv[i + 1]);
@@ -95,6 +101,36 @@ int main(int argc, char** argv) {
       const double gf = step_flops(c, 1, T, true).executed / s / 1e9;
       std::printf("%8lld %10.4f %12.0f %12.1f %9.0f%% %14s\n", (long long)T, s, double(T) / s, gf,
                   100 * gf / sgemm, format_bytes(mem.tracker().tier(Tier::device).peak).c_str());
+    }
+    std::printf(
+        "\nanswer-only labels (the last %lld tokens of the row): the last block whole vs on the labeled "
+        "suffix\n",
+        (long long)answer);
+    std::printf("%8s %12s %12s %9s %14s\n", "T", "whole_s", "suffix_s", "speedup", "loss_rel_diff");
+    for (int64_t T : lengths) {
+      Memory mem;
+      Context ctx;
+      ctx.mem = &mem;
+      ParamSet w(c, mem, Tier::device, Tag::weights), g(c, mem, Tier::device, Tag::grads);
+      init_params_random(w, c, 1);
+      std::vector<int32_t> toks(static_cast<size_t>(T)), labels(static_cast<size_t>(T), -100);
+      for (int64_t t = 0; t < T; t++) toks[size_t(t)] = int32_t((t * 2654435761u) % uint64_t(c.vocab_size));
+      for (int64_t t = std::max<int64_t>(0, T - answer); t < T; t++) labels[size_t(t)] = toks[size_t(t)];
+      GradStep step(c, mem, 1, T);
+      double loss[2] = {0, 0};
+      std::vector<double> secs[2];
+      for (int r = 0; r < repeat + 1; r++)
+        for (int suffix = 0; suffix < 2; suffix++) {  // alternated, so that load drifts hit both alike
+          step.set_label_suffix(suffix == 1);
+          g.zero();
+          auto t0 = Clock::now();
+          loss[suffix] = step.run(w, g, Tensor(toks.data(), {1, T}, DType::I32),
+                                  Tensor(labels.data(), {1, T}, DType::I32), ctx);
+          if (r > 0) secs[suffix].push_back(seconds_since(t0));
+        }
+      const double whole = median(secs[0]), suffix = median(secs[1]);
+      std::printf("%8lld %12.4f %12.4f %8.2fx %14.1e\n", (long long)T, whole, suffix, whole / suffix,
+                  std::fabs(loss[1] - loss[0]) / std::fabs(loss[0]));
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_step: error: %s\n", e.what());

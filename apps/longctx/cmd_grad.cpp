@@ -130,7 +130,7 @@ int run_grad(const Opts& o) {
   if (!o.out.empty() && ga) save_safetensors(o.out, named_tensors(*ga));
 
   const double sec = median(secs);
-  const StepFlops f = step_flops(c, B, T, true);
+  const StepFlops f = step_flops(c, B, T, true, step.suffix_rows(T));
   nlohmann::json j;
   j["loss"] = loss;
   j["tokens"] = B * T;

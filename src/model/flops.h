@@ -7,10 +7,12 @@
 namespace longctx {
 
 struct StepFlops {
-  double model = 0;     // forward + backward, no recompute (the MFU convention)
+  double model = 0;     // forward + backward of what the loss needs, no recompute (the MFU convention)
   double executed = 0;  // including the recomputed block forwards
 };
-// Causal attention counts half of the T x T score matrix.
-StepFlops step_flops(const LlamaConfig& c, int64_t B, int64_t T, bool recompute_blocks);
+// Causal attention counts half of the T x T score matrix. suffix (0: T): the
+// last block's queries and all after them only for the last `suffix` rows of
+// each row (GradStep's labeled suffix); its keys and values for every row.
+StepFlops step_flops(const LlamaConfig& c, int64_t B, int64_t T, bool recompute_blocks, int64_t suffix = 0);
 
 }  // namespace longctx

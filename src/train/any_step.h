@@ -57,6 +57,8 @@ class AnyStep {
   void set_label_suffix(bool on) {
     if (whole_) whole_->set_label_suffix(on);
   }
+  // The rows of each sequence the last block ran on in the latest run (T: all).
+  int64_t suffix_rows(int64_t T) const { return whole_ ? whole_->suffix_rows() : T; }
   int64_t label_count() const {
     return cp_ ? cp_->label_count() : chunked_ ? chunked_->label_count() : whole_->label_count();
   }

@@ -231,7 +231,7 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     const Grads G = by_unit ? Grads{sh->grad_views(), nullptr}
                     : md.a  ? Grads{nullptr, md.ga.get()}
                             : Grads{md.g.get(), nullptr};
-    double loss_sum = 0;
+    double loss_sum = 0, flops = 0;
     for (auto& b : micro) {
       StepInput in{Tensor(b.inputs.data(), {B, T}, DType::I32), Tensor(b.labels.data(), {B, T}, DType::I32),
                    Tensor(b.positions.data(), {B, T}, DType::I32),
@@ -239,6 +239,7 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
       loss_sum +=
           step_fn->run(W, G, in, ctx, double(labels), uint64_t(step) * 131 + uint64_t(&b - micro.data())) *
           double(b.label_count());
+      flops += step_flops(c, B, T, false, step_fn->suffix_rows(T)).model;
     }
     sh->reduce_grads();  // summed over ranks (ZeRO 2-3: each rank its part, already during the backward)
     const double loss = labels > 0 ? loss_sum / double(labels) : 0.0;
@@ -262,7 +263,6 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double tokens = double(B * T * accum);
-    const double flops = step_flops(c, B, T, false).model * double(accum);
     json j = {{"step", step + 1},
               {"loss", loss},
               {"lr", lr},

@@ -2,6 +2,7 @@
 // and refusing to run past the device budget.
 #include "harness.h"
 #include "model/decode.h"
+#include "model/flops.h"
 #include "model/params.h"
 #include "ops/matmul.h"
 #include "train/grad_step.h"
@@ -61,6 +62,31 @@ TEST(Model, StepIsDeterministicAndMatchesFiniteDifferences) {
     std::vector<float> grad(g.all().f32(), g.all().f32() + g.all().numel());
     auto f = [&] { return run(step, w, g2, b, ctx); };
     expect_fd_grad(w.all().f32(), size_t(w.all().numel()), grad.data(), f, "model", 40, 1e-2f, 5e-2, 2e-4);
+  }
+}
+
+// FLOPs of a step, counted naively: every projection per row, and per head
+// every visible (query, key) pair; the labeled suffix drops the last block's
+// rows before it, except their keys and values.
+TEST(Model, StepFlopsCountWhatTheLossNeeds) {
+  const LlamaConfig c = tiny(false, 2);
+  const int64_t B = 3, T = 17, C = c.hidden_size, F = c.intermediate_size, Cq = c.q_dim(), Ckv = c.kv_dim();
+  const int64_t L = c.num_hidden_layers, NH = c.num_attention_heads, HS = c.head_dim, V = c.vocab_size;
+  for (int64_t S : {T, int64_t(5), int64_t(1)}) {
+    double fwd = 0;
+    for (int64_t l = 0; l < L; l++)
+      for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < T; t++) {
+          const bool all = l + 1 < L || t >= T - S;  // this row's output is needed
+          fwd += 2.0 * 2 * C * Ckv;                  // k, v
+          if (!all) continue;
+          fwd += 2.0 * (C * Cq + Cq * C + 3 * C * F);  // q, o, gate, up, down
+          for (int64_t j = 0; j <= t; j++) fwd += 4.0 * NH * HS;
+        }
+    fwd += 2.0 * B * S * C * V;
+    const StepFlops f = step_flops(c, B, T, true, S == T ? 0 : S);
+    EXPECT_NEAR(f.model, 3 * fwd, 1e-9 * fwd) << "suffix " << S;
+    EXPECT_GT(f.executed, f.model);
   }
 }
 
