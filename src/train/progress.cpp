@@ -7,15 +7,28 @@
 #include <cstdio>
 #include <vector>
 
+#include "core/check.h"
 #include "core/memory.h"
 
 namespace longctx {
 
+Progress::Progress(int64_t total, bool tty, std::vector<double> work) : total_(total), tty_(tty) {
+  if (work.empty()) work.assign(size_t(std::max<int64_t>(total, 0)), 1.0);
+  CHECK(int64_t(work.size()) == total, "progress: ", work.size(), " step costs for ", total, " steps");
+  left_.assign(work.size() + 1, 0.0);
+  for (size_t s = work.size(); s-- > 0;) left_[s] = left_[s + 1] + work[s];
+}
+
+double Progress::eta_seconds(int64_t step) const {
+  if (done_ <= 0 || step < 0 || step > total_) return 0;
+  return seconds_ / done_ * left_[size_t(step)];
+}
+
 void Progress::update(int64_t step, double loss, double tok_per_s, int64_t device_bytes,
                       double step_seconds) {
-  count_++;
+  if (step >= 1 && step <= total_) done_ += left_[size_t(step - 1)] - left_[size_t(step)];
   seconds_ += step_seconds;
-  const double eta = seconds_ / double(count_) * double(total_ - step);
+  const double eta = eta_seconds(step);
   const std::string mem = format_bytes(device_bytes);
   if (tty_)
     std::printf("\rstep %lld/%lld  loss %.4f  %.0f tok/s  mem %s  eta %.0fs   ", (long long)step,

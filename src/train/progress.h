@@ -2,18 +2,24 @@
 // on a pipe.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 namespace longctx {
 
+// The ETA is the time per unit of work so far times the work left, so that
+// a curriculum's longer later steps are foreseen: work[s] is step s's cost
+// in any unit (FLOPs); empty: every step costs the same.
 class Progress {
  public:
-  Progress(int64_t total, bool tty) : total_(total), tty_(tty) {}
+  Progress(int64_t total, bool tty, std::vector<double> work = {});
   void update(int64_t step, double loss, double tok_per_s, int64_t device_bytes, double step_seconds);
   void finish();
+  double eta_seconds(int64_t step) const;  // after `step` steps (1-based), from what ran so far
 
  private:
-  int64_t total_, count_ = 0;
-  double seconds_ = 0;  // of the steps this process ran: the ETA's basis
+  int64_t total_;
+  std::vector<double> left_;       // left_[s]: the work of steps s .. total-1
+  double seconds_ = 0, done_ = 0;  // of the steps this process ran: the ETA's basis
   bool tty_;
 };
 

@@ -197,7 +197,12 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
   std::ofstream metrics;
   if (root) metrics.open(metrics_path, std::ios::app);
   const double peak_gflops = measure_peak_gflops();
-  Progress progress(cfg.steps, isatty(fileno(stdout)) != 0);
+  std::vector<double> work(
+      size_t(cfg.steps));  // each step's FLOPs: the ETA sees the curriculum's later stages
+  for (int64_t s = 0; s < cfg.steps; s++)
+    work[size_t(s)] =
+        step_flops(c, cfg.batch_size_at(s), cfg.seq_len_at(s), false).model * double(cfg.grad_accum_at(s));
+  Progress progress(cfg.steps, isatty(fileno(stdout)) != 0, std::move(work));
 
   std::unique_ptr<AnyStep> step_fn;
   int64_t step_T = 0, step_B = 0;

@@ -492,3 +492,27 @@ TEST(TrainConfigCurriculum, StagesSetLengthAndOptionallyBatch) {
 }
 
 }  // namespace
+
+#include "train/progress.h"
+
+namespace longctx::test {
+namespace {
+
+// The ETA foresees a curriculum: after the cheap steps it prices the dear ones
+// at the rate measured so far, not at the cheap steps' time each.
+TEST(Progress, EtaWeighsTheStepsLeftByTheirWork) {
+  std::vector<double> work = {1, 1, 1, 1, 10, 10};  // 4 short steps, then 2 ten times dearer
+  Progress p(6, false, work);
+  for (int64_t s = 1; s <= 4; s++) p.update(s, 1.0, 1.0, 0, 0.5);  // 0.5 s per unit of work
+  EXPECT_NEAR(p.eta_seconds(4), 0.5 * 20, 1e-9);
+  p.update(5, 1.0, 1.0, 0, 10.0);  // now 12 s for 14 units
+  EXPECT_NEAR(p.eta_seconds(5), 12.0 / 14.0 * 10, 1e-9);
+  Progress uniform(4, false);
+  uniform.update(1, 1.0, 1.0, 0, 2.0);
+  EXPECT_NEAR(uniform.eta_seconds(1), 6.0, 1e-9);
+  EXPECT_THROW(Progress(3, false, {1, 2}), Error);
+  p.finish(), uniform.finish();
+}
+
+}  // namespace
+}  // namespace longctx::test
