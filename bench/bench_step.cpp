@@ -50,6 +50,41 @@ static LlamaConfig bench_config(const std::string& path) {
   return c;
 }
 
+// One step of the model at T tokens: its memory, weights, gradients and a
+// row of T + 1 tokens (inputs, then labels one ahead).
+struct StepBench {
+  Memory mem;
+  Context ctx;
+  ParamSet w, g;
+  std::vector<int32_t> toks;
+  GradStep step;
+  StepBench(const LlamaConfig& c, int64_t T)
+      : w(c, mem, Tier::device, Tag::weights),
+        g(c, mem, Tier::device, Tag::grads),
+        toks(tokens(c, T)),
+        step(c, mem, 1, T) {
+    ctx.mem = &mem;
+    init_params_random(w, c, 1);
+  }
+  // seconds of one step on labels (T) I32
+  double run(int32_t* labels, double* loss = nullptr) {
+    const int64_t T = int64_t(toks.size()) - 1;
+    g.zero();
+    auto t0 = Clock::now();
+    const double l =
+        step.run(w, g, Tensor(toks.data(), {1, T}, DType::I32), Tensor(labels, {1, T}, DType::I32), ctx);
+    if (loss) *loss = l;
+    return seconds_since(t0);
+  }
+
+ private:
+  static std::vector<int32_t> tokens(const LlamaConfig& c, int64_t T) {
+    std::vector<int32_t> t(static_cast<size_t>(T + 1));
+    for (int64_t i = 0; i <= T; i++) t[size_t(i)] = int32_t((i * 2654435761u) % uint64_t(c.vocab_size));
+    return t;
+  }
+};
+
 int main(int argc, char** argv) {
   ensure_best_blas_kernels(argv);
   std::string config;
@@ -81,26 +116,16 @@ int main(int argc, char** argv) {
     std::printf("%8s %10s %12s %12s %10s %14s\n", "T", "step_s", "tok/s", "GFLOP/s", "of_sgemm",
                 "peak_device");
     for (int64_t T : lengths) {
-      Memory mem;
-      Context ctx;
-      ctx.mem = &mem;
-      ParamSet w(c, mem, Tier::device, Tag::weights), g(c, mem, Tier::device, Tag::grads);
-      init_params_random(w, c, 1);
-      std::vector<int32_t> toks(size_t(T + 1));
-      for (int64_t t = 0; t <= T; t++) toks[size_t(t)] = int32_t((t * 2654435761u) % uint64_t(c.vocab_size));
-      GradStep step(c, mem, 1, T);
+      StepBench b(c, T);
       std::vector<double> secs;
       for (int r = 0; r < repeat + 1; r++) {  // the first run warms up
-        g.zero();
-        auto t0 = Clock::now();
-        step.run(w, g, Tensor(toks.data(), {1, T}, DType::I32), Tensor(toks.data() + 1, {1, T}, DType::I32),
-                 ctx);
-        if (r > 0) secs.push_back(seconds_since(t0));
+        const double t = b.run(b.toks.data() + 1);
+        if (r > 0) secs.push_back(t);
       }
       const double s = median(secs);
       const double gf = step_flops(c, 1, T, true).executed / s / 1e9;
       std::printf("%8lld %10.4f %12.0f %12.1f %9.0f%% %14s\n", (long long)T, s, double(T) / s, gf,
-                  100 * gf / sgemm, format_bytes(mem.tracker().tier(Tier::device).peak).c_str());
+                  100 * gf / sgemm, format_bytes(b.mem.tracker().tier(Tier::device).peak).c_str());
     }
     std::printf(
         "\nanswer-only labels (the last %lld tokens of the row): the last block whole vs on the labeled "
@@ -108,25 +133,17 @@ int main(int argc, char** argv) {
         (long long)answer);
     std::printf("%8s %12s %12s %9s %14s\n", "T", "whole_s", "suffix_s", "speedup", "loss_rel_diff");
     for (int64_t T : lengths) {
-      Memory mem;
-      Context ctx;
-      ctx.mem = &mem;
-      ParamSet w(c, mem, Tier::device, Tag::weights), g(c, mem, Tier::device, Tag::grads);
-      init_params_random(w, c, 1);
-      std::vector<int32_t> toks(static_cast<size_t>(T)), labels(static_cast<size_t>(T), -100);
-      for (int64_t t = 0; t < T; t++) toks[size_t(t)] = int32_t((t * 2654435761u) % uint64_t(c.vocab_size));
-      for (int64_t t = std::max<int64_t>(0, T - answer); t < T; t++) labels[size_t(t)] = toks[size_t(t)];
-      GradStep step(c, mem, 1, T);
+      StepBench b(c, T);
+      std::vector<int32_t> labels(static_cast<size_t>(T), -100);
+      for (int64_t t = std::max<int64_t>(0, T - answer); t < T; t++)
+        labels[size_t(t)] = b.toks[size_t(t + 1)];
       double loss[2] = {0, 0};
       std::vector<double> secs[2];
       for (int r = 0; r < repeat + 1; r++)
         for (int suffix = 0; suffix < 2; suffix++) {  // alternated, so that load drifts hit both alike
-          step.set_label_suffix(suffix == 1);
-          g.zero();
-          auto t0 = Clock::now();
-          loss[suffix] = step.run(w, g, Tensor(toks.data(), {1, T}, DType::I32),
-                                  Tensor(labels.data(), {1, T}, DType::I32), ctx);
-          if (r > 0) secs[suffix].push_back(seconds_since(t0));
+          b.step.set_label_suffix(suffix == 1);
+          const double t = b.run(labels.data(), &loss[suffix]);
+          if (r > 0) secs[suffix].push_back(t);
         }
       const double whole = median(secs[0]), suffix = median(secs[1]);
       std::printf("%8lld %12.4f %12.4f %8.2fx %14.1e\n", (long long)T, whole, suffix, whole / suffix,

@@ -116,6 +116,18 @@ Tensor heads3(Tensor t, int64_t H, int64_t HS) { return t.view({t.dim(0), H, HS}
 Tensor heads4(Tensor t, const BlockShared& s, int64_t H, int64_t HS) { return t.view({s.B, s.T, H, HS}); }
 }  // namespace
 
+namespace {
+// a.ln1, a.rstd1 from inp; a.k (after rope), a.v from a.ln1: every row's keys and values.
+void ln1_kv_forward(Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
+                    const BlockShared& s, Context& ctx) {
+  const int64_t NKV = c.num_key_value_heads, HS = c.head_dim;
+  rmsnorm_forward(a.ln1, a.rstd1, inp, w.ln1, float(c.rms_norm_eps), ctx);
+  linear_fwd(a.k, a.ln1, w.wk, w.lora.k, s, ctx);
+  linear_fwd(a.v, a.ln1, w.wv, w.lora.v, s, ctx);
+  rope_forward(heads3(a.k, NKV, HS), heads3(a.k, NKV, HS), s.pos, s.cos, s.sin, ctx);
+}
+}  // namespace
+
 void attn_half_forward(Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
                        const BlockShared& s, Context& ctx) {
   const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, HS = c.head_dim;
@@ -154,11 +166,7 @@ void AttentionRunner::store_kv(int64_t, const BlockActs&, Context&) {
 void attn_half_kv(Tensor inp, const LayerParams& w, const BlockActs& a, const LlamaConfig& c,
                   const BlockShared& s, Context& ctx) {
   CHECK(s.runner, "[block] attn_half_kv needs an attention runner that keeps K/V");
-  const int64_t NKV = c.num_key_value_heads, HS = c.head_dim;
-  rmsnorm_forward(a.ln1, a.rstd1, inp, w.ln1, float(c.rms_norm_eps), ctx);
-  linear_fwd(a.k, a.ln1, w.wk, w.lora.k, s, ctx);
-  linear_fwd(a.v, a.ln1, w.wv, w.lora.v, s, ctx);
-  rope_forward(heads3(a.k, NKV, HS), heads3(a.k, NKV, HS), s.pos, s.cos, s.sin, ctx);
+  ln1_kv_forward(inp, w, a, c, s, ctx);
   s.runner->store_kv(s.layer, a, ctx);
 }
 
@@ -273,11 +281,7 @@ void attn_half_forward_suffix(Tensor inp, const LayerParams& w, const BlockActs&
   CHECK(!s.runner && !s.k_cache.defined(), "[block] the suffix pass runs its own attention");
   const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, HS = c.head_dim;
   const BlockActs sa = suffix_acts(a, c, s, r);
-  // every row: ln1, then k and v (after rope) for the keys
-  rmsnorm_forward(a.ln1, a.rstd1, inp, w.ln1, float(c.rms_norm_eps), ctx);
-  linear_fwd(a.k, a.ln1, w.wk, w.lora.k, s, ctx);
-  linear_fwd(a.v, a.ln1, w.wv, w.lora.v, s, ctx);
-  rope_forward(heads3(a.k, NKV, HS), heads3(a.k, NKV, HS), s.pos, s.cos, s.sin, ctx);
+  ln1_kv_forward(inp, w, a, c, s, ctx);  // every row's keys and values
   // the suffix: q from its ln1 rows (gathered into x2, free until the residual)
   gather_suffix(sa.x2, a.ln1, s.B, s.T, r.S, ctx);
   linear_fwd(sa.q, sa.x2, w.wq, w.lora.q, s, ctx);

@@ -197,8 +197,8 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
   std::ofstream metrics;
   if (root) metrics.open(metrics_path, std::ios::app);
   const double peak_gflops = measure_peak_gflops();
-  std::vector<double> work(
-      size_t(cfg.steps));  // each step's FLOPs: the ETA sees the curriculum's later stages
+  // each step's FLOPs, so that the ETA sees the curriculum's later stages
+  std::vector<double> work(size_t(cfg.steps));
   for (int64_t s = 0; s < cfg.steps; s++)
     work[size_t(s)] =
         step_flops(c, cfg.batch_size_at(s), cfg.seq_len_at(s), false).model * double(cfg.grad_accum_at(s));
