@@ -6,8 +6,10 @@
 
 #include "commands.h"
 #include "io/npy.h"
+#include "kernels/cuda/cuda_memory.h"
 #include "model/flops.h"
 #include "model/llama_io.h"
+#include "ops/backend.h"
 #include "parallel/zero.h"
 #include "plan_flags.h"
 #include "ranks.h"
@@ -21,7 +23,7 @@ namespace longctx::cli {
 namespace {
 
 struct Opts {
-  std::string model, tokens, out, adapter, cp_kind = "ulysses";
+  std::string model, tokens, out, adapter, cp_kind = "ulysses", device = "auto", dtype = "auto";
   int cp_ulysses = 2, dp = 1, zero = 0;
   int repeat = 1;
   PlanFlags flags;
@@ -40,6 +42,22 @@ void split_tokens(const TokenArray& a, const std::string& path, int64_t V, Tenso
       if (t < T) inputs.i32()[b * T + t] = id;
       if (t > 0) labels.i32()[b * T + t - 1] = id;
     }
+}
+
+// A ParamSet in GPU memory is loaded and saved through a host copy.
+void load_params_on(ParamSet& p, const LlamaConfig& c, const std::string& dir, Memory& mem, Context& ctx) {
+  if (mem.host_accessible(p.all().tier)) return load_params(p, dir);
+  ParamSet host(c, mem, Tier::host, Tag::data);
+  load_params(host, dir);
+  copy_tensor(p.all(), host.all(), ctx);
+}
+
+void save_params_from(const std::string& path, const ParamSet& p, const LlamaConfig& c, Memory& mem,
+                      Context& ctx) {
+  if (mem.host_accessible(p.all().tier)) return save_params(path, p);
+  ParamSet host(c, mem, Tier::host, Tag::data);
+  copy_tensor(host.all(), p.all(), ctx);
+  save_params(path, host);
 }
 
 int run_grad(const Opts& o) {
@@ -68,7 +86,19 @@ int run_grad(const Opts& o) {
   mem.tracker().set_budget(Tier::device, plan.device_mem);
   mem.tracker().set_budget(Tier::host, plan.host_mem);
   Context ctx;
-  ctx.mem = &mem;
+  const Backend backend = parse_device(o.device);
+  CHECK(o.dtype == "auto" || o.dtype == "fp32" || o.dtype == "bf16", "--dtype ", o.dtype,
+        ": expected fp32, bf16 or auto (bf16 on the GPU, fp32 on the CPU)");
+  CHECK(!(o.dtype == "bf16" && backend == Backend::cpu),
+        "--dtype bf16 is the GPU's math; the CPU backend computes in fp32 (--dtype fp32)");
+  const std::string dtype = o.dtype != "auto" ? o.dtype : backend == Backend::cuda ? "bf16" : "fp32";
+  if (backend == Backend::cuda) {
+    CHECK(comm.size() == 1, "--device cuda runs on one rank in this build (ranks on GPUs are not built yet)");
+    CHECK(!plan.chunked(), "--device cuda: chunk modes (SeCO/SpaCO) are not built for the GPU yet");
+    CHECK(!plan.lora.enabled() && o.adapter.empty(), "--device cuda: LoRA is not built for the GPU yet");
+  }
+  setup_backend(ctx, mem, backend);
+  if (dtype == "bf16") ctx.math = DType::BF16;
   Buffer inputs(mem, Tier::host, Tag::data, {B, std::max<int64_t>(T, 1)}, DType::I32);
   Buffer labels(mem, Tier::host, Tag::data, {B, std::max<int64_t>(T, 1)}, DType::I32);
   split_tokens(toks, o.tokens, c.vocab_size, inputs.t(), labels.t());
@@ -79,7 +109,7 @@ int run_grad(const Opts& o) {
   CHECK(!(plan.lora.enabled() && o.zero == 3), "--zero 3 shards the weights a block at a time; with LoRA ",
         "only the small adapters train: use --zero 2");
   auto w = std::make_unique<ParamSet>(c, mem, by_unit == 3 ? Tier::host : Tier::device, Tag::weights);
-  load_params(*w, o.model);
+  load_params_on(*w, c, o.model, mem, ctx);
   std::unique_ptr<ZeroShards> sh;
   if (by_unit) {
     sh = std::make_unique<ZeroShards>(c, *w, by_unit, comm, mem);
@@ -126,7 +156,7 @@ int run_grad(const Opts& o) {
     sh->gather_grads(gbase->all().f32());
   }
   if (!is_root()) return 0;  // rank 0 writes the (summed, so full) gradients and reports
-  if (!o.out.empty() && gbase) save_params(o.out, *gbase);
+  if (!o.out.empty() && gbase) save_params_from(o.out, *gbase, c, mem, ctx);
   if (!o.out.empty() && ga) save_safetensors(o.out, named_tensors(*ga));
 
   const double sec = median(secs);
@@ -142,6 +172,9 @@ int run_grad(const Opts& o) {
   j["achieved_gflops_per_s"] = f.executed / 1e9 / sec;
   j["peak_bytes"] = peak_bytes_json(mem.tracker());
   j["plan"] = plan_to_json(step.layout().plan);
+  j["device"] = backend_name(backend);
+  j["dtype"] = dtype;
+  if (backend == Backend::cuda) j["gpu_pool_peak_bytes"] = cuda::pool_peak_bytes();
   if (comm.size() > 1) {
     j["ranks"] = comm.size();
     j["cp_kind"] = o.cp_kind;
@@ -170,6 +203,11 @@ Run add_grad(CLI::App& app) {
   app.add_option("--dp", o->dp, "data-parallel groups taking the ranks (the batch rows split over them)");
   app.add_option("--cp-ulysses", o->cp_ulysses, "hybrid: Ulysses group size, ring across groups (default 2)");
   app.add_option("--adapter", o->adapter, "PEFT LoRA adapter directory: base frozen, adapter gradients out");
+  app.add_option("--device", o->device, "cpu | cuda | auto (default: cuda when built and a GPU is visible)");
+  app.add_option(
+      "--dtype", o->dtype,
+      "auto | fp32 | bf16: the GPU's math (bf16: bf16 tensor-core GEMMs and cuDNN attention with fp32 "
+      "accumulation; storage stays fp32 in this build); auto: bf16 on the GPU, fp32 on the CPU");
   add_plan_flags(app, o->flags);
   return [o] { return run_grad(*o); };
 }

@@ -1,17 +1,24 @@
 #include "core/context.h"
 
-#include <cstring>
-
 namespace longctx {
 
-void copy_tensor(const Tensor& dst, const Tensor& src, Context& ctx, bool async) {
-  (void)async;  // the CPU backend copies synchronously; a copy thread comes with offload
-  CHECK(dst.shape == src.shape && dst.dtype == src.dtype, "[copy] dst ", dst.shape.str(), " ",
-        dtype_name(dst.dtype), " vs src ", src.shape.str(), " ", dtype_name(src.dtype));
-  CHECK(ctx.backend == Backend::cpu, "[copy] only the CPU backend is built into this path");
-  if (dst.ptr != src.ptr) std::memmove(dst.ptr, src.ptr, src.bytes());
-}
+const char* backend_name(Backend b) { return b == Backend::cuda ? "cuda" : "cpu"; }
 
-void copy_sync(Context&) {}
+namespace {
+void check_host(const Tensor& t, const Context& ctx, const char* who) {
+  CHECK(ctx.backend == Backend::cpu || t.tier != Tier::device || !t.defined(), "[", who,
+        "] host code asked for the bytes of a ", t.shape.str(),
+        " tensor in GPU memory; copy it with copy_tensor");
+}
+}  // namespace
+
+float* host_f32(const Tensor& t, const Context& ctx, const char* who) {
+  check_host(t, ctx, who);
+  return t.f32();
+}
+int32_t* host_i32(const Tensor& t, const Context& ctx, const char* who) {
+  check_host(t, ctx, who);
+  return t.i32();
+}
 
 }  // namespace longctx

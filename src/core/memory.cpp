@@ -99,6 +99,11 @@ void MemoryTracker::reset_peaks() {
   }
 }
 
+void Allocator::zero(void* p, size_t bytes) { std::memset(p, 0, bytes); }
+void Allocator::copy(void* dst, const void* src, size_t n) {
+  if (dst != src) std::memmove(dst, src, n);
+}
+
 namespace {
 
 class HostAllocator : public Allocator {
@@ -197,8 +202,17 @@ void Buffer::reset() {
   bytes_ = 0;
 }
 
+void Memory::copy(Tier to, void* dst, Tier from, const void* src, size_t n) {
+  if (n == 0) return;
+  (alloc_[size_t(to)]->host_accessible() ? alloc_[size_t(from)] : alloc_[size_t(to)])->copy(dst, src, n);
+}
+
+void Memory::zero(Tier t, void* p, size_t bytes) {
+  if (p && bytes) alloc_[size_t(t)]->zero(p, bytes);
+}
+
 void Buffer::zero() {
-  if (t_.ptr) std::memset(t_.ptr, 0, t_.bytes());
+  if (t_.ptr) mem_->zero(t_.tier, t_.ptr, t_.bytes());
 }
 
 }  // namespace longctx

@@ -58,6 +58,13 @@ class Allocator {
   virtual ~Allocator() = default;
   virtual void* raw_alloc(size_t bytes) = 0;
   virtual void raw_free(void* p, size_t bytes) = 0;
+  // Sets `bytes` at p to zero (GPU memory: on the device, in stream order).
+  virtual void zero(void* p, size_t bytes);
+  // Whether host code may read and write these bytes (false for GPU memory).
+  virtual bool host_accessible() const { return true; }
+  // Copies n bytes between this allocator's memory and any other (either side may be this one's);
+  // returns when they are there.
+  virtual void copy(void* dst, const void* src, size_t n);
 };
 
 std::unique_ptr<Allocator> make_host_allocator();                        // 64-byte aligned
@@ -74,6 +81,10 @@ class Memory {
   void set_disk_dir(const std::string& dir);
   void* alloc(Tier t, Tag g, size_t bytes);
   void free(Tier t, Tag g, void* p, size_t bytes);
+  void zero(Tier t, void* p, size_t bytes);
+  bool host_accessible(Tier t) const { return alloc_[size_t(t)]->host_accessible(); }
+  // n bytes from tier `from` to tier `to`, by the allocator that is not plain host memory (if any)
+  void copy(Tier to, void* dst, Tier from, const void* src, size_t n);
 
  private:
   MemoryTracker tracker_;

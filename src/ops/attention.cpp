@@ -4,9 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "core/memory.h"
 #include "kernels/cpu/attention.h"
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/cudnn/attention_cudnn.h"
 
 namespace longctx {
 namespace {
@@ -61,10 +64,33 @@ void expect_lse(const char* op, const Tensor& lse, const cpu::AttentionDims& d) 
         " but q needs (B, NH, Tq) = ", want.str());
 }
 
-void expect_cpu_backend(const char* op, const Context& ctx) {
-  CHECK(ctx.backend == Backend::cpu, "[", op, "] the ", ctx.backend == Backend::cuda ? "cuda" : "unknown",
-        " backend is not built for this op (only cpu)");
+bool on_cuda(const Context& ctx) { return ctx.backend == Backend::cuda; }
+
+// bf16 math on the GPU: cuDNN's fused attention wherever it can express the mask (no documents; causal
+// aligned bottom-right, q_offset == Tk - Tq, which covers whole sequences and the last chunk of a cache);
+// the rest (documents, other offsets) runs our own fp32 kernels.
+bool use_cudnn(const Context& ctx, const cpu::AttentionDims& d, const AttentionParams& p) {
+  return on_cuda(ctx) && ctx.math == DType::BF16 && cuda::cudnn_attention_built() && !p.q_doc.defined() &&
+         d.Tq > 0 && d.Tq <= d.Tk && (!p.causal || p.q_offset == d.Tk - d.Tq) && d.HS % 8 == 0 && d.HS <= 256;
 }
+
+// Device scratch cut into bf16 tensors (each a multiple of 16 bytes, as cuDNN wants: HS % 8 == 0) and
+// cuDNN's own workspace after them.
+struct Bf16Scratch {
+  Buffer buf;
+  std::vector<void*> parts;
+  void* workspace = nullptr;
+  Bf16Scratch(Memory& mem, const std::vector<int64_t>& elems, size_t ws_bytes) {
+    int64_t total = 0;
+    for (int64_t e : elems) total += e;
+    buf = Buffer(mem, Tier::device, Tag::workspace, {total + int64_t(ws_bytes + 1) / 2}, DType::BF16);
+    char* p = static_cast<char*>(buf.t().ptr);
+    for (int64_t e : elems) parts.push_back(p), p += e * 2;
+    workspace = ws_bytes ? p : nullptr;
+  }
+};
+
+cuda::SdpaDims sdpa_dims(const cpu::AttentionDims& d) { return {d.B, d.Tq, d.Tk, d.NH, d.NKV, d.HS}; }
 
 cpu::AttentionMask mask_of(const AttentionParams& p) {
   cpu::AttentionMask m;
@@ -86,7 +112,21 @@ void attention_forward(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, con
   const cpu::AttentionDims d = check_qkv(op, q, k, v, p);
   expect_like(op, "out", out, "q", q);
   expect_lse(op, lse, d);
-  expect_cpu_backend(op, ctx);
+  if (use_cudnn(ctx, d, p)) {
+    const int64_t nq = q.numel(), nk = k.numel();
+    const cuda::SdpaDims sd = sdpa_dims(d);
+    Bf16Scratch s(*ctx.mem, {nq, nq, nk, nk}, cuda::cudnn_attention_workspace_bytes(sd, p.causal, false));
+    void *qb = s.parts[0], *ob = s.parts[1], *kb = s.parts[2], *vb = s.parts[3];
+    cuda::to_bf16(qb, q.f32(), nq, ctx.stream);
+    cuda::to_bf16(kb, k.f32(), nk, ctx.stream);
+    cuda::to_bf16(vb, v.f32(), nk, ctx.stream);
+    cuda::cudnn_attention_forward(ob, lse.f32(), qb, kb, vb, sd, p.causal, scale_of(p, d.HS), s.workspace,
+                                  ctx.stream);
+    return cuda::from_bf16(out.f32(), ob, nq, ctx.stream);
+  }
+  if (on_cuda(ctx))
+    return cuda::attention_forward(out.f32(), lse.f32(), q.f32(), k.f32(), v.f32(), d, mask_of(p),
+                                   scale_of(p, d.HS), ctx.stream);
   cpu::attention_forward(out.f32(), lse.f32(), q.f32(), k.f32(), v.f32(), d, mask_of(p), scale_of(p, d.HS));
 }
 
@@ -100,10 +140,32 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, 
   expect_like(op, "dout", dout, "q", q);
   expect_like(op, "out", out, "q", q);
   expect_lse(op, lse, d);
-  expect_cpu_backend(op, ctx);
   CHECK(ctx.mem, "[", op, "] ctx.mem is null; the backward takes its workspace from it");
-  const int64_t ws_floats = int64_t(cpu::attention_backward_workspace_floats(d));
+  if (use_cudnn(ctx, d, p)) {
+    const int64_t nq = q.numel(), nk = k.numel();
+    const cuda::SdpaDims sd = sdpa_dims(d);
+    Bf16Scratch s(*ctx.mem, {nq, nq, nq, nq, nk, nk, nk, nk},
+                  cuda::cudnn_attention_workspace_bytes(sd, p.causal, true, ctx.deterministic));
+    void *qb = s.parts[0], *ob = s.parts[1], *dob = s.parts[2], *dqb = s.parts[3];
+    void *kb = s.parts[4], *vb = s.parts[5], *dkb = s.parts[6], *dvb = s.parts[7];
+    cuda::to_bf16(qb, q.f32(), nq, ctx.stream);
+    cuda::to_bf16(ob, out.f32(), nq, ctx.stream);  // the forward's bf16 output, exactly (it came from bf16)
+    cuda::to_bf16(dob, dout.f32(), nq, ctx.stream);
+    cuda::to_bf16(kb, k.f32(), nk, ctx.stream);
+    cuda::to_bf16(vb, v.f32(), nk, ctx.stream);
+    cuda::cudnn_attention_backward(dqb, dkb, dvb, dob, qb, kb, vb, ob, lse.f32(), sd, p.causal,
+                                   scale_of(p, d.HS), ctx.deterministic, s.workspace, ctx.stream);
+    cuda::from_bf16(dq.f32(), dqb, nq, ctx.stream);
+    cuda::from_bf16(dk.f32(), dkb, nk, ctx.stream);
+    return cuda::from_bf16(dv.f32(), dvb, nk, ctx.stream);
+  }
+  const int64_t ws_floats = int64_t(on_cuda(ctx) ? cuda::attention_backward_workspace_floats(d)
+                                                 : cpu::attention_backward_workspace_floats(d));
   Buffer ws(*ctx.mem, Tier::device, Tag::workspace, {std::max<int64_t>(ws_floats, 1)});  // (2, B, NH, Tq)
+  if (on_cuda(ctx))
+    return cuda::attention_backward(dq.f32(), dk.f32(), dv.f32(), dout.f32(), q.f32(), k.f32(), v.f32(),
+                                    out.f32(), lse.f32(), ws.f32(), d, mask_of(p), scale_of(p, d.HS),
+                                    ctx.stream);
   cpu::attention_backward(dq.f32(), dk.f32(), dv.f32(), dout.f32(), q.f32(), k.f32(), v.f32(), out.f32(),
                           lse.f32(), ws.f32(), d, mask_of(p), scale_of(p, d.HS));
 }
@@ -118,7 +180,9 @@ void attention_merge(Tensor out, Tensor lse, Tensor part_out, Tensor part_lse, C
   d.B = B, d.Tq = Tq, d.NH = NH;
   expect_lse(op, lse, d);
   expect_lse(op, part_lse, d);
-  expect_cpu_backend(op, ctx);
+  if (on_cuda(ctx))
+    return cuda::attention_merge(out.f32(), lse.f32(), part_out.f32(), part_lse.f32(), B, Tq, NH, HS,
+                                 ctx.stream);
   float *o = out.f32(), *l = lse.f32();
   const float *po = part_out.f32(), *pl = part_lse.f32();
 #pragma omp parallel for collapse(2) schedule(static) if (B * NH * Tq * HS > (1 << 16))

@@ -1,5 +1,6 @@
 // Op boundary for the small ops: validate, then dispatch to the backend.
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cuda/cuda_kernels.h"
 #include "ops/adamw.h"
 #include "ops/elementwise.h"
 #include "ops/embedding.h"
@@ -10,9 +11,11 @@
 #include "ops/validate.h"
 
 namespace longctx {
+using ops::bf16_math;
 using ops::expect;
-using ops::expect_cpu;
 using ops::expect_ndim;
+using ops::host_readable;
+using ops::on_cuda;
 
 void embedding_forward(Tensor out, Tensor tokens, Tensor wte, Context& ctx) {
   expect_ndim("embedding", "wte", wte, 2);
@@ -20,12 +23,14 @@ void embedding_forward(Tensor out, Tensor tokens, Tensor wte, Context& ctx) {
   const int64_t N = tokens.dim(0), V = wte.dim(0), C = wte.dim(1);
   expect("embedding", "tokens", tokens, {N}, DType::I32);
   expect("embedding", "out", out, {N, C});
-  expect_cpu("embedding", ctx);
-  const int32_t* tok = tokens.i32();
-  for (int64_t n = 0; n < N; n++)
-    CHECK(tok[n] >= 0 && tok[n] < V, "[embedding] token id ", tok[n], " at position ", n,
-          " is outside the vocabulary [0, ", V, ")");
-  cpu::embedding_forward(out.f32(), tok, wte.f32(), N, C);
+  if (host_readable(tokens, ctx)) {  // on the GPU: refused where the ids were read (a zero row otherwise)
+    const int32_t* tok = tokens.i32();
+    for (int64_t n = 0; n < N; n++)
+      CHECK(tok[n] >= 0 && tok[n] < V, "[embedding] token id ", tok[n], " at position ", n,
+            " is outside the vocabulary [0, ", V, ")");
+  }
+  if (on_cuda(ctx)) return cuda::embedding_forward(out.f32(), tokens.i32(), wte.f32(), N, C, V, ctx.stream);
+  cpu::embedding_forward(out.f32(), tokens.i32(), wte.f32(), N, C);
 }
 
 void embedding_backward(Tensor dwte, Tensor dout, Tensor tokens, Context& ctx) {
@@ -33,7 +38,8 @@ void embedding_backward(Tensor dwte, Tensor dout, Tensor tokens, Context& ctx) {
   const int64_t N = tokens.dim(0), C = dwte.dim(1);
   expect("embedding_backward", "tokens", tokens, {N}, DType::I32);
   expect("embedding_backward", "dout", dout, {N, C});
-  expect_cpu("embedding_backward", ctx);
+  if (on_cuda(ctx))
+    return cuda::embedding_backward(dwte.f32(), dout.f32(), tokens.i32(), N, C, dwte.dim(0), ctx.stream);
   cpu::embedding_backward(dwte.f32(), dout.f32(), tokens.i32(), N, C);
 }
 
@@ -43,7 +49,8 @@ void rmsnorm_forward(Tensor out, Tensor rstd, Tensor inp, Tensor weight, float e
   expect("rmsnorm", "weight", weight, {C});
   expect("rmsnorm", "out", out, {N, C});
   expect("rmsnorm", "rstd", rstd, {N});
-  expect_cpu("rmsnorm", ctx);
+  if (on_cuda(ctx))
+    return cuda::rmsnorm_forward(out.f32(), rstd.f32(), inp.f32(), weight.f32(), N, C, eps, ctx.stream);
   cpu::rmsnorm_forward(out.f32(), rstd.f32(), inp.f32(), weight.f32(), N, C, eps);
 }
 
@@ -56,9 +63,11 @@ void rmsnorm_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tens
   expect("rmsnorm_backward", "weight", weight, {C});
   expect("rmsnorm_backward", "rstd", rstd, {N});
   if (dweight.defined()) expect("rmsnorm_backward", "dweight", dweight, {C});
-  expect_cpu("rmsnorm_backward", ctx);
-  cpu::rmsnorm_backward(dinp.f32(), dweight.defined() ? dweight.f32() : nullptr, dout.f32(), inp.f32(),
-                        weight.f32(), rstd.f32(), N, C, accumulate);
+  float* dw = dweight.defined() ? dweight.f32() : nullptr;
+  if (on_cuda(ctx))
+    return cuda::rmsnorm_backward(dinp.f32(), dw, dout.f32(), inp.f32(), weight.f32(), rstd.f32(), N, C,
+                                  accumulate, ctx.stream);
+  cpu::rmsnorm_backward(dinp.f32(), dw, dout.f32(), inp.f32(), weight.f32(), rstd.f32(), N, C, accumulate);
 }
 
 void matmul_forward(Tensor out, Tensor inp, Tensor weight, Context& ctx, bool accumulate) {
@@ -67,7 +76,9 @@ void matmul_forward(Tensor out, Tensor inp, Tensor weight, Context& ctx, bool ac
   const int64_t N = inp.dim(0), IC = inp.dim(1), OC = weight.dim(0);
   expect("matmul", "weight", weight, {OC, IC});
   expect("matmul", "out", out, {N, OC});
-  expect_cpu("matmul", ctx);
+  if (on_cuda(ctx))
+    return cuda::matmul_forward(out.f32(), inp.f32(), weight.f32(), N, IC, OC, accumulate, bf16_math(ctx),
+                                ctx.stream);
   cpu::matmul_forward(out.f32(), inp.f32(), weight.f32(), N, IC, OC, accumulate);
 }
 
@@ -80,12 +91,16 @@ void matmul_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tenso
   expect("matmul_backward", "dout", dout, {N, OC});
   if (dinp.defined()) expect("matmul_backward", "dinp", dinp, {N, IC});
   if (dweight.defined()) expect("matmul_backward", "dweight", dweight, {OC, IC});
-  expect_cpu("matmul_backward", ctx);
-  cpu::matmul_backward(dinp.defined() ? dinp.f32() : nullptr, dweight.defined() ? dweight.f32() : nullptr,
-                       dout.f32(), inp.f32(), weight.f32(), N, IC, OC, accumulate);
+  float* di = dinp.defined() ? dinp.f32() : nullptr;
+  float* dw = dweight.defined() ? dweight.f32() : nullptr;
+  if (on_cuda(ctx))
+    return cuda::matmul_backward(di, dw, dout.f32(), inp.f32(), weight.f32(), N, IC, OC, accumulate,
+                                 bf16_math(ctx), ctx.stream);
+  cpu::matmul_backward(di, dw, dout.f32(), inp.f32(), weight.f32(), N, IC, OC, accumulate);
 }
 
-static void rope_check(const char* op, Tensor out, Tensor inp, Tensor pos, Tensor cos, Tensor sin) {
+static void rope_check(const char* op, Tensor out, Tensor inp, Tensor pos, Tensor cos, Tensor sin,
+                       const Context& ctx) {
   expect_ndim(op, "inp", inp, 3);
   const int64_t N = inp.dim(0), H = inp.dim(1), HS = inp.dim(2);
   CHECK(HS % 2 == 0, "[", op, "] head size ", HS, " must be even");
@@ -94,23 +109,29 @@ static void rope_check(const char* op, Tensor out, Tensor inp, Tensor pos, Tenso
   expect_ndim(op, "cos", cos, 2);
   expect(op, "cos", cos, {cos.dim(0), HS / 2});
   expect(op, "sin", sin, cos.shape);
-  const int32_t* p = pos.i32();
-  for (int64_t n = 0; n < N; n++)
-    CHECK(p[n] >= 0 && p[n] < cos.dim(0), "[", op, "] position ", p[n], " is outside the rope table of ",
-          cos.dim(0), " positions");
+  if (host_readable(pos, ctx)) {  // on the GPU the rows come from GradStep, which builds them in range
+    const int32_t* p = pos.i32();
+    for (int64_t n = 0; n < N; n++)
+      CHECK(p[n] >= 0 && p[n] < cos.dim(0), "[", op, "] position ", p[n], " is outside the rope table of ",
+            cos.dim(0), " positions");
+  }
   (void)H;
 }
 
 void rope_forward(Tensor out, Tensor inp, Tensor pos, Tensor cos, Tensor sin, Context& ctx) {
-  rope_check("rope", out, inp, pos, cos, sin);
-  expect_cpu("rope", ctx);
+  rope_check("rope", out, inp, pos, cos, sin, ctx);
+  if (on_cuda(ctx))
+    return cuda::rope_apply(out.f32(), inp.f32(), pos.i32(), cos.f32(), sin.f32(), inp.dim(0), inp.dim(1),
+                            inp.dim(2), 1.f, ctx.stream);
   cpu::rope_apply(out.f32(), inp.f32(), pos.i32(), cos.f32(), sin.f32(), inp.dim(0), inp.dim(1), inp.dim(2),
                   1.f);
 }
 
 void rope_backward(Tensor dinp, Tensor dout, Tensor pos, Tensor cos, Tensor sin, Context& ctx) {
-  rope_check("rope_backward", dinp, dout, pos, cos, sin);
-  expect_cpu("rope_backward", ctx);
+  rope_check("rope_backward", dinp, dout, pos, cos, sin, ctx);
+  if (on_cuda(ctx))
+    return cuda::rope_apply(dinp.f32(), dout.f32(), pos.i32(), cos.f32(), sin.f32(), dout.dim(0), dout.dim(1),
+                            dout.dim(2), -1.f, ctx.stream);
   cpu::rope_apply(dinp.f32(), dout.f32(), pos.i32(), cos.f32(), sin.f32(), dout.dim(0), dout.dim(1),
                   dout.dim(2), -1.f);
 }
@@ -118,21 +139,25 @@ void rope_backward(Tensor dinp, Tensor dout, Tensor pos, Tensor cos, Tensor sin,
 void swiglu_forward(Tensor out, Tensor gate, Tensor up, Context& ctx) {
   expect("swiglu", "up", up, gate.shape);
   expect("swiglu", "out", out, gate.shape);
-  expect_cpu("swiglu", ctx);
+  if (on_cuda(ctx)) return cuda::swiglu_forward(out.f32(), gate.f32(), up.f32(), gate.numel(), ctx.stream);
   cpu::swiglu_forward(out.f32(), gate.f32(), up.f32(), gate.numel());
 }
 
 void swiglu_backward(Tensor dgate, Tensor dup, Tensor dout, Tensor gate, Tensor up, Context& ctx) {
   for (auto [n, t] : {std::pair{"up", up}, {"dout", dout}, {"dgate", dgate}, {"dup", dup}})
     expect("swiglu_backward", n, t, gate.shape);
-  expect_cpu("swiglu_backward", ctx);
+  if (on_cuda(ctx))
+    return cuda::swiglu_backward(dgate.f32(), dup.f32(), dout.f32(), gate.f32(), up.f32(), gate.numel(),
+                                 ctx.stream);
   cpu::swiglu_backward(dgate.f32(), dup.f32(), dout.f32(), gate.f32(), up.f32(), gate.numel());
 }
 
 void adamw_update(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& p, Context& ctx) {
   for (auto [n, t] : {std::pair{"grad", grad}, {"m", m}, {"v", v}}) expect("adamw", n, t, param.shape);
   CHECK(p.step >= 1, "[adamw] step must be >= 1, got ", p.step);
-  expect_cpu("adamw", ctx);
+  if (on_cuda(ctx))
+    return cuda::adamw_update(param.f32(), grad.f32(), m.f32(), v.f32(), param.numel(), p.lr, p.beta1,
+                              p.beta2, p.eps, p.weight_decay, p.step, ctx.stream);
   cpu::adamw_update(param.f32(), grad.f32(), m.f32(), v.f32(), param.numel(), p.lr, p.beta1, p.beta2, p.eps,
                     p.weight_decay, p.step);
 }
@@ -140,18 +165,33 @@ void adamw_update(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWPara
 void add_forward(Tensor out, Tensor a, Tensor b, Context& ctx) {
   expect("add", "b", b, a.shape);
   expect("add", "out", out, a.shape);
-  expect_cpu("add", ctx);
+  if (on_cuda(ctx)) return cuda::add(out.f32(), a.f32(), b.f32(), a.numel(), ctx.stream);
   cpu::add(out.f32(), a.f32(), b.f32(), a.numel());
 }
 
 double sum_squares(Tensor x, Context& ctx) {
-  expect_cpu("sum_squares", ctx);
+  if (on_cuda(ctx)) return cuda::sum_squares(x.f32(), x.numel(), ctx.stream);
   return cpu::sum_squares(x.f32(), x.numel());
 }
 
 void scale_inplace(Tensor x, float s, Context& ctx) {
-  expect_cpu("scale", ctx);
+  if (on_cuda(ctx)) return cuda::scale(x.f32(), s, x.numel(), ctx.stream);
   cpu::scale(x.f32(), s, x.numel());
+}
+
+void axpy_inplace(Tensor y, float a, Tensor x, Context& ctx) {
+  expect("axpy", "x", x, y.shape);
+  if (on_cuda(ctx)) return cuda::axpy(y.f32(), a, x.f32(), y.numel(), ctx.stream);
+  float* py = y.f32();
+  const float* px = x.f32();
+  for (int64_t i = 0; i < y.numel(); i++) py[i] += a * px[i];
+}
+
+void fill_inplace(Tensor x, float value, Context& ctx) {
+  expect("fill", "x", x, x.shape);
+  if (on_cuda(ctx)) return cuda::fill(x.f32(), value, x.numel(), ctx.stream);
+  float* p = x.f32();
+  for (int64_t i = 0; i < x.numel(); i++) p[i] = value;
 }
 
 }  // namespace longctx

@@ -8,5 +8,8 @@ void add_forward(Tensor out, Tensor a, Tensor b, Context& ctx);
 // sum of squares in double, for gradient norms
 double sum_squares(Tensor x, Context& ctx);
 void scale_inplace(Tensor x, float s, Context& ctx);
+// y += a * x (same shape)
+void axpy_inplace(Tensor y, float a, Tensor x, Context& ctx);
+void fill_inplace(Tensor x, float value, Context& ctx);
 
 }  // namespace longctx

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cuda/cuda_kernels.h"
 #include "ops/validate.h"
 
 namespace longctx {
@@ -17,7 +18,7 @@ int64_t lm_head_loss_auto_tile(int64_t N, int64_t V) {
 size_t lm_head_loss_workspace_bytes(int64_t N, int64_t V, int64_t C, int64_t tile_rows) {
   const int64_t tile =
       tile_rows > 0 ? std::min(tile_rows, std::max<int64_t>(N, 1)) : lm_head_loss_auto_tile(N, V);
-  return size_t(tile) * size_t(V) * 4;
+  return size_t(tile) * size_t(V) * 4 + size_t(tile) * 8;  // logits (tile, V) F32, row losses (tile) F64
 }
 
 double lm_head_loss(Tensor dhidden, Tensor dweight, Tensor hidden, Tensor weight, Tensor targets,
@@ -30,17 +31,22 @@ double lm_head_loss(Tensor dhidden, Tensor dweight, Tensor hidden, Tensor weight
   ops::expect(op, "targets", targets, {N}, DType::I32);
   if (dhidden.defined()) ops::expect(op, "dhidden", dhidden, {N, C});
   if (dweight.defined()) ops::expect(op, "dweight", dweight, {V, C});
-  ops::expect_cpu(op, ctx);
   const int32_t* t = targets.i32();
-  for (int64_t n = 0; n < N; n++)
-    CHECK(t[n] == kIgnoreIndex || (t[n] >= 0 && t[n] < V), "[", op, "] target ", t[n], " at row ", n,
-          " is outside the vocabulary [0, ", V, ") and is not the ignore index ", kIgnoreIndex);
+  if (ops::host_readable(targets, ctx))  // on the GPU an id out of range counts as ignored
+    for (int64_t n = 0; n < N; n++)
+      CHECK(t[n] == kIgnoreIndex || (t[n] >= 0 && t[n] < V), "[", op, "] target ", t[n], " at row ", n,
+            " is outside the vocabulary [0, ", V, ") and is not the ignore index ", kIgnoreIndex);
   const int64_t tile =
       tile_rows > 0 ? std::min(tile_rows, std::max<int64_t>(N, 1)) : lm_head_loss_auto_tile(N, V);
-  Buffer logits(*ctx.mem, Tier::device, Tag::workspace, {tile, V});  // (tile, V)
-  return cpu::lm_head_loss(dhidden.defined() ? dhidden.f32() : nullptr,
-                           dweight.defined() ? dweight.f32() : nullptr, hidden.f32(), weight.f32(), t, N, C,
-                           V, scale, tile, logits.f32());
+  Buffer logits(*ctx.mem, Tier::device, Tag::workspace, {tile, V});             // (tile, V)
+  Buffer row_loss(*ctx.mem, Tier::device, Tag::workspace, {tile}, DType::F64);  // (tile)
+  float* dh = dhidden.defined() ? dhidden.f32() : nullptr;
+  float* dw = dweight.defined() ? dweight.f32() : nullptr;
+  double* rl = row_loss.t().as<double>();
+  if (ops::on_cuda(ctx))
+    return cuda::lm_head_loss(dh, dw, hidden.f32(), weight.f32(), t, N, C, V, scale, tile, logits.f32(), rl,
+                              ops::bf16_math(ctx), ctx.stream);
+  return cpu::lm_head_loss(dh, dw, hidden.f32(), weight.f32(), t, N, C, V, scale, tile, logits.f32(), rl);
 }
 
 }  // namespace longctx

@@ -16,8 +16,12 @@ inline void expect_ndim(const char* op, const char* name, const Tensor& t, int n
   CHECK(t.ndim() == n, "[", op, "] ", name, " has shape ", t.shape.str(), ", expected ", n, " dims");
 }
 
-inline void expect_cpu(const char* op, const Context& ctx) {
-  CHECK(ctx.backend == Backend::cpu, "[", op, "] no kernel for this backend in this build");
+inline bool on_cuda(const Context& ctx) { return ctx.backend == Backend::cuda; }
+inline bool bf16_math(const Context& ctx) { return ctx.backend == Backend::cuda && ctx.math == DType::BF16; }
+
+// Whether the op layer may read a tensor's bytes to validate them (not when they are in GPU memory).
+inline bool host_readable(const Tensor& t, const Context& ctx) {
+  return ctx.backend == Backend::cpu || t.tier != Tier::device;
 }
 
 }  // namespace longctx::ops

@@ -151,8 +151,8 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t 
     // out, lse, dq of one page; dk, dv of one page in two slots; document ids
     add(dev, Tag::workspace, (2 * s.Tc * Cq + c.num_attention_heads * s.Tc + 4 * s.Tc * Ckv + Tp) * 4);
   }
-  // transients: the logits tile of the loss, the attention backward's row statistics
-  const int64_t lm = s.loss_tile * c.vocab_size * 4;
+  // transients: the logits tile of the loss and its row losses, the attention backward's row statistics
+  const int64_t lm = int64_t(lm_head_loss_workspace_bytes(s.N, c.vocab_size, C, s.loss_tile));
   const int64_t att = int64_t(
       attention_workspace_bytes(B, s.Tc, s.Tc, c.num_attention_heads, c.num_key_value_heads, c.head_dim));
   add(dev, Tag::workspace, std::max(lm, att));

@@ -39,6 +39,12 @@ GradStep::GradStep(const LlamaConfig& c, Memory& mem, const StepLayout& lay, Att
   saved_ = std::make_unique<SavedStore>(lay_, c.num_hidden_layers, mem);
 
   shared_ = {B, T, pos_.t(), cos_.t(), sin_.t(), AttentionParams{}, Tensor(), Tensor(), 0, runner, 0};
+  // GPU memory: host staging for what prepare() builds on the host (labels, positions, documents,
+  // rope rows, suffix rows), in the order host_of() indexes them
+  staged_ = !mem.host_accessible(dev);
+  if (staged_)
+    for (const Buffer* b : {&labels_, &pos_, &docs_, &cos_, &sin_, &suffix_idx_})
+      staging_.emplace_back(mem, Tier::host, Tag::workspace, b->t().shape, b->t().dtype);
   if (lay_.plan.lora.enabled()) {
     shared_.lora_scale = lay_.plan.lora.scale();
     shared_.lora_u = grads_->get("lora_u"), shared_.lora_g = grads_->get("lora_g");
@@ -56,29 +62,38 @@ void GradStep::prepare(const StepInput& in, Context& ctx, bool allow_suffix) {
   CHECK(in.inputs.numel() == N && in.labels.numel() == N, "[grad_step] expected ", N,
         " inputs and labels, got ", in.inputs.numel(), " and ", in.labels.numel());
   copy_tensor(tokens_.t(), in.inputs.view({N}), ctx);
-  copy_tensor(labels_.t(), in.labels.view({N}), ctx);
-  int32_t* pos = pos_.t().i32();
+  // Host code builds positions, rope rows, labels and the suffix rows: in place on the CPU backend,
+  // in the host staging buffers (then copied) when the device tier is GPU memory.
+  const Tensor hlab = host_of(labels_), hpos = host_of(pos_), hdocs = host_of(docs_), hcos = host_of(cos_),
+               hsin = host_of(sin_), hsuf = host_of(suffix_idx_);
+  copy_tensor(hlab, in.labels.view({N}), ctx);
+  int32_t* pos = host_i32(hpos, ctx, "grad_step positions");
   if (in.positions.defined()) {
-    copy_tensor(pos_.t(), in.positions.view({N}), ctx);
+    copy_tensor(hpos, in.positions.view({N}), ctx);
     for (int64_t n = 0; n < N; n++) CHECK(pos[n] >= 0, "[grad_step] negative position ", pos[n]);
   } else {
     for (int64_t n = 0; n < N; n++) pos[n] = int32_t(n % T_);
   }
-  rope_rows(c_, pos, N, cos_.f32(), sin_.f32());  // rope then indexes them by row
-  for (int64_t n = 0; n < N; n++) pos[n] = int32_t(n);
+  rope_rows(c_, pos, N, host_f32(hcos, ctx, "grad_step rope"), host_f32(hsin, ctx, "grad_step rope"));
+  for (int64_t n = 0; n < N; n++) pos[n] = int32_t(n);  // rope then indexes them by row
   shared_.attn.q_doc = shared_.attn.k_doc = Tensor();
   if (in.doc_ids.defined()) {
-    copy_tensor(docs_.t(), in.doc_ids.view({N}), ctx);
+    copy_tensor(hdocs, in.doc_ids.view({N}), ctx);
     shared_.attn.q_doc = shared_.attn.k_doc = docs_.t().view({B_, T_});
   }
-  int32_t* lab = labels_.t().i32();
+  int32_t* lab = host_i32(hlab, ctx, "grad_step labels");
   label_count_ = 0;
   for (int64_t n = 0; n < N; n++) label_count_ += lab[n] != kIgnoreIndex;
+  find_suffix(lab, host_i32(hsuf, ctx, "grad_step suffix"), host_i32(hdocs, ctx, "grad_step docs"),
+              in.doc_ids.defined(), allow_suffix);
+  for (Buffer* b : {&labels_, &pos_, &docs_, &cos_, &sin_, &suffix_idx_}) push_staged(*b, ctx);
+}
 
-  // The last block runs on the suffix of rows from the first label of any row
-  // on (at least one row): the rows before it reach no loss through it.
+// The last block runs on the suffix of rows from the first label of any row
+// on (at least one row): the rows before it reach no loss through it.
+void GradStep::find_suffix(int32_t* lab, int32_t* spos, const int32_t* doc, bool docs, bool allow_suffix) {
   suffix_ = SuffixRows{};
-  const int64_t L = c_.num_hidden_layers;
+  const int64_t L = c_.num_hidden_layers, N = B_ * T_;
   if (!allow_suffix || !suffix_allowed_ || L == 0 || shared_.runner || T_ < 2) return;
   int64_t S = 1;
   for (int64_t b = 0; b < B_; b++)
@@ -88,19 +103,32 @@ void GradStep::prepare(const StepInput& in, Context& ctx, bool allow_suffix) {
         break;
       }
   if (S == T_) return;
-  int32_t* spos = suffix_idx_.t().i32();
   int32_t* sdoc = spos + N;
-  const int32_t* doc = docs_.t().i32();
   for (int64_t b = 0; b < B_; b++)
     for (int64_t i = 0; i < S; i++) {  // in place: row b*S + i <= b*T + T-S + i, read before written
       const int64_t from = b * T_ + T_ - S + i, to = b * S + i;
       spos[to] = int32_t(from);
       lab[to] = lab[from];
-      if (in.doc_ids.defined()) sdoc[to] = doc[from];
+      if (docs) sdoc[to] = doc[from];
     }
   suffix_.S = S;
   suffix_.pos = suffix_idx_.t().slice0(0, B_ * S);
-  if (in.doc_ids.defined()) suffix_.q_doc = suffix_idx_.t().slice0(N, B_ * S).view({B_, S});
+  if (docs) suffix_.q_doc = suffix_idx_.t().slice0(N, B_ * S).view({B_, S});
+}
+
+Tensor GradStep::host_of(const Buffer& b) const {
+  if (!staged_) return b.t();
+  return staging_[&b == &labels_ ? 0
+                  : &b == &pos_  ? 1
+                  : &b == &docs_ ? 2
+                  : &b == &cos_  ? 3
+                  : &b == &sin_  ? 4
+                                 : 5]
+      .t();
+}
+
+void GradStep::push_staged(const Buffer& b, Context& ctx) {
+  if (staged_) copy_tensor(b.t(), host_of(b), ctx);
 }
 
 // Embedding and every block (saving what the plan keeps) into xL_. kv_only:

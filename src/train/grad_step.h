@@ -82,6 +82,9 @@ class GradStep {
 
  private:
   void prepare(const StepInput& in, Context& ctx, bool allow_suffix = true);
+  void find_suffix(int32_t* lab, int32_t* spos, const int32_t* doc, bool docs, bool allow_suffix);
+  Tensor host_of(const Buffer& b) const;            // b itself, or its host staging buffer
+  void push_staged(const Buffer& b, Context& ctx);  // staging -> b (when staged)
   void forward(const ParamSet& w, Context& ctx, bool kv_only = false);
   void backward(const ParamSet& w, const Grads& g, Context& ctx);
   // The last block on the labeled suffix (suffix_.S > 0): forward into the
@@ -103,6 +106,8 @@ class GradStep {
   Buffer suffix_idx_;                  // (2N) I32: the suffix rows' rope rows, then their doc ids
   Buffer xL_, hf_, rstdf_, dhf_, dx_;  // (N, C), (tile, C), (tile), (tile, C), (N, C)
   Buffer hidden_, hidden_rstd_;        // forward_hidden only: (N, C), (N)
+  bool staged_ = false;                // the device tier is GPU memory
+  std::vector<Buffer> staging_;        // host copies of labels_, pos_, docs_, cos_, sin_, suffix_idx_
   Memory* mem_ = nullptr;
   std::unique_ptr<ActBuffer> scratch_, grads_;  // rows not kept; backward scratch
   std::unique_ptr<SavedStore> saved_;           // L x (inp (N, C) + kept rows)

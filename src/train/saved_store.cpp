@@ -56,6 +56,8 @@ SavedStore::SavedStore(const StepLayout& s, int64_t L, Memory& mem)
   CHECK(fd_ >= 0, "offload: cannot create a file in '", dir, "': ", std::strerror(errno));
   ::unlink(path.c_str());  // gone with the process, even after a crash
   mem.tracker().on_alloc(Tier::disk, Tag::checkpoint, s.offload_sets * bytes_);
+  if (!mem.host_accessible(Tier::device))  // pwrite/pread cannot reach GPU memory: a pinned slot each
+    for (int i = 0; i < 2; i++) staging_.emplace_back(mem, Tier::host, Tag::checkpoint, Shape{bytes_ / 4});
 }
 
 SavedStore::~SavedStore() {
@@ -74,9 +76,17 @@ const ActBuffer& SavedStore::forward_set(int64_t l) {
 
 void SavedStore::copy_out(int64_t l) {
   const char* src = static_cast<const char*>(device_[size_t(l % 2)]->all().ptr);
+  Memory* m = &mem_;
   if (where_ == Offload::host) {
     char* dst = static_cast<char*>(host_[size_t(l)].t().ptr);
-    ticket_[size_t(l % 2)] = copier_->submit([=, n = bytes_] { std::memcpy(dst, src, size_t(n)); });
+    ticket_[size_t(l % 2)] =
+        copier_->submit([=, n = bytes_] { m->copy(Tier::host, dst, Tier::device, src, size_t(n)); });
+  } else if (!staging_.empty()) {  // GPU memory: through this slot's pinned staging
+    char* st = static_cast<char*>(staging_[size_t(l % 2)].t().ptr);
+    ticket_[size_t(l % 2)] = copier_->submit([=, fd = fd_, n = bytes_] {
+      m->copy(Tier::host, st, Tier::device, src, size_t(n));
+      write_all(fd, st, n, l * n);
+    });
   } else {
     ticket_[size_t(l % 2)] = copier_->submit([=, fd = fd_, n = bytes_] { write_all(fd, src, n, l * n); });
   }
@@ -84,9 +94,17 @@ void SavedStore::copy_out(int64_t l) {
 
 void SavedStore::copy_in(int64_t l) {
   char* dst = static_cast<char*>(device_[size_t(l % 2)]->all().ptr);
+  Memory* m = &mem_;
   if (where_ == Offload::host) {
     const char* src = static_cast<const char*>(host_[size_t(l)].t().ptr);
-    ticket_[size_t(l % 2)] = copier_->submit([=, n = bytes_] { std::memcpy(dst, src, size_t(n)); });
+    ticket_[size_t(l % 2)] =
+        copier_->submit([=, n = bytes_] { m->copy(Tier::device, dst, Tier::host, src, size_t(n)); });
+  } else if (!staging_.empty()) {
+    char* st = static_cast<char*>(staging_[size_t(l % 2)].t().ptr);
+    ticket_[size_t(l % 2)] = copier_->submit([=, fd = fd_, n = bytes_] {
+      read_all(fd, st, n, l * n);
+      m->copy(Tier::device, dst, Tier::host, st, size_t(n));
+    });
   } else {
     ticket_[size_t(l % 2)] = copier_->submit([=, fd = fd_, n = bytes_] { read_all(fd, dst, n, l * n); });
   }

@@ -37,6 +37,7 @@ class SavedStore {
   std::vector<std::unique_ptr<ActBuffer>> device_;  // L sets, or 2 staging sets
   std::vector<Buffer> host_;                        // offload to host: L-1 sets
   int fd_ = -1;                                     // offload to disk: one unlinked file
+  std::vector<Buffer> staging_;                     // disk with a GPU device tier: 2 pinned slots
   std::unique_ptr<CopyThread> copier_;
   std::vector<uint64_t> ticket_;  // per staging slot: the copy that must finish before reuse
 };

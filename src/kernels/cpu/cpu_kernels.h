@@ -31,7 +31,8 @@ void swiglu_backward(float* dgate, float* dup, const float* dout, const float* g
 
 // Fused LM head + cross-entropy over rows [0, N) in tiles; see ops/lm_head_loss.h.
 double lm_head_loss(float* dhidden, float* dw, const float* hidden, const float* w, const int32_t* targets,
-                    int64_t N, int64_t C, int64_t V, double scale, int64_t tile, float* logits_tile);
+                    int64_t N, int64_t C, int64_t V, double scale, int64_t tile, float* logits_tile,
+                    double* row_loss);  // row_loss: (tile) scratch
 
 void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, float lr, float b1, float b2,
                   float eps, float wd, int64_t step);

@@ -33,9 +33,9 @@ double softmax_xent_row(float* z, int64_t V, int32_t target, double scale, bool 
 }  // namespace
 
 double lm_head_loss(float* dhidden, float* dw, const float* hidden, const float* w, const int32_t* targets,
-                    int64_t N, int64_t C, int64_t V, double scale, int64_t tile, float* logits) {
+                    int64_t N, int64_t C, int64_t V, double scale, int64_t tile, float* logits,
+                    double* row_loss) {
   const bool want_grad = dhidden || dw;
-  std::vector<double> row_loss(static_cast<size_t>(tile));
   double total = 0;
   for (int64_t r0 = 0; r0 < N; r0 += tile) {
     const int64_t rows = std::min(tile, N - r0);
@@ -45,9 +45,9 @@ double lm_head_loss(float* dhidden, float* dw, const float* hidden, const float*
                 0.f, logits, int(V));
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; r++)
-      row_loss[size_t(r)] = softmax_xent_row(logits + r * V, V, targets[r0 + r], scale, want_grad);
-    for (int64_t r = 0; r < rows; r++) total += row_loss[size_t(r)];  // fixed order: deterministic
-    if (dhidden)  // (rows, C) = dlogits (rows, V) @ w (V, C)
+      row_loss[r] = softmax_xent_row(logits + r * V, V, targets[r0 + r], scale, want_grad);
+    for (int64_t r = 0; r < rows; r++) total += row_loss[r];  // fixed order: deterministic
+    if (dhidden)                                              // (rows, C) = dlogits (rows, V) @ w (V, C)
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(C), int(V), 1.f, logits, int(V),
                   w, int(C), 0.f, dhidden + r0 * C, int(C));
     if (dw)  // (V, C) += dlogits^T (V, rows) @ h (rows, C)

@@ -1,0 +1,24 @@
+// GPU memory for the CUDA backend: the device tier's allocator (stream-ordered,
+// cached by CUDA's default memory pool, so freeing and reallocating per op is
+// cheap), pinned host memory for the host tier, copies in any direction and
+// the pool's own high-water mark. Stubs throw when CUDA is not built.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "core/memory.h"
+
+namespace longctx::cuda {
+
+std::unique_ptr<Allocator> make_device_allocator();
+std::unique_ptr<Allocator> make_pinned_allocator();
+// Any direction (device, pinned or pageable host); returns when the bytes are there.
+void copy_bytes(void* dst, const void* src, size_t bytes, void* stream);
+void synchronize(void* stream);
+// Bytes the device pool held at most since the last reset (what the GPU really gave us,
+// fragmentation included) and a reset of that mark.
+int64_t pool_peak_bytes();
+void reset_pool_peak();
+
+}  // namespace longctx::cuda
