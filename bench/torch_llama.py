@@ -1,7 +1,14 @@
 #!/usr/bin/python3
-"""Eager PyTorch fp32 Llama: the baseline longctx is timed against (bench/compare_torch.py).
+"""PyTorch fp32 Llama forward+backward: the baselines longctx is timed against (bench/compare_torch.py).
 
-Written in the style of Hugging Face transformers' LlamaForCausalLM with
+--impl hf (what a user would pick instead of longctx): Hugging Face transformers'
+own LlamaForCausalLM, from_pretrained(dtype=float32, attn_implementation="sdpa"),
+gradient checkpointing with its defaults (activation_checkpointing_enable(), the new name of
+gradient_checkpointing_enable() in 5.x), use_cache=False, its own loss
+(labels passed pre-shifted as shift_labels, so every one of the T labels counts, as
+in longctx). Needs transformers 5.x: scripts/install-hf-bench.sh makes .venv-hf/.
+
+--impl eager (the default; runs on Debian's torch 1.13, no transformers): written in the style of Hugging Face transformers' LlamaForCausalLM with
 attn_implementation="eager" and gradient checkpointing on: every decoder layer
 runs under torch.utils.checkpoint (use_reentrant=False), attention is
 q @ k^T * scale + additive causal mask -> fp32 softmax -> @ v with repeat_kv
@@ -13,8 +20,13 @@ oracle tests/reference/llama_ref.py (it also holds the safetensors reader).
 
 CLI (prints one JSON line last):
     /usr/bin/python3 bench/torch_llama.py --model DIR --tokens T.npy [--repeat 3] [--threads N]
+    .venv-hf/bin/python bench/torch_llama.py --impl hf --model DIR --tokens T.npy [--repeat 3] [--threads N]
       {"loss", "step_seconds", "step_seconds_all", "rss_before_bytes", "peak_rss_bytes",
-       "step_bytes", "threads", "torch"}   or   {"oom": true, "error": "..."} on allocation failure
+       "step_bytes", "threads", "torch", "transformers", "impl"}
+      or {"oom": true, "error": "..."} on allocation failure
+    Memory: rss_before_bytes is VmRSS after import and weight load; peak_rss_bytes is
+    getrusage(RUSAGE_SELF).ru_maxrss after the steps (warm-up included); step_bytes is
+    their difference, what the steps added.
 """
 import argparse
 import json
@@ -159,6 +171,17 @@ def load(model_dir):
     return m.train()
 
 
+def load_hf(model_dir):
+    """-> transformers.LlamaForCausalLM of model_dir: fp32, SDPA attention, gradient checkpointing on."""
+    import transformers
+    m = transformers.LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
+    m.config.use_cache = False
+    # transformers 5.x renamed gradient_checkpointing_enable (a deprecated alias now) to activation_checkpointing_enable;
+    # the defaults of either: every decoder layer, torch.utils.checkpoint(use_reentrant=False)
+    (getattr(m, "activation_checkpointing_enable", None) or m.gradient_checkpointing_enable)()
+    return m.train()
+
+
 def rss_bytes():
     with open("/proc/self/status") as f:
         for line in f:
@@ -178,19 +201,37 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=3, help="timed steps after one warm-up step")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: os.cpu_count())")
     ap.add_argument("--no-checkpointing", action="store_true", help="keep every layer's activations")
+    ap.add_argument("--impl", choices=("eager", "hf"), default="eager",
+                    help="eager: this file's model (default); hf: transformers' LlamaForCausalLM with SDPA")
     a = ap.parse_args(argv)
     if a.repeat < 1:
         ap.error("--repeat must be >= 1")
     threads = a.threads or os.cpu_count()
     torch.set_num_threads(threads)
+    out = {"impl": a.impl, "torch": torch.__version__, "threads": threads}
     try:
-        model = load(a.model)
-        inputs, labels = llama_ref.load_tokens(a.tokens, model.cfg["vocab_size"])
+        if a.impl == "hf":
+            import transformers
+            out["transformers"] = transformers.__version__
+            model = load_hf(a.model)
+            if a.no_checkpointing:
+                (getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable)()
+            inputs, labels = llama_ref.load_tokens(a.tokens, model.config.vocab_size)
+            out["attn_implementation"] = model.config._attn_implementation
+
+            def step():
+                return model(input_ids=inputs, labels=labels, shift_labels=labels, use_cache=False).loss
+        else:
+            model = load(a.model)
+            model.checkpointing = not a.no_checkpointing
+            inputs, labels = llama_ref.load_tokens(a.tokens, model.cfg["vocab_size"])
+
+            def step():
+                return model(inputs, labels)
     except llama_ref.RefError as e:
         print(f"torch_llama: {e}", file=sys.stderr)
         return 1
-    model.checkpointing = not a.no_checkpointing
-    out = {"torch": torch.__version__, "threads": threads, "tokens": int(inputs.numel())}
+    out["tokens"] = int(inputs.numel())
     out["rss_before_bytes"] = rss_before = rss_bytes()
     out["peak_rss_before_bytes"] = peak_rss_bytes()
     secs, loss = [], None
@@ -198,7 +239,7 @@ def main(argv=None):
         for r in range(a.repeat + 1):
             model.zero_grad(set_to_none=True)
             t0 = time.perf_counter()
-            loss = model(inputs, labels)
+            loss = step()
             loss.backward()
             dt = time.perf_counter() - t0
             if r > 0:  # step 0 is the warm-up

@@ -60,6 +60,20 @@ void save_params_from(const std::string& path, const ParamSet& p, const LlamaCon
   save_params(path, host);
 }
 
+// LoRA adapters in GPU memory: initialised or read on the host, then copied.
+void init_adapters_on(LoraSet& a, const LlamaConfig& c, const LoraConfig& lc, const std::string& adapter,
+                      Memory& mem, Context& ctx) {
+  const bool direct = mem.host_accessible(a.all().tier);
+  std::unique_ptr<LoraSet> host =
+      direct ? nullptr : std::make_unique<LoraSet>(c, lc, mem, Tier::host, Tag::data);
+  LoraSet& h = direct ? a : *host;
+  if (adapter.empty())
+    init_lora(h, 0);
+  else
+    load_lora_peft(adapter, h);
+  if (!direct) copy_tensor(a.all(), h.all(), ctx);
+}
+
 int run_grad(const Opts& o) {
   namespace fs = std::filesystem;
   Comm& comm = world();
@@ -86,7 +100,7 @@ int run_grad(const Opts& o) {
   mem.tracker().set_budget(Tier::device, plan.device_mem);
   mem.tracker().set_budget(Tier::host, plan.host_mem);
   Context ctx;
-  const Backend backend = parse_device(o.device);
+  const Backend backend = parse_device(o.device);  // (set up below, once the plan is checked)
   CHECK(o.dtype == "auto" || o.dtype == "fp32" || o.dtype == "bf16", "--dtype ", o.dtype,
         ": expected fp32, bf16 or auto (bf16 on the GPU, fp32 on the CPU)");
   CHECK(!(o.dtype == "bf16" && backend == Backend::cpu),
@@ -94,10 +108,8 @@ int run_grad(const Opts& o) {
   const std::string dtype = o.dtype != "auto" ? o.dtype : backend == Backend::cuda ? "bf16" : "fp32";
   if (backend == Backend::cuda) {
     CHECK(comm.size() == 1, "--device cuda runs on one rank in this build (ranks on GPUs are not built yet)");
-    CHECK(!plan.chunked(), "--device cuda: chunk modes (SeCO/SpaCO) are not built for the GPU yet");
-    CHECK(!plan.lora.enabled() && o.adapter.empty(), "--device cuda: LoRA is not built for the GPU yet");
   }
-  setup_backend(ctx, mem, backend);
+  setup_device(ctx, mem, o.device);
   if (dtype == "bf16") ctx.math = DType::BF16;
   Buffer inputs(mem, Tier::host, Tag::data, {B, std::max<int64_t>(T, 1)}, DType::I32);
   Buffer labels(mem, Tier::host, Tag::data, {B, std::max<int64_t>(T, 1)}, DType::I32);
@@ -122,10 +134,7 @@ int run_grad(const Opts& o) {
   if (plan.lora.enabled()) {
     a = std::make_unique<LoraSet>(c, plan.lora, mem, Tier::device, Tag::weights);
     ga = std::make_unique<LoraSet>(c, plan.lora, mem, Tier::device, Tag::grads);
-    if (o.adapter.empty())
-      init_lora(*a, 0);
-    else
-      load_lora_peft(o.adapter, *a);
+    init_adapters_on(*a, c, plan.lora, o.adapter, mem, ctx);
   } else if (!by_unit) {
     gbase = std::make_unique<ParamSet>(c, mem, Tier::device, Tag::grads);
   }
@@ -157,7 +166,11 @@ int run_grad(const Opts& o) {
   }
   if (!is_root()) return 0;  // rank 0 writes the (summed, so full) gradients and reports
   if (!o.out.empty() && gbase) save_params_from(o.out, *gbase, c, mem, ctx);
-  if (!o.out.empty() && ga) save_safetensors(o.out, named_tensors(*ga));
+  if (!o.out.empty() && ga) {
+    LoraSet host(c, plan.lora, mem, Tier::host, Tag::data);
+    copy_tensor(host.all(), ga->all(), ctx);
+    save_safetensors(o.out, named_tensors(host));
+  }
 
   const double sec = median(secs);
   const StepFlops f = step_flops(c, B, T, true, step.suffix_rows(T));

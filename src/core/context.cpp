@@ -6,7 +6,7 @@ const char* backend_name(Backend b) { return b == Backend::cuda ? "cuda" : "cpu"
 
 namespace {
 void check_host(const Tensor& t, const Context& ctx, const char* who) {
-  CHECK(ctx.backend == Backend::cpu || t.tier != Tier::device || !t.defined(), "[", who,
+  CHECK(!t.defined() || !ctx.mem || ctx.mem->host_accessible(t.tier), "[", who,
         "] host code asked for the bytes of a ", t.shape.str(),
         " tensor in GPU memory; copy it with copy_tensor");
 }

@@ -142,9 +142,15 @@ class DiskAllocator : public Allocator {
   std::string dir_;
 };
 
+class OpaqueHostAllocator : public HostAllocator {
+ public:
+  bool host_accessible() const override { return false; }
+};
+
 }  // namespace
 
 std::unique_ptr<Allocator> make_host_allocator() { return std::make_unique<HostAllocator>(); }
+std::unique_ptr<Allocator> make_opaque_host_allocator() { return std::make_unique<OpaqueHostAllocator>(); }
 std::unique_ptr<Allocator> make_disk_allocator(const std::string& dir) {
   return std::make_unique<DiskAllocator>(dir);
 }

@@ -67,7 +67,10 @@ class Allocator {
   virtual void copy(void* dst, const void* src, size_t n);
 };
 
-std::unique_ptr<Allocator> make_host_allocator();                        // 64-byte aligned
+std::unique_ptr<Allocator> make_host_allocator();  // 64-byte aligned
+// Host memory that host code must treat as GPU memory (host_accessible() is false): the CPU backend's
+// way to run every staging path of the GPU backend (--device cpu-staged, for tests).
+std::unique_ptr<Allocator> make_opaque_host_allocator();
 std::unique_ptr<Allocator> make_disk_allocator(const std::string& dir);  // mmap'd unlinked files
 
 // The memory of one process: an allocator and a tracker per tier.

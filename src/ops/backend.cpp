@@ -6,11 +6,11 @@
 namespace longctx {
 
 Backend parse_device(const std::string& name) {
-  if (name == "cpu") return Backend::cpu;
+  if (name == "cpu" || name == "cpu-staged") return Backend::cpu;
   std::string why;
   const bool have_gpu = cuda_built() && !cuda_devices(&why).empty();
   if (name == "auto") return have_gpu ? Backend::cuda : Backend::cpu;
-  CHECK(name == "cuda", "--device ", name, ": expected cpu, cuda or auto");
+  CHECK(name == "cuda", "--device ", name, ": expected cpu, cuda or auto (or cpu-staged, for tests)");
   CHECK(have_gpu, "--device cuda: ", why.empty() ? "no GPU" : why);
   return Backend::cuda;
 }
@@ -23,6 +23,13 @@ void setup_backend(Context& ctx, Memory& mem, Backend b) {
     mem.set_allocator(Tier::device, cuda::make_device_allocator());
     mem.set_allocator(Tier::host, cuda::make_pinned_allocator());
   }
+}
+
+Backend setup_device(Context& ctx, Memory& mem, const std::string& device) {
+  const Backend b = parse_device(device);
+  setup_backend(ctx, mem, b);
+  if (device == "cpu-staged") mem.set_allocator(Tier::device, make_opaque_host_allocator());
+  return b;
 }
 
 }  // namespace longctx

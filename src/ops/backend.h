@@ -6,10 +6,14 @@
 
 namespace longctx {
 
-// "cpu", "cuda" or "auto" (cuda when the CUDA backend is built and a GPU is visible, else cpu).
+// "cpu", "cuda" or "auto" (cuda when the CUDA backend is built and a GPU is visible, else cpu);
+// "cpu-staged" is the CPU backend with a device tier that host code must not touch (as GPU memory):
+// the tests' way to run every staging path of the GPU backend without a GPU.
 Backend parse_device(const std::string& name);
 // ctx.backend := b, ctx.mem := &mem; on cuda the device tier becomes GPU memory and the host tier
 // pinned memory. Call before anything is allocated from mem.
 void setup_backend(Context& ctx, Memory& mem, Backend b);
+// parse_device + setup_backend, "cpu-staged" included; returns the backend.
+Backend setup_device(Context& ctx, Memory& mem, const std::string& device);
 
 }  // namespace longctx

@@ -21,7 +21,7 @@ inline bool bf16_math(const Context& ctx) { return ctx.backend == Backend::cuda 
 
 // Whether the op layer may read a tensor's bytes to validate them (not when they are in GPU memory).
 inline bool host_readable(const Tensor& t, const Context& ctx) {
-  return ctx.backend == Backend::cpu || t.tier != Tier::device;
+  return !ctx.mem || ctx.mem->host_accessible(t.tier);
 }
 
 }  // namespace longctx::ops

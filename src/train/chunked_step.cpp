@@ -23,7 +23,8 @@ uint64_t mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-void add_into(Tensor dst, Tensor src, float scale) {
+// host memory only (the copy thread's side of an off-device store)
+void add_into_host(Tensor dst, Tensor src, float scale) {
   float* d = dst.f32();
   const float* s = src.f32();
   for (int64_t i = 0; i < dst.numel(); i++) d[i] += scale * s[i];
@@ -38,6 +39,7 @@ class KvPages : public AttentionRunner {
  public:
   KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& mem)
       : c_(c),
+        mem_(mem),
         Tc_(s.Tc),
         k_(k),
         tier_(s.plan.offload == Offload::none   ? Tier::device
@@ -59,6 +61,12 @@ class KvPages : public AttentionRunner {
       }
       dkpage_ = Buffer(mem, dev, Tag::kv_grad, {Tc_, Ckv});
       copier_ = std::make_unique<CopyThread>();
+      // GPU memory: the copy thread adds a page's gradients into the store on the host, from pinned copies
+      if (!mem.host_accessible(dev))
+        for (int i = 0; i < 2; i++) {
+          dk_h_[i] = Buffer(mem, Tier::host, Tag::kv_grad, {Tc_, Ckv});
+          dv_h_[i] = Buffer(mem, Tier::host, Tag::kv_grad, {Tc_, Ckv});
+        }
     }
     out_p_ = Buffer(mem, dev, Tag::workspace, {Tc_, Cq});  // (Tc, NH, HS)
     lse_p_ = Buffer(mem, dev, Tag::workspace, {NH, Tc_});
@@ -72,7 +80,9 @@ class KvPages : public AttentionRunner {
   ~KvPages() override { copier_.reset(); }
 
   // Per-step state: the whole sequence's document ids (padding its own).
-  void set_docs(const std::vector<int32_t>& d) { std::memcpy(docs_.t().ptr, d.data(), d.size() * 4); }
+  void set_docs(std::vector<int32_t>& d, Context& ctx) {
+    copy_tensor(docs_.t(), Tensor(d.data(), {int64_t(d.size())}, DType::I32, Tier::host), ctx);
+  }
   void zero_grads() {
     for (auto& b : kg_) b.zero();
     for (auto& b : vg_) b.zero();
@@ -118,8 +128,8 @@ class KvPages : public AttentionRunner {
       if (copier_) copier_->wait(sent_[s]);  // this slot's gradients from two pages ago have left
       const Tensor dk = dk_p_[s].t().view({1, Tc_, NKV, HS}), dv = dv_p_[s].t().view({1, Tc_, NKV, HS});
       attention_backward(dq_p_.t().view({1, Tc_, NH, HS}), dk, dv, dout, q, K, V, out, a.lse, params(p), ctx);
-      add_into(g.dq, dq_p_.t(), 1.f);
-      send_grad_page(l, p, s);
+      axpy_inplace(g.dq, 1.f, dq_p_.t().view(g.dq.shape), ctx);
+      send_grad_page(l, p, s, ctx);
     }
     if (copier_) copier_->wait_all();  // the collected gradients are complete before the next chunk
   }
@@ -142,9 +152,11 @@ class KvPages : public AttentionRunner {
     const int s = int(p % 2);  // its last reader, page p + 2, has run: compute is synchronous
     const Tensor ks = page(kc_[size_t(l)], p), vs = page(vc_[size_t(l)], p);
     const Tensor kd = kpage_[s].t(), vd = vpage_[s].t();
+    Memory* m = &mem_;
+    const Tier from = tier_;
     fetched_[s] = copier_->submit([=] {
-      std::memcpy(kd.ptr, ks.ptr, kd.bytes());
-      std::memcpy(vd.ptr, vs.ptr, vd.bytes());
+      m->copy(Tier::device, kd.ptr, from, ks.ptr, kd.bytes());
+      m->copy(Tier::device, vd.ptr, from, vs.ptr, vd.bytes());
     });
   }
 
@@ -164,31 +176,43 @@ class KvPages : public AttentionRunner {
 
   // g (Tc, Ckv) += the collected gradient of chunk p's page
   void add_grad_page(Tensor g, const Buffer& store, int64_t p, Context& ctx) {
-    if (tier_ == Tier::device) return add_into(g, page(store, p), 1.f);
+    if (tier_ == Tier::device) return axpy_inplace(g, 1.f, page(store, p).view(g.shape), ctx);
     copy_tensor(dkpage_.t(), page(store, p), ctx);
-    add_into(g, dkpage_.t(), 1.f);
+    axpy_inplace(g, 1.f, dkpage_.t().view(g.shape), ctx);
   }
   // chunk p's pages of block l's K/V gradient stores += kv_scale * slot s's
   // dk, dv: on the copy thread when the stores are off the device
-  void send_grad_page(int64_t l, int64_t p, int s) {
+  void send_grad_page(int64_t l, int64_t p, int s, Context& ctx) {
     const Tensor kd = page(kg_[size_t(l)], p), vd = page(vg_[size_t(l)], p);
     const Tensor dk = dk_p_[s].t(), dv = dv_p_[s].t();
     const float sc = kv_scale_;
-    auto job = [=] {
-      add_into(kd, dk, sc);
-      add_into(vd, dv, sc);
-    };
-    if (!copier_) return job();
-    sent_[s] = copier_->submit(job);
+    if (!copier_) {  // the stores are on the device
+      axpy_inplace(kd, sc, dk, ctx);
+      return axpy_inplace(vd, sc, dv, ctx);
+    }
+    Memory* m = &mem_;
+    const Tensor dkh = dk_h_[s].t(), dvh = dv_h_[s].t();  // defined when the device is GPU memory
+    sent_[s] = copier_->submit([=] {
+      if (!dkh.defined()) {
+        add_into_host(kd, dk, sc);
+        return add_into_host(vd, dv, sc);
+      }
+      m->copy(Tier::host, dkh.ptr, Tier::device, dk.ptr, dk.bytes());
+      m->copy(Tier::host, dvh.ptr, Tier::device, dv.ptr, dv.bytes());
+      add_into_host(kd, dkh, sc);
+      add_into_host(vd, dvh, sc);
+    });
   }
 
   LlamaConfig c_;
+  Memory& mem_;
   int64_t Tc_, k_;
   Tier tier_;
   std::vector<Buffer> kc_, vc_, kg_, vg_;  // L x (k*Tc, Ckv) on the tier
   Buffer kpage_[2], vpage_[2], dkpage_;    // (Tc, Ckv) device staging
   Buffer out_p_, lse_p_, dq_p_, docs_;     // device scratch
   Buffer dk_p_[2], dv_p_[2];               // (Tc, Ckv) gradients of one earlier page, two slots
+  Buffer dk_h_[2], dv_h_[2];               // (Tc, Ckv) their host copies (GPU memory, off-device stores)
   std::unique_ptr<CopyThread> copier_;     // off-device tiers: page traffic overlaps with compute
   uint64_t fetched_[2] = {0, 0}, sent_[2] = {0, 0};
   int64_t j_ = 0;
@@ -261,7 +285,7 @@ double ChunkedStep::run(const ParamSet& w, const Grads& grads, const StepInput& 
     pos_[size_t(t)] = in.positions.defined() ? in.positions.i32()[t] : int32_t(t);
     doc_[size_t(t)] = in.doc_ids.defined() ? in.doc_ids.i32()[t] : 0;
   }
-  kv_->set_docs(doc_);
+  kv_->set_docs(doc_, ctx);
   kv_->zero_grads();
   label_count_ = 0;
   for (int64_t t = 0; t < T; t++) label_count_ += in.labels.i32()[t] != kIgnoreIndex;

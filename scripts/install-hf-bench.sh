@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Creates .venv-hf/ in the repo root with PyPI's current torch, transformers
+# (5.x), safetensors and numpy: the baseline a user would pick instead of
+# longctx (Hugging Face LlamaForCausalLM, SDPA attention, gradient
+# checkpointing), used by `bench/compare_torch.py --baseline hf`.
+# The benchmark's own setup, not part of the build or the tests. The default
+# torch wheel brings its CUDA libraries (about 5 GB); it runs on the CPU too.
+# Safe to run again: a venv that already imports them is kept.
+#   scripts/install-hf-bench.sh            # create or keep .venv-hf
+#   VENV=/elsewhere scripts/install-hf-bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv-hf}
+PY_PKGS=(torch "transformers>=5,<6" safetensors numpy)
+CHECK='import torch, transformers, safetensors, numpy, sys; sys.exit(int(transformers.__version__.split(".")[0]) < 5)'
+
+if "$VENV/bin/python" -c "$CHECK" 2>/dev/null; then
+  "$VENV/bin/python" -c 'import torch, transformers; print("install-hf-bench: '"$VENV"' ready: torch", torch.__version__, "transformers", transformers.__version__)'
+  exit 0
+fi
+
+# First python3 that can build a venv with pip in it (Debian splits ensurepip
+# into python3-venv, so `import venv` alone is not enough).
+has_venv() { "$1" -c "import venv, ensurepip" 2>/dev/null; }
+BASE=""
+for cand in python3 /usr/bin/python3; do
+  if command -v "$cand" >/dev/null && has_venv "$cand"; then
+    BASE=$cand
+    break
+  fi
+done
+if [ -z "$BASE" ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "install-hf-bench: installing python3-venv"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv
+  BASE=/usr/bin/python3
+fi
+
+# Keep a venv that only lacks a package (pip fills it in); rebuild one whose interpreter is gone.
+if ! "$VENV/bin/python" -c "import sys" 2>/dev/null; then
+  rm -rf "$VENV"
+  echo "install-hf-bench: creating $VENV with $BASE"
+  "$BASE" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "${PY_PKGS[@]}"
+"$VENV/bin/python" -c "$CHECK"
+"$VENV/bin/python" -c 'import torch, transformers; print("install-hf-bench: '"$VENV"' ready: torch", torch.__version__, "transformers", transformers.__version__)'
