@@ -55,8 +55,10 @@ PART_TABLE=(
   "grad        1  part_grad         scripts/gpu_parts/grad.sh"
   "nccl        1  part_nccl         mpirun -np 1 longctx comm-check --nccl"
   "attn-bench  1  part_attn_bench   scripts/gpu_parts/attn_bench.sh"
+  "step-bench  1  part_step_bench   scripts/gpu_parts/step_bench.sh (1B step vs Hugging Face)"
   "memcheck    1  part_memcheck     compute-sanitizer memcheck over the op harness"
   "cpu-tests   1  part_cpu_tests    ctest -E 'py\\.' (every test but the Python ones)"
+  "report      0  part_report       \$OUT/step.json for docs/gpu/ from the parts' results"
 )
 declare -A PART_FN PART_NEEDS_BUILD PART_WHAT
 PART_ORDER=()
@@ -485,6 +487,12 @@ run_helper() {
 
 part_grad() { run_helper grad.sh; }
 part_attn_bench() { run_helper attn_bench.sh; }
+part_step_bench() { run_helper step_bench.sh; }
+# docs/gpu/step.json's shape, from what the parts before it wrote (LCX_COMMIT: the commit, given by the
+# caller: the device's copy of the repo has no .git)
+part_report() {
+  "${LCX_PYTHON:-python3}" "$REPO/scripts/gpu_parts/report.py" --out "$OUT_DIR" --commit "${LCX_COMMIT:-unknown}"
+}
 
 # NCCL refuses two ranks on one GPU: one rank checks NCCL itself.
 part_nccl() {

@@ -91,6 +91,9 @@ int run_grad(const Opts& o) {
     CHECK(!wanted.lora.enabled(), "--adapter ", o.adapter, " clashes with --lora-rank: the adapter sets it");
     wanted.lora = load_lora_config(o.adapter);
   }
+  // on a GPU the device budget is the GPU's memory unless given (the plan must fit what is really there)
+  const Backend backend = parse_device(o.device);
+  if (backend == Backend::cuda && wanted.device_mem == 0) wanted.device_mem = gpu_budget_bytes();
   // one rank: the plan is checked against its budgets before anything is allocated; across ranks the
   // per-rank budget is enforced as buffers are allocated (the model of CP memory is not built yet)
   const Plan plan =
@@ -100,7 +103,6 @@ int run_grad(const Opts& o) {
   mem.tracker().set_budget(Tier::device, plan.device_mem);
   mem.tracker().set_budget(Tier::host, plan.host_mem);
   Context ctx;
-  const Backend backend = parse_device(o.device);  // (set up below, once the plan is checked)
   CHECK(o.dtype == "auto" || o.dtype == "fp32" || o.dtype == "bf16", "--dtype ", o.dtype,
         ": expected fp32, bf16 or auto (bf16 on the GPU, fp32 on the CPU)");
   CHECK(!(o.dtype == "bf16" && backend == Backend::cpu),

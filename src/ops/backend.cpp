@@ -1,5 +1,7 @@
 #include "ops/backend.h"
 
+#include <algorithm>
+
 #include "kernels/cuda/cuda_info.h"
 #include "kernels/cuda/cuda_memory.h"
 
@@ -23,6 +25,11 @@ void setup_backend(Context& ctx, Memory& mem, Backend b) {
     mem.set_allocator(Tier::device, cuda::make_device_allocator());
     mem.set_allocator(Tier::host, cuda::make_pinned_allocator());
   }
+}
+
+int64_t gpu_budget_bytes() {
+  const int64_t free_b = cuda::free_bytes();
+  return free_b - std::max<int64_t>(free_b / 20, int64_t(1) << 30);
 }
 
 Backend setup_device(Context& ctx, Memory& mem, const std::string& device) {

@@ -13,6 +13,9 @@ Backend parse_device(const std::string& name);
 // ctx.backend := b, ctx.mem := &mem; on cuda the device tier becomes GPU memory and the host tier
 // pinned memory. Call before anything is allocated from mem.
 void setup_backend(Context& ctx, Memory& mem, Backend b);
+// The device budget a plan gets on the GPU when none is given: its free memory less a margin for the
+// CUDA context, cuBLASLt's and cuDNN's workspaces and the pool's fragmentation (5%, at least 1 GiB).
+int64_t gpu_budget_bytes();
 // parse_device + setup_backend, "cpu-staged" included; returns the backend.
 Backend setup_device(Context& ctx, Memory& mem, const std::string& device);
 

@@ -62,6 +62,12 @@ void copy_bytes(void* dst, const void* src, size_t bytes, void* stream) {
   cuda_check(cudaStreamSynchronize(as_stream(stream)), "copy sync");
 }
 
+int64_t free_bytes() {
+  size_t f = 0, t = 0;
+  cuda_check(cudaMemGetInfo(&f, &t), "memory info");
+  return int64_t(f);
+}
+
 void synchronize(void* stream) { cuda_check(cudaStreamSynchronize(as_stream(stream)), "stream sync"); }
 
 int64_t pool_peak_bytes() {

@@ -16,6 +16,7 @@ std::unique_ptr<Allocator> make_pinned_allocator();
 // Any direction (device, pinned or pageable host); returns when the bytes are there.
 void copy_bytes(void* dst, const void* src, size_t bytes, void* stream);
 void synchronize(void* stream);
+int64_t free_bytes();  // the GPU's free memory now (cudaMemGetInfo)
 // Bytes the device pool held at most since the last reset (what the GPU really gave us,
 // fragmentation included) and a reset of that mark.
 int64_t pool_peak_bytes();

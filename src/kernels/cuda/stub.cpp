@@ -85,6 +85,7 @@ std::unique_ptr<Allocator> make_device_allocator() { not_built("device memory");
 std::unique_ptr<Allocator> make_pinned_allocator() { not_built("pinned memory"); }
 void copy_bytes(void*, const void*, size_t, void*) { not_built("copy"); }
 void synchronize(void*) {}
+int64_t free_bytes() { not_built("free_bytes"); }
 int64_t pool_peak_bytes() { return 0; }
 void reset_pool_peak() {}
 }  // namespace cuda
