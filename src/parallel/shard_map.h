@@ -1,6 +1,6 @@
 // How ZeRO cuts a flat vector (weights, gradients, AdamW moments) over the P
-// ranks: into units, each a list of ranges of the vector taken one after
-// another, and each unit into P contiguous parts of ceil(n / P) elements, the
+// ranks: into units, each one contiguous range of the vector, and each unit
+// into P contiguous parts of ceil(n / P) elements, the
 // parts Comm's reduce_scatter_sum / all_gather_parts work on. A rank's shard
 // is its part of every unit, one after another. Stages 0-1 use one unit (the
 // whole vector); stages 2-3 one per block plus one for the embedding, final
@@ -22,31 +22,25 @@ struct FlatRange {
 class ShardMap {
  public:
   ShardMap() = default;
-  ShardMap(std::vector<std::vector<FlatRange>> units, int P, int rank);
+  ShardMap(std::vector<FlatRange> units, int P, int rank);
   int units() const { return int(units_.size()); }
   int parts() const { return P_; }  // 1: every rank holds everything, nothing is communicated
   int64_t unit_size(int u) const { return units_[size_t(u)].n; }
-  int64_t max_unit_size() const;
-  bool needs_scratch() const;  // some unit has several ranges (gather() then uses scratch)
   int64_t shard_size() const { return shard_n_; }
   // This rank's part of unit u: [lo, lo + n) in the unit's order, at `at` in the shard.
   int64_t own_lo(int u) const { return units_[size_t(u)].lo; }
   int64_t own_n(int u) const { return units_[size_t(u)].own; }
   int64_t shard_at(int u) const { return units_[size_t(u)].at; }
-  const std::vector<FlatRange>& ranges(int u) const { return units_[size_t(u)].ranges; }
+  const FlatRange& range(int u) const { return units_[size_t(u)].range; }
 
-  // unit (n_u) <-> the whole vector's layout
-  void pack(int u, const float* whole, float* unit) const;
-  void unpack(int u, const float* unit, float* whole) const;
   // this rank's parts of a whole vector into its shard
   void take(const float* whole, float* shard) const;
   // unit (n_u) = every rank's part of unit u (collective)
   void gather_unit(int u, const float* shard, float* unit, Comm& comm) const;
   // unit (n_u) holds this rank's addends: reduce-scattered, and shard's part += the sum (collective)
   void reduce_unit(int u, float* unit, float* shard, Comm& comm) const;
-  // whole vector = every rank's shard (collective); scratch: max_unit_size()
-  // floats, used only for units of more than one range
-  void gather(const float* shard, float* whole, float* scratch, Comm& comm) const;
+  // whole vector = every rank's shard (collective), each unit gathered in place
+  void gather(const float* shard, float* whole, Comm& comm) const;
   // The pieces of [begin, end) of the whole vector that lie in this rank's
   // shard: at `at` in the shard, at `whole` in the whole vector, n long.
   struct Piece {
@@ -56,7 +50,7 @@ class ShardMap {
 
  private:
   struct Unit {
-    std::vector<FlatRange> ranges;
+    FlatRange range;
     int64_t n = 0, lo = 0, own = 0, at = 0;
   };
   std::vector<Unit> units_;

@@ -30,7 +30,7 @@ ZeroShards::ZeroShards(Tensor w, Tensor g, std::vector<NamedTensor> tensors, int
   CHECK(g.numel() == n_, "[zero] ", g.numel(), " gradients for ", n_, " parameters");
   for (const NamedTensor& t : tensors_) offsets_.push_back(static_cast<float*>(t.t.ptr) - w.f32());
   const int P = stage_ == 0 ? 1 : comm.size(), r = stage_ == 0 ? 0 : comm.rank();
-  map_ = ShardMap({{FlatRange{0, n_}}}, P, r);
+  map_ = ShardMap({FlatRange{0, n_}}, P, r);
   ws_ = w.slice0(map_.own_lo(0), map_.own_n(0));  // in place
   gs_ = g.slice0(map_.own_lo(0), map_.own_n(0));
   set_pieces();
@@ -56,10 +56,9 @@ ZeroShards::ZeroShards(const LlamaConfig& c, ParamSet& whole, int stage, Comm& c
   int64_t head = n_;
   for (size_t i = 0; i < whole.specs().size(); i++)
     if (whole.specs()[i].kind == ParamKind::final_norm) head = whole.offset(i);
-  std::vector<std::vector<FlatRange>> units = {{{0, whole.offset(1)}}};
-  for (int64_t l = 0; l < L; l++)
-    units.push_back({{whole.layer_range(l).first, whole.layer_range(l).second}});
-  units.push_back({{head, n_}});
+  std::vector<FlatRange> units = {{0, whole.offset(1)}};
+  for (int64_t l = 0; l < L; l++) units.push_back({whole.layer_range(l).first, whole.layer_range(l).second});
+  units.push_back({head, n_});
   map_ = ShardMap(std::move(units), comm.size(), comm.rank());
   const int64_t shard = std::max<int64_t>(map_.shard_size(), 1);
   gshard_ = Buffer(mem, Tier::device, Tag::grads, {shard});
@@ -85,11 +84,8 @@ void ZeroShards::set_pieces() {
 }
 
 void ZeroShards::bind(ParamSet& views, int unit, float* to) {
-  int64_t c = 0;
-  for (const FlatRange& r : map_.ranges(unit)) {
-    views.bind(r.begin, r.end - r.begin, to ? to + c : nullptr, Tier::device);
-    c += r.end - r.begin;
-  }
+  const FlatRange& r = map_.range(unit);
+  views.bind(r.begin, r.end - r.begin, to, Tier::device);
 }
 
 // A unit's whole weights or gradients exist only between begin() and end().
@@ -157,11 +153,7 @@ Tensor ZeroShards::weights_of(const Piece& q) const {
   return by_unit_ && stage_ == 2 ? whole_->all().slice0(q.whole, q.n) : ws_.slice0(q.at, q.n);
 }
 
-void ZeroShards::gather(const float* shard, float* whole) {
-  Buffer scratch;  // only units of several ranges need it
-  if (map_.needs_scratch()) scratch = Buffer(mem_, Tier::host, Tag::workspace, {map_.max_unit_size()});
-  map_.gather(shard, whole, scratch.t().defined() ? scratch.f32() : nullptr, comm_);
-}
+void ZeroShards::gather(const float* shard, float* whole) { map_.gather(shard, whole, comm_); }
 
 void ZeroShards::gather_weights(float* whole) {
   if (by_unit_ && stage_ == 3) {
@@ -184,7 +176,7 @@ void ZeroShards::refresh_weights() {
   if (stage_ == 0 || stage_ == 3) return;
   if (!by_unit_) return comm_.all_gather_parts(w_.f32(), n_);
   for (int u = 0; u < map_.units(); u++) {  // every unit is one range of the whole weights: in place
-    const FlatRange r = map_.ranges(u).at(0);
+    const FlatRange& r = map_.range(u);
     comm_.all_gather_parts(whole_->all().f32() + r.begin, r.end - r.begin);
   }
 }
@@ -214,12 +206,8 @@ void ZeroOptimizer::gather_state(std::vector<NamedTensor>& m, std::vector<NamedT
     vfull_ = Buffer(mem_, Tier::host, Tag::optim, {n});
   }
   mfull_.zero(), vfull_.zero();
-  Buffer scratch;  // only units of several ranges need it
-  if (sh_.map().needs_scratch())
-    scratch = Buffer(mem_, Tier::host, Tag::workspace, {sh_.map().max_unit_size()});
-  float* s = scratch.t().defined() ? scratch.f32() : nullptr;
-  sh_.map().gather(m_.f32(), mfull_.f32(), s, sh_.comm());
-  sh_.map().gather(v_.f32(), vfull_.f32(), s, sh_.comm());
+  sh_.map().gather(m_.f32(), mfull_.f32(), sh_.comm());
+  sh_.map().gather(v_.f32(), vfull_.f32(), sh_.comm());
   m.clear(), v.clear();
   const auto& ts = sh_.tensors();
   for (size_t i = 0; i < ts.size(); i++) {

@@ -20,9 +20,9 @@
 #include "comm/comm.h"
 #include "io/safetensors.h"
 #include "model/params.h"
+#include "model/unit_hook.h"
 #include "ops/adamw.h"
 #include "parallel/shard_map.h"
-#include "train/grad_step.h"
 
 namespace longctx {
 

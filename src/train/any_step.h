@@ -4,7 +4,7 @@
 #include <memory>
 
 #include "core/check.h"
-#include "parallel/cp_step.h"
+#include "train/cp_step.h"
 #include "train/chunked_step.h"
 #include "train/grad_step.h"
 

@@ -8,6 +8,7 @@
 #include "core/context.h"
 #include "model/block.h"
 #include "model/params.h"
+#include "model/unit_hook.h"
 #include "strategy/memory_model.h"
 #include "train/saved_store.h"
 
@@ -18,28 +19,6 @@ namespace longctx {
 struct StepInput {
   Tensor inputs, labels;  // (B, T) I32; labels may hold kIgnoreIndex
   Tensor positions, doc_ids;
-};
-
-// Where a step's gradients go: the base weights (full training) and/or the
-// LoRA adapters (base frozen: base is null, no base gradient is computed).
-struct Grads {
-  ParamSet* base = nullptr;
-  LoraSet* lora = nullptr;
-};
-
-// ZeRO-2/3 see a step's weights and gradients one unit at a time (unit 0:
-// the embedding; unit 1 + l: block l; unit L + 1: the final norm and LM
-// head, which with tied embeddings also uses unit 0). begin() comes before a
-// unit is used (`weights`: they are read, ZeRO-3 gathers them; `grads`: its
-// gradient views are bound to a zeroed buffer), end() after its last use in
-// that phase (`grads`: its gradients of this phase are complete and go to the
-// ranks that own them). At most one block, or the embedding, or the head is
-// whole at any moment.
-class UnitHook {
- public:
-  virtual ~UnitHook() = default;
-  virtual void begin(int unit, bool weights, bool grads) = 0;
-  virtual void end(int unit, bool weights, bool grads) = 0;
 };
 
 class GradStep {

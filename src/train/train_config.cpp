@@ -6,7 +6,7 @@
 #include <map>
 
 #include "core/check.h"
-#include "parallel/cp_step.h"
+#include "train/cp_step.h"
 
 namespace longctx {
 

@@ -308,6 +308,10 @@ TEST(Plan, ClashesAndImpossibleChoicesAreNamed) {
   Plan q;
   EXPECT_TRUE(set_plan_key(q, "offload", "host"));
   EXPECT_FALSE(set_plan_key(q, "offlaod", "host"));
+  // "auto" once read as rank 0: LoRA silently off
+  expect_error([&] { set_plan_key(q, "lora_rank", "auto"); }, {"lora-rank", "'auto'", "0 for no LoRA"});
+  EXPECT_TRUE(set_plan_key(q, "lora_rank", "0"));
+  EXPECT_FALSE(q.lora.enabled());
 }
 
 TEST(Plan, APlanThatCannotFitIsRefusedWithTheNearestThatDoes) {

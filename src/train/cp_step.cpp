@@ -1,4 +1,4 @@
-#include "parallel/cp_step.h"
+#include "train/cp_step.h"
 
 #include <limits>
 #include <vector>
