@@ -1,9 +1,5 @@
 #include "core/memory.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -116,30 +112,15 @@ class HostAllocator : public Allocator {
   void raw_free(void* p, size_t) override { std::free(p); }
 };
 
-// Each allocation is its own file, unlinked at once so nothing is left behind
-// after a crash; the kernel pages it to disk under memory pressure.
-class DiskAllocator : public Allocator {
+// The disk tier has no Buffers: offload writes and reads a DiskFile (core/disk_file.h) through host pages.
+class NoDiskAllocator : public Allocator {
  public:
-  explicit DiskAllocator(std::string dir) : dir_(std::move(dir)) {}
   void* raw_alloc(size_t bytes) override {
-    std::string path = dir_ + "/longctx-XXXXXX";
-    int fd = mkstemp(path.data());
-    CHECK(fd >= 0, "cannot create a file in offload dir '", dir_, "': ", std::strerror(errno));
-    unlink(path.c_str());
-    const size_t n = std::max<size_t>(bytes, 1);
-    if (ftruncate(fd, off_t(n)) != 0) {
-      close(fd);
-      FAIL("cannot size a ", n, "-byte file in '", dir_, "': ", std::strerror(errno));
-    }
-    void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    CHECK(p != MAP_FAILED, "mmap of ", n, " bytes in '", dir_, "' failed: ", std::strerror(errno));
-    return p;
+    FAIL("a ", bytes,
+         "-byte buffer on the disk tier: the disk tier is a DiskFile (pwrite/pread), not memory");
   }
-  void raw_free(void* p, size_t bytes) override { munmap(p, std::max<size_t>(bytes, 1)); }
-
- private:
-  std::string dir_;
+  void raw_free(void*, size_t) override {}
+  bool host_accessible() const override { return false; }
 };
 
 class OpaqueHostAllocator : public HostAllocator {
@@ -151,20 +132,15 @@ class OpaqueHostAllocator : public HostAllocator {
 
 std::unique_ptr<Allocator> make_host_allocator() { return std::make_unique<HostAllocator>(); }
 std::unique_ptr<Allocator> make_opaque_host_allocator() { return std::make_unique<OpaqueHostAllocator>(); }
-std::unique_ptr<Allocator> make_disk_allocator(const std::string& dir) {
-  return std::make_unique<DiskAllocator>(dir);
-}
 
 Memory::Memory() {
   alloc_[size_t(Tier::device)] = make_host_allocator();
   alloc_[size_t(Tier::host)] = make_host_allocator();
-  const char* tmp = std::getenv("TMPDIR");
-  alloc_[size_t(Tier::disk)] = make_disk_allocator(tmp && *tmp ? tmp : "/tmp");
+  alloc_[size_t(Tier::disk)] = std::make_unique<NoDiskAllocator>();
 }
 Memory::~Memory() = default;
 
 void Memory::set_allocator(Tier t, std::unique_ptr<Allocator> a) { alloc_[size_t(t)] = std::move(a); }
-void Memory::set_disk_dir(const std::string& dir) { alloc_[size_t(Tier::disk)] = make_disk_allocator(dir); }
 
 void* Memory::alloc(Tier t, Tag g, size_t bytes) {
   tracker_.on_alloc(t, g, int64_t(bytes));

@@ -71,7 +71,6 @@ std::unique_ptr<Allocator> make_host_allocator();  // 64-byte aligned
 // Host memory that host code must treat as GPU memory (host_accessible() is false): the CPU backend's
 // way to run every staging path of the GPU backend (--device cpu-staged, for tests).
 std::unique_ptr<Allocator> make_opaque_host_allocator();
-std::unique_ptr<Allocator> make_disk_allocator(const std::string& dir);  // mmap'd unlinked files
 
 // The memory of one process: an allocator and a tracker per tier.
 class Memory {
@@ -81,7 +80,6 @@ class Memory {
   MemoryTracker& tracker() { return tracker_; }
   const MemoryTracker& tracker() const { return tracker_; }
   void set_allocator(Tier t, std::unique_ptr<Allocator> a);
-  void set_disk_dir(const std::string& dir);
   void* alloc(Tier t, Tag g, size_t bytes);
   void free(Tier t, Tag g, void* p, size_t bytes);
   void zero(Tier t, void* p, size_t bytes);

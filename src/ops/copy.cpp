@@ -1,6 +1,6 @@
 // Bytes between tiers. The CPU backend moves them with memmove; the CUDA
-// backend with cudaMemcpy in any direction (device, pinned or pageable host,
-// an mmap'd disk page), synchronously for now: overlap comes with the copy
+// backend with cudaMemcpy in any direction (device, pinned or pageable host),
+// synchronously for now: overlap comes with the copy
 // stream of the offload work.
 #include <cstring>
 

@@ -148,6 +148,7 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t 
     add(kv, Tag::kv_grad, 2 * L * Tp * Ckv * 4);
     // off the device: K and V staging pages in two slots, one gradient page
     if (kv != dev) add(dev, Tag::kv_cache, 4 * s.Tc * Ckv * 4), add(dev, Tag::kv_grad, s.Tc * Ckv * 4);
+    if (kv == Tier::disk) add(Tier::host, Tag::kv_grad, s.Tc * Ckv * 4);  // the copy thread's I/O page
     // out, lse, dq of one page; dk, dv of one page in two slots; document ids
     add(dev, Tag::workspace, (2 * s.Tc * Cq + c.num_attention_heads * s.Tc + 4 * s.Tc * Ckv + Tp) * 4);
   }

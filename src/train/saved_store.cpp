@@ -1,41 +1,8 @@
 #include "train/saved_store.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
-
 #include "core/check.h"
 
 namespace longctx {
-
-namespace {
-
-std::string temp_dir(const std::string& dir) {
-  return dir.empty() ? std::filesystem::temp_directory_path().string() : dir;
-}
-
-// Whole-buffer pwrite/pread: one large sequential request, resumed if short.
-void write_all(int fd, const char* p, int64_t n, int64_t off) {
-  while (n > 0) {
-    const ssize_t w = ::pwrite(fd, p, size_t(n), off);
-    CHECK(w > 0 || errno == EINTR, "offload: writing ", n, " bytes at offset ", off,
-          " failed: ", std::strerror(errno));
-    if (w > 0) p += w, n -= w, off += w;
-  }
-}
-void read_all(int fd, char* p, int64_t n, int64_t off) {
-  while (n > 0) {
-    const ssize_t r = ::pread(fd, p, size_t(n), off);
-    CHECK(r > 0 || errno == EINTR, "offload: reading ", n, " bytes at offset ", off,
-          " failed: ", r == 0 ? "unexpected end of file" : std::strerror(errno));
-    if (r > 0) p += r, n -= r, off += r;
-  }
-}
-
-}  // namespace
 
 SavedStore::SavedStore(const StepLayout& s, int64_t L, Memory& mem)
     : L_(L), where_(s.offload_sets > 0 ? s.plan.offload : Offload::none), bytes_(s.saved_bytes), mem_(mem) {
@@ -49,23 +16,13 @@ SavedStore::SavedStore(const StepLayout& s, int64_t L, Memory& mem)
       host_.emplace_back(mem, Tier::host, Tag::checkpoint, Shape{bytes_ / 4});
     return;
   }
-  const std::string dir = temp_dir(s.plan.offload_dir);
-  CHECK(std::filesystem::is_directory(dir), "offload: --offload-dir '", dir, "' is not a directory");
-  std::string path = dir + "/longctx-offload-XXXXXX";
-  fd_ = ::mkstemp(path.data());
-  CHECK(fd_ >= 0, "offload: cannot create a file in '", dir, "': ", std::strerror(errno));
-  ::unlink(path.c_str());  // gone with the process, even after a crash
-  mem.tracker().on_alloc(Tier::disk, Tag::checkpoint, s.offload_sets * bytes_);
+  file_ = std::make_unique<DiskFile>(s.plan.offload_dir, s.offload_sets * bytes_, mem, Tag::checkpoint);
   if (!mem.host_accessible(Tier::device))  // pwrite/pread cannot reach GPU memory: a pinned slot each
     for (int i = 0; i < 2; i++) staging_.emplace_back(mem, Tier::host, Tag::checkpoint, Shape{bytes_ / 4});
 }
 
 SavedStore::~SavedStore() {
-  copier_.reset();  // drains the queue
-  if (fd_ >= 0) {
-    ::close(fd_);
-    mem_.tracker().on_free(Tier::disk, Tag::checkpoint, (L_ - 1) * bytes_);
-  }
+  copier_.reset();  // drains the queue before the file goes
 }
 
 const ActBuffer& SavedStore::forward_set(int64_t l) {
@@ -83,12 +40,12 @@ void SavedStore::copy_out(int64_t l) {
         copier_->submit([=, n = bytes_] { m->copy(Tier::host, dst, Tier::device, src, size_t(n)); });
   } else if (!staging_.empty()) {  // GPU memory: through this slot's pinned staging
     char* st = static_cast<char*>(staging_[size_t(l % 2)].t().ptr);
-    ticket_[size_t(l % 2)] = copier_->submit([=, fd = fd_, n = bytes_] {
+    ticket_[size_t(l % 2)] = copier_->submit([=, f = file_.get(), n = bytes_] {
       m->copy(Tier::host, st, Tier::device, src, size_t(n));
-      write_all(fd, st, n, l * n);
+      f->write(l * n, st, n);
     });
   } else {
-    ticket_[size_t(l % 2)] = copier_->submit([=, fd = fd_, n = bytes_] { write_all(fd, src, n, l * n); });
+    ticket_[size_t(l % 2)] = copier_->submit([=, f = file_.get(), n = bytes_] { f->write(l * n, src, n); });
   }
 }
 
@@ -101,12 +58,12 @@ void SavedStore::copy_in(int64_t l) {
         copier_->submit([=, n = bytes_] { m->copy(Tier::device, dst, Tier::host, src, size_t(n)); });
   } else if (!staging_.empty()) {
     char* st = static_cast<char*>(staging_[size_t(l % 2)].t().ptr);
-    ticket_[size_t(l % 2)] = copier_->submit([=, fd = fd_, n = bytes_] {
-      read_all(fd, st, n, l * n);
+    ticket_[size_t(l % 2)] = copier_->submit([=, f = file_.get(), n = bytes_] {
+      f->read(l * n, st, n);
       m->copy(Tier::device, dst, Tier::host, st, size_t(n));
     });
   } else {
-    ticket_[size_t(l % 2)] = copier_->submit([=, fd = fd_, n = bytes_] { read_all(fd, dst, n, l * n); });
+    ticket_[size_t(l % 2)] = copier_->submit([=, f = file_.get(), n = bytes_] { f->read(l * n, dst, n); });
   }
 }
 

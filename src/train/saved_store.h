@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/copy_thread.h"
+#include "core/disk_file.h"
 #include "model/block.h"
 #include "strategy/memory_model.h"
 
@@ -36,7 +37,7 @@ class SavedStore {
   Memory& mem_;
   std::vector<std::unique_ptr<ActBuffer>> device_;  // L sets, or 2 staging sets
   std::vector<Buffer> host_;                        // offload to host: L-1 sets
-  int fd_ = -1;                                     // offload to disk: one unlinked file
+  std::unique_ptr<DiskFile> file_;                  // offload to disk: L-1 sets
   std::vector<Buffer> staging_;                     // disk with a GPU device tier: 2 pinned slots
   std::unique_ptr<CopyThread> copier_;
   std::vector<uint64_t> ticket_;  // per staging slot: the copy that must finish before reuse

@@ -1,5 +1,6 @@
 #include <cmath>
 
+#include "core/disk_file.h"
 #include "core/memory.h"
 #include "harness.h"
 
@@ -54,11 +55,21 @@ TEST(Core, TrackerCountsPerTierAndTag) {
   {
     Buffer a(mem, Tier::device, Tag::weights, {100});
     Buffer b(mem, Tier::host, Tag::checkpoint, {50});
-    Buffer d(mem, Tier::disk, Tag::checkpoint, {1000});
-    d.f32()[999] = 1.f;  // the disk tier is real, writable memory
+    DiskFile d("", 4000, mem, Tag::checkpoint);  // the disk tier is a file, written and read in ranges
+    const float x[2] = {1.f, 2.f};
+    float y[2] = {0, 0};
+    d.write(3992, x, 8);
+    d.read(3992, y, 8);
+    EXPECT_EQ(y[1], 2.f);
+    d.zero();
+    d.read(3992, y, 8);
+    EXPECT_EQ(y[0], 0.f);
+    EXPECT_THROW(d.read(3996, y, 8), Error) << "a read past the end is refused";
+    EXPECT_THROW(Buffer(mem, Tier::disk, Tag::checkpoint, {10}), Error) << "no Buffers on the disk tier";
     EXPECT_EQ(mem.tracker().tier(Tier::device).current, 400);
     EXPECT_EQ(mem.tracker().tag(Tier::disk, Tag::checkpoint).current, 4000);
   }
+  EXPECT_EQ(mem.tracker().tier(Tier::disk).current, 0);
   EXPECT_EQ(mem.tracker().tier(Tier::device).current, 0);
   EXPECT_EQ(mem.tracker().tier(Tier::device).peak, 400);
   EXPECT_EQ(mem.tracker().tier(Tier::host).peak, 200);

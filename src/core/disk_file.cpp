@@ -1,0 +1,64 @@
+#include "core/disk_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+namespace longctx {
+
+DiskFile::DiskFile(const std::string& dir, int64_t bytes, Memory& mem, Tag tag)
+    : dir_(dir.empty() ? std::filesystem::temp_directory_path().string() : dir),
+      bytes_(bytes),
+      mem_(mem),
+      tag_(tag) {
+  CHECK(std::filesystem::is_directory(dir_), "offload: --offload-dir '", dir_, "' is not a directory");
+  std::string path = dir_ + "/longctx-offload-XXXXXX";
+  fd_ = ::mkstemp(path.data());
+  CHECK(fd_ >= 0, "offload: cannot create a file in '", dir_, "': ", std::strerror(errno));
+  ::unlink(path.c_str());  // gone with the process, even after a crash
+  if (::ftruncate(fd_, off_t(bytes_)) != 0) {
+    const int e = errno;
+    ::close(fd_);
+    FAIL("offload: cannot size a ", bytes_, "-byte file in '", dir_, "': ", std::strerror(e));
+  }
+  mem_.tracker().on_alloc(Tier::disk, tag_, bytes_);
+}
+
+DiskFile::~DiskFile() {
+  ::close(fd_);
+  mem_.tracker().on_free(Tier::disk, tag_, bytes_);
+}
+
+void DiskFile::write(int64_t off, const void* src, int64_t n) {
+  CHECK(off >= 0 && off + n <= bytes_, "offload: write of ", n, " bytes at ", off, " past a ", bytes_,
+        "-byte file");
+  const char* p = static_cast<const char*>(src);
+  while (n > 0) {
+    const ssize_t w = ::pwrite(fd_, p, size_t(n), off);
+    CHECK(w > 0 || errno == EINTR, "offload: writing ", n, " bytes at offset ", off, " in '", dir_,
+          "' failed: ", std::strerror(errno));
+    if (w > 0) p += w, n -= w, off += w;
+  }
+}
+
+void DiskFile::read(int64_t off, void* dst, int64_t n) const {
+  CHECK(off >= 0 && off + n <= bytes_, "offload: read of ", n, " bytes at ", off, " past a ", bytes_,
+        "-byte file");
+  char* p = static_cast<char*>(dst);
+  while (n > 0) {
+    const ssize_t r = ::pread(fd_, p, size_t(n), off);
+    CHECK(r > 0 || errno == EINTR, "offload: reading ", n, " bytes at offset ", off, " in '", dir_,
+          "' failed: ", r == 0 ? "unexpected end of file" : std::strerror(errno));
+    if (r > 0) p += r, n -= r, off += r;
+  }
+}
+
+void DiskFile::zero() {  // dropping the blocks and sizing again reads as zeros, without writing any
+  CHECK(::ftruncate(fd_, 0) == 0 && ::ftruncate(fd_, off_t(bytes_)) == 0, "offload: cannot clear a file in '",
+        dir_, "': ", std::strerror(errno));
+}
+
+}  // namespace longctx
