@@ -5,13 +5,15 @@
 #include "commands.h"
 #include "io/png.h"
 #include "model_dir.h"
+#include "ops/backend.h"
 #include "train/evaluate.h"
 
 namespace longctx::cli {
 
 Run add_eval(CLI::App& app) {
   struct Opts {
-    std::string model, tokens, tokenizer, lengths = "1024,2048,4096", depths = "0.1,0.3,0.5,0.7,0.9", heatmap;
+    std::string model, tokens, tokenizer, lengths = "1024,2048,4096", depths = "0.1,0.3,0.5,0.7,0.9", heatmap,
+                                          device = "auto", dtype = "auto";
     int64_t seq_len = 1024, max_windows = 0, samples = 4, seed = 12345;
     int digits = 5;
     bool passkey = false;
@@ -29,12 +31,16 @@ Run add_eval(CLI::App& app) {
   app.add_option("--digits", o->digits, "digits of the passkey");
   app.add_option("--tokenizer", o->tokenizer, "tokenizer.json (default: the model's, else bytes)");
   app.add_option("--heatmap", o->heatmap, "write the passkey grid as a PNG heat-map");
+  app.add_option("--device", o->device, "cpu | cuda | auto (default: cuda when built and a GPU is visible)");
+  app.add_option("--dtype", o->dtype,
+                 "auto | fp32 | bf16: the GPU's math (auto: bf16 on the GPU, fp32 on the CPU)");
   return [o] {
     CHECK(!o->tokens.empty() || o->passkey, "eval: give --tokens FILE and/or --passkey");
     Memory mem;
     Context ctx;
-    ctx.mem = &mem;
-    LoadedModel m = load_model(o->model, mem);
+    const Backend b = setup_device(ctx, mem, o->device);
+    ctx.math = resolve_math(o->dtype, b);
+    LoadedModel m = load_model(o->model, mem, ctx);
     nlohmann::json j;
     if (!o->tokens.empty()) {
       const PerplexityResult r = eval_perplexity(m.c, *m.w, o->tokens, o->seq_len, o->max_windows, mem, ctx);

@@ -103,16 +103,13 @@ int run_grad(const Opts& o) {
   mem.tracker().set_budget(Tier::device, plan.device_mem);
   mem.tracker().set_budget(Tier::host, plan.host_mem);
   Context ctx;
-  CHECK(o.dtype == "auto" || o.dtype == "fp32" || o.dtype == "bf16", "--dtype ", o.dtype,
-        ": expected fp32, bf16 or auto (bf16 on the GPU, fp32 on the CPU)");
-  CHECK(!(o.dtype == "bf16" && backend == Backend::cpu),
-        "--dtype bf16 is the GPU's math; the CPU backend computes in fp32 (--dtype fp32)");
-  const std::string dtype = o.dtype != "auto" ? o.dtype : backend == Backend::cuda ? "bf16" : "fp32";
+  const DType math = resolve_math(o.dtype, backend);
+  const std::string dtype = math == DType::BF16 ? "bf16" : "fp32";
   if (backend == Backend::cuda) {
     CHECK(comm.size() == 1, "--device cuda runs on one rank in this build (ranks on GPUs are not built yet)");
   }
   setup_device(ctx, mem, o.device);
-  if (dtype == "bf16") ctx.math = DType::BF16;
+  ctx.math = math;
   Buffer inputs(mem, Tier::host, Tag::data, {B, std::max<int64_t>(T, 1)}, DType::I32);
   Buffer labels(mem, Tier::host, Tag::data, {B, std::max<int64_t>(T, 1)}, DType::I32);
   split_tokens(toks, o.tokens, c.vocab_size, inputs.t(), labels.t());

@@ -8,6 +8,7 @@
 
 #include "io/tokenizer.h"
 #include "model/llama_io.h"
+#include "train/host_stage.h"
 
 namespace longctx::cli {
 
@@ -16,12 +17,13 @@ struct LoadedModel {
   std::unique_ptr<ParamSet> w;
 };
 
-inline LoadedModel load_model(const std::string& dir, Memory& mem) {
+// The weights on the device tier (GPU memory on the CUDA backend: read through a host copy).
+inline LoadedModel load_model(const std::string& dir, Memory& mem, Context& ctx) {
   CHECK(std::filesystem::is_directory(dir), dir, ": model directory not found");
   LoadedModel m;
   m.c = load_llama_config(dir + "/config.json");
   m.w = std::make_unique<ParamSet>(m.c, mem, Tier::device, Tag::weights);
-  load_params(*m.w, dir);
+  on_host(*m.w, m.c, ctx, false, true, [&](ParamSet& p) { load_params(p, dir); });
   return m;
 }
 

@@ -13,7 +13,11 @@ namespace longctx {
 Decoder::Decoder(const LlamaConfig& c, Memory& mem, int64_t max_len) : c_(c), mem_(mem), max_len_(max_len) {
   cos_ = Buffer(mem, Tier::device, Tag::workspace, {max_len, c.head_dim / 2});
   sin_ = Buffer(mem, Tier::device, Tag::workspace, {max_len, c.head_dim / 2});
-  rope_tables(c, max_len, cos_.f32(), sin_.f32());
+  // built on the host, then copied (the device tier may be GPU memory)
+  std::vector<float> hc(size_t(max_len * (c.head_dim / 2))), hs(hc.size());
+  rope_tables(c, max_len, hc.data(), hs.data());
+  mem.copy(Tier::device, cos_.t().ptr, Tier::host, hc.data(), hc.size() * 4);
+  mem.copy(Tier::device, sin_.t().ptr, Tier::host, hs.data(), hs.size() * 4);
   for (int64_t l = 0; l < c.num_hidden_layers; l++) {
     k_cache_.emplace_back(mem, Tier::device, Tag::kv_cache, Shape{max_len, c.kv_dim()});
     v_cache_.emplace_back(mem, Tier::device, Tag::kv_cache, Shape{max_len, c.kv_dim()});
@@ -29,10 +33,14 @@ std::vector<float> Decoder::feed(const ParamSet& w, const std::vector<int32_t>& 
   ActBuffer acts(block_act_table(c_, 1, n), mem_, Tier::device, Tag::activations);
   Buffer x(mem_, Tier::device, Tag::activations, {n, C}), y(mem_, Tier::device, Tag::activations, {n, C});
   Buffer rstd(mem_, Tier::device, Tag::activations, {n});
+  Buffer dtok(mem_, Tier::device, Tag::data, {n}, DType::I32),
+      dpos(mem_, Tier::device, Tag::data, {n}, DType::I32);
+  copy_tensor(dtok.t(), Tensor(tok.data(), {n}, DType::I32, Tier::host), ctx);
+  copy_tensor(dpos.t(), Tensor(pos.data(), {n}, DType::I32, Tier::host), ctx);
   BlockShared s;
-  s.B = 1, s.T = n, s.pos = Tensor(pos.data(), {n}, DType::I32), s.cos = cos_.t(), s.sin = sin_.t();
+  s.B = 1, s.T = n, s.pos = dpos.t(), s.cos = cos_.t(), s.sin = sin_.t();
   s.cache_len = len_;
-  embedding_forward(x.t(), Tensor(tok.data(), {n}, DType::I32), w.embed, ctx);
+  embedding_forward(x.t(), dtok.t(), w.embed, ctx);
   const BlockActs a = bind_acts(acts);
   for (int64_t l = 0; l < c_.num_hidden_layers; l++) {
     s.k_cache = k_cache_[size_t(l)].t(), s.v_cache = v_cache_[size_t(l)].t();
@@ -43,8 +51,10 @@ std::vector<float> Decoder::feed(const ParamSet& w, const std::vector<int32_t>& 
   // only the last row needs logits
   Tensor last = x.t().slice0(n - 1, 1);
   rmsnorm_forward(y.t().slice0(0, 1), rstd.t().slice0(0, 1), last, w.final_norm, float(c_.rms_norm_eps), ctx);
+  Buffer dl(mem_, Tier::device, Tag::workspace, {1, c_.vocab_size});
+  matmul_forward(dl.t(), y.t().slice0(0, 1), w.lm_head, ctx);
   std::vector<float> logits(size_t(c_.vocab_size));
-  matmul_forward(Tensor(logits.data(), {1, c_.vocab_size}), y.t().slice0(0, 1), w.lm_head, ctx);
+  copy_tensor(Tensor(logits.data(), {1, c_.vocab_size}, DType::F32, Tier::host), dl.t(), ctx);
   return logits;
 }
 

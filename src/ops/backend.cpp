@@ -32,6 +32,14 @@ int64_t gpu_budget_bytes() {
   return free_b - std::max<int64_t>(free_b / 20, int64_t(1) << 30);
 }
 
+DType resolve_math(const std::string& dtype, Backend b) {
+  CHECK(dtype == "auto" || dtype == "fp32" || dtype == "bf16", "dtype ", dtype,
+        ": expected fp32, bf16 or auto (bf16 on the GPU, fp32 on the CPU)");
+  CHECK(!(dtype == "bf16" && b == Backend::cpu),
+        "dtype bf16 is the GPU's math; the CPU backend computes in fp32 (dtype fp32)");
+  return dtype == "bf16" || (dtype == "auto" && b == Backend::cuda) ? DType::BF16 : DType::F32;
+}
+
 Backend setup_device(Context& ctx, Memory& mem, const std::string& device) {
   const Backend b = parse_device(device);
   setup_backend(ctx, mem, b);

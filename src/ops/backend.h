@@ -16,6 +16,9 @@ void setup_backend(Context& ctx, Memory& mem, Backend b);
 // The device budget a plan gets on the GPU when none is given: its free memory less a margin for the
 // CUDA context, cuBLASLt's and cuDNN's workspaces and the pool's fragmentation (5%, at least 1 GiB).
 int64_t gpu_budget_bytes();
+// The GPU's math for a --dtype / `dtype:` value: "auto" (bf16 on the GPU, fp32 on the CPU), "fp32", "bf16"
+// (refused on the CPU, which computes in fp32).
+DType resolve_math(const std::string& dtype, Backend b);
 // parse_device + setup_backend, "cpu-staged" included; returns the backend.
 Backend setup_device(Context& ctx, Memory& mem, const std::string& device);
 

@@ -123,7 +123,7 @@ void ZeroShards::zero_grads() {
   if (by_unit_)
     gshard_.zero();
   else
-    std::memset(g_.ptr, 0, g_.bytes());
+    mem_.zero(g_.tier, g_.ptr, g_.bytes());
 }
 
 void ZeroShards::reduce_grads() {
@@ -199,15 +199,21 @@ void ZeroOptimizer::step(AdamWParams p, float weight_decay, Context& ctx) {
   sh_.refresh_weights();
 }
 
-void ZeroOptimizer::gather_state(std::vector<NamedTensor>& m, std::vector<NamedTensor>& v) {
+void ZeroOptimizer::gather_state(std::vector<NamedTensor>& m, std::vector<NamedTensor>& v, Context& ctx) {
   const int64_t n = sh_.whole_size();
   if (!mfull_.t().defined()) {
     mfull_ = Buffer(mem_, Tier::host, Tag::optim, {n});
     vfull_ = Buffer(mem_, Tier::host, Tag::optim, {n});
   }
   mfull_.zero(), vfull_.zero();
-  sh_.map().gather(m_.f32(), mfull_.f32(), sh_.comm());
-  sh_.map().gather(v_.f32(), vfull_.f32(), sh_.comm());
+  if (!mem_.host_accessible(m_.t().tier)) {  // GPU memory (one rank): the moments are the whole vector
+    CHECK(sh_.map().parts() == 1, "[zero] optimizer state in GPU memory is gathered on one rank only");
+    copy_tensor(mfull_.t(), m_.t().slice0(0, n), ctx);
+    copy_tensor(vfull_.t(), v_.t().slice0(0, n), ctx);
+  } else {
+    sh_.map().gather(m_.f32(), mfull_.f32(), sh_.comm());
+    sh_.map().gather(v_.f32(), vfull_.f32(), sh_.comm());
+  }
   m.clear(), v.clear();
   const auto& ts = sh_.tensors();
   for (size_t i = 0; i < ts.size(); i++) {
@@ -222,8 +228,8 @@ void ZeroOptimizer::load_state(const std::vector<NamedTensor>& m, const std::vec
   CHECK(m.size() == nt && v.size() == nt, "[zero] optimizer state of ", m.size(), " tensors for ", nt);
   for (const auto& q : sh_.pieces()) {
     const int64_t from = q.whole - sh_.offsets()[q.tensor];
-    std::memcpy(m_.f32() + q.at, m[q.tensor].t.f32() + from, size_t(q.n) * 4);
-    std::memcpy(v_.f32() + q.at, v[q.tensor].t.f32() + from, size_t(q.n) * 4);
+    mem_.copy(m_.t().tier, m_.f32() + q.at, Tier::host, m[q.tensor].t.f32() + from, size_t(q.n) * 4);
+    mem_.copy(v_.t().tier, v_.f32() + q.at, Tier::host, v[q.tensor].t.f32() + from, size_t(q.n) * 4);
   }
 }
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "comm/comm.h"
+#include "core/context.h"
 #include "io/safetensors.h"
 #include "model/params.h"
 #include "model/unit_hook.h"
@@ -111,7 +112,7 @@ class ZeroOptimizer {
   void step(AdamWParams p, float weight_decay, Context& ctx);
   // The whole moments as named tensors (m., v. as in checkpoints), gathered
   // into host scratch; load_state() takes this rank's part back from such tensors.
-  void gather_state(std::vector<NamedTensor>& m, std::vector<NamedTensor>& v);
+  void gather_state(std::vector<NamedTensor>& m, std::vector<NamedTensor>& v, Context& ctx);
   void load_state(const std::vector<NamedTensor>& m, const std::vector<NamedTensor>& v);
 
  private:

@@ -4,8 +4,8 @@
 #include <memory>
 
 #include "core/check.h"
-#include "train/cp_step.h"
 #include "train/chunked_step.h"
+#include "train/cp_step.h"
 #include "train/grad_step.h"
 
 namespace longctx {

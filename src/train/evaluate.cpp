@@ -59,11 +59,13 @@ bool passkey_correct(GradStep& step, const LlamaConfig& c, const ParamSet& w, co
                                                  Tensor(lab.data(), {1, T}, DType::I32), Tensor(), Tensor()},
                                        ctx);
   std::vector<float> logits(size_t(c.vocab_size));
+  Buffer dl(*ctx.mem, Tier::device, Tag::workspace, {1, c.vocab_size});  // the device tier may be GPU memory
   if (right.size() < size_t(s.answer_len)) right.resize(size_t(s.answer_len), 0.0);
   bool all = true;
   for (int64_t k = 0; k < s.answer_len; k++) {
     const int64_t row = s.answer_start - 1 + k;  // predicts token answer_start + k
-    matmul_forward(Tensor(logits.data(), {1, c.vocab_size}), h.slice0(row, 1), w.lm_head, ctx);
+    matmul_forward(dl.t(), h.slice0(row, 1), w.lm_head, ctx);
+    copy_tensor(Tensor(logits.data(), {1, c.vocab_size}, DType::F32, Tier::host), dl.t(), ctx);
     const int64_t arg = std::max_element(logits.begin(), logits.end()) - logits.begin();
     const bool ok = arg == s.tokens[size_t(s.answer_start + k)];
     right[size_t(k)] += ok;

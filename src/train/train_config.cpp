@@ -24,7 +24,7 @@ const json& schema() {
     "lr": 3e-4, "min_lr": 3e-5, "warmup_steps": 10, "decay_steps": 0, "weight_decay": 0.1, "grad_clip": 1.0,
     "beta1": 0.9, "beta2": 0.95, "seed": 0, "out_dir": "runs/train", "save_every": 0, "keep_last": 2,
     "resume": false, "stop_after": 0, "log_every": 1, "max_bad_steps": 5, "curriculum": [],
-    "device_mem": "", "host_mem": "",
+    "device_mem": "", "host_mem": "", "device": "auto", "dtype": "auto",
     "cp_kind": "ulysses", "cp_ulysses": 2, "dp": 1, "zero": 0, "plan": "manual", "recompute": "full", "offload": "none", "offload_dir": "",
     "mlp_tiles": null, "loss_tiles": null, "chunk_mode": "none", "chunk_size": null, "chunk_budget": null,
     "lora": {"rank": 0, "alpha": 16.0, "targets": ["q_proj", "k_proj", "v_proj", "o_proj"]},
@@ -159,6 +159,7 @@ TrainConfig train_config_from_json(json user, const std::string& src) {
   c.keep_last = r["keep_last"], c.log_every = r["log_every"], c.max_bad_steps = r["max_bad_steps"];
   c.out_dir = r["out_dir"], c.resume = r["resume"], c.device_mem = r["device_mem"],
   c.host_mem = r["host_mem"];
+  c.device = r["device"], c.dtype = r["dtype"];
   c.eval = r["eval"];
   // the plan keys: the same words as the CLI flags; tiles and chunks take a count or "auto"
   for (const char* k : {"recompute", "offload", "offload_dir", "mlp_tiles", "loss_tiles", "chunk_mode",

@@ -33,6 +33,7 @@ struct TrainConfig {
       0;  // > 0: end this run after that step (checkpointed), the schedule still spans `steps`
   std::vector<CurriculumStage> curriculum;  // empty: seq_len throughout
   std::string device_mem, host_mem;
+  std::string device = "auto", dtype = "auto";  // cpu | cuda | auto; fp32 | bf16 | auto (the GPU's math)
   Plan plan;                        // recompute, offload, tiles, chunks, budgets (the `plan` CLI's flags)
   bool plan_auto = false;           // plan: auto -- the fastest plan that fits the budgets
   std::string cp_kind = "ulysses";  // under mpirun: ulysses | ring | zigzag

@@ -14,6 +14,7 @@
 #include "model/flops.h"
 #include "model/llama_io.h"
 #include "ops/adamw.h"
+#include "ops/backend.h"
 #include "ops/elementwise.h"
 #include "parallel/zero.h"
 #include "strategy/plan_search.h"
@@ -21,6 +22,7 @@
 #include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/evaluate.h"
+#include "train/host_stage.h"
 #include "train/progress.h"
 #include "train/report.h"
 #include "train/schedule.h"
@@ -130,7 +132,12 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
   if (!cfg.device_mem.empty()) mem.tracker().set_budget(Tier::device, parse_bytes(cfg.device_mem));
   if (!cfg.host_mem.empty()) mem.tracker().set_budget(Tier::host, parse_bytes(cfg.host_mem));
   Context ctx;
-  ctx.mem = &mem;
+  const Backend backend = setup_device(ctx, mem, cfg.device);
+  ctx.math = resolve_math(cfg.dtype, backend);
+  CHECK(backend == Backend::cpu || !comm || comm->size() == 1,
+        "device: cuda runs on one rank in this build (ranks on GPUs are not built yet)");
+  TrainConfig run_cfg = cfg;  // on a GPU the plan's device budget is the GPU's memory unless given
+  if (backend == Backend::cuda && run_cfg.plan.device_mem == 0) run_cfg.plan.device_mem = gpu_budget_bytes();
   // Every shape of the run (curriculum stages, then seq_len) gets its plan
   // checked before anything is allocated: a plan that cannot fit is refused now.
   {
@@ -139,7 +146,7 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     for (const auto& st : cfg.curriculum)
       shapes.emplace_back(st.batch_size > 0 ? st.batch_size : cfg.batch_size, st.seq_len);
     for (auto [B, T] : shapes)
-      if (!cp) choose_plan(mc, cfg.plan, cfg.plan_auto, B, T, Purpose::train);
+      if (!cp) choose_plan(mc, run_cfg.plan, cfg.plan_auto, B, T, Purpose::train);
   }
   // ZeRO 2-3 of full training across ranks: weights and gradients by block
   const int by_unit =
@@ -159,13 +166,18 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
   const fs::path metrics_path = fs::path(cfg.out_dir) / "metrics.jsonl";
   const std::string ckpt = cfg.resume ? latest_checkpoint(cfg.out_dir) : "";
   if (!ckpt.empty()) {
-    if (md.a && cfg.model_path.empty())  // LoRA: the frozen base is not in checkpoints
-      init_params_random(*md.w, c, uint64_t(cfg.seed));
-    else if (md.a)
-      load_params(*md.w, cfg.model_path);
+    if (md.a)  // LoRA: the frozen base is not in checkpoints
+      on_host(*md.w, c, ctx, false, true, [&](ParamSet& p) {
+        if (cfg.model_path.empty())
+          init_params_random(p, c, uint64_t(cfg.seed));
+        else
+          load_params(p, cfg.model_path);
+      });
     std::vector<NamedTensor> m, v;
-    opt.gather_state(m, v);  // scratch of the right names and shapes
-    const json st = load_checkpoint(ckpt, TrainedState{md.trained(), m, v});
+    opt.gather_state(m, v, ctx);  // scratch of the right names and shapes
+    HostStage hs(ctx);            // the trained tensors, through host copies when in GPU memory
+    const json st = load_checkpoint(ckpt, TrainedState{hs.views(md.trained(), false), m, v});
+    hs.flush();
     opt.load_state(m, v);
     // a checkpoint of another run (other model, data, seed or LoRA) in the same out_dir is refused
     if (st.contains("run") && st["run"] != run_identity(cfg))
@@ -178,11 +190,14 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     if (root) truncate_metrics(metrics_path, start);
     std::printf("resumed from %s at step %lld\n", ckpt.c_str(), (long long)start);
   } else {
-    if (cfg.model_path.empty())
-      init_params_random(*md.w, c, uint64_t(cfg.seed));
-    else
-      load_params(*md.w, cfg.model_path);
-    if (md.a) init_lora(*md.a, uint64_t(cfg.seed) + 1);
+    on_host(*md.w, c, ctx, false, true, [&](ParamSet& p) {
+      if (cfg.model_path.empty())
+        init_params_random(p, c, uint64_t(cfg.seed));
+      else
+        load_params(p, cfg.model_path);
+    });
+    if (md.a)
+      on_host(*md.a, c, md.lc, ctx, false, true, [&](LoraSet& a) { init_lora(a, uint64_t(cfg.seed) + 1); });
     if (root) std::ofstream(metrics_path, std::ios::trunc);
   }
   sh->take_weights(*md.w);         // ZeRO 2-3: this rank's part
@@ -288,11 +303,13 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     const bool last = step + 1 == cfg.steps || stop;
     if ((cfg.save_every > 0 && (step + 1) % cfg.save_every == 0) || last) {
       std::vector<NamedTensor> m, v;
-      opt.gather_state(m, v);  // every rank takes part; rank 0 writes
+      opt.gather_state(m, v, ctx);  // every rank takes part; rank 0 writes
       const std::unique_ptr<ParamSet> gathered = by_unit == 3 ? whole_weights() : nullptr;
+      HostStage hs(ctx);
       if (root)
         save_checkpoint(
-            cfg.out_dir, step + 1, TrainedState{gathered ? named_tensors(*gathered) : md.trained(), m, v},
+            cfg.out_dir, step + 1,
+            TrainedState{hs.views(gathered ? named_tensors(*gathered) : md.trained()), m, v},
             json{{"step", step + 1}, {"bad_steps", bad}, {"data", data->state()}, {"run", run_identity(cfg)}},
             cfg.keep_last);
     }
@@ -307,11 +324,13 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
   if (!md.w) md.w = whole_weights();  // every rank takes part
   if (!root) return res;
   if (md.a) {  // PEFT adapter files; the evaluation below runs the merged weights
-    save_lora_peft(cfg.out_dir, *md.a, md.lc, cfg.model_path);
-    merge_lora(*md.w, *md.a, md.lc);
+    on_host(*md.a, c, md.lc, ctx, true, false, [&](LoraSet& a) {
+      save_lora_peft(cfg.out_dir, a, md.lc, cfg.model_path);
+      on_host(*md.w, c, ctx, true, true, [&](ParamSet& w) { merge_lora(w, a, md.lc); });
+    });
     std::printf("LoRA adapter (PEFT format) written to %s\n", cfg.out_dir.c_str());
   } else {
-    save_model_dir(cfg.out_dir, c, *md.w);
+    on_host(*md.w, c, ctx, true, false, [&](ParamSet& w) { save_model_dir(cfg.out_dir, c, w); });
     std::printf("final model written to %s\n", cfg.out_dir.c_str());
   }
   if (!cfg.eval["lengths"].empty()) final_passkey_eval(cfg, c, *md.w, mem, ctx);
