@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "kernels/cpu/blas_info.h"
 #include "kernels/cuda/cuda_info.h"
+#include "kernels/cuda/cudnn/attention_cudnn.h"
 
 namespace longctx::cli {
 
@@ -27,6 +28,7 @@ Run add_info(CLI::App& app) {
     std::printf("nccl: %s\n", nccl_built() ? "built (device buffers; needs a GPU per rank)" : "not built");
     std::string why;
     const auto devs = cuda_devices(&why);
+    if (cuda_built()) std::printf("cudnn attention: %s\n", cuda::cudnn_attention_versions().c_str());
     if (devs.empty()) std::printf("cuda devices: none (%s)\n", why.c_str());
     for (size_t i = 0; i < devs.size(); i++)
       std::printf("cuda device %zu: %s, sm_%d%d, %d SMs, %.1f GiB\n", i, devs[i].name.c_str(),

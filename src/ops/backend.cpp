@@ -1,13 +1,23 @@
 #include "ops/backend.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "kernels/cuda/cuda_info.h"
 #include "kernels/cuda/cuda_memory.h"
 
 namespace longctx {
 
-Backend parse_device(const std::string& name) {
+namespace {
+// LONGCTX_DEVICE pins what auto means (the CPU tests set cpu)
+std::string pinned(const std::string& name) {
+  const char* env = std::getenv("LONGCTX_DEVICE");
+  return name == "auto" && env && *env ? std::string(env) : name;
+}
+}  // namespace
+
+Backend parse_device(const std::string& requested) {
+  const std::string name = pinned(requested);
   if (name == "cpu" || name == "cpu-staged") return Backend::cpu;
   std::string why;
   const bool have_gpu = cuda_built() && !cuda_devices(&why).empty();
@@ -43,7 +53,7 @@ DType resolve_math(const std::string& dtype, Backend b) {
 Backend setup_device(Context& ctx, Memory& mem, const std::string& device) {
   const Backend b = parse_device(device);
   setup_backend(ctx, mem, b);
-  if (device == "cpu-staged") mem.set_allocator(Tier::device, make_opaque_host_allocator());
+  if (pinned(device) == "cpu-staged") mem.set_allocator(Tier::device, make_opaque_host_allocator());
   return b;
 }
 

@@ -6,7 +6,8 @@
 
 namespace longctx {
 
-// "cpu", "cuda" or "auto" (cuda when the CUDA backend is built and a GPU is visible, else cpu);
+// "cpu", "cuda" or "auto" (cuda when the CUDA backend is built and a GPU is visible, else cpu; the
+// environment's LONGCTX_DEVICE, when set, says what auto means);
 // "cpu-staged" is the CPU backend with a device tier that host code must not touch (as GPU memory):
 // the tests' way to run every staging path of the GPU backend without a GPU.
 Backend parse_device(const std::string& name);
