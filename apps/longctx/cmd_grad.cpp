@@ -94,6 +94,7 @@ int run_grad(const Opts& o) {
   // on a GPU the device budget is the GPU's memory unless given (the plan must fit what is really there)
   const Backend backend = parse_device(o.device);
   if (backend == Backend::cuda && wanted.device_mem == 0) wanted.device_mem = gpu_budget_bytes();
+  wanted.gpu_memory = device_memory_is_opaque(o.device);
   // one rank: the plan is checked against its budgets before anything is allocated; across ranks the
   // per-rank budget is enforced as buffers are allocated (the model of CP memory is not built yet)
   const Plan plan =

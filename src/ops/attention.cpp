@@ -159,8 +159,9 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, 
     cuda::from_bf16(dk.f32(), dkb, nk, ctx.stream);
     return cuda::from_bf16(dv.f32(), dvb, nk, ctx.stream);
   }
-  const int64_t ws_floats = int64_t(on_cuda(ctx) ? cuda::attention_backward_workspace_floats(d)
-                                                 : cpu::attention_backward_workspace_floats(d));
+  // the same scratch on both backends (the GPU kernels need less), so plan's prediction holds on either
+  const int64_t ws_floats = int64_t(std::max(cpu::attention_backward_workspace_floats(d),
+                                             on_cuda(ctx) ? cuda::attention_backward_workspace_floats(d) : 0));
   Buffer ws(*ctx.mem, Tier::device, Tag::workspace, {std::max<int64_t>(ws_floats, 1)});  // (2, B, NH, Tq)
   if (on_cuda(ctx))
     return cuda::attention_backward(dq.f32(), dk.f32(), dv.f32(), dout.f32(), q.f32(), k.f32(), v.f32(),

@@ -50,6 +50,10 @@ DType resolve_math(const std::string& dtype, Backend b) {
   return dtype == "bf16" || (dtype == "auto" && b == Backend::cuda) ? DType::BF16 : DType::F32;
 }
 
+bool device_memory_is_opaque(const std::string& device) {
+  return pinned(device) == "cpu-staged" || parse_device(device) == Backend::cuda;
+}
+
 Backend setup_device(Context& ctx, Memory& mem, const std::string& device) {
   const Backend b = parse_device(device);
   setup_backend(ctx, mem, b);

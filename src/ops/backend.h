@@ -20,6 +20,9 @@ int64_t gpu_budget_bytes();
 // The GPU's math for a --dtype / `dtype:` value: "auto" (bf16 on the GPU, fp32 on the CPU), "fp32", "bf16"
 // (refused on the CPU, which computes in fp32).
 DType resolve_math(const std::string& dtype, Backend b);
+// Whether a --device value makes the device tier memory that host code must not touch (cuda, cpu-staged):
+// the plan then counts the host copies the step stages through (Plan::gpu_memory).
+bool device_memory_is_opaque(const std::string& device);
 // parse_device + setup_backend, "cpu-staged" included; returns the backend.
 Backend setup_device(Context& ctx, Memory& mem, const std::string& device);
 

@@ -130,6 +130,8 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t 
   add(dev, Tag::data, 2 * s.N * 4);
   // positions, doc ids, the labeled suffix's rope rows and doc ids; rope rows
   add(dev, Tag::workspace, 4 * s.N * 4 + 2 * s.N * half * 4);
+  // GPU memory: prepare() builds labels, positions, doc ids, suffix rows and rope rows in host copies
+  if (plan.gpu_memory) add(Tier::host, Tag::workspace, 5 * s.N * 4 + 2 * s.N * half * 4);
   const int64_t tile = std::min(s.loss_tile, s.N);  // final norm fused with the loss tiles
   add(dev, Tag::activations,
       (s.N + tile) * C * 4 + tile * 4 + table_bytes(s.scratch));          // xL, hf, rstdf, scratch
@@ -138,6 +140,9 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t 
   if (s.offload_sets > 0)
     add(s.plan.offload == Offload::host ? Tier::host : Tier::disk, Tag::checkpoint,
         s.offload_sets * s.saved_bytes);
+  // GPU memory to disk: a pinned slot per staging slot (pwrite/pread reach host memory only)
+  if (s.offload_sets > 0 && s.plan.offload == Offload::disk && plan.gpu_memory)
+    add(Tier::host, Tag::checkpoint, 2 * s.saved_bytes);
   if (s.plan.chunked()) {  // KvPages: K, V and their gradients of every block, pages on the device
     const int64_t Tp = (T + s.Tc - 1) / s.Tc * s.Tc, Ckv = c.kv_dim(), Cq = c.q_dim(),
                   L = c.num_hidden_layers;
@@ -149,6 +154,9 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t 
     // off the device: K and V staging pages in two slots, one gradient page
     if (kv != dev) add(dev, Tag::kv_cache, 4 * s.Tc * Ckv * 4), add(dev, Tag::kv_grad, s.Tc * Ckv * 4);
     if (kv == Tier::disk) add(Tier::host, Tag::kv_grad, s.Tc * Ckv * 4);  // the copy thread's I/O page
+    if (plan.gpu_memory && kv == Tier::disk)
+      add(Tier::host, Tag::kv_cache, s.Tc * Ckv * 4);                                     // main's I/O page
+    if (plan.gpu_memory && kv != dev) add(Tier::host, Tag::kv_grad, 4 * s.Tc * Ckv * 4);  // dK/dV host copies
     // out, lse, dq of one page; dk, dv of one page in two slots; document ids
     add(dev, Tag::workspace, (2 * s.Tc * Cq + c.num_attention_heads * s.Tc + 4 * s.Tc * Ckv + Tp) * 4);
   }

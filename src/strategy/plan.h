@@ -28,6 +28,9 @@ struct Plan {
   int64_t chunk_budget = 0;              // SpaCO: chunks given a backward per step
   int64_t device_mem = 0, host_mem = 0;  // budgets in bytes (0: unlimited)
   LoraConfig lora;                       // rank > 0: train adapters only, base frozen
+  // The device tier is GPU memory (set by the commands from --device, not a user choice): the host copies
+  // the step stages through are counted on the host tier.
+  bool gpu_memory = false;
 
   bool chunked() const { return chunk_mode != ChunkMode::none; }
 };

@@ -138,6 +138,7 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
         "device: cuda runs on one rank in this build (ranks on GPUs are not built yet)");
   TrainConfig run_cfg = cfg;  // on a GPU the plan's device budget is the GPU's memory unless given
   if (backend == Backend::cuda && run_cfg.plan.device_mem == 0) run_cfg.plan.device_mem = gpu_budget_bytes();
+  run_cfg.plan.gpu_memory = device_memory_is_opaque(cfg.device);
   // Every shape of the run (curriculum stages, then seq_len) gets its plan
   // checked before anything is allocated: a plan that cannot fit is refused now.
   {
@@ -230,8 +231,8 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     if (!step_fn || step_T != T || step_B != B) {
       step_fn.reset();  // free the old shape's buffers first
       // refused before anything is allocated when the plan cannot fit its budgets
-      const Plan plan = cp ? resolve_plan(cfg.plan, c, B, T)
-                           : choose_plan(c, cfg.plan, cfg.plan_auto, B, T, Purpose::train);
+      const Plan plan = cp ? resolve_plan(run_cfg.plan, c, B, T)
+                           : choose_plan(c, run_cfg.plan, cfg.plan_auto, B, T, Purpose::train);
       if (step == start || cfg.plan_auto)
         std::printf("%splan for %lld x %lld: %s\n", step == start ? "" : "\n", (long long)B, (long long)T,
                     describe(plan).c_str());

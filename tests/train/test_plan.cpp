@@ -102,13 +102,15 @@ TEST(Plan, EveryCombinationEqualsThePlainStep) {
 void expect_peaks_match(const LlamaConfig& c, const Plan& p, int64_t B, int64_t T) {
   Memory mem;
   Context ctx = cpu_context(mem);
+  // the GPU's memory layout, as --device cpu-staged runs it: host code stages through host copies
+  if (p.gpu_memory) mem.set_allocator(Tier::device, make_opaque_host_allocator());
   Tokens tk = tokens(B, T, c.vocab_size);
   Buffer in(mem, Tier::host, Tag::data, {B, T}, DType::I32),
       lab(mem, Tier::host, Tag::data, {B, T}, DType::I32);
   std::memcpy(in.t().ptr, tk.in.data(), in.t().bytes());
   std::memcpy(lab.t().ptr, tk.lab.data(), lab.t().bytes());
   ParamSet w(c, mem, Tier::device, Tag::weights), g(c, mem, Tier::device, Tag::grads);
-  init_params_random(w, c, 3);
+  init_params_random(w, c, 3);  // (the opaque tier is host memory: the test may write it directly)
   {
     AnyStep step(c, mem, B, T, p);
     step.run(w, g, StepInput{in.t(), lab.t(), Tensor(), Tensor()}, ctx);
@@ -152,6 +154,14 @@ TEST(Plan, MeasuredPeaksMatchThePredictionOverAGrid) {
         if (off == Offload::disk) p.offload_dir = dir;
         expect_peaks_match(awkward(2), p, 1, T);
       }
+  // with the GPU's staging (host copies of the step's rows, pinned slots for disk, K/V page copies)
+  for (Offload off : {Offload::none, Offload::host, Offload::disk})
+    for (ChunkMode m : {ChunkMode::none, ChunkMode::seco}) {
+      Plan p;
+      p.gpu_memory = true, p.offload = off, p.chunk_mode = m, p.chunk_size = m == ChunkMode::seco ? 100 : 0;
+      if (off == Offload::disk) p.offload_dir = dir;
+      expect_peaks_match(awkward(3), p, 1, 300);
+    }
 }
 
 double max_rel_diff(const std::vector<float>& a, const std::vector<float>& ref) {
