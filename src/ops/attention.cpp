@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <set>
+#include <tuple>
 #include <vector>
 
 #include "core/memory.h"
@@ -69,9 +72,44 @@ bool on_cuda(const Context& ctx) { return ctx.backend == Backend::cuda; }
 // bf16 math on the GPU: cuDNN's fused attention wherever it can express the mask (no documents; causal
 // aligned bottom-right, q_offset == Tk - Tq, which covers whole sequences and the last chunk of a cache);
 // the rest (documents, other offsets) runs our own fp32 kernels.
+// Decoding (a few query rows against a growing cache) stays on our kernels too: cuDNN builds a graph per
+// shape, and the cache's length changes every token.
+constexpr int64_t kCudnnMinRows = 64;
+
+// Shapes cuDNN refused once (no engine, a limit): they run our kernels from then on.
+std::set<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool>>& cudnn_refused() {
+  static std::set<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool>> s;
+  return s;
+}
+auto cudnn_key(const cpu::AttentionDims& d, bool causal) {
+  return std::make_tuple(d.B, d.Tq, d.Tk, d.NH, d.NKV, d.HS, causal);
+}
+
 bool use_cudnn(const Context& ctx, const cpu::AttentionDims& d, const AttentionParams& p) {
   return on_cuda(ctx) && ctx.math == DType::BF16 && cuda::cudnn_attention_built() && !p.q_doc.defined() &&
-         d.Tq > 0 && d.Tq <= d.Tk && (!p.causal || p.q_offset == d.Tk - d.Tq) && d.HS % 8 == 0 && d.HS <= 256;
+         d.B > 0 && d.Tq >= kCudnnMinRows && d.Tq <= d.Tk && (!p.causal || p.q_offset == d.Tk - d.Tq) &&
+         d.HS % 8 == 0 && d.HS <= 256 && !cudnn_refused().count(cudnn_key(d, p.causal));
+}
+
+// Runs f (a cuDNN call); when cuDNN refuses the shape, remembers it and returns false (the caller then runs
+// our own kernels), saying so once on stderr.
+int64_t g_cudnn_runs = 0;
+
+template <class F>
+bool try_cudnn(const cpu::AttentionDims& d, bool causal, F&& f) {
+  try {
+    f();
+    g_cudnn_runs++;
+    return true;
+  } catch (const Error& e) {
+    cudnn_refused().insert(cudnn_key(d, causal));
+    std::fprintf(stderr,
+                 "longctx: cuDNN attention refused B=%lld Tq=%lld Tk=%lld NH=%lld NKV=%lld HS=%lld (%s); "
+                 "our own kernels run this shape\n",
+                 (long long)d.B, (long long)d.Tq, (long long)d.Tk, (long long)d.NH, (long long)d.NKV,
+                 (long long)d.HS, e.what());
+    return false;
+  }
 }
 
 // Device scratch cut into bf16 tensors (each a multiple of 16 bytes, as cuDNN wants: HS % 8 == 0) and
@@ -112,18 +150,19 @@ void attention_forward(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, con
   const cpu::AttentionDims d = check_qkv(op, q, k, v, p);
   expect_like(op, "out", out, "q", q);
   expect_lse(op, lse, d);
-  if (use_cudnn(ctx, d, p)) {
-    const int64_t nq = q.numel(), nk = k.numel();
-    const cuda::SdpaDims sd = sdpa_dims(d);
-    Bf16Scratch s(*ctx.mem, {nq, nq, nk, nk}, cuda::cudnn_attention_workspace_bytes(sd, p.causal, false));
-    void *qb = s.parts[0], *ob = s.parts[1], *kb = s.parts[2], *vb = s.parts[3];
-    cuda::to_bf16(qb, q.f32(), nq, ctx.stream);
-    cuda::to_bf16(kb, k.f32(), nk, ctx.stream);
-    cuda::to_bf16(vb, v.f32(), nk, ctx.stream);
-    cuda::cudnn_attention_forward(ob, lse.f32(), qb, kb, vb, sd, p.causal, scale_of(p, d.HS), s.workspace,
-                                  ctx.stream);
-    return cuda::from_bf16(out.f32(), ob, nq, ctx.stream);
-  }
+  if (use_cudnn(ctx, d, p) && try_cudnn(d, p.causal, [&] {
+        const int64_t nq = q.numel(), nk = k.numel();
+        const cuda::SdpaDims sd = sdpa_dims(d);
+        Bf16Scratch s(*ctx.mem, {nq, nq, nk, nk}, cuda::cudnn_attention_workspace_bytes(sd, p.causal, false));
+        void *qb = s.parts[0], *ob = s.parts[1], *kb = s.parts[2], *vb = s.parts[3];
+        cuda::to_bf16(qb, q.f32(), nq, ctx.stream);
+        cuda::to_bf16(kb, k.f32(), nk, ctx.stream);
+        cuda::to_bf16(vb, v.f32(), nk, ctx.stream);
+        cuda::cudnn_attention_forward(ob, lse.f32(), qb, kb, vb, sd, p.causal, scale_of(p, d.HS), s.workspace,
+                                      ctx.stream);
+        cuda::from_bf16(out.f32(), ob, nq, ctx.stream);
+      }))
+    return;
   if (on_cuda(ctx))
     return cuda::attention_forward(out.f32(), lse.f32(), q.f32(), k.f32(), v.f32(), d, mask_of(p),
                                    scale_of(p, d.HS), ctx.stream);
@@ -141,27 +180,30 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, 
   expect_like(op, "out", out, "q", q);
   expect_lse(op, lse, d);
   CHECK(ctx.mem, "[", op, "] ctx.mem is null; the backward takes its workspace from it");
-  if (use_cudnn(ctx, d, p)) {
-    const int64_t nq = q.numel(), nk = k.numel();
-    const cuda::SdpaDims sd = sdpa_dims(d);
-    Bf16Scratch s(*ctx.mem, {nq, nq, nq, nq, nk, nk, nk, nk},
-                  cuda::cudnn_attention_workspace_bytes(sd, p.causal, true, ctx.deterministic));
-    void *qb = s.parts[0], *ob = s.parts[1], *dob = s.parts[2], *dqb = s.parts[3];
-    void *kb = s.parts[4], *vb = s.parts[5], *dkb = s.parts[6], *dvb = s.parts[7];
-    cuda::to_bf16(qb, q.f32(), nq, ctx.stream);
-    cuda::to_bf16(ob, out.f32(), nq, ctx.stream);  // the forward's bf16 output, exactly (it came from bf16)
-    cuda::to_bf16(dob, dout.f32(), nq, ctx.stream);
-    cuda::to_bf16(kb, k.f32(), nk, ctx.stream);
-    cuda::to_bf16(vb, v.f32(), nk, ctx.stream);
-    cuda::cudnn_attention_backward(dqb, dkb, dvb, dob, qb, kb, vb, ob, lse.f32(), sd, p.causal,
-                                   scale_of(p, d.HS), ctx.deterministic, s.workspace, ctx.stream);
-    cuda::from_bf16(dq.f32(), dqb, nq, ctx.stream);
-    cuda::from_bf16(dk.f32(), dkb, nk, ctx.stream);
-    return cuda::from_bf16(dv.f32(), dvb, nk, ctx.stream);
-  }
+  if (use_cudnn(ctx, d, p) && try_cudnn(d, p.causal, [&] {
+        const int64_t nq = q.numel(), nk = k.numel();
+        const cuda::SdpaDims sd = sdpa_dims(d);
+        Bf16Scratch s(*ctx.mem, {nq, nq, nq, nq, nk, nk, nk, nk},
+                      cuda::cudnn_attention_workspace_bytes(sd, p.causal, true, ctx.deterministic));
+        void *qb = s.parts[0], *ob = s.parts[1], *dob = s.parts[2], *dqb = s.parts[3];
+        void *kb = s.parts[4], *vb = s.parts[5], *dkb = s.parts[6], *dvb = s.parts[7];
+        cuda::to_bf16(qb, q.f32(), nq, ctx.stream);
+        cuda::to_bf16(ob, out.f32(), nq,
+                      ctx.stream);  // the forward's bf16 output, exactly (it came from bf16)
+        cuda::to_bf16(dob, dout.f32(), nq, ctx.stream);
+        cuda::to_bf16(kb, k.f32(), nk, ctx.stream);
+        cuda::to_bf16(vb, v.f32(), nk, ctx.stream);
+        cuda::cudnn_attention_backward(dqb, dkb, dvb, dob, qb, kb, vb, ob, lse.f32(), sd, p.causal,
+                                       scale_of(p, d.HS), ctx.deterministic, s.workspace, ctx.stream);
+        cuda::from_bf16(dq.f32(), dqb, nq, ctx.stream);
+        cuda::from_bf16(dk.f32(), dkb, nk, ctx.stream);
+        cuda::from_bf16(dv.f32(), dvb, nk, ctx.stream);
+      }))
+    return;
   // the same scratch on both backends (the GPU kernels need less), so plan's prediction holds on either
-  const int64_t ws_floats = int64_t(std::max(cpu::attention_backward_workspace_floats(d),
-                                             on_cuda(ctx) ? cuda::attention_backward_workspace_floats(d) : 0));
+  const int64_t ws_floats =
+      int64_t(std::max(cpu::attention_backward_workspace_floats(d),
+                       on_cuda(ctx) ? cuda::attention_backward_workspace_floats(d) : 0));
   Buffer ws(*ctx.mem, Tier::device, Tag::workspace, {std::max<int64_t>(ws_floats, 1)});  // (2, B, NH, Tq)
   if (on_cuda(ctx))
     return cuda::attention_backward(dq.f32(), dk.f32(), dv.f32(), dout.f32(), q.f32(), k.f32(), v.f32(),
@@ -204,6 +246,8 @@ void attention_merge(Tensor out, Tensor lse, Tensor part_out, Tensor part_lse, C
 // The backward takes its per-row statistics (base-2 lse and rowsum(dO * O),
 // O(T)) from ctx.mem; tiles come from small per-thread blocks of the kernel's
 // own (O(tile) each), and the forward takes nothing.
+int64_t attention_cudnn_runs() { return g_cudnn_runs; }
+
 size_t attention_workspace_bytes(int64_t B, int64_t Tq, int64_t Tk, int64_t NH, int64_t NKV, int64_t HS) {
   cpu::AttentionDims d;
   d.B = B, d.Tq = Tq, d.Tk = Tk, d.NH = NH, d.NKV = NKV, d.HS = HS;

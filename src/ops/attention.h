@@ -30,6 +30,10 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, 
 // part_out, part_lse the same shapes. A row that sees no key in a part has lse -inf.
 void attention_merge(Tensor out, Tensor lse, Tensor part_out, Tensor part_lse, Context& ctx);
 
+// How many attention calls (forward or backward) cuDNN's fused kernels ran in this process (bf16 math on
+// the GPU); the rest ran our own kernels.
+int64_t attention_cudnn_runs();
+
 // Scratch the kernels take from ctx.mem (tag workspace) for these sizes.
 size_t attention_workspace_bytes(int64_t B, int64_t Tq, int64_t Tk, int64_t NH, int64_t NKV, int64_t HS);
 

@@ -14,6 +14,8 @@ void copy_tensor(const Tensor& dst, const Tensor& src, Context& ctx, bool async)
   CHECK(dst.shape == src.shape && dst.dtype == src.dtype, "[copy] dst ", dst.shape.str(), " ",
         dtype_name(dst.dtype), " vs src ", src.shape.str(), " ", dtype_name(src.dtype));
   if (dst.ptr == src.ptr || src.bytes() == 0) return;
+  if (ctx.backend == Backend::cuda && dst.tier == Tier::device && src.tier == Tier::device)
+    return cuda::copy_device(dst.ptr, src.ptr, src.bytes(), ctx.stream);  // in stream order, no host wait
   if (ctx.backend == Backend::cuda && (dst.tier == Tier::device || src.tier == Tier::device))
     return cuda::copy_bytes(dst.ptr, src.ptr, src.bytes(), ctx.stream);
   std::memmove(dst.ptr, src.ptr, src.bytes());

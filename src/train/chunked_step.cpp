@@ -89,7 +89,7 @@ double ChunkedStep::run(const ParamSet& w, const Grads& grads, const StepInput& 
     pos_[size_t(t)] = in.positions.defined() ? in.positions.i32()[t] : int32_t(t);
     doc_[size_t(t)] = in.doc_ids.defined() ? in.doc_ids.i32()[t] : 0;
   }
-  kv_->set_docs(doc_, ctx);
+  kv_->set_docs(doc_, std::vector<int32_t>(doc_.begin(), doc_.begin() + T), ctx);
   kv_->zero_grads();
   label_count_ = 0;
   for (int64_t t = 0; t < T; t++) label_count_ += in.labels.i32()[t] != kIgnoreIndex;

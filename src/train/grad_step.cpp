@@ -79,13 +79,17 @@ void GradStep::prepare(const StepInput& in, Context& ctx, bool allow_suffix) {
   shared_.attn.q_doc = shared_.attn.k_doc = Tensor();
   if (in.doc_ids.defined()) {
     copy_tensor(hdocs, in.doc_ids.view({N}), ctx);
-    shared_.attn.q_doc = shared_.attn.k_doc = docs_.t().view({B_, T_});
+    // rows that are one document each need no document mask (so the GPU's fused attention can run)
+    const int32_t* d = host_i32(hdocs, ctx, "grad_step docs");
+    bool packed = false;
+    for (int64_t n = 0; n < N && !packed; n++) packed = d[n] != d[n - n % T_];
+    if (packed) shared_.attn.q_doc = shared_.attn.k_doc = docs_.t().view({B_, T_});
   }
   int32_t* lab = host_i32(hlab, ctx, "grad_step labels");
   label_count_ = 0;
   for (int64_t n = 0; n < N; n++) label_count_ += lab[n] != kIgnoreIndex;
   find_suffix(lab, host_i32(hsuf, ctx, "grad_step suffix"), host_i32(hdocs, ctx, "grad_step docs"),
-              in.doc_ids.defined(), allow_suffix);
+              shared_.attn.q_doc.defined(), allow_suffix);
   for (Buffer* b : {&labels_, &pos_, &docs_, &cos_, &sin_, &suffix_idx_}) push_staged(*b, ctx);
 }
 

@@ -64,8 +64,12 @@ KvPages::KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& m
 
 KvPages::~KvPages() { copier_.reset(); }  // drains the queue before the stores go
 
-void KvPages::set_docs(std::vector<int32_t>& d, Context& ctx) {
+void KvPages::set_docs(std::vector<int32_t>& d, const std::vector<int32_t>& real, Context& ctx) {
   copy_tensor(docs_.t(), Tensor(d.data(), {int64_t(d.size())}, DType::I32, Tier::host), ctx);
+  // one document (padding only after it): no mask is needed, since no real row sees the padding (causal)
+  // and the padding has no labels; without one the GPU's fused attention can run
+  masked_ = false;
+  for (size_t t = 1; t < real.size() && !masked_; t++) masked_ = real[t] != real[0];
 }
 
 void KvPages::zero_grads() {
@@ -164,9 +168,12 @@ void KvPages::backward(int64_t l, const BlockActs& a, const BlockGrads& g, Conte
 
 AttentionParams KvPages::params(int64_t p) const {
   AttentionParams a;
-  a.q_offset = (j_ - p) * Tc_;
-  a.q_doc = docs_.t().slice0(j_ * Tc_, Tc_).view({1, Tc_});
-  a.k_doc = docs_.t().slice0(p * Tc_, Tc_).view({1, Tc_});
+  // an earlier page is wholly in the past of every query of chunk j_: no causal mask (the same result)
+  a.causal = p == j_;
+  if (masked_) {
+    a.q_doc = docs_.t().slice0(j_ * Tc_, Tc_).view({1, Tc_});
+    a.k_doc = docs_.t().slice0(p * Tc_, Tc_).view({1, Tc_});
+  }
   return a;
 }
 

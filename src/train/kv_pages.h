@@ -21,8 +21,8 @@ class KvPages : public AttentionRunner {
  public:
   KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& mem);
   ~KvPages() override;
-  // Per-step state: the whole sequence's document ids (padding its own).
-  void set_docs(std::vector<int32_t>& d, Context& ctx);
+  // Per-step state: the whole sequence's document ids (padding its own), and those of its real tokens.
+  void set_docs(std::vector<int32_t>& d, const std::vector<int32_t>& real, Context& ctx);
   void zero_grads();
   void set_chunk(int64_t j, float kv_scale) { j_ = j, kv_scale_ = kv_scale; }
 
@@ -66,6 +66,7 @@ class KvPages : public AttentionRunner {
   uint64_t fetched_[2] = {0, 0}, sent_[2] = {0, 0};
   int64_t j_ = 0;
   float kv_scale_ = 1.f;
+  bool masked_ = true;  // several documents: attention takes the document ids
 };
 
 }  // namespace longctx

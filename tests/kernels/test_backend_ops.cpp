@@ -370,7 +370,9 @@ TEST_F(BackendOps, Bf16MathAttentionThroughCudnn) {
       {"cudnn not causal", 1, 100, 100, 2, 2, 64, 0, false, false},
       {"documents fall back to fp32 kernels", 1, 64, 64, 4, 2, 64, 0, true, true},
   };
+  const int64_t before = attention_cudnn_runs();
   for (const AttnCase& c : cases) run_attention_case(*this, c, kBf16Tol);
+  EXPECT_EQ(attention_cudnn_runs() - before, 2 * 5) << "cuDNN ran every case but the documents' (fwd + bwd)";
 }
 
 }  // namespace

@@ -68,6 +68,11 @@ int64_t free_bytes() {
   return int64_t(f);
 }
 
+void copy_device(void* dst, const void* src, size_t bytes, void* stream) {
+  if (bytes == 0 || dst == src) return;
+  cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, as_stream(stream)), "device copy");
+}
+
 void synchronize(void* stream) { cuda_check(cudaStreamSynchronize(as_stream(stream)), "stream sync"); }
 
 int64_t pool_peak_bytes() {

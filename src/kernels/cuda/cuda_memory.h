@@ -15,6 +15,8 @@ std::unique_ptr<Allocator> make_device_allocator();
 std::unique_ptr<Allocator> make_pinned_allocator();
 // Any direction (device, pinned or pageable host); returns when the bytes are there.
 void copy_bytes(void* dst, const void* src, size_t bytes, void* stream);
+// Device to device, in stream order (returns at once: no host code waits on these bytes).
+void copy_device(void* dst, const void* src, size_t bytes, void* stream);
 void synchronize(void* stream);
 int64_t free_bytes();  // the GPU's free memory now (cudaMemGetInfo)
 // Bytes the device pool held at most since the last reset (what the GPU really gave us,

@@ -38,7 +38,7 @@ void embedding_forward(float* out, const int32_t* tok, const float* wte, int64_t
 
 void embedding_backward(float* dwte, const float* dout, const int32_t* tok, int64_t N, int64_t C, int64_t V,
                         void* s) {
-  if (N <= 0) return;
+  if (N <= 0 || C <= 0) return;
   // 64 threads a block: C / 64 blocks keep more multiprocessors busy than 256 would
   embedding_bwd_kernel<<<unsigned((C + 63) / 64), 64, 0, as_stream(s)>>>(dwte, dout, tok, N, C, V);
   launch_check("embedding_bwd_kernel");

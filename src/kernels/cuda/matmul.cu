@@ -46,35 +46,61 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, int
     return;
   }
   Lt& l = lt();
-  cublasLtMatmulDesc_t desc = nullptr;
+  // descriptors freed on every path, the failing ones included
+  struct Descs {
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
+    cublasLtMatmulPreference_t pref = nullptr;
+    ~Descs() {
+      if (pref) cublasLtMatmulPreferenceDestroy(pref);
+      if (lc) cublasLtMatrixLayoutDestroy(lc);
+      if (lb) cublasLtMatrixLayoutDestroy(lb);
+      if (la) cublasLtMatrixLayoutDestroy(la);
+      if (desc) cublasLtMatmulDescDestroy(desc);
+    }
+  } d;
   const cublasComputeType_t compute = bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
-  lt_check(cublasLtMatmulDescCreate(&desc, compute, CUDA_R_32F), what);
+  lt_check(cublasLtMatmulDescCreate(&d.desc, compute, CUDA_R_32F), what);
   const cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-  lt_check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)), what);
-  lt_check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)), what);
-  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
-  lt_check(cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, ta ? k : m, ta ? m : k, lda), what);
-  lt_check(cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, tb ? n : k, tb ? k : n, ldb), what);
-  lt_check(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, m, n, ldc), what);
-  cublasLtMatmulPreference_t pref = nullptr;
-  lt_check(cublasLtMatmulPreferenceCreate(&pref), what);
+  lt_check(cublasLtMatmulDescSetAttribute(d.desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)), what);
+  lt_check(cublasLtMatmulDescSetAttribute(d.desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)), what);
+  lt_check(cublasLtMatrixLayoutCreate(&d.la, CUDA_R_32F, ta ? k : m, ta ? m : k, lda), what);
+  lt_check(cublasLtMatrixLayoutCreate(&d.lb, CUDA_R_32F, tb ? n : k, tb ? k : n, ldb), what);
+  lt_check(cublasLtMatrixLayoutCreate(&d.lc, CUDA_R_32F, m, n, ldc), what);
+  lt_check(cublasLtMatmulPreferenceCreate(&d.pref), what);
   size_t ws = kWorkspaceBytes;
   lt_check(
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)),
+      cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)),
       what);
+  // Our operands are views (rows of a tile, parameters padded to 64 bytes), not always 256-byte aligned as
+  // the heuristic assumes by default: tell it each pointer's alignment.
+  const auto align = [](const void* p) {
+    uint32_t r = 256;
+    while (r > 4 && reinterpret_cast<uintptr_t>(p) % r != 0) r /= 2;
+    return r;
+  };
+  const uint32_t al[3] = {align(A), align(B), align(C)};
+  lt_check(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al[0],
+                                                sizeof(uint32_t)),
+           what);
+  lt_check(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al[1],
+                                                sizeof(uint32_t)),
+           what);
+  lt_check(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al[2],
+                                                sizeof(uint32_t)),
+           what);
+  lt_check(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al[2],
+                                                sizeof(uint32_t)),
+           what);
   cublasLtMatmulHeuristicResult_t heur{};
   int found = 0;
-  lt_check(cublasLtMatmulAlgoGetHeuristic(l.handle, desc, la, lb, lc, lc, pref, 1, &heur, &found), what);
+  lt_check(cublasLtMatmulAlgoGetHeuristic(l.handle, d.desc, d.la, d.lb, d.lc, d.lc, d.pref, 1, &heur, &found),
+           what);
   if (found == 0) FAIL("[cuda] cuBLASLt has no algorithm for ", what, " (", m, " x ", n, " x ", k, ")");
   const float alpha = 1.f;
-  lt_check(cublasLtMatmul(l.handle, desc, &alpha, A, la, B, lb, &beta, C, lc, C, lc, &heur.algo, l.workspace,
-                          kWorkspaceBytes, st),
+  lt_check(cublasLtMatmul(l.handle, d.desc, &alpha, A, d.la, B, d.lb, &beta, C, d.lc, C, d.lc, &heur.algo,
+                          l.workspace, kWorkspaceBytes, st),
            what);
-  cublasLtMatmulPreferenceDestroy(pref);
-  cublasLtMatrixLayoutDestroy(lc);
-  cublasLtMatrixLayoutDestroy(lb);
-  cublasLtMatrixLayoutDestroy(la);
-  cublasLtMatmulDescDestroy(desc);
 }
 
 }  // namespace

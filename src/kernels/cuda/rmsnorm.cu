@@ -75,7 +75,7 @@ void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, 
 
 void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
                       const float* rstd, int64_t N, int64_t C, bool accumulate, void* s) {
-  if (N <= 0) return;
+  if (N <= 0 || C <= 0) return;
   cudaStream_t st = as_stream(s);
   if (dw) {  // before dinp: dinp may alias dout
     const int64_t splits = std::min<int64_t>(kRowSplits, N), per = (N + splits - 1) / splits;

@@ -84,6 +84,7 @@ void attention_merge(float*, float*, const float*, const float*, int64_t, int64_
 std::unique_ptr<Allocator> make_device_allocator() { not_built("device memory"); }
 std::unique_ptr<Allocator> make_pinned_allocator() { not_built("pinned memory"); }
 void copy_bytes(void*, const void*, size_t, void*) { not_built("copy"); }
+void copy_device(void*, const void*, size_t, void*) { not_built("copy_device"); }
 void synchronize(void*) {}
 int64_t free_bytes() { not_built("free_bytes"); }
 int64_t pool_peak_bytes() { return 0; }
