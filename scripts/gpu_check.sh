@@ -56,9 +56,9 @@ PART_TABLE=(
   "nccl        1  part_nccl         mpirun -np 1 longctx comm-check --nccl"
   "attn-bench  1  part_attn_bench   scripts/gpu_parts/attn_bench.sh"
   "step-bench  1  part_step_bench   scripts/gpu_parts/step_bench.sh (1B step vs Hugging Face)"
+  "report      0  part_report       \$OUT/step.json for docs/gpu/ from the parts' results"
   "memcheck    1  part_memcheck     compute-sanitizer memcheck over the op harness"
   "cpu-tests   1  part_cpu_tests    ctest -E 'py\\.' (every test but the Python ones)"
-  "report      0  part_report       \$OUT/step.json for docs/gpu/ from the parts' results"
 )
 declare -A PART_FN PART_NEEDS_BUILD PART_WHAT
 PART_ORDER=()

@@ -95,6 +95,8 @@ int run_grad(const Opts& o) {
   const Backend backend = parse_device(o.device);
   if (backend == Backend::cuda && wanted.device_mem == 0) wanted.device_mem = gpu_budget_bytes();
   wanted.gpu_memory = device_memory_is_opaque(o.device);
+  const DType math = resolve_math(o.dtype, backend);
+  wanted.bf16_attention = backend == Backend::cuda && math == DType::BF16;
   // one rank: the plan is checked against its budgets before anything is allocated; across ranks the
   // per-rank budget is enforced as buffers are allocated (the model of CP memory is not built yet)
   const Plan plan =
@@ -104,7 +106,6 @@ int run_grad(const Opts& o) {
   mem.tracker().set_budget(Tier::device, plan.device_mem);
   mem.tracker().set_budget(Tier::host, plan.host_mem);
   Context ctx;
-  const DType math = resolve_math(o.dtype, backend);
   const std::string dtype = math == DType::BF16 ? "bf16" : "fp32";
   if (backend == Backend::cuda) {
     CHECK(comm.size() == 1, "--device cuda runs on one rank in this build (ranks on GPUs are not built yet)");

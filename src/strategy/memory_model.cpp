@@ -162,8 +162,11 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t 
   }
   // transients: the logits tile of the loss and its row losses, the attention backward's row statistics
   const int64_t lm = int64_t(lm_head_loss_workspace_bytes(s.N, c.vocab_size, C, s.loss_tile));
-  const int64_t att = int64_t(
+  int64_t att = int64_t(
       attention_workspace_bytes(B, s.Tc, s.Tc, c.num_attention_heads, c.num_key_value_heads, c.head_dim));
+  // bf16 math on the GPU: the backward's bf16 copies (q, out, dout, dq; k, v, dk, dv), not cuDNN's own
+  // workspace (its heuristics size that on the GPU)
+  if (plan.bf16_attention) att = std::max(att, (4 * B * s.Tc * c.q_dim() + 4 * B * s.Tc * c.kv_dim()) * 2);
   add(dev, Tag::workspace, std::max(lm, att));
   return m;
 }

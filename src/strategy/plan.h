@@ -31,6 +31,8 @@ struct Plan {
   // The device tier is GPU memory (set by the commands from --device, not a user choice): the host copies
   // the step stages through are counted on the host tier.
   bool gpu_memory = false;
+  // The GPU's bf16 math: cuDNN's attention takes bf16 copies of q, k, v, out and their gradients as scratch.
+  bool bf16_attention = false;
 
   bool chunked() const { return chunk_mode != ChunkMode::none; }
 };

@@ -139,6 +139,7 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
   TrainConfig run_cfg = cfg;  // on a GPU the plan's device budget is the GPU's memory unless given
   if (backend == Backend::cuda && run_cfg.plan.device_mem == 0) run_cfg.plan.device_mem = gpu_budget_bytes();
   run_cfg.plan.gpu_memory = device_memory_is_opaque(cfg.device);
+  run_cfg.plan.bf16_attention = backend == Backend::cuda && ctx.math == DType::BF16;
   // Every shape of the run (curriculum stages, then seq_len) gets its plan
   // checked before anything is allocated: a plan that cannot fit is refused now.
   {
