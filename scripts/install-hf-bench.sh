@@ -20,24 +20,9 @@ if "$VENV/bin/python" -c "$CHECK" 2>/dev/null; then
   exit 0
 fi
 
-# First python3 that can build a venv with pip in it (Debian splits ensurepip
-# into python3-venv, so `import venv` alone is not enough).
-has_venv() { "$1" -c "import venv, ensurepip" 2>/dev/null; }
-BASE=""
-for cand in python3 /usr/bin/python3; do
-  if command -v "$cand" >/dev/null && has_venv "$cand"; then
-    BASE=$cand
-    break
-  fi
-done
-if [ -z "$BASE" ]; then
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  echo "install-hf-bench: installing python3-venv"
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv
-  BASE=/usr/bin/python3
-fi
+# shellcheck source=scripts/venv_base.sh
+source scripts/venv_base.sh  # (the cwd is the repo root here)
+venv_base install-hf-bench
 
 # Keep a venv that only lacks a package (pip fills it in); rebuild one whose interpreter is gone.
 if ! "$VENV/bin/python" -c "import sys" 2>/dev/null; then

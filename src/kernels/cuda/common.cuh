@@ -41,34 +41,29 @@ __device__ inline double warp_sum_d(double v) {
   return v;
 }
 
-// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
-// `shared` holds 32 floats. Fixed order: deterministic.
-__device__ inline float block_sum(float v, float* shared) {
+// A reduction over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+// `shared` holds 32 values. Fixed order: deterministic. warp_op reduces a warp, `none` is the identity.
+template <class T, class WarpOp>
+__device__ inline T block_reduce(T v, T* shared, WarpOp warp_op, T none) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
-  v = warp_sum(v);
+  v = warp_op(v);
   __syncthreads();  // shared may still be read by a previous call
   if (lane == 0) shared[warp] = v;
   __syncthreads();
-  v = lane < nwarps ? shared[lane] : 0.f;
-  return warp_sum(v);
+  v = lane < nwarps ? shared[lane] : none;
+  return warp_op(v);
+}
+__device__ inline float block_sum(float v, float* shared) {
+  return block_reduce(
+      v, shared, [](float x) { return warp_sum(x); }, 0.f);
 }
 __device__ inline float block_max(float v, float* shared) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
-  v = warp_max(v);
-  __syncthreads();
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  v = lane < nwarps ? shared[lane] : -INFINITY;
-  return warp_max(v);
+  return block_reduce(
+      v, shared, [](float x) { return warp_max(x); }, -INFINITY);
 }
 __device__ inline double block_sum_d(double v, double* shared) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
-  v = warp_sum_d(v);
-  __syncthreads();
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  v = lane < nwarps ? shared[lane] : 0.0;
-  return warp_sum_d(v);
+  return block_reduce(
+      v, shared, [](double x) { return warp_sum_d(x); }, 0.0);
 }
 
 }  // namespace longctx::cuda

@@ -6,6 +6,7 @@
 #include <cublasLt.h>
 
 #include <mutex>
+#include <utility>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
@@ -79,19 +80,13 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, int
     while (r > 4 && reinterpret_cast<uintptr_t>(p) % r != 0) r /= 2;
     return r;
   };
-  const uint32_t al[3] = {align(A), align(B), align(C)};
-  lt_check(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al[0],
-                                                sizeof(uint32_t)),
-           what);
-  lt_check(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al[1],
-                                                sizeof(uint32_t)),
-           what);
-  lt_check(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al[2],
-                                                sizeof(uint32_t)),
-           what);
-  lt_check(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al[2],
-                                                sizeof(uint32_t)),
-           what);
+  const std::pair<cublasLtMatmulPreferenceAttributes_t, uint32_t> al[4] = {
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align(A)},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align(B)},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align(C)},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align(C)}};
+  for (const auto& [attr, bytes] : al)
+    lt_check(cublasLtMatmulPreferenceSetAttribute(d.pref, attr, &bytes, sizeof(bytes)), what);
   cublasLtMatmulHeuristicResult_t heur{};
   int found = 0;
   lt_check(cublasLtMatmulAlgoGetHeuristic(l.handle, d.desc, d.la, d.lb, d.lc, d.lc, d.pref, 1, &heur, &found),
