@@ -79,6 +79,19 @@ def main():
             passed += ok
             failed += not ok
             print(("PASS " if ok else "FAIL ") + f"staged device, {name}: {detail}", flush=True)
+        # choices that cannot run here are refused in one line naming the flag
+        info = subprocess.run([args.longctx, "info"], capture_output=True, text=True).stdout
+        refusals = [(["--dtype", "bf16", "--device", "cpu"], "dtype bf16 is the GPU's math"),
+                    (["--device", "tpu"], "expected cpu, cuda or auto")]
+        if "cuda device 0" not in info:  # no GPU here: asking for one says why
+            refusals.append((["--device", "cuda"], "--device cuda: "))
+        for flags, needle in refusals:
+            r = subprocess.run([args.longctx, "grad", "--model", model, "--tokens", tpath] + flags,
+                               capture_output=True, text=True)
+            ok = r.returncode == 1 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
+            passed += ok
+            failed += not ok
+            print(("PASS " if ok else "FAIL ") + f"refused: {' '.join(flags)}: {r.stderr.strip()[:200]}", flush=True)
         for name, ok, detail in train_checks(args.longctx, tmp, tpath, load):
             passed += ok
             failed += not ok
