@@ -72,6 +72,13 @@ TEST_F(OpTest, RmsnormMatchesDoubleAndFiniteDifferences) {
   dw.check("dw");
   expect_fd_grad(x.data(), x.size(), dx.data(), fwd, "rmsnorm dx");
   expect_fd_grad(w.data(), w.size(), dw.data(), fwd, "rmsnorm dw");
+  // in place (dinp aliasing dout) gives the same dx and dw
+  std::vector<float> io(W);
+  Guarded dw2(static_cast<size_t>(C));
+  rmsnorm_backward(Tensor(io.data(), {N, C}), dw2.t({C}), Tensor(io.data(), {N, C}), Tensor(x.data(), {N, C}),
+                   Tensor(w.data(), {C}), rstd.t({N}), ctx);
+  for (size_t i = 0; i < io.size(); i++) EXPECT_EQ(io[i], dx[i]) << "in-place dx " << i;
+  for (size_t i = 0; i < size_t(C); i++) EXPECT_EQ(dw2[i], dw[i]) << "in-place dw " << i;
   EXPECT_THROW(rmsnorm_forward(out.t({N, C}), rstd.t({N}), Tensor(x.data(), {N, C}),
                                Tensor(w.data(), {C - 1}), eps, ctx),
                Error);

@@ -40,10 +40,10 @@ void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* in
       for (int64_t c = 0; c < C; c++) dot += double(dy[c]) * w[c] * x[c];
       const float k = float(dot * double(r) * r * r / double(C));
       float* dx = dinp + n * C;
-      for (int64_t c = 0; c < C; c++) {
-        const float g = r * dy[c] * w[c] - x[c] * k;
+      for (int64_t c = 0; c < C; c++) {  // dy[c] read before dx[c] is written: dinp may alias dout
+        const float d = dy[c], g = r * d * w[c] - x[c] * k;
+        pw[c] += double(d) * x[c] * r;
         dx[c] = accumulate ? dx[c] + g : g;
-        pw[c] += double(dy[c]) * x[c] * r;
       }
     }
   }

@@ -15,8 +15,9 @@ constexpr int kThreads = 1024;
 
 // Row r of z becomes scale * (softmax - onehot(target)) when want_grad; loss[r] = -log softmax[target]
 // (0 and a zero row for an ignored target).
-__global__ void softmax_xent_kernel(float* logits, double* loss, const int32_t* targets, int64_t rows,
-                                    int64_t V, double scale, bool want_grad) {
+__global__ void __launch_bounds__(kThreads)
+    softmax_xent_kernel(float* logits, double* loss, const int32_t* targets, int64_t rows, int64_t V,
+                        double scale, bool want_grad) {
   __shared__ float shf[32];
   __shared__ double shd[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
