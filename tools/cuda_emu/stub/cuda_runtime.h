@@ -1,0 +1,3 @@
+#pragma once
+#include_next <cuda_runtime.h>
+#include "emu_device.h"
