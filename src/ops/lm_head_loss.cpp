@@ -18,7 +18,7 @@ int64_t lm_head_loss_auto_tile(int64_t N, int64_t V) {
 size_t lm_head_loss_workspace_bytes(int64_t N, int64_t V, int64_t C, int64_t tile_rows) {
   const int64_t tile =
       tile_rows > 0 ? std::min(tile_rows, std::max<int64_t>(N, 1)) : lm_head_loss_auto_tile(N, V);
-  return size_t(tile) * size_t(V) * 4 + size_t(tile) * 8;  // logits (tile, V) F32, row losses (tile) F64
+  return size_t(tile) * size_t(V) * 4 + size_t(tile + 1) * 8;  // logits (tile, V) F32, row losses + total F64
 }
 
 double lm_head_loss(Tensor dhidden, Tensor dweight, Tensor hidden, Tensor weight, Tensor targets,
@@ -38,8 +38,8 @@ double lm_head_loss(Tensor dhidden, Tensor dweight, Tensor hidden, Tensor weight
             " is outside the vocabulary [0, ", V, ") and is not the ignore index ", kIgnoreIndex);
   const int64_t tile =
       tile_rows > 0 ? std::min(tile_rows, std::max<int64_t>(N, 1)) : lm_head_loss_auto_tile(N, V);
-  Buffer logits(*ctx.mem, Tier::device, Tag::workspace, {tile, V});             // (tile, V)
-  Buffer row_loss(*ctx.mem, Tier::device, Tag::workspace, {tile}, DType::F64);  // (tile)
+  Buffer logits(*ctx.mem, Tier::device, Tag::workspace, {tile, V});                 // (tile, V)
+  Buffer row_loss(*ctx.mem, Tier::device, Tag::workspace, {tile + 1}, DType::F64);  // (tile), the total
   float* dh = dhidden.defined() ? dhidden.f32() : nullptr;
   float* dw = dweight.defined() ? dweight.f32() : nullptr;
   double* rl = row_loss.t().as<double>();

@@ -503,8 +503,8 @@ static void test_lm_head() {
         F h = randv(N * C), w = randv(V * C, 0.5f);
         F dh = nanv(N * C), dw0 = randv(V * C), dw = dw0, wdh(size_t(N * C), NaN), wdw = dw0;
         F lg = nanv(s.tile * V), wlg(size_t(s.tile * V));
-        double* rl = static_cast<double*>(std::malloc(sizeof(double) * size_t(s.tile)));
-        std::memset(rl, 0xff, sizeof(double) * size_t(s.tile));
+        double* rl = static_cast<double*>(std::malloc(sizeof(double) * size_t(s.tile + 1)));  // rows, total
+        std::memset(rl, 0xff, sizeof(double) * size_t(s.tile + 1));
         std::vector<double> wrl(size_t(s.tile));
         float* pdh = which & 1 ? dh.data() : nullptr;
         float* pdw = which & 2 ? dw.data() : nullptr;
@@ -534,7 +534,7 @@ static void test_lm_head() {
     for (auto& e : hb) e = bf(e);
     for (auto& e : wb) e = bf(e);
     F dh = nanv(N * C), dw(size_t(V * C), 0.f), wdh(size_t(N * C)), wdw(size_t(V * C), 0.f), lg = nanv(tile * V), wlg(size_t(tile * V));
-    std::vector<double> rl(tile), wrl(tile);
+    std::vector<double> rl(tile + 1), wrl(tile);
     const double got = cuda::lm_head_loss(dh.data(), dw.data(), h.data(), w.data(), tg.data(), N, C, V, 1.0 / 11, tile,
                                           lg.data(), rl.data(), true, nullptr);
     const double want = cpu::lm_head_loss(wdh.data(), wdw.data(), hb.data(), wb.data(), tg.data(), N, C, V, 1.0 / 11,
@@ -553,7 +553,7 @@ static void test_lm_head() {
     for (int64_t r = 0; r < N; r++) h[size_t(r * C)] = shift;
     for (int64_t v = 0; v < V; v++) w[size_t(v * C)] = 1.f;
     F dh = nanv(N * C), lg = nanv(tile * V);
-    std::vector<double> rl(tile);
+    std::vector<double> rl(tile + 1);
     cuda::lm_head_loss(dh.data(), nullptr, h.data(), w.data(), tg.data(), N, C, V, 1.0, tile, lg.data(), rl.data(),
                        false, nullptr);
     F cdh(size_t(N * C)), clg(size_t(tile * V));

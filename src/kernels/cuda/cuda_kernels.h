@@ -45,7 +45,8 @@ void swiglu_backward(float* dgate, float* dup, const float* dout, const float* g
                      int64_t n, void* stream);
 
 // Fused tiled LM head + cross-entropy (see ops/lm_head_loss.h). logits_tile: (tile, V) device scratch;
-// row_loss: (tile) doubles of device scratch. Returns the loss (synchronises: the value comes to the host).
+// row_loss: (tile + 1) doubles of device scratch (the row losses, then the running total). Returns the loss
+// (one synchronisation at the end: the value comes to the host).
 double lm_head_loss(float* dhidden, float* dw, const float* hidden, const float* w, const int32_t* targets,
                     int64_t N, int64_t C, int64_t V, double scale, int64_t tile, float* logits_tile,
                     double* row_loss, bool bf16, void* stream);

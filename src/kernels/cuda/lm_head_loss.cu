@@ -3,7 +3,6 @@
 // then d(hidden) and d(W) from the gradient logits. The full (N, V) logits
 // never exist; each tile's row losses come back to the host and are summed
 // there in row order (deterministic).
-#include <vector>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
@@ -46,6 +45,12 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
 }
+// total += the tile's row losses, one after another: the CPU's order, so the same bits, and no host wait
+__global__ void add_rows_kernel(double* total, const double* rows_loss, int64_t rows) {
+  double t = *total;
+  for (int64_t r = 0; r < rows; r++) t += rows_loss[r];
+  *total = t;
+}
 }  // namespace
 
 double lm_head_loss(float* dhidden, float* dw, const float* hidden, const float* w, const int32_t* targets,
@@ -53,8 +58,8 @@ double lm_head_loss(float* dhidden, float* dw, const float* hidden, const float*
                     double* row_loss, bool bf16, void* s) {
   const bool want_grad = dhidden || dw;
   cudaStream_t st = as_stream(s);
-  std::vector<double> host(static_cast<size_t>(tile));
-  double total = 0;
+  double* total_dev = row_loss + tile;  // row_loss holds tile + 1 doubles: the running total last
+  cuda_check(cudaMemsetAsync(total_dev, 0, sizeof(double), st), "lm_head_loss total");
   for (int64_t r0 = 0; r0 < N; r0 += tile) {
     const int64_t rows = std::min(tile, N - r0);
     const float* h = hidden + r0 * C;                          // (rows, C)
@@ -65,12 +70,13 @@ double lm_head_loss(float* dhidden, float* dw, const float* hidden, const float*
     // (rows, C) = dlogits @ w ; (V, C) += dlogits^T @ h
     if (want_grad)
       matmul_backward(dhidden ? dhidden + r0 * C : nullptr, dw, logits, h, w, rows, C, V, false, bf16, s);
-    cuda_check(
-        cudaMemcpyAsync(host.data(), row_loss, sizeof(double) * size_t(rows), cudaMemcpyDeviceToHost, st),
-        "lm_head_loss row losses");
-    cuda_check(cudaStreamSynchronize(st), "lm_head_loss sync");
-    for (int64_t r = 0; r < rows; r++) total += host[size_t(r)];
+    add_rows_kernel<<<1, 1, 0, st>>>(total_dev, row_loss, rows);
+    launch_check("add_rows_kernel");
   }
+  double total = 0;  // one wait for the whole loss
+  cuda_check(cudaMemcpyAsync(&total, total_dev, sizeof(double), cudaMemcpyDeviceToHost, st),
+             "lm_head_loss total");
+  cuda_check(cudaStreamSynchronize(st), "lm_head_loss sync");
   return total * scale;
 }
 
