@@ -152,12 +152,11 @@ bool set_plan_key(Plan& p, const std::string& key, const std::string& v) {
     p.device_mem = v.empty() ? 0 : parse_bytes(v);
   else if (key == "host_mem")
     p.host_mem = v.empty() ? 0 : parse_bytes(v);
-  else if (key == "lora_rank")
-  {  // a rank, or 0 for none; "auto" is refused (parse_tiles would read it as 0: LoRA silently off)
+  else if (key == "lora_rank") {
+    // a rank, or 0 for none; "auto" is refused (parse_tiles would read it as 0: LoRA silently off)
     CHECK(v != "auto", "lora-rank: 'auto' is not a rank: give R (e.g. 16), or 0 for no LoRA");
     p.lora.rank = v == "0" ? 0 : parse_tiles("lora-rank", v);
-  }
-  else if (key == "lora_alpha") {
+  } else if (key == "lora_alpha") {
     size_t used = 0;
     double a = 0;
     try {

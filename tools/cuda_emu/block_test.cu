@@ -11,8 +11,8 @@ __global__ void block_reduce_test_kernel(float* osum, float* omax, double* osumd
   for (int r = 0; r < reps; r++) {
     const float x = in[(b * reps + r) * nt + t];
     const float s1 = block_sum(x, shs);
-    const float s2 = block_sum(2.f * x, shs);   // back to back: same array
-    const float m1 = block_max(x, shs);         // block_max after block_sum: same array
+    const float s2 = block_sum(2.f * x, shs);  // back to back: same array
+    const float m1 = block_max(x, shs);        // block_max after block_sum: same array
     const float m2 = block_max(-x, shs);
     const double d1 = block_sum_d(double(x) * 3.0, shd);
     const double d2 = block_sum_d(double(x) * 5.0, shd);

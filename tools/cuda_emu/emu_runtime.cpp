@@ -176,8 +176,8 @@ void launch_impl(dim3 grid, dim3 block, size_t smem, const std::function<void()>
   const uint64_t nt = uint64_t(block.x) * block.y * block.z;
   if (grid.x < 1 || grid.x > 2147483647u || grid.y < 1 || grid.y > 65535 || grid.z < 1 || grid.z > 65535 ||
       nt < 1 || nt > 1024 || block.x > 1024 || block.y > 1024 || block.z > 64 || smem > 48 * 1024) {
-    std::printf("  EMU: invalid launch configuration for %s: grid (%u,%u,%u) block (%u,%u,%u)\n", name, grid.x,
-                grid.y, grid.z, block.x, block.y, block.z);
+    std::printf("  EMU: invalid launch configuration for %s: grid (%u,%u,%u) block (%u,%u,%u)\n", name,
+                grid.x, grid.y, grid.z, block.x, block.y, block.z);
     last_error = cudaErrorInvalidConfiguration;
     return;
   }
@@ -201,7 +201,8 @@ void launch_impl(dim3 grid, dim3 block, size_t smem, const std::function<void()>
     for (int i = 0; i < 32; i++) lp[size_t(i)] = i;
     std::shuffle(wp.begin(), wp.end(), rng);
     std::shuffle(lp.begin(), lp.end(), rng);
-    for (int i = 0; i < int(nt); i++) rank_of[size_t(i)] = uint64_t(wp[size_t(i / 32)]) * 64 + uint64_t(lp[size_t(i % 32)]);
+    for (int i = 0; i < int(nt); i++)
+      rank_of[size_t(i)] = uint64_t(wp[size_t(i / 32)]) * 64 + uint64_t(lp[size_t(i % 32)]);
   }
   // Block order: forward, reverse or shuffled (blocks must not depend on each other's order).
   std::vector<std::pair<unsigned, unsigned>> order;
@@ -262,14 +263,18 @@ cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, enum cudaMemcpyKin
   std::memmove(d, s, n);
   return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t) { return std::memset(d, v, n), cudaSuccess; }
+cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t) {
+  return std::memset(d, v, n), cudaSuccess;
+}
 cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaGetLastError(void) {
   const cudaError_t e = emu::last_error;
   emu::last_error = cudaSuccess;
   return e;
 }
-const char* cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : "emulated launch error"; }
+const char* cudaGetErrorString(cudaError_t e) {
+  return e == cudaSuccess ? "no error" : "emulated launch error";
+}
 
 // ------------------------------------------------------------------ cuBLASLt
 namespace emu {
@@ -319,8 +324,8 @@ cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t* l, cudaDataTyp
                                           uint64_t cols, int64_t ld) {
   // column-major (the default order): ld >= rows
   if (t != CUDA_R_32F || ld < int64_t(std::max<uint64_t>(rows, 1))) {
-    std::printf("  EMU cuBLASLt: bad layout rows %lu cols %lu ld %ld\n", (unsigned long)rows, (unsigned long)cols,
-                (long)ld);
+    std::printf("  EMU cuBLASLt: bad layout rows %lu cols %lu ld %ld\n", (unsigned long)rows,
+                (unsigned long)cols, (long)ld);
     emu::lt_bad++;
     return CUBLAS_STATUS_INVALID_VALUE;
   }
@@ -386,9 +391,10 @@ bool consistent(const emu::Desc& d, const emu::Layout& a, const emu::Layout& b, 
   return ar == c.rows && ac == br && bc == c.cols && c.rows == dd.rows && c.cols == dd.cols && c.ld == dd.ld;
 }
 }  // namespace
-cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a,
-                                              cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
-                                              cublasLtMatrixLayout_t dd, cublasLtMatmulPreference_t pref, int req,
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t d,
+                                              cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+                                              cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t dd,
+                                              cublasLtMatmulPreference_t pref, int req,
                                               cublasLtMatmulHeuristicResult_t res[], int* found) {
   using namespace emu;
   if (!consistent(*reinterpret_cast<Desc*>(d), *reinterpret_cast<Layout*>(a), *reinterpret_cast<Layout*>(b),
@@ -421,8 +427,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t dsc, const 
   const void* ptrs[4] = {A, B, C, D};
   for (int i = 0; i < 4; i++)
     if (reinterpret_cast<uintptr_t>(ptrs[i]) % need[i]) {
-      std::printf("  EMU cuBLASLt: operand %c at %p is not %u-byte aligned as its algorithm assumes\n", "ABCD"[i],
-                  ptrs[i], need[i]);
+      std::printf("  EMU cuBLASLt: operand %c at %p is not %u-byte aligned as its algorithm assumes\n",
+                  "ABCD"[i], ptrs[i], need[i]);
       lt_bad++;
       return CUBLAS_STATUS_INVALID_VALUE;
     }

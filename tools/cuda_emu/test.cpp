@@ -1,9 +1,9 @@
 // Emulated CUDA kernels (src/kernels/cuda/*.cu run on host fibers) against the CPU kernels.
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdarg>
-#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -44,9 +44,11 @@ static F nanv(int64_t n) { return F(size_t(std::max<int64_t>(n, 0)), NaN); }
 // got vs want: |d| <= atol + rtol |want|; NaN where want is not NaN fails (unwritten output).
 static uint64_t out_hash = 1469598103934665603ull;  // FNV-1a over every emulated output compared
 static void hash_bytes(const void* p, size_t n) {
-  for (size_t i = 0; i < n; i++) out_hash = (out_hash ^ static_cast<const unsigned char*>(p)[i]) * 1099511628211ull;
+  for (size_t i = 0; i < n; i++)
+    out_hash = (out_hash ^ static_cast<const unsigned char*>(p)[i]) * 1099511628211ull;
 }
-static void cmp(const std::string& what, const float* got, const float* want, int64_t n, double atol, double rtol) {
+static void cmp(const std::string& what, const float* got, const float* want, int64_t n, double atol,
+                double rtol) {
   checks++;
   hash_bytes(got, size_t(n) * 4);
   double worst_abs = 0, worst_rel = 0;
@@ -87,8 +89,10 @@ static void cmp(const std::string& what, const F& got, const F& want, double ato
 }
 static void expect(bool ok, const std::string& what) {
   checks++;
-  if (!ok) failures++, std::printf("FAIL %s\n", what.c_str());
-  else if (verbose) std::printf("ok   %s\n", what.c_str());
+  if (!ok)
+    failures++, std::printf("FAIL %s\n", what.c_str());
+  else if (verbose)
+    std::printf("ok   %s\n", what.c_str());
 }
 static bool same_bits(const void* a, const void* b, size_t bytes) { return !std::memcmp(a, b, bytes); }
 
@@ -194,9 +198,15 @@ static void test_bf16_exhaustive() {
       if (!same_bits(&g, &w, 4)) bad_back++;
     }
   }
-  expect(bad_core == 0, fmt("bf16 exhaustive: __float2bfloat16_rn == core f32_to_bf16 on all 2^32 floats (%ld differ)", (long)bad_core));
-  expect(bad_ref == 0, fmt("bf16 exhaustive: __float2bfloat16_rn == independent RNE on all 2^32 floats (%ld differ)", (long)bad_ref));
-  expect(bad_back == 0, fmt("bf16 exhaustive: __bfloat162float == core bf16_to_f32 on all 2^16 values (%ld differ)", (long)bad_back));
+  expect(bad_core == 0,
+         fmt("bf16 exhaustive: __float2bfloat16_rn == core f32_to_bf16 on all 2^32 floats (%ld differ)",
+             (long)bad_core));
+  expect(bad_ref == 0,
+         fmt("bf16 exhaustive: __float2bfloat16_rn == independent RNE on all 2^32 floats (%ld differ)",
+             (long)bad_ref));
+  expect(bad_back == 0,
+         fmt("bf16 exhaustive: __bfloat162float == core bf16_to_f32 on all 2^16 values (%ld differ)",
+             (long)bad_back));
 }
 
 static void test_elementwise() {
@@ -234,9 +244,16 @@ static void test_elementwise() {
       }
       {  // bf16 round trip through the kernels against the core conversion, specials mixed in
         F x = randv(n, 3.f);
-        const float sp[] = {0.f, -0.f, INFINITY, -INFINITY, NaN, 1.00390625f /* 1 + 2^-8: a tie, even */,
-                            1.01171875f /* 1 + 3*2^-8: a tie, rounds up */, 3.3895314e38f /* rounds to inf */,
-                            1e-40f /* denormal */, -1.17549435e-38f};
+        const float sp[] = {0.f,
+                            -0.f,
+                            INFINITY,
+                            -INFINITY,
+                            NaN,
+                            1.00390625f /* 1 + 2^-8: a tie, even */,
+                            1.01171875f /* 1 + 3*2^-8: a tie, rounds up */,
+                            3.3895314e38f /* rounds to inf */,
+                            1e-40f /* denormal */,
+                            -1.17549435e-38f};
         for (int64_t i = 0; i < n && i < 10; i++) x[size_t(i * 97 % n)] = sp[i];
         std::vector<uint16_t> hb(size_t(n), 0xdead);
         cuda::to_bf16(hb.data(), x.data(), n, nullptr);
@@ -248,7 +265,8 @@ static void test_elementwise() {
         for (int64_t i = 0; i < n; i++) want[size_t(i)] = bf16_to_f32(hb[size_t(i)]);
         bad = 0;
         for (int64_t i = 0; i < n; i++)
-          bad += !(same_bits(&back[size_t(i)], &want[size_t(i)], 4) || (std::isnan(back[size_t(i)]) && std::isnan(want[size_t(i)])));
+          bad += !(same_bits(&back[size_t(i)], &want[size_t(i)], 4) ||
+                   (std::isnan(back[size_t(i)]) && std::isnan(want[size_t(i)])));
         expect(bad == 0, fmt("from_bf16 %s bit-exact vs bf16_to_f32 (%ld differ)", tag.c_str(), (long)bad));
       }
       {  // swiglu
@@ -273,8 +291,10 @@ static void test_elementwise() {
         F p2 = p, m2 = m, v2 = v;
         for (int64_t step : {1, 2, 7}) {
           F g = randv(n);
-          cuda::adamw_update(p.data(), g.data(), m.data(), v.data(), n, 3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step, nullptr);
-          cpu::adamw_update(p2.data(), g.data(), m2.data(), v2.data(), n, 3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step);
+          cuda::adamw_update(p.data(), g.data(), m.data(), v.data(), n, 3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step,
+                             nullptr);
+          cpu::adamw_update(p2.data(), g.data(), m2.data(), v2.data(), n, 3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f,
+                            step);
         }
         cmp("adamw p " + tag, p, p2, 1e-6, 1e-6);
         cmp("adamw m " + tag, m, m2, 1e-7, 1e-6);
@@ -302,7 +322,8 @@ static void test_elementwise() {
 
 // ------------------------------------------------------------------------------------------ rmsnorm
 static void test_rmsnorm() {
-  const int64_t shapes[][2] = {{1, 1}, {3, 0}, {3, 31}, {7, 256}, {5, 257}, {70, 1000}, {130, 33}, {2, 2049}, {300, 5}};
+  const int64_t shapes[][2] = {{1, 1},     {3, 0},    {3, 31},   {7, 256}, {5, 257},
+                               {70, 1000}, {130, 33}, {2, 2049}, {300, 5}};
   for (const Caps& cap : kCaps) {
     set_caps(cap);
     for (auto& sh : shapes) {
@@ -323,14 +344,14 @@ static void test_rmsnorm() {
             F wdin = acc ? din0 : F(size_t(N * C)), wdw = dw0;
             wdw.reserve(1);
             if (alias && acc) wdin = dy;  // dinp == dout: "accumulate" adds to dout itself
-            cpu::rmsnorm_backward(wdin.data(), with_dw ? wdw.data() : nullptr, dy.data(), x.data(), w.data(), wr.data(),
-                                  N, C, acc);
+            cpu::rmsnorm_backward(wdin.data(), with_dw ? wdw.data() : nullptr, dy.data(), x.data(), w.data(),
+                                  wr.data(), N, C, acc);
             F din = acc ? din0 : nanv(N * C), dw = dw0, dyc = dy;
             dw.reserve(1);  // a device buffer is never null, even when C == 0
             float* dinp = din.data();
             if (alias) dinp = dyc.data();
-            cuda::rmsnorm_backward(dinp, with_dw ? dw.data() : nullptr, dyc.data(), x.data(), w.data(), wr.data(), N, C,
-                                   acc, nullptr);
+            cuda::rmsnorm_backward(dinp, with_dw ? dw.data() : nullptr, dyc.data(), x.data(), w.data(),
+                                   wr.data(), N, C, acc, nullptr);
             cmp("rmsnorm_bwd dinp " + t2, dinp, wdin.data(), N * C, 1e-6, 1e-5);
             cmp("rmsnorm_bwd dw " + t2, dw, wdw, 1e-6, 1e-6);
           }
@@ -341,7 +362,8 @@ static void test_rmsnorm() {
 
 // ------------------------------------------------------------------------------------------ embedding
 static void test_embedding() {
-  const int64_t shapes[][3] = {{1, 1, 1}, {4, 0, 5}, {37, 100, 50}, {300, 257, 13}, {5, 64, 1000}, {64, 31, 3}};
+  const int64_t shapes[][3] = {{1, 1, 1},      {4, 0, 5},     {37, 100, 50},
+                               {300, 257, 13}, {5, 64, 1000}, {64, 31, 3}};
   for (const Caps& cap : kCaps) {
     set_caps(cap);
     for (auto& sh : shapes) {
@@ -395,7 +417,8 @@ static void test_rope() {
       std::vector<int32_t> pos(static_cast<size_t>(N));
       for (auto& p : pos) p = int32_t(rng() % uint32_t(P));
       for (float sign : {1.f, -1.f}) {
-        const std::string tag = fmt("N=%ld H=%ld HS=%ld sign=%g %s", (long)N, (long)H, (long)HS, sign, cap.name);
+        const std::string tag =
+            fmt("N=%ld H=%ld HS=%ld sign=%g %s", (long)N, (long)H, (long)HS, sign, cap.name);
         F x = randv(N * H * HS), out = nanv(N * H * HS), want(size_t(N * H * HS));
         cuda::rope_apply(out.data(), x.data(), pos.data(), cs.data(), sn.data(), N, H, HS, sign, nullptr);
         cpu::rope_apply(want.data(), x.data(), pos.data(), cs.data(), sn.data(), N, H, HS, sign);
@@ -411,8 +434,8 @@ static void test_rope() {
 
 // ------------------------------------------------------------------------------------------ matmul
 static float bf(float x) { return bf16_to_f32(f32_to_bf16(x)); }
-static void ref_matmul(float* out, const float* inp, const float* w, int64_t N, int64_t IC, int64_t OC, bool acc,
-                       bool b16) {
+static void ref_matmul(float* out, const float* inp, const float* w, int64_t N, int64_t IC, int64_t OC,
+                       bool acc, bool b16) {
   for (int64_t n = 0; n < N; n++)
     for (int64_t o = 0; o < OC; o++) {
       double s = 0;
@@ -422,13 +445,14 @@ static void ref_matmul(float* out, const float* inp, const float* w, int64_t N, 
     }
 }
 static void test_matmul() {
-  const int64_t shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 33, 9}, {64, 31, 65}, {2, 300, 3},
-                               {5, 0, 4}, {0, 3, 4}, {4, 3, 0}};
+  const int64_t shapes[][3] = {{1, 1, 1},   {3, 5, 7}, {17, 33, 9}, {64, 31, 65},
+                               {2, 300, 3}, {5, 0, 4}, {0, 3, 4},   {4, 3, 0}};
   for (auto& sh : shapes)
     for (int b16 = 0; b16 < 2; b16++)
       for (int acc = 0; acc < 2; acc++) {
         const int64_t N = sh[0], IC = sh[1], OC = sh[2];
-        const std::string tag = fmt("N=%ld IC=%ld OC=%ld acc=%d bf16=%d", (long)N, (long)IC, (long)OC, acc, b16);
+        const std::string tag =
+            fmt("N=%ld IC=%ld OC=%ld acc=%d bf16=%d", (long)N, (long)IC, (long)OC, acc, b16);
         const double tol = b16 ? 1e-5 : 1e-5;  // the emulated Lt rounds to bf16 like the reference: same math
         F inp = randv(N * IC), w = randv(OC * IC), dout = randv(N * OC);
         F out0 = randv(N * OC), out = acc ? out0 : nanv(N * OC), want = out0;
@@ -443,8 +467,8 @@ static void test_matmul() {
         for (int which = 1; which < 4; which++) {  // 1 dinp only, 2 dw only, 3 both
           F din0 = randv(N * IC), dw0 = randv(OC * IC);
           F din = acc ? din0 : nanv(N * IC), dw = dw0;
-          cuda::matmul_backward(which & 1 ? din.data() : nullptr, which & 2 ? dw.data() : nullptr, dout.data(),
-                                inp.data(), w.data(), N, IC, OC, acc, b16, nullptr);
+          cuda::matmul_backward(which & 1 ? din.data() : nullptr, which & 2 ? dw.data() : nullptr,
+                                dout.data(), inp.data(), w.data(), N, IC, OC, acc, b16, nullptr);
           // reference: dinp (N, IC) = dout @ w ; dw (OC, IC) += dout^T @ inp
           F wdin = din0, wdw = dw0;
           for (int64_t n = 0; n < N; n++)
@@ -464,10 +488,14 @@ static void test_matmul() {
               wdw[size_t(o * IC + i)] += float(s);
             }
           const std::string t2 = fmt("%s which=%d", tag.c_str(), which);
-          if (which & 1) cmp("matmul_bwd dinp " + t2, din, wdin, tol, tol);
-          else cmp("matmul_bwd dinp(untouched) " + t2, din, acc ? din0 : nanv(N * IC), 0, 0);
-          if (which & 2) cmp("matmul_bwd dw " + t2, dw, wdw, tol, tol);
-          else cmp("matmul_bwd dw(untouched) " + t2, dw, dw0, 0, 0);
+          if (which & 1)
+            cmp("matmul_bwd dinp " + t2, din, wdin, tol, tol);
+          else
+            cmp("matmul_bwd dinp(untouched) " + t2, din, acc ? din0 : nanv(N * IC), 0, 0);
+          if (which & 2)
+            cmp("matmul_bwd dw " + t2, dw, wdw, tol, tol);
+          else
+            cmp("matmul_bwd dw(untouched) " + t2, dw, dw0, 0, 0);
           if (!b16 && N && IC && OC && which == 3) {
             F cdin = din0, cdw = dw0;
             cpu::matmul_backward(cdin.data(), cdw.data(), dout.data(), inp.data(), w.data(), N, IC, OC, acc);
@@ -483,7 +511,7 @@ static void test_lm_head() {
   struct S {
     int64_t N, C, V, tile;
   };
-  const S shapes[] = {{1, 1, 1, 1}, {5, 17, 3, 2}, {37, 64, 50, 16}, {9, 8, 1100, 4},
+  const S shapes[] = {{1, 1, 1, 1},     {5, 17, 3, 2},     {37, 64, 50, 16}, {9, 8, 1100, 4},
                       {6, 16, 2050, 6}, {20, 33, 1025, 7}, {8, 5, 7, 3}};
   for (const Caps& cap : kCaps) {
     set_caps(cap);
@@ -498,8 +526,8 @@ static void test_lm_head() {
         }
         if (s.N == 8) std::fill(tg.begin(), tg.end(), -100), valid = 0;  // every row ignored
         const double scale = 1.0 / std::max(valid, 1);
-        const std::string tag =
-            fmt("N=%ld C=%ld V=%ld tile=%ld which=%d %s", (long)N, (long)C, (long)V, (long)s.tile, which, cap.name);
+        const std::string tag = fmt("N=%ld C=%ld V=%ld tile=%ld which=%d %s", (long)N, (long)C, (long)V,
+                                    (long)s.tile, which, cap.name);
         F h = randv(N * C), w = randv(V * C, 0.5f);
         F dh = nanv(N * C), dw0 = randv(V * C), dw = dw0, wdh(size_t(N * C), NaN), wdw = dw0;
         F lg = nanv(s.tile * V), wlg(size_t(s.tile * V));
@@ -510,18 +538,24 @@ static void test_lm_head() {
         float* pdw = which & 2 ? dw.data() : nullptr;
         const double got = cuda::lm_head_loss(pdh, pdw, h.data(), w.data(), tg.data(), N, C, V, scale, s.tile,
                                               lg.data(), rl, false, nullptr);
-        const double want = cpu::lm_head_loss(which & 1 ? wdh.data() : nullptr, which & 2 ? wdw.data() : nullptr,
-                                              h.data(), w.data(), tg.data(), N, C, V, scale, s.tile, wlg.data(),
-                                              wrl.data());
+        const double want =
+            cpu::lm_head_loss(which & 1 ? wdh.data() : nullptr, which & 2 ? wdw.data() : nullptr, h.data(),
+                              w.data(), tg.data(), N, C, V, scale, s.tile, wlg.data(), wrl.data());
         std::free(rl);
         hash_bytes(&got, 8);
         const double lerr = std::fabs(got - want) / std::max(std::fabs(want), 1e-30);
         note("lm_head_loss.loss", std::fabs(got - want), lerr);
-        expect(lerr < 1e-6 && !std::isnan(got), fmt("lm_head_loss loss %s: got %.12g want %.12g", tag.c_str(), got, want));
-        if (which & 1) cmp("lm_head_loss dhidden " + tag, dh, wdh, 1e-6, 1e-4);
-        else expect(std::all_of(dh.begin(), dh.end(), [](float x) { return std::isnan(x); }), "lm_head_loss dhidden untouched " + tag);
-        if (which & 2) cmp("lm_head_loss dw " + tag, dw, wdw, 1e-6, 1e-4);
-        else cmp("lm_head_loss dw(untouched) " + tag, dw, dw0, 0, 0);
+        expect(lerr < 1e-6 && !std::isnan(got),
+               fmt("lm_head_loss loss %s: got %.12g want %.12g", tag.c_str(), got, want));
+        if (which & 1)
+          cmp("lm_head_loss dhidden " + tag, dh, wdh, 1e-6, 1e-4);
+        else
+          expect(std::all_of(dh.begin(), dh.end(), [](float x) { return std::isnan(x); }),
+                 "lm_head_loss dhidden untouched " + tag);
+        if (which & 2)
+          cmp("lm_head_loss dw " + tag, dw, wdw, 1e-6, 1e-4);
+        else
+          cmp("lm_head_loss dw(untouched) " + tag, dw, dw0, 0, 0);
       }
   }
   set_caps(kCaps[0]);
@@ -533,19 +567,21 @@ static void test_lm_head() {
     F h = randv(N * C), w = randv(V * C, 0.5f), hb = h, wb = w;
     for (auto& e : hb) e = bf(e);
     for (auto& e : wb) e = bf(e);
-    F dh = nanv(N * C), dw(size_t(V * C), 0.f), wdh(size_t(N * C)), wdw(size_t(V * C), 0.f), lg = nanv(tile * V), wlg(size_t(tile * V));
+    F dh = nanv(N * C), dw(size_t(V * C), 0.f), wdh(size_t(N * C)), wdw(size_t(V * C), 0.f),
+      lg = nanv(tile * V), wlg(size_t(tile * V));
     std::vector<double> rl(tile + 1), wrl(tile);
-    const double got = cuda::lm_head_loss(dh.data(), dw.data(), h.data(), w.data(), tg.data(), N, C, V, 1.0 / 11, tile,
-                                          lg.data(), rl.data(), true, nullptr);
-    const double want = cpu::lm_head_loss(wdh.data(), wdw.data(), hb.data(), wb.data(), tg.data(), N, C, V, 1.0 / 11,
-                                          tile, wlg.data(), wrl.data());
-    expect(std::fabs(got - want) < 1e-5 * std::fabs(want), fmt("lm_head_loss bf16 loss: got %.9g want %.9g", got, want));
+    const double got = cuda::lm_head_loss(dh.data(), dw.data(), h.data(), w.data(), tg.data(), N, C, V,
+                                          1.0 / 11, tile, lg.data(), rl.data(), true, nullptr);
+    const double want = cpu::lm_head_loss(wdh.data(), wdw.data(), hb.data(), wb.data(), tg.data(), N, C, V,
+                                          1.0 / 11, tile, wlg.data(), wrl.data());
+    expect(std::fabs(got - want) < 1e-5 * std::fabs(want),
+           fmt("lm_head_loss bf16 loss: got %.9g want %.9g", got, want));
     cmp("lm_head_loss(bf16) dhidden", dh, wdh, 2e-3, 2e-2);
     cmp("lm_head_loss(bf16) dw", dw, wdw, 2e-3, 2e-2);
   }
-  // Precision with large logits: the gradient uses expf(z - float(lse)); float(lse) is off by up to half an ulp
-  // of lse, a relative error of that size in every probability. Compared on the dlogits the logits scratch
-  // still holds (one tile), against a double-precision softmax of the same logits.
+  // Precision with large logits: the gradient uses expf(z - float(lse)); float(lse) is off by up to half an
+  // ulp of lse, a relative error of that size in every probability. Compared on the dlogits the logits
+  // scratch still holds (one tile), against a double-precision softmax of the same logits.
   for (float shift : {0.f, 100.f, 1000.f, 10000.f}) {  // every logit + shift: same softmax, lse + shift
     const int64_t N = 4, C = 16, V = 500, tile = 4;
     std::vector<int32_t> tg = {1, 7, 100, 499};
@@ -554,11 +590,12 @@ static void test_lm_head() {
     for (int64_t v = 0; v < V; v++) w[size_t(v * C)] = 1.f;
     F dh = nanv(N * C), lg = nanv(tile * V);
     std::vector<double> rl(tile + 1);
-    cuda::lm_head_loss(dh.data(), nullptr, h.data(), w.data(), tg.data(), N, C, V, 1.0, tile, lg.data(), rl.data(),
-                       false, nullptr);
+    cuda::lm_head_loss(dh.data(), nullptr, h.data(), w.data(), tg.data(), N, C, V, 1.0, tile, lg.data(),
+                       rl.data(), false, nullptr);
     F cdh(size_t(N * C)), clg(size_t(tile * V));
     std::vector<double> crl(tile);
-    cpu::lm_head_loss(cdh.data(), nullptr, h.data(), w.data(), tg.data(), N, C, V, 1.0, tile, clg.data(), crl.data());
+    cpu::lm_head_loss(cdh.data(), nullptr, h.data(), w.data(), tg.data(), N, C, V, 1.0, tile, clg.data(),
+                      crl.data());
     double worst = 0, cworst = 0, lse_max = 0;
     for (int64_t r = 0; r < N; r++) {
       std::vector<double> z(V);
@@ -579,8 +616,10 @@ static void test_lm_head() {
         }
       }
     }
-    std::printf("info lm_head_loss logits shifted by %g (|lse| up to %.0f): max rel err of dlogits (p > 1e-3, non-target) = %.2e (cpu %.2e)\n",
-                shift, lse_max, worst, cworst);
+    std::printf(
+        "info lm_head_loss logits shifted by %g (|lse| up to %.0f): max rel err of dlogits (p > 1e-3, "
+        "non-target) = %.2e (cpu %.2e)\n",
+        shift, lse_max, worst, cworst);
   }
 }
 
@@ -591,8 +630,8 @@ int main(int argc, char** argv) {
     if (!only.empty() && only.find(name) == std::string::npos) return;
     const int f0 = failures, e0 = emu::errors;
     f();
-    std::printf("%-16s %s (%d failures, %d emulation errors)\n", name, failures == f0 && emu::errors == e0 ? "ok" : "FAILED",
-                failures - f0, emu::errors - e0);
+    std::printf("%-16s %s (%d failures, %d emulation errors)\n", name,
+                failures == f0 && emu::errors == e0 ? "ok" : "FAILED", failures - f0, emu::errors - e0);
   };
   run("block_reduce", test_block_reduce);
   run("elementwise", test_elementwise);
@@ -605,8 +644,10 @@ int main(int argc, char** argv) {
   std::printf("worst errors per family:\n");
   for (auto& [k, v] : worst) std::printf("  %-28s abs %.2e rel %.2e\n", k.c_str(), v.first, v.second);
   std::printf("output hash %016lx\n", (unsigned long)out_hash);
-  std::printf("%s policy=%d: %d checks, %d failures, %d emulation errors, %d bad cuBLASLt calls, %ld launches, %ld gemms\n",
-              failures || emu::errors || emu::lt_bad ? "FAILED" : "ALL OK", emu::policy, checks, failures, emu::errors,
-              emu::lt_bad, emu::launches, emu::gemm_calls);
+  std::printf(
+      "%s policy=%d: %d checks, %d failures, %d emulation errors, %d bad cuBLASLt calls, %ld launches, %ld "
+      "gemms\n",
+      failures || emu::errors || emu::lt_bad ? "FAILED" : "ALL OK", emu::policy, checks, failures,
+      emu::errors, emu::lt_bad, emu::launches, emu::gemm_calls);
   return failures || emu::errors || emu::lt_bad;
 }

@@ -6,11 +6,11 @@
 // schedule-dependent result. A barrier that can never complete (divergent __syncthreads, shuffle after a
 // lane exited) is reported as a deadlock.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <functional>
-#include <algorithm>
 
 #ifndef __launch_bounds__
 #define __launch_bounds__(...)
@@ -25,8 +25,8 @@ extern dim3 blockDim, gridDim;
 namespace emu {
 // grid caps substituted into common.cuh's grid_for / grid_rows (shrink them to exercise stride loops)
 extern int64_t cap_grid_for, cap_grid_rows;
-extern int policy;          // 0 round robin, 1 priority by thread id, 2 reverse, >=3 random priority (seed)
-extern int errors;          // emulation errors (deadlocks, bad launches, divergent shuffles ...)
+extern int policy;  // 0 round robin, 1 priority by thread id, 2 reverse, >=3 random priority (seed)
+extern int errors;  // emulation errors (deadlocks, bad launches, divergent shuffles ...)
 extern long launches;
 void launch_impl(dim3 grid, dim3 block, size_t smem, const std::function<void()>& body, const char* name);
 template <class F>
