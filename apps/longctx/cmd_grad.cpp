@@ -16,6 +16,7 @@
 #include "strategy/plan_search.h"
 #include "train/any_step.h"
 #include "train/checkpoint.h"
+#include "train/host_stage.h"
 #include "train/report.h"
 
 namespace longctx::cli {
@@ -42,36 +43,6 @@ void split_tokens(const TokenArray& a, const std::string& path, int64_t V, Tenso
       if (t < T) inputs.i32()[b * T + t] = id;
       if (t > 0) labels.i32()[b * T + t - 1] = id;
     }
-}
-
-// A ParamSet in GPU memory is loaded and saved through a host copy.
-void load_params_on(ParamSet& p, const LlamaConfig& c, const std::string& dir, Memory& mem, Context& ctx) {
-  if (mem.host_accessible(p.all().tier)) return load_params(p, dir);
-  ParamSet host(c, mem, Tier::host, Tag::data);
-  load_params(host, dir);
-  copy_tensor(p.all(), host.all(), ctx);
-}
-
-void save_params_from(const std::string& path, const ParamSet& p, const LlamaConfig& c, Memory& mem,
-                      Context& ctx) {
-  if (mem.host_accessible(p.all().tier)) return save_params(path, p);
-  ParamSet host(c, mem, Tier::host, Tag::data);
-  copy_tensor(host.all(), p.all(), ctx);
-  save_params(path, host);
-}
-
-// LoRA adapters in GPU memory: initialised or read on the host, then copied.
-void init_adapters_on(LoraSet& a, const LlamaConfig& c, const LoraConfig& lc, const std::string& adapter,
-                      Memory& mem, Context& ctx) {
-  const bool direct = mem.host_accessible(a.all().tier);
-  std::unique_ptr<LoraSet> host =
-      direct ? nullptr : std::make_unique<LoraSet>(c, lc, mem, Tier::host, Tag::data);
-  LoraSet& h = direct ? a : *host;
-  if (adapter.empty())
-    init_lora(h, 0);
-  else
-    load_lora_peft(adapter, h);
-  if (!direct) copy_tensor(a.all(), h.all(), ctx);
 }
 
 int run_grad(const Opts& o) {
@@ -122,7 +93,7 @@ int run_grad(const Opts& o) {
   CHECK(!(plan.lora.enabled() && o.zero == 3), "--zero 3 shards the weights a block at a time; with LoRA ",
         "only the small adapters train: use --zero 2");
   auto w = std::make_unique<ParamSet>(c, mem, by_unit == 3 ? Tier::host : Tier::device, Tag::weights);
-  load_params_on(*w, c, o.model, mem, ctx);
+  on_host(*w, c, ctx, false, true, [&](ParamSet& p) { load_params(p, o.model); });
   std::unique_ptr<ZeroShards> sh;
   if (by_unit) {
     sh = std::make_unique<ZeroShards>(c, *w, by_unit, comm, mem);
@@ -135,7 +106,12 @@ int run_grad(const Opts& o) {
   if (plan.lora.enabled()) {
     a = std::make_unique<LoraSet>(c, plan.lora, mem, Tier::device, Tag::weights);
     ga = std::make_unique<LoraSet>(c, plan.lora, mem, Tier::device, Tag::grads);
-    init_adapters_on(*a, c, plan.lora, o.adapter, mem, ctx);
+    on_host(*a, c, plan.lora, ctx, false, true, [&](LoraSet& h) {
+      if (o.adapter.empty())
+        init_lora(h, 0);
+      else
+        load_lora_peft(o.adapter, h);
+    });
   } else if (!by_unit) {
     gbase = std::make_unique<ParamSet>(c, mem, Tier::device, Tag::grads);
   }
@@ -166,12 +142,11 @@ int run_grad(const Opts& o) {
     sh->gather_grads(gbase->all().f32());
   }
   if (!is_root()) return 0;  // rank 0 writes the (summed, so full) gradients and reports
-  if (!o.out.empty() && gbase) save_params_from(o.out, *gbase, c, mem, ctx);
-  if (!o.out.empty() && ga) {
-    LoraSet host(c, plan.lora, mem, Tier::host, Tag::data);
-    copy_tensor(host.all(), ga->all(), ctx);
-    save_safetensors(o.out, named_tensors(host));
-  }
+  if (!o.out.empty() && gbase)
+    on_host(*gbase, c, ctx, true, false, [&](ParamSet& g) { save_params(o.out, g); });
+  if (!o.out.empty() && ga)
+    on_host(*ga, c, plan.lora, ctx, true, false,
+            [&](LoraSet& g) { save_safetensors(o.out, named_tensors(g)); });
 
   const double sec = median(secs);
   const StepFlops f = step_flops(c, B, T, true, step.suffix_rows(T));

@@ -1,5 +1,7 @@
 #include "train/grad_step.h"
 
+#include <algorithm>
+
 #include "model/rope_table.h"
 #include "ops/embedding.h"
 #include "ops/lm_head_loss.h"
@@ -43,7 +45,7 @@ GradStep::GradStep(const LlamaConfig& c, Memory& mem, const StepLayout& lay, Att
   // rope rows, suffix rows), in the order host_of() indexes them
   staged_ = !mem.host_accessible(dev);
   if (staged_)
-    for (const Buffer* b : {&labels_, &pos_, &docs_, &cos_, &sin_, &suffix_idx_})
+    for (const Buffer* b : host_built())
       staging_.emplace_back(mem, Tier::host, Tag::workspace, b->t().shape, b->t().dtype);
   if (lay_.plan.lora.enabled()) {
     shared_.lora_scale = lay_.plan.lora.scale();
@@ -90,7 +92,8 @@ void GradStep::prepare(const StepInput& in, Context& ctx, bool allow_suffix) {
   for (int64_t n = 0; n < N; n++) label_count_ += lab[n] != kIgnoreIndex;
   find_suffix(lab, host_i32(hsuf, ctx, "grad_step suffix"), host_i32(hdocs, ctx, "grad_step docs"),
               shared_.attn.q_doc.defined(), allow_suffix);
-  for (Buffer* b : {&labels_, &pos_, &docs_, &cos_, &sin_, &suffix_idx_}) push_staged(*b, ctx);
+  if (staged_)
+    for (size_t i = 0; i < staging_.size(); i++) copy_tensor(host_built()[i]->t(), staging_[i].t(), ctx);
 }
 
 // The last block runs on the suffix of rows from the first label of any row
@@ -122,17 +125,8 @@ void GradStep::find_suffix(int32_t* lab, int32_t* spos, const int32_t* doc, bool
 
 Tensor GradStep::host_of(const Buffer& b) const {
   if (!staged_) return b.t();
-  return staging_[&b == &labels_ ? 0
-                  : &b == &pos_  ? 1
-                  : &b == &docs_ ? 2
-                  : &b == &cos_  ? 3
-                  : &b == &sin_  ? 4
-                                 : 5]
-      .t();
-}
-
-void GradStep::push_staged(const Buffer& b, Context& ctx) {
-  if (staged_) copy_tensor(b.t(), host_of(b), ctx);
+  const auto bufs = host_built();
+  return staging_[size_t(std::find(bufs.begin(), bufs.end(), &b) - bufs.begin())].t();
 }
 
 // Embedding and every block (saving what the plan keeps) into xL_. kv_only:

@@ -2,6 +2,7 @@
 // says (recompute policy, offload of saved state, MLP and loss tiles). Every
 // buffer comes from the StepLayout that `longctx plan` sums.
 #pragma once
+#include <array>
 #include <memory>
 #include <vector>
 
@@ -62,8 +63,11 @@ class GradStep {
  private:
   void prepare(const StepInput& in, Context& ctx, bool allow_suffix = true);
   void find_suffix(int32_t* lab, int32_t* spos, const int32_t* doc, bool docs, bool allow_suffix);
-  Tensor host_of(const Buffer& b) const;            // b itself, or its host staging buffer
-  void push_staged(const Buffer& b, Context& ctx);  // staging -> b (when staged)
+  // What prepare() builds on the host, in staging_'s order; host_of(b): b itself, or its staging buffer.
+  std::array<const Buffer*, 6> host_built() const {
+    return {&labels_, &pos_, &docs_, &cos_, &sin_, &suffix_idx_};
+  }
+  Tensor host_of(const Buffer& b) const;
   void forward(const ParamSet& w, Context& ctx, bool kv_only = false);
   void backward(const ParamSet& w, const Grads& g, Context& ctx);
   // The last block on the labeled suffix (suffix_.S > 0): forward into the

@@ -167,14 +167,17 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
   int64_t start = 0, bad = 0;
   const fs::path metrics_path = fs::path(cfg.out_dir) / "metrics.jsonl";
   const std::string ckpt = cfg.resume ? latest_checkpoint(cfg.out_dir) : "";
+  // the base weights from the model directory, or random ones (through a host copy when in GPU memory)
+  auto init_base = [&] {
+    on_host(*md.w, c, ctx, false, true, [&](ParamSet& p) {
+      if (cfg.model_path.empty())
+        init_params_random(p, c, uint64_t(cfg.seed));
+      else
+        load_params(p, cfg.model_path);
+    });
+  };
   if (!ckpt.empty()) {
-    if (md.a)  // LoRA: the frozen base is not in checkpoints
-      on_host(*md.w, c, ctx, false, true, [&](ParamSet& p) {
-        if (cfg.model_path.empty())
-          init_params_random(p, c, uint64_t(cfg.seed));
-        else
-          load_params(p, cfg.model_path);
-      });
+    if (md.a) init_base();  // LoRA: the frozen base is not in checkpoints
     std::vector<NamedTensor> m, v;
     opt.gather_state(m, v, ctx);  // scratch of the right names and shapes
     HostStage hs(ctx);            // the trained tensors, through host copies when in GPU memory
@@ -192,12 +195,7 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     if (root) truncate_metrics(metrics_path, start);
     std::printf("resumed from %s at step %lld\n", ckpt.c_str(), (long long)start);
   } else {
-    on_host(*md.w, c, ctx, false, true, [&](ParamSet& p) {
-      if (cfg.model_path.empty())
-        init_params_random(p, c, uint64_t(cfg.seed));
-      else
-        load_params(p, cfg.model_path);
-    });
+    init_base();
     if (md.a)
       on_host(*md.a, c, md.lc, ctx, false, true, [&](LoraSet& a) { init_lora(a, uint64_t(cfg.seed) + 1); });
     if (root) std::ofstream(metrics_path, std::ios::trunc);
