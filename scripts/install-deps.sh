@@ -10,6 +10,7 @@ PKGS=(
   openmpi-bin libopenmpi-dev
   nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
   libgtest-dev googletest
+  clang libclang-rt-14-dev
   python3 python3-numpy python3-torch python3-venv
 )
 
