@@ -3,6 +3,7 @@
 
 #include "commands.h"
 #include "ranks.h"
+#include "signals.h"
 #include "train/trainer.h"
 
 namespace longctx::cli {
@@ -20,10 +21,12 @@ Run add_train(CLI::App& app) {
     const TrainConfig cfg = load_train_config(o->config, o->overrides);
     Comm& comm = world();
     if (!is_root()) std::freopen("/dev/null", "w", stdout);  // rank 0 reports; errors still reach stderr
+    install_stop_signals(cfg.grace_seconds);
     set_activity("training");
     const TrainResult r = run_training(cfg, comm.size() > 1 ? &comm : nullptr);
-    std::printf("trained %lld steps, last loss %.4f\n", (long long)r.steps_done, r.last_loss);
-    return 0;
+    if (r.stopped_by == 0)
+      std::printf("trained %lld steps, last loss %.4f\n", (long long)r.steps_done, r.last_loss);
+    return 0;  // a stop by signal is a clean end too: its checkpoint is written
   };
 }
 

@@ -6,15 +6,43 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
+#include <set>
 
 namespace longctx {
+
+namespace {
+
+// The offload directory is made on first use when it does not exist yet (as
+// out_dir is). One that goes away later in the run is an error, not a new
+// directory on whatever disk its path lands on now (an unmounted scratch disk
+// would otherwise fill the root file system).
+void ensure_dir(const std::string& dir) {
+  namespace fs = std::filesystem;
+  static std::mutex mu;
+  static std::set<std::string> seen;  // directories this process has used
+  std::lock_guard<std::mutex> lock(mu);
+  std::error_code ec;
+  if (fs::is_directory(dir, ec)) {
+    seen.insert(dir);
+    return;
+  }
+  CHECK(!seen.count(dir), "offload: --offload-dir '", dir,
+        "' was there earlier in this run and is gone now (removed, or its disk unmounted)");
+  CHECK(!fs::exists(dir, ec), "offload: --offload-dir '", dir, "' is not a directory");
+  fs::create_directories(dir, ec);
+  CHECK(!ec, "offload: cannot create --offload-dir '", dir, "': ", ec.message());
+  seen.insert(dir);
+}
+
+}  // namespace
 
 DiskFile::DiskFile(const std::string& dir, int64_t bytes, Memory& mem, Tag tag)
     : dir_(dir.empty() ? std::filesystem::temp_directory_path().string() : dir),
       bytes_(bytes),
       mem_(mem),
       tag_(tag) {
-  CHECK(std::filesystem::is_directory(dir_), "offload: --offload-dir '", dir_, "' is not a directory");
+  ensure_dir(dir_);
   std::string path = dir_ + "/longctx-offload-XXXXXX";
   fd_ = ::mkstemp(path.data());
   CHECK(fd_ >= 0, "offload: cannot create a file in '", dir_, "': ", std::strerror(errno));

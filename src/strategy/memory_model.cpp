@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <cstring>
 
 #include "core/check.h"
@@ -92,8 +93,13 @@ int64_t default_host_budget() {
 }
 
 int64_t disk_budget(const std::string& dir) {
+  // a directory not made yet is made on the disk of its nearest existing parent
+  std::filesystem::path at(dir.empty() ? "/tmp" : dir);
+  std::error_code ec;
+  while (!std::filesystem::exists(at, ec) && at.has_parent_path() && at.parent_path() != at)
+    at = at.parent_path();
   struct statvfs s;
-  if (::statvfs(dir.empty() ? "/tmp" : dir.c_str(), &s) != 0) return 0;
+  if (::statvfs(at.c_str(), &s) != 0) return 0;
   return int64_t(double(s.f_bavail) * double(s.f_frsize) * 0.9);
 }
 

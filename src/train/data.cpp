@@ -1,6 +1,8 @@
 #include "train/data.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -276,7 +278,8 @@ class JsonlStream : public TokenStream {
  private:
   void open_file(size_t f) {
     in_ = std::ifstream(paths_[f], std::ios::binary);
-    CHECK(in_, "data ", paths_[f], ": cannot open");
+    CHECK(in_, "data ", paths_[f], ": cannot open (", std::strerror(errno), ")",
+          fs::exists(paths_[f]) ? "" : "; it was there when the run started");
     file_ = f;
     next_offset_ = 0, line_no_ = 0;
   }
@@ -315,6 +318,9 @@ class JsonlStream : public TokenStream {
     } catch (const json::parse_error& e) {
       FAIL("jsonl ", paths_[file_], ":", line_no_, ": malformed JSON (", e.what(), ")");
     }
+    // the end of the file, or a read that failed (a bad disk): never taken for an end
+    CHECK(!in_.bad(), "data ", paths_[file_], ": reading after line ", line_no_, " failed (",
+          std::strerror(errno), ")");
     const auto it = j.is_object() ? j.find("text") : j.end();
     if (!j.is_object() || it == j.end() || !it->is_string())
       FAIL("jsonl ", paths_[file_], ":", line_no_, ": expected an object with a string field \"text\"");

@@ -24,6 +24,7 @@ const json& schema() {
     "lr": 3e-4, "min_lr": 3e-5, "warmup_steps": 10, "decay_steps": 0, "weight_decay": 0.1, "grad_clip": 1.0,
     "beta1": 0.9, "beta2": 0.95, "seed": 0, "out_dir": "runs/train", "save_every": 0, "keep_last": 2,
     "resume": false, "stop_after": 0, "log_every": 1, "max_bad_steps": 5, "curriculum": [],
+    "grace_seconds": 30.0, "on_checkpoint_error": "stop", "watchdog_seconds": 600.0,
     "device_mem": "", "host_mem": "", "device": "auto", "dtype": "auto",
     "cp_kind": "ulysses", "cp_ulysses": 2, "dp": 1, "zero": 0, "plan": "manual", "recompute": "full", "offload": "none", "offload_dir": "",
     "mlp_tiles": null, "loss_tiles": null, "chunk_mode": "none", "chunk_size": null, "chunk_budget": null,
@@ -157,6 +158,12 @@ TrainConfig train_config_from_json(json user, const std::string& src) {
         c.decay_steps);
   c.stop_after = r["stop_after"];
   c.keep_last = r["keep_last"], c.log_every = r["log_every"], c.max_bad_steps = r["max_bad_steps"];
+  c.grace_seconds = r["grace_seconds"], c.watchdog_seconds = r["watchdog_seconds"];
+  CHECK(c.grace_seconds > 0 && c.watchdog_seconds >= 0, src,
+        ": need grace_seconds > 0 and watchdog_seconds >= 0 (0: no watchdog)");
+  c.on_checkpoint_error = r["on_checkpoint_error"];
+  CHECK(c.on_checkpoint_error == "stop" || c.on_checkpoint_error == "continue", src,
+        ": key 'on_checkpoint_error' must be stop or continue, got '", c.on_checkpoint_error, "'");
   c.out_dir = r["out_dir"], c.resume = r["resume"], c.device_mem = r["device_mem"],
   c.host_mem = r["host_mem"];
   c.device = r["device"], c.dtype = r["dtype"];

@@ -31,7 +31,11 @@ struct TrainConfig {
   bool resume = false;
   int64_t stop_after =
       0;  // > 0: end this run after that step (checkpointed), the schedule still spans `steps`
-  std::vector<CurriculumStage> curriculum;  // empty: seq_len throughout
+  double grace_seconds =
+      30;  // SIGTERM / SIGINT: the checkpoint of the last completed step is written within this
+  double watchdog_seconds = 600;  // across ranks: a collective waiting longer ends the job (0: never)
+  std::string on_checkpoint_error = "stop";  // a checkpoint that cannot be written: stop | continue
+  std::vector<CurriculumStage> curriculum;   // empty: seq_len throughout
   std::string device_mem, host_mem;
   std::string device = "auto", dtype = "auto";  // cpu | cuda | auto; fp32 | bf16 | auto (the GPU's math)
   Plan plan;                        // recompute, offload, tiles, chunks, budgets (the `plan` CLI's flags)

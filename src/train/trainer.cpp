@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "comm/comm.h"
+#include "core/stop.h"
 #include "io/png.h"
 #include "model/flops.h"
 #include "model/llama_io.h"
@@ -118,6 +119,35 @@ void final_passkey_eval(const TrainConfig& cfg, const LlamaConfig& c, const Para
   std::printf("passkey heat-map: %s\n", png.c_str());
 }
 
+// One rank: a stop request (SIGTERM, SIGINT) gives up the step in flight at
+// the next unit (block) it begins, so that the stop does not wait for a long
+// step to end. Across ranks the ranks agree at step boundaries instead.
+class StopHook : public UnitHook {
+ public:
+  UnitHook* wrap(UnitHook* inner) {
+    inner_ = inner;
+    return this;
+  }
+  void begin(int unit, bool weights, bool grads) override {
+    throw_if_stop_requested();
+    if (inner_) inner_->begin(unit, weights, grads);
+  }
+  void end(int unit, bool weights, bool grads) override {
+    if (inner_) inner_->end(unit, weights, grads);
+  }
+
+ private:
+  UnitHook* inner_ = nullptr;
+};
+
+const char* signal_name(int sig) {
+  switch (sig) {
+    case 15: return "SIGTERM";
+    case 2: return "SIGINT";
+    default: return "a stop request";
+  }
+}
+
 }  // namespace
 
 TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
@@ -219,11 +249,65 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
         step_flops(c, cfg.batch_size_at(s), cfg.seq_len_at(s), false).model * double(cfg.grad_accum_at(s));
   Progress progress(cfg.steps, isatty(fileno(stdout)) != 0, std::move(work));
 
+  TrainResult res;
+  // The checkpoint after `done` steps. Every rank takes part (gathers); rank 0
+  // writes, never from a non-finite state. A write that fails (disk full)
+  // leaves the complete checkpoints as they were and stops the run, or with
+  // on_checkpoint_error: continue is reported and training goes on.
+  int64_t last_saved = ckpt.empty() ? -1 : start;
+  auto save = [&](int64_t done, const json& data_state) {
+    last_saved = done;
+    std::vector<NamedTensor> m, v;
+    opt.gather_state(m, v, ctx);
+    const std::unique_ptr<ParamSet> gathered = by_unit == 3 ? whole_weights() : nullptr;
+    HostStage hs(ctx);
+    if (!root) return;
+    const TrainedState ts{hs.views(gathered ? named_tensors(*gathered) : md.trained()), m, v};
+    const std::string before = latest_checkpoint(cfg.out_dir);
+    const std::string last = "the last complete checkpoint is " + (before.empty() ? "none" : before);
+    const std::string poisoned = first_non_finite(ts);
+    CHECK(poisoned.empty(), "step ", done, ": the trained state holds a non-finite value (", poisoned,
+          "), so no checkpoint is written from it; ", last);
+    try {
+      save_checkpoint(
+          cfg.out_dir, done, ts,
+          json{{"step", done}, {"bad_steps", bad}, {"data", data_state}, {"run", run_identity(cfg)}},
+          cfg.keep_last);
+      res.checkpoint = latest_checkpoint(cfg.out_dir);
+    } catch (const Error& e) {
+      if (cfg.on_checkpoint_error == "stop") FAIL(e.what(), "; ", last, " (on_checkpoint_error: stop)");
+      std::printf("\nwarning: %s; %s; training goes on (on_checkpoint_error: continue)\n", e.what(),
+                  last.c_str());
+    }
+  };
+  // A stop request seen by any rank, agreed by all (each may get its signal at another moment).
+  auto stop_agreed = [&]() -> int {
+    double s = stop_requested();
+    if (cp) comm->all_reduce_max(&s, 1);
+    return int(s);
+  };
+  // Stop after `done` steps: their checkpoint (unless written already), and return.
+  auto stop_run = [&](int sig, int64_t done, const json& data_state) {
+    progress.finish();
+    std::printf(
+        "\n%s: stopping after step %lld (the step in flight, if any, is given up; its update was not "
+        "applied)\n",
+        signal_name(sig), (long long)done);
+    if (last_saved != done) save(done, data_state);
+    res.stopped_by = sig, res.steps_done = done;
+    if (root)
+      std::printf("stopped: the checkpoint of step %lld is %s; resume=true continues from it\n",
+                  (long long)done, latest_checkpoint(cfg.out_dir).c_str());
+    return res;
+  };
+
   std::unique_ptr<AnyStep> step_fn;
+  StopHook stop_hook;
   int64_t step_T = 0, step_B = 0;
   std::vector<Batch> micro;
-  TrainResult res;
   for (int64_t step = start; step < cfg.steps; step++) {
+    if (const int sig = stop_agreed()) return stop_run(sig, step, data->state());
+    const json data_before = data->state();  // a step given up is redone from here on resume
     const auto t0 = std::chrono::steady_clock::now();
     const int64_t T = cfg.seq_len_at(step), B = cfg.batch_size_at(step), accum = cfg.grad_accum_at(step);
     micro.resize(size_t(accum));
@@ -238,7 +322,7 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
       step_fn = std::make_unique<AnyStep>(c, mem, B, T, plan, comm, parse_cp_kind(cfg.cp_kind),
                                           int(cfg.cp_ulysses), int(cfg.dp));
       step_fn->set_adapters(md.a.get());
-      step_fn->set_unit_hook(sh->hook());
+      step_fn->set_unit_hook(cp ? sh->hook() : stop_hook.wrap(sh->hook()));
       step_T = T, step_B = B;
     }
     int64_t labels = 0;
@@ -252,16 +336,22 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
                     : md.a  ? Grads{nullptr, md.ga.get()}
                             : Grads{md.g.get(), nullptr};
     double loss_sum = 0, flops = 0;
-    for (auto& b : micro) {
-      StepInput in{Tensor(b.inputs.data(), {B, T}, DType::I32), Tensor(b.labels.data(), {B, T}, DType::I32),
-                   Tensor(b.positions.data(), {B, T}, DType::I32),
-                   Tensor(b.doc_ids.data(), {B, T}, DType::I32)};
-      loss_sum +=
-          step_fn->run(W, G, in, ctx, double(labels), uint64_t(step) * 131 + uint64_t(&b - micro.data())) *
-          double(b.label_count());
-      flops += step_flops(c, B, T, false, step_fn->suffix_rows(T)).model;
+    try {
+      for (auto& b : micro) {
+        StepInput in{Tensor(b.inputs.data(), {B, T}, DType::I32), Tensor(b.labels.data(), {B, T}, DType::I32),
+                     Tensor(b.positions.data(), {B, T}, DType::I32),
+                     Tensor(b.doc_ids.data(), {B, T}, DType::I32)};
+        loss_sum +=
+            step_fn->run(W, G, in, ctx, double(labels), uint64_t(step) * 131 + uint64_t(&b - micro.data())) *
+            double(b.label_count());
+        flops += step_flops(c, B, T, false, step_fn->suffix_rows(T)).model;
+      }
+    } catch (const StepAbandoned&) {  // one rank only: a stop request inside the step
+      step_fn.reset();                // its buffers are mid-step; the saved state below does not need them
+      return stop_run(stop_requested(), step, data_before);
     }
     sh->reduce_grads();  // summed over ranks (ZeRO 2-3: each rank its part, already during the backward)
+    if (const int sig = stop_agreed()) return stop_run(sig, step, data_before);  // before the update
     const double loss = labels > 0 ? loss_sum / double(labels) : 0.0;
     const double norm = std::sqrt(sh->grad_sq_norm(ctx));
     const double lr =
@@ -298,21 +388,10 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     if (cp) j["peak_bytes_per_rank"] = gather_peaks(*comm, mem.tracker());  // every rank's, rank 0 logs
     if (root) metrics << j.dump() << "\n" << std::flush;
     progress.update(step + 1, loss, tokens / secs, mem.tracker().tier(Tier::device).peak, secs);
-    res = {step + 1, loss};
+    res.steps_done = step + 1, res.last_loss = loss;
     const bool stop = cfg.stop_after > 0 && step + 1 == cfg.stop_after;
     const bool last = step + 1 == cfg.steps || stop;
-    if ((cfg.save_every > 0 && (step + 1) % cfg.save_every == 0) || last) {
-      std::vector<NamedTensor> m, v;
-      opt.gather_state(m, v, ctx);  // every rank takes part; rank 0 writes
-      const std::unique_ptr<ParamSet> gathered = by_unit == 3 ? whole_weights() : nullptr;
-      HostStage hs(ctx);
-      if (root)
-        save_checkpoint(
-            cfg.out_dir, step + 1,
-            TrainedState{hs.views(gathered ? named_tensors(*gathered) : md.trained()), m, v},
-            json{{"step", step + 1}, {"bad_steps", bad}, {"data", data->state()}, {"run", run_identity(cfg)}},
-            cfg.keep_last);
-    }
+    if ((cfg.save_every > 0 && (step + 1) % cfg.save_every == 0) || last) save(step + 1, data->state());
     if (stop) {
       progress.finish();
       std::printf("stopped after step %lld as asked (stop_after); resume=true continues\n",

@@ -2,6 +2,7 @@
 // with warmup + cosine, metrics, checkpoints and resume, final export.
 #pragma once
 #include <cstdio>
+#include <string>
 
 #include "train/train_config.h"
 
@@ -10,6 +11,8 @@ namespace longctx {
 struct TrainResult {
   int64_t steps_done = 0;
   double last_loss = 0;
+  int stopped_by = 0;      // the signal that stopped the run early (its checkpoint written), 0: none
+  std::string checkpoint;  // the newest checkpoint this run wrote ("": none)
 };
 
 class Comm;
