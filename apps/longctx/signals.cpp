@@ -58,8 +58,9 @@ void install_stop_signals(double grace_seconds) {
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
+  // SIGUSR1 too: mpirun forwards it to every rank (it does not forward SIGTERM,
+  // it ends the job), and Slurm sends it ahead of the time limit with --signal=USR1@SECONDS
+  for (int sig : {SIGTERM, SIGINT, SIGUSR1}) sigaction(sig, &sa, nullptr);
 }
 
 }  // namespace longctx::cli

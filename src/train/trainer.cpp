@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "comm/comm.h"
+#include "comm/watchdog.h"
 #include "core/stop.h"
 #include "io/png.h"
 #include "model/flops.h"
@@ -144,6 +145,7 @@ const char* signal_name(int sig) {
   switch (sig) {
     case 15: return "SIGTERM";
     case 2: return "SIGINT";
+    case 10: return "SIGUSR1";
     default: return "a stop request";
   }
 }
@@ -154,6 +156,7 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
   // across ranks every rank trains on the same batches (each its share of the
   // tokens); rank 0 alone writes files
   const bool root = !comm || comm->rank() == 0, cp = comm && comm->size() > 1;
+  if (cp) set_collective_watchdog(cfg.watchdog_seconds);
   fs::create_directories(cfg.out_dir);
   const std::string yaml = to_yaml(cfg.raw);
   std::printf("effective config:\n%s", yaml.c_str());

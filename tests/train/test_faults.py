@@ -269,6 +269,72 @@ def test_offload_faults(env, steps):
           p.returncode != 0 and gone in err and "gone now" in err and len(losses(out)) == 2, err)
 
 
+def mpirun(n):
+    # one OpenMP thread per rank and ranks that yield when idle: ranks share 2 cores
+    cmd = ["mpirun", "--oversubscribe", "-x", "OMP_NUM_THREADS=1", "--mca", "mpi_yield_when_idle", "1", "-np", str(n)]
+    if os.geteuid() == 0:
+        cmd.insert(1, "--allow-run-as-root")
+    return cmd
+
+
+def rank_pids(mpirun_pid):
+    """{rank: pid} of the ranks mpirun started (read from their environment)."""
+    out = {}
+    for pid in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid != mpirun_pid:
+                continue
+            with open("/proc/%s/environ" % pid, "rb") as f:
+                env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+            out[int(env[b"OMPI_COMM_WORLD_RANK"])] = int(pid)
+        except (OSError, ValueError, KeyError, IndexError):
+            continue
+    return out
+
+
+def test_ranks(env, steps):
+    """Across 2 ranks: SIGUSR1 to mpirun (which forwards it to every rank) and
+    SIGTERM to one rank alone (as a scheduler's signals may land at different
+    moments) both stop every rank after the same step, with one checkpoint that
+    resumes bit-exactly; and the watchdog ends a job whose rank hangs."""
+    cfg, out = env.config("ranks_ref", steps)
+    r = subprocess.run(mpirun(2) + [env.exe, "train", cfg], capture_output=True, text=True, timeout=600)
+    check("2 ranks: reference run", r.returncode == 0, error_line(r))
+    ref = losses(out), read(os.path.join(out, "model.safetensors"))
+    for how in ("SIGUSR1 to mpirun", "SIGTERM to rank 1 alone"):
+        cfg, out = env.config("ranks_" + how.split()[0].lower(), steps)
+        p = subprocess.Popen(mpirun(2) + [env.exe, "train", cfg], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        landed = wait_rows(out, 2, p)
+        if how.startswith("SIGUSR1"):
+            p.send_signal(signal.SIGUSR1)
+        else:
+            pids = rank_pids(p.pid)
+            landed = landed and 1 in pids
+            if 1 in pids:
+                os.kill(pids[1], signal.SIGTERM)
+        so, se = p.communicate(timeout=120)
+        done = len(losses(out))
+        check("2 ranks, %s: every rank stops, exit 0, the checkpoint of step %d" % (how, done),
+              landed and p.returncode == 0 and checkpoints(out) == ["step_%08d" % done],
+              "rc=%s %s %s" % (p.returncode, checkpoints(out), se.strip()[-300:]))
+        r = subprocess.run(mpirun(2) + [env.exe, "train", cfg, "resume=true"], capture_output=True, text=True,
+                           timeout=600)
+        check("2 ranks, %s, then resume=true: the uninterrupted run, bit for bit" % how,
+              r.returncode == 0 and losses(out) == ref[0] and read(os.path.join(out, "model.safetensors")) == ref[1],
+              error_line(r))
+    t0 = time.time()
+    r = subprocess.run(mpirun(2) + [env.exe, "comm-check", "--watchdog", "2", "--hang-rank", "1"],
+                       capture_output=True, text=True, timeout=120)
+    took = time.time() - t0
+    err = [l for l in r.stderr.splitlines() if "watchdog" in l]
+    check("a hung rank: the watchdog ends the job within its limit, naming the rank and the collective",
+          r.returncode != 0 and took < 30 and err and "rank 0 of 2" in err[0] and "allreduce" in err[0],
+          "rc=%d took=%.1fs %s" % (r.returncode, took, (err or [r.stderr[-300:]])[0]))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--longctx", required=True)
@@ -287,6 +353,8 @@ def main():
         test_non_finite(env)
         test_data_faults(env, steps)
         test_offload_faults(env, steps)
+        if shutil.which("mpirun"):
+            test_ranks(env, steps)
     finally:
         if not args.keep:
             shutil.rmtree(d, ignore_errors=True)

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "comm/comm.h"
+#include "comm/watchdog.h"
 #include "core/check.h"
 
 namespace longctx {
@@ -56,6 +57,7 @@ class MpiComm : public Comm {
     if (comm_ != MPI_COMM_WORLD && !fin) MPI_Comm_free(&comm_);
   }
   std::unique_ptr<Comm> split(int color, int key) override {
+    WatchScope w(this, "comm_split", 0);
     MPI_Comm sub;
     ok(MPI_Comm_split(comm_, color, key, &sub), "comm_split");
     return std::make_unique<MpiComm>(sub);
@@ -64,24 +66,31 @@ class MpiComm : public Comm {
   int size() const override { return size_; }
   const char* kind() const override { return "mpi"; }
   void all_reduce_sum(float* b, int64_t n) override {
+    WatchScope w(this, "allreduce (sum, float)", n);
     ok(MPI_Allreduce(MPI_IN_PLACE, b, count(n, "allreduce"), MPI_FLOAT, MPI_SUM, comm_), "allreduce");
   }
   void all_reduce_sum(double* b, int64_t n) override {
+    WatchScope w(this, "allreduce (sum, double)", n);
     ok(MPI_Allreduce(MPI_IN_PLACE, b, count(n, "allreduce"), MPI_DOUBLE, MPI_SUM, comm_), "allreduce");
   }
   void all_reduce_max(double* b, int64_t n) override {
+    WatchScope w(this, "allreduce (max, double)", n);
     ok(MPI_Allreduce(MPI_IN_PLACE, b, count(n, "allreduce"), MPI_DOUBLE, MPI_MAX, comm_), "allreduce");
   }
   void all_to_all(const float* s, float* r, int64_t n) override {
+    WatchScope w(this, "alltoall", n);
     ok(MPI_Alltoall(s, count(n, "alltoall"), MPI_FLOAT, r, int(n), MPI_FLOAT, comm_), "alltoall");
   }
   void all_gather(const float* s, float* r, int64_t n) override {
+    WatchScope w(this, "allgather (float)", n);
     ok(MPI_Allgather(s, count(n, "allgather"), MPI_FLOAT, r, int(n), MPI_FLOAT, comm_), "allgather");
   }
   void all_gather(const double* s, double* r, int64_t n) override {
+    WatchScope w(this, "allgather (double)", n);
     ok(MPI_Allgather(s, count(n, "allgather"), MPI_DOUBLE, r, int(n), MPI_DOUBLE, comm_), "allgather");
   }
   void all_gather(const int32_t* s, int32_t* r, int64_t n) override {
+    WatchScope w(this, "allgather (int32)", n);
     ok(MPI_Allgather(s, count(n, "allgather"), MPI_INT, r, int(n), MPI_INT, comm_), "allgather");
   }
   void exchange_start(const float* s, int dst, float* r, int src, int64_t n) override {
@@ -92,11 +101,13 @@ class MpiComm : public Comm {
   }
   void exchange_wait() override {
     if (req_.empty()) return;
+    WatchScope w(this, "waitall (ring exchange)", int64_t(req_.size()));
     const int rc = MPI_Waitall(int(req_.size()), req_.data(), MPI_STATUSES_IGNORE);
     req_.clear();
     ok(rc, "waitall");
   }
   void reduce_scatter_sum(float* b, int64_t n) override {
+    WatchScope w(this, "reduce_scatter", n);
     std::vector<int> counts, displs;
     parts(n, counts, displs);
     std::vector<float> mine(size_t(std::max(counts[size_t(rank_)], 1)));
@@ -104,12 +115,16 @@ class MpiComm : public Comm {
     std::copy(mine.begin(), mine.begin() + counts[size_t(rank_)], b + displs[size_t(rank_)]);
   }
   void all_gather_parts(float* b, int64_t n) override {
+    WatchScope w(this, "allgatherv", n);
     std::vector<int> counts, displs;
     parts(n, counts, displs);
     ok(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, b, counts.data(), displs.data(), MPI_FLOAT, comm_),
        "allgatherv");
   }
-  void barrier() override { ok(MPI_Barrier(comm_), "barrier"); }
+  void barrier() override {
+    WatchScope w(this, "barrier", 0);
+    ok(MPI_Barrier(comm_), "barrier");
+  }
   [[noreturn]] void abort(const std::string& why) override {
     std::fprintf(stderr, "longctx: error: rank %d of %d: %s\n", rank_, size_, why.c_str());
     std::fflush(stderr);
