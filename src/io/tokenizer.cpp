@@ -1,7 +1,8 @@
 // tokenizer.json -> bpe::Spec, with every feature we do not implement turned
 // into a one-line error (a tokenizer that silently encodes differently from
-// the one a model was trained with would corrupt training data). Also the
-// byte tokenizer.
+// the one a model was trained with would corrupt training data): which
+// family a file belongs to (byte-level or SentencePiece-style BPE) follows
+// from its pre_tokenizer. Also the byte tokenizer.
 #include "io/tokenizer.h"
 
 #include <algorithm>
@@ -9,10 +10,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
 #include "io/tokenizer_bpe.h"
+#include "io/unicode_nfc.h"
 
 namespace longctx {
 namespace {
@@ -22,13 +25,17 @@ namespace fs = std::filesystem;
 
 #define TOK_FAIL(path, ...) FAIL("tokenizer ", path, ": ", __VA_ARGS__)
 
-json read_json(const std::string& path) {
+std::string read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) TOK_FAIL(path, "cannot open (", std::strerror(errno), ")");
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+json parse_json(std::string_view text, const std::string& source) {
   try {
-    return json::parse(f);
+    return json::parse(text);
   } catch (const json::parse_error& e) {
-    TOK_FAIL(path, "malformed JSON (", e.what(), ")");
+    TOK_FAIL(source, "malformed JSON (", e.what(), ")");
   }
 }
 
@@ -91,7 +98,6 @@ void parse_model(const std::string& path, const json& j, bpe::Spec& s) {
   // Very old files have no "type"; HF then recognises BPE by its merges.
   const std::string type = m.contains("type") ? type_of(m) : m.contains("merges") ? "BPE" : "?";
   if (type != "BPE") TOK_FAIL(path, "model type '", type, "' is not supported (only BPE)");
-  if (opt(m, "byte_fallback", false)) TOK_FAIL(path, "BPE byte_fallback is not supported");
   if (present(m, "dropout")) TOK_FAIL(path, "BPE dropout is not supported (it makes encoding random)");
   for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"})
     if (!opt<std::string>(m, k, "").empty()) TOK_FAIL(path, "BPE ", k, " is not supported");
@@ -99,12 +105,41 @@ void parse_model(const std::string& path, const json& j, bpe::Spec& s) {
   parse_merges(path, m, s);
   s.ignore_merges = opt(m, "ignore_merges", false);
   s.fuse_unk = opt(m, "fuse_unk", false);
+  s.byte_fallback = opt(m, "byte_fallback", false);
   if (present(m, "unk_token")) {
     const std::string unk = m["unk_token"].get<std::string>();
     auto it = s.vocab.find(unk);
     if (it == s.vocab.end()) TOK_FAIL(path, "unk_token '", unk, "' is not in the vocab");
     s.unk_id = it->second;
   }
+}
+
+std::string pattern_string(const std::string& path, const json& p, const std::string& what) {
+  const json& pat = p.at("pattern");
+  if (!pat.contains("String"))
+    TOK_FAIL(path, what, " with a pattern other than a plain String (", pat.dump(), ") is not supported");
+  return pat.at("String").get<std::string>();
+}
+
+// "▁" by default; exactly one character.
+std::string replacement_char(const std::string& path, const json& p) {
+  const std::string r = opt<std::string>(p, "replacement", "\u2581");
+  uint32_t cp = 0;
+  if (r.empty() || unicode::utf8_next(r, 0, cp) != r.size())
+    TOK_FAIL(path, "Metaspace replacement '", r, "' is not one character");
+  return r;
+}
+
+// prepend_scheme, "always" by default. Older files say add_prefix_space,
+// which HF accepts when it agrees (false only with "never").
+bpe::Prepend prepend_scheme(const std::string& path, const json& p) {
+  const std::string scheme = opt<std::string>(p, "prepend_scheme", "always");
+  if (!opt(p, "add_prefix_space", true) && scheme != "never")
+    TOK_FAIL(path, "Metaspace add_prefix_space=false does not match prepend_scheme '", scheme, "'");
+  if (scheme == "always") return bpe::Prepend::kAlways;
+  if (scheme == "first") return bpe::Prepend::kFirst;
+  if (scheme == "never") return bpe::Prepend::kNever;
+  TOK_FAIL(path, "Metaspace prepend_scheme '", scheme, "' is not supported (only first, always, never)");
 }
 
 void parse_pre_step(const std::string& path, const json& p, bpe::Spec& s) {
@@ -127,32 +162,112 @@ void parse_pre_step(const std::string& path, const json& p, bpe::Spec& s) {
     st.literal = !pat.contains("Regex");
     st.pattern = pat.at(st.literal ? "String" : "Regex").get<std::string>();
     s.pre.push_back(st);
+  } else if (type == "Metaspace") {
+    bpe::PreStep st;
+    st.kind = bpe::PreStep::Kind::kMetaspace;
+    st.replacement = replacement_char(path, p);
+    st.prepend = prepend_scheme(path, p);
+    st.split = opt(p, "split", true);
+    s.pre.push_back(st);
   } else {
     TOK_FAIL(path, "pre_tokenizer type '", type.empty() ? p.dump() : type,
-             "' is not supported (only ByteLevel, Split, Sequence)");
+             "' is not supported (only ByteLevel, Split, Metaspace, Sequence)");
   }
 }
 
-// The byte mapping happens in ByteLevel, so any regex after it would see
-// mapped text; real files (GPT-2, Llama 3, Qwen) put ByteLevel last.
+// Byte-level: regex Splits, then exactly one ByteLevel last (the byte mapping
+// happens there, so a regex after it would see mapped text; real files put
+// it last). SentencePiece-style: nothing, or one Metaspace.
 void parse_pre_tokenizer(const std::string& path, const json& j, bpe::Spec& s) {
-  if (!present(j, "pre_tokenizer"))
-    TOK_FAIL(path, "pre_tokenizer is null (a ByteLevel pre_tokenizer is required)");
-  parse_pre_step(path, j["pre_tokenizer"], s);
-  size_t byte_level = 0;
-  for (const bpe::PreStep& st : s.pre) byte_level += st.kind == bpe::PreStep::Kind::kByteLevel;
-  if (byte_level != 1 || s.pre.back().kind != bpe::PreStep::Kind::kByteLevel)
-    TOK_FAIL(path, "pre_tokenizer must end with exactly one ByteLevel step (byte-level BPE only)");
+  if (present(j, "pre_tokenizer")) parse_pre_step(path, j["pre_tokenizer"], s);
+  size_t byte_level = 0, metaspace = 0;
+  for (const bpe::PreStep& st : s.pre) {
+    byte_level += st.kind == bpe::PreStep::Kind::kByteLevel;
+    metaspace += st.kind == bpe::PreStep::Kind::kMetaspace;
+  }
+  if (metaspace) {
+    if (s.pre.size() != 1)
+      TOK_FAIL(path, "a Metaspace pre_tokenizer together with other pre-tokenizers is not supported");
+  } else if (!s.pre.empty() && (byte_level != 1 || !s.byte_level())) {
+    TOK_FAIL(path, "pre_tokenizer must end with exactly one ByteLevel step (byte-level BPE), ",
+             "or be null or Metaspace (SentencePiece-style BPE)");
+  }
+  if (s.byte_level() && s.byte_fallback)
+    TOK_FAIL(path, "BPE byte_fallback with a ByteLevel pre_tokenizer is not supported");
 }
 
-void check_normalizer_and_decoder(const std::string& path, const json& j) {
-  if (present(j, "normalizer")) {
-    const json& n = j["normalizer"];
-    const bool empty_seq = type_of(n) == "Sequence" && n.value("normalizers", json::array()).empty();
-    if (!empty_seq) TOK_FAIL(path, "normalizer '", type_of(n), "' is not supported (only null)");
+void parse_normalizer_step(const std::string& path, const json& n, bpe::Spec& s) {
+  const std::string type = type_of(n);
+  bpe::NormStep st;
+  if (type == "Sequence") {
+    for (const json& q : n.at("normalizers")) parse_normalizer_step(path, q, s);
+    return;
+  } else if (type == "NFC") {
+    st.kind = bpe::NormStep::Kind::kNfc;
+  } else if (type == "Prepend") {
+    st.kind = bpe::NormStep::Kind::kPrepend;
+    st.text = n.at("prepend").get<std::string>();
+  } else if (type == "Replace") {
+    st.kind = bpe::NormStep::Kind::kReplace;
+    st.text = pattern_string(path, n, "Replace normalizer");
+    st.with = n.at("content").get<std::string>();
+  } else {
+    TOK_FAIL(path, "normalizer '", type.empty() ? n.dump() : type,
+             "' is not supported (only NFC, Prepend, Replace, Sequence)");
   }
+  s.norm.push_back(st);
+}
+
+void parse_decoder_step(const std::string& path, const json& d, bpe::Spec& s) {
+  const std::string type = type_of(d);
+  bpe::DecodeStep st;
+  using K = bpe::DecodeStep::Kind;
+  if (type == "Sequence") {
+    for (const json& q : d.at("decoders")) parse_decoder_step(path, q, s);
+    return;
+  } else if (type == "Replace") {
+    st.kind = K::kReplace;
+    st.text = pattern_string(path, d, "Replace decoder");
+    st.with = d.at("content").get<std::string>();
+  } else if (type == "ByteFallback") {
+    st.kind = K::kByteFallback;
+  } else if (type == "Fuse") {
+    st.kind = K::kFuse;
+  } else if (type == "Strip") {
+    st.kind = K::kStrip;
+    st.text = d.at("content").get<std::string>();
+    st.start = d.at("start").get<size_t>();
+    st.stop = d.at("stop").get<size_t>();
+    uint32_t cp = 0;
+    if (st.text.empty() || unicode::utf8_next(st.text, 0, cp) != st.text.size())
+      TOK_FAIL(path, "Strip decoder content '", st.text, "' is not one character");
+  } else if (type == "Metaspace") {
+    st.kind = K::kMetaspace;
+    st.text = replacement_char(path, d);
+    st.prepend = prepend_scheme(path, d);
+  } else {
+    TOK_FAIL(
+        path, "decoder '", type.empty() ? d.dump() : type,
+        "' is not supported with this pre_tokenizer (only Replace, ByteFallback, Fuse, Strip, Metaspace, ",
+        "Sequence; ByteLevel goes with a ByteLevel pre_tokenizer)");
+  }
+  s.decoder.push_back(st);
+}
+
+void parse_normalizer_and_decoder(const std::string& path, const json& j, bpe::Spec& s) {
+  if (present(j, "normalizer")) parse_normalizer_step(path, j["normalizer"], s);
   const std::string dec = present(j, "decoder") ? type_of(j["decoder"]) : "null";
-  if (dec != "ByteLevel") TOK_FAIL(path, "decoder '", dec, "' is not supported (only ByteLevel)");
+  if (s.byte_level()) {
+    if (dec != "ByteLevel")
+      TOK_FAIL(path, "decoder '", dec, "' is not supported with a ByteLevel pre_tokenizer (only ByteLevel)");
+    for (const bpe::NormStep& n : s.norm)
+      if (n.kind != bpe::NormStep::Kind::kNfc)
+        TOK_FAIL(path,
+                 "normalizer Prepend/Replace with a ByteLevel pre_tokenizer is not supported (only NFC)");
+  } else {
+    if (dec == "null") TOK_FAIL(path, "decoder null is not supported (HF would join tokens with spaces)");
+    parse_decoder_step(path, j["decoder"], s);
+  }
 }
 
 // HF ignores the ids written in "added_tokens" and numbers them again on
@@ -189,7 +304,7 @@ void parse_added(const std::string& path, const json& j, bpe::Spec& s) {
 
 // tokenizer.json does not say which token is BOS/EOS; HF keeps that in
 // tokenizer_config.json beside it. Without one, well-known names decide.
-void find_bos_eos(const std::string& path, bpe::Spec& s) {
+void find_bos_eos(const std::string& path, std::string_view config_text, bpe::Spec& s) {
   auto id_of = [&](const std::string& tok) {
     for (const bpe::AddedToken& a : s.added)
       if (a.content == tok) return a.id;
@@ -203,9 +318,10 @@ void find_bos_eos(const std::string& path, bpe::Spec& s) {
   };
   s.bos_id = first_of({"<|begin_of_text|>", "<s>", "<|bos|>", "<|startoftext|>", "<bos>"});
   s.eos_id = first_of({"<|end_of_text|>", "</s>", "<|eos|>", "<|endoftext|>", "<eos>"});
-  const fs::path cfg_path = fs::path(path).parent_path() / "tokenizer_config.json";
-  if (!fs::exists(cfg_path)) return;
-  const json cfg = read_json(cfg_path.string());
+  if (config_text.empty()) return;
+  const std::string cfg_path = (fs::path(path).parent_path() / "tokenizer_config.json").string();
+  const json cfg = parse_json(config_text, cfg_path);
+  if (!cfg.is_object()) return;
   auto named = [&](const char* key, int32_t& id) {
     if (!present(cfg, key)) return;
     const json& v = cfg[key];  // "<s>" or {"content": "<s>", ...}
@@ -262,21 +378,31 @@ class ByteTokenizer final : public Tokenizer {
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
-  const json j = read_json(path);
+std::unique_ptr<Tokenizer> load_tokenizer_from_json(std::string_view json_text, const std::string& source,
+                                                    std::string_view config_text) {
+  const std::string& path = source;
+  const json j = parse_json(json_text, path);
   bpe::Spec s;
   s.path = path;
   try {
     CHECK(j.is_object(), "tokenizer ", path, ": not a JSON object");
     parse_model(path, j, s);
-    check_normalizer_and_decoder(path, j);
     parse_pre_tokenizer(path, j, s);
+    parse_normalizer_and_decoder(path, j, s);
     parse_added(path, j, s);
+    find_bos_eos(path, config_text, s);
   } catch (const json::exception& e) {  // a field of the wrong JSON type or missing
     TOK_FAIL(path, "unexpected structure (", e.what(), ")");
   }
-  find_bos_eos(path, s);
   return bpe::make_bpe_tokenizer(std::move(s));
+}
+
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
+  const std::string text = read_file(path);
+  const fs::path cfg = fs::path(path).parent_path() / "tokenizer_config.json";
+  std::error_code ec;
+  const std::string cfg_text = fs::is_regular_file(cfg, ec) ? read_file(cfg.string()) : std::string();
+  return load_tokenizer_from_json(text, path, cfg_text);
 }
 
 std::unique_ptr<Tokenizer> make_byte_tokenizer() { return std::make_unique<ByteTokenizer>(); }
