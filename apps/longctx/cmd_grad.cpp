@@ -13,6 +13,7 @@
 #include "parallel/zero.h"
 #include "plan_flags.h"
 #include "ranks.h"
+#include "strategy/memory_model.h"
 #include "strategy/plan_search.h"
 #include "train/any_step.h"
 #include "train/checkpoint.h"
@@ -75,7 +76,7 @@ int run_grad(const Opts& o) {
                       : choose_plan(c, wanted, o.flags.is_auto(), B, std::max<int64_t>(T, 1), Purpose::grad);
   Memory mem;
   mem.tracker().set_budget(Tier::device, plan.device_mem);
-  mem.tracker().set_budget(Tier::host, plan.host_mem);
+  mem.tracker().set_budget(Tier::host, plan.host_mem ? plan.host_mem : default_host_budget());
   Context ctx;
   const std::string dtype = math == DType::BF16 ? "bf16" : "fp32";
   if (backend == Backend::cuda) {

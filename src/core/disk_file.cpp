@@ -35,6 +35,15 @@ void ensure_dir(const std::string& dir) {
   seen.insert(dir);
 }
 
+// The file's blocks, taken now: a disk without room for the plan fails here,
+// before the first step, not halfway through a step with ENOSPC. Where the
+// file system cannot allocate ahead (EOPNOTSUPP), the file is only sized.
+int reserve(int fd, int64_t bytes) {
+  if (bytes > 0 && ::fallocate(fd, 0, 0, off_t(bytes)) == 0) return 0;
+  if (bytes > 0 && errno != EOPNOTSUPP && errno != ENOSYS) return errno;
+  return ::ftruncate(fd, off_t(bytes)) == 0 ? 0 : errno;
+}
+
 }  // namespace
 
 DiskFile::DiskFile(const std::string& dir, int64_t bytes, Memory& mem, Tag tag)
@@ -47,10 +56,10 @@ DiskFile::DiskFile(const std::string& dir, int64_t bytes, Memory& mem, Tag tag)
   fd_ = ::mkstemp(path.data());
   CHECK(fd_ >= 0, "offload: cannot create a file in '", dir_, "': ", std::strerror(errno));
   ::unlink(path.c_str());  // gone with the process, even after a crash
-  if (::ftruncate(fd_, off_t(bytes_)) != 0) {
-    const int e = errno;
+  if (const int e = reserve(fd_, bytes_)) {
     ::close(fd_);
-    FAIL("offload: cannot size a ", bytes_, "-byte file in '", dir_, "': ", std::strerror(e));
+    FAIL("offload: cannot reserve ", bytes_, " bytes (", format_bytes(bytes_), ") for a file in '", dir_,
+         "': ", std::strerror(e));
   }
   mem_.tracker().on_alloc(Tier::disk, tag_, bytes_);
 }
@@ -84,9 +93,9 @@ void DiskFile::read(int64_t off, void* dst, int64_t n) const {
   }
 }
 
-void DiskFile::zero() {  // dropping the blocks and sizing again reads as zeros, without writing any
-  CHECK(::ftruncate(fd_, 0) == 0 && ::ftruncate(fd_, off_t(bytes_)) == 0, "offload: cannot clear a file in '",
-        dir_, "': ", std::strerror(errno));
+void DiskFile::zero() {  // dropping the blocks and taking them again reads as zeros, without writing any
+  const int e = ::ftruncate(fd_, 0) == 0 ? reserve(fd_, bytes_) : errno;
+  CHECK(e == 0, "offload: cannot clear a file in '", dir_, "': ", std::strerror(e));
 }
 
 }  // namespace longctx

@@ -19,6 +19,7 @@
 #include "ops/backend.h"
 #include "ops/elementwise.h"
 #include "parallel/zero.h"
+#include "strategy/memory_model.h"
 #include "strategy/plan_search.h"
 #include "train/any_step.h"
 #include "train/checkpoint.h"
@@ -163,7 +164,9 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
 
   Memory mem;
   if (!cfg.device_mem.empty()) mem.tracker().set_budget(Tier::device, parse_bytes(cfg.device_mem));
-  if (!cfg.host_mem.empty()) mem.tracker().set_budget(Tier::host, parse_bytes(cfg.host_mem));
+  // the host budget the plan is checked against is also enforced: given, or 80% of physical memory
+  mem.tracker().set_budget(Tier::host,
+                           cfg.host_mem.empty() ? default_host_budget() : parse_bytes(cfg.host_mem));
   Context ctx;
   const Backend backend = setup_device(ctx, mem, cfg.device);
   ctx.math = resolve_math(cfg.dtype, backend);

@@ -118,6 +118,18 @@ ssize_t writev(int fd, const struct iovec* iov, int cnt) {
   return real(fd, iov, cnt);
 }
 
+// Reserving blocks takes from the same budget as writing them.
+int fallocate(int fd, int mode, off_t off, off_t len) {
+  int (*real)(int, int, off_t, off_t) = REAL("fallocate", int (*)(int, int, off_t, off_t));
+  if (len > 0 && fd_matches(fd) && allowed(&written, "FAULT_WRITE_BYTES", (size_t)len) != (ssize_t)len) {
+    log_call("fallocate", "ENOSPC");
+    errno = ENOSPC;
+    return -1;
+  }
+  return real(fd, mode, off, len);
+}
+int fallocate64(int fd, int mode, off_t off, off_t len) { return fallocate(fd, mode, off, len); }
+
 static ssize_t fail_read(const char* name) {
   log_call(name, "EIO");
   errno = EIO;

@@ -245,6 +245,12 @@ def test_offload_faults(env, steps):
     r = env.run(["train", cfg])
     check("offload_dir is created when it does not exist", r.returncode == 0 and os.path.isdir(off),
           error_line(r))
+    cfg, out = env.config("off_full", steps, "offload: disk\noffload_dir: %s\n" % off)
+    r = env.run(["train", cfg], {"FAULT_PATH": off, "FAULT_WRITE_BYTES": 1000})
+    err = error_line(r)
+    check("no room on the offload disk: refused before the first step, naming the directory and the size",
+          r.returncode != 0 and off in err and "cannot reserve" in err and "No space left" in err
+          and (not os.path.exists(os.path.join(out, "metrics.jsonl")) or losses(out) == []), err)
     cfg, out = env.config("off_eio", steps, "offload: disk\noffload_dir: %s\n" % off)
     r = env.run(["train", cfg], {"FAULT_PATH": off, "FAULT_READ_BYTES": 200000})
     err = error_line(r)
