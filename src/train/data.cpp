@@ -11,6 +11,7 @@
 #include "io/token_shards.h"
 #include "io/tokenizer.h"
 #include "ops/lm_head_loss.h"
+#include "train/jsonl_doc.h"
 #include "train/passkey.h"
 
 namespace longctx {
@@ -23,6 +24,7 @@ namespace fs = std::filesystem;
 // Per-token flags a stream attaches to the tokens it hands out.
 constexpr uint8_t kDocEnd = 1;  // ends a document (eos): the next token starts another one
 constexpr uint8_t kCut = 2;     // last token of a file: the next token is not its continuation
+constexpr uint8_t kNoLoss = 4;  // predicting this token does not count (a prompt, a template's text)
 
 // Tokens in order with their flags, endless (wraps around at the end).
 class TokenStream {
@@ -49,7 +51,7 @@ void build_row(const int32_t* ids, const uint8_t* flags, int64_t T, bool pack, B
   for (int64_t t = 0; t < T; t++) {
     const bool end = (flags[t] & kCut) || (pack && (flags[t] & kDocEnd));
     b.inputs[o + t] = ids[t];
-    b.labels[o + t] = end ? kIgnoreIndex : ids[t + 1];
+    b.labels[o + t] = end || (flags[t + 1] & kNoLoss) ? kIgnoreIndex : ids[t + 1];
     b.positions[o + t] = pos;
     b.doc_ids[o + t] = doc;
     if (pack && end) {
@@ -60,8 +62,14 @@ void build_row(const int32_t* ids, const uint8_t* flags, int64_t T, bool pack, B
   }
 }
 
+// The most tokens one batch may hold: 2^40 int32s are 4 TiB per field, far
+// past any machine; larger is a corrupt config, and B * T could overflow.
+constexpr int64_t kMaxBatchTokens = int64_t(1) << 40;
+
 void shape_batch(Batch& b, int64_t B, int64_t T) {
   CHECK(B >= 1 && T >= 1, "data: batch shape (", B, ", ", T, ") must be positive");
+  CHECK(B <= kMaxBatchTokens / T, "data: batch shape (", B, ", ", T, ") is absurd (more than ",
+        kMaxBatchTokens, " tokens)");
   b.B = B, b.T = T;
   for (auto* v : {&b.inputs, &b.labels, &b.positions, &b.doc_ids}) v->assign(size_t(B * T), 0);
 }
@@ -94,8 +102,21 @@ class StreamSource : public DataSource {
 };
 
 void check_kind(const json& s, const char* kind) {
-  const std::string got = s.is_object() ? s.value("kind", "?") : "?";
+  const auto it = s.is_object() ? s.find("kind") : s.end();
+  const std::string got = it != s.end() && it->is_string() ? it->get<std::string>() : "?";
   CHECK(got == kind, "data: cannot restore a '", got, "' data state into a ", kind, " source");
+}
+
+// Field k of a saved data state: an integer in [lo, hi].
+int64_t state_int(const json& s, const char* k, int64_t lo, int64_t hi = INT64_MAX) {
+  const auto it = s.find(k);
+  CHECK(it != s.end() && it->is_number_integer(), "data: the saved data state has no integer '", k, "' (got ",
+        it == s.end() ? std::string("nothing") : it->dump().substr(0, 60), ")");
+  const bool big = it->is_number_unsigned() && it->get<uint64_t>() > uint64_t(INT64_MAX);
+  const int64_t v = big ? INT64_MAX : it->get<int64_t>();
+  CHECK(!big && v >= lo && v <= hi, "data: the saved data state's '", k, "' is ", it->dump(), ", outside [",
+        lo, ", ", hi, "]");
+  return v;
 }
 
 // ---- token files -----------------------------------------------------------
@@ -189,12 +210,13 @@ class FileStream : public TokenStream {
 
   void restore(const json& s) override {
     check_kind(s, "tokens");
-    const int64_t tokens = s.at("tokens").get<int64_t>(), offset = s.at("offset").get<int64_t>();
+    const int64_t tokens = state_int(s, "tokens", 0), offset = state_int(s, "offset", 0);
+    const int64_t epoch = state_int(s, "epoch", 0);
     CHECK(tokens == total_, "data: the saved data state is for ", tokens, " tokens but the token files hold ",
           total_, "; the data changed since the checkpoint");
-    CHECK(offset >= 0 && offset < total_, "data: saved offset ", offset, " outside the ", total_, " tokens");
+    CHECK(offset < total_, "data: saved offset ", offset, " outside the ", total_, " tokens");
     offset_ = offset;
-    epoch_ = s.at("epoch").get<int64_t>();
+    epoch_ = epoch;
   }
 
   int64_t vocab_needed() const override { return int64_t(max_id_) + 1; }
@@ -225,8 +247,8 @@ bool blank(const std::string& line) {
 // them: only the current document is in memory, whatever the file size.
 class JsonlStream : public TokenStream {
  public:
-  JsonlStream(std::vector<std::string> paths, std::unique_ptr<Tokenizer> tok, int32_t eos)
-      : paths_(std::move(paths)), tok_(std::move(tok)), eos_(eos) {
+  JsonlStream(std::vector<std::string> paths, std::unique_ptr<Tokenizer> tok, int32_t eos, std::string tmpl)
+      : paths_(std::move(paths)), tok_(std::move(tok)), eos_(eos), template_(std::move(tmpl)) {
     open_file(0);
     ensure_doc();  // a malformed first line fails at startup
   }
@@ -236,9 +258,9 @@ class JsonlStream : public TokenStream {
       ensure_doc();
       const int64_t k = std::min(n, int64_t(doc_.size() - idx_));
       std::copy_n(doc_.data() + idx_, k, ids);
-      std::fill_n(flags, k, 0);
+      for (int64_t i = 0; i < k; i++) flags[i] = loss_[idx_ + size_t(i)] ? 0 : kNoLoss;
       idx_ += size_t(k);
-      if (idx_ == doc_.size()) flags[k - 1] = kDocEnd;
+      if (idx_ == doc_.size()) flags[k - 1] |= kDocEnd;
       ids += k, flags += k, n -= k;
     }
   }
@@ -246,7 +268,7 @@ class JsonlStream : public TokenStream {
   void peek(int32_t* id, uint8_t* flags) override {
     ensure_doc();
     *id = doc_[idx_];
-    *flags = idx_ + 1 == doc_.size() ? kDocEnd : 0;
+    *flags = uint8_t((idx_ + 1 == doc_.size() ? kDocEnd : 0) | (loss_[idx_] ? 0 : kNoLoss));
   }
 
   // Where the current document's line starts, and how far into its tokens:
@@ -258,19 +280,21 @@ class JsonlStream : public TokenStream {
 
   void restore(const json& s) override {
     check_kind(s, "jsonl");
-    const size_t files = s.at("files").get<size_t>(), file = s.at("file").get<size_t>();
-    CHECK(files == paths_.size() && file < files, "data: the saved data state is for ", files,
+    const int64_t files = state_int(s, "files", 0), file = state_int(s, "file", 0);
+    const int64_t offset = state_int(s, "offset", 0), line = state_int(s, "line", 1);
+    const int64_t token = state_int(s, "token", 0), epoch = state_int(s, "epoch", 0);
+    CHECK(files == int64_t(paths_.size()) && file < files, "data: the saved data state is for ", files,
           " jsonl files but ", paths_.size(), " are configured; the data changed since the checkpoint");
-    open_file(file);
-    in_.seekg(s.at("offset").get<std::streamoff>());
-    next_offset_ = s.at("offset").get<int64_t>();
-    line_no_ = s.at("line").get<int64_t>() - 1;
-    CHECK(in_ && read_doc() && doc_line_ == s.at("line").get<int64_t>(), "data ", paths_[file],
-          ": no document at the saved line ", s.at("line"), "; the data changed since the checkpoint");
-    idx_ = s.at("token").get<size_t>();
-    CHECK(idx_ < doc_.size(), "data ", paths_[file], ":", doc_line_, ": saved token ", idx_,
-          " is past the document's ", doc_.size(), " tokens; the data or tokenizer changed");
-    epoch_ = s.at("epoch").get<int64_t>();
+    open_file(size_t(file));
+    in_.seekg(std::streamoff(offset));
+    next_offset_ = offset;
+    line_no_ = line - 1;
+    CHECK(in_ && read_doc() && doc_line_ == line, "data ", paths_[size_t(file)],
+          ": no document at the saved line ", line, "; the data changed since the checkpoint");
+    CHECK(uint64_t(token) < doc_.size(), "data ", paths_[size_t(file)], ":", doc_line_, ": saved token ",
+          token, " is past the document's ", doc_.size(), " tokens; the data or tokenizer changed");
+    idx_ = size_t(token);
+    epoch_ = epoch;
   }
 
   int64_t vocab_needed() const override { return std::max(tok_->vocab_size(), int64_t(eos_) + 1); }
@@ -292,10 +316,13 @@ class JsonlStream : public TokenStream {
       next_offset_ += int64_t(line.size()) + 1;  // counted, not tellg(): no syscall per line
       line_no_++;
       if (blank(line)) continue;
-      doc_ = tokenize(line);
+      tokenize(line);
       doc_offset_ = at, doc_line_ = line_no_, idx_ = 0;
       return true;
     }
+    // the end of the file, or a read that failed (a bad disk): never taken for an end
+    CHECK(!in_.bad(), "data ", paths_[file_], ": reading after line ", line_no_, " failed (",
+          std::strerror(errno), ")");
     return false;
   }
 
@@ -311,22 +338,16 @@ class JsonlStream : public TokenStream {
     }
   }
 
-  std::vector<int32_t> tokenize(const std::string& line) const {
+  // The line's document into doc_ and loss_ (text, prompt/completion or messages).
+  void tokenize(const std::string& line) {
     json j;
     try {
       j = json::parse(line);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
       FAIL("jsonl ", paths_[file_], ":", line_no_, ": malformed JSON (", e.what(), ")");
     }
-    // the end of the file, or a read that failed (a bad disk): never taken for an end
-    CHECK(!in_.bad(), "data ", paths_[file_], ": reading after line ", line_no_, " failed (",
-          std::strerror(errno), ")");
-    const auto it = j.is_object() ? j.find("text") : j.end();
-    if (!j.is_object() || it == j.end() || !it->is_string())
-      FAIL("jsonl ", paths_[file_], ":", line_no_, ": expected an object with a string field \"text\"");
-    std::vector<int32_t> ids = tok_->encode(it->get_ref<const std::string&>());
-    ids.push_back(eos_);
-    return ids;
+    JsonlDoc d = jsonl_doc(j, *tok_, eos_, template_, str_cat("jsonl ", paths_[file_], ":", line_no_));
+    doc_ = std::move(d.ids), loss_ = std::move(d.loss);
   }
 
   std::vector<std::string> paths_;
@@ -335,7 +356,9 @@ class JsonlStream : public TokenStream {
   std::ifstream in_;
   size_t file_ = 0;
   int64_t next_offset_ = 0, line_no_ = 0;  // the reader: byte offset and number of the next line
+  std::string template_;                   // data.template: how "messages" records are rendered
   std::vector<int32_t> doc_;               // the current document's tokens, eos last
+  std::vector<uint8_t> loss_;              // per token of doc_: 1 when predicting it counts
   size_t idx_ = 0;                         // next token of doc_
   int64_t doc_offset_ = 0, doc_line_ = 0, epoch_ = 0;
 };
@@ -350,6 +373,29 @@ void check_vocab(int64_t needed, int64_t model_vocab, const std::string& what) {
   if (model_vocab > 0 && needed > model_vocab)
     FAIL("data: ", what, " needs a vocabulary of ", needed, " tokens but the model has ", model_vocab);
 }
+
+// Every source as make_data_source hands it out: a saved state that is not
+// what the source wrote (a hand-edited or corrupt state.json) is a one-line
+// error, whichever JSON access of the source's restore() trips over it.
+class CheckedRestore : public DataSource {
+ public:
+  explicit CheckedRestore(std::unique_ptr<DataSource> s) : s_(std::move(s)) {}
+  void next(Batch& b, int64_t B, int64_t T) override { s_->next(b, B, T); }
+  json state() const override { return s_->state(); }
+  void restore(const json& st) override {
+    try {
+      s_->restore(st);
+    } catch (const json::exception& e) {
+      std::string got = st.dump();
+      if (got.size() > 120) got = got.substr(0, 120) + "...";
+      FAIL("data: the saved data state is malformed (", e.what(), "): ", got);
+    }
+  }
+  int64_t vocab_needed() const override { return s_->vocab_needed(); }
+
+ private:
+  std::unique_ptr<DataSource> s_;
+};
 
 std::vector<std::string> data_extensions(const std::string& kind) {
   if (kind == "jsonl") return {".jsonl"};
@@ -388,7 +434,7 @@ std::unique_ptr<DataSource> make_data_source(const DataConfig& c, uint64_t seed,
   if (c.kind == "passkey") {
     std::unique_ptr<Tokenizer> tok = open_tokenizer(c.tokenizer);
     check_vocab(tok->vocab_size(), model_vocab, "the passkey tokenizer");
-    return make_passkey_source(std::move(tok), c, seed);
+    return std::make_unique<CheckedRestore>(make_passkey_source(std::move(tok), c, seed));
   }
   CHECK(c.kind == "tokens" || c.kind == "jsonl", "data.kind must be tokens, jsonl or passkey, got '", c.kind,
         "'");
@@ -402,10 +448,28 @@ std::unique_ptr<DataSource> make_data_source(const DataConfig& c, uint64_t seed,
     const int32_t eos = c.eos_id >= 0 ? c.eos_id : tok->eos_id();
     CHECK(eos >= 0, "data: the tokenizer has no eos token; set data.eos_id");
     check_vocab(std::max(tok->vocab_size(), int64_t(eos) + 1), model_vocab, "the jsonl tokenizer");
-    s = std::make_unique<JsonlStream>(paths, std::move(tok), eos);
+    s = std::make_unique<JsonlStream>(paths, std::move(tok), eos, c.chat_template);
   }
-  return std::make_unique<StreamSource>(std::move(s), c.pack);
+  return std::make_unique<CheckedRestore>(std::make_unique<StreamSource>(std::move(s), c.pack));
 }
+
+namespace {
+
+// An integer field of data.*: a JSON integer (not 2.5, not 1e300) in [lo, hi].
+int64_t config_int(const std::string& k, const json& v, int64_t lo, int64_t hi) {
+  CHECK(v.is_number_integer(), "data.", k, ": expected an integer, got ", v.type_name(), " ", v.dump());
+  const bool big = v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX);
+  CHECK(!big && v.get<int64_t>() >= lo && v.get<int64_t>() <= hi, "data.", k, " must be in [", lo, ", ", hi,
+        "], got ", v.dump());
+  return v.get<int64_t>();
+}
+
+double config_number(const std::string& k, const json& v) {
+  CHECK(v.is_number(), "data.", k, ": expected a number, got ", v.type_name(), " ", v.dump());
+  return v.get<double>();
+}
+
+}  // namespace
 
 DataConfig data_config_from_json(const json& j) {
   DataConfig c;
@@ -425,20 +489,20 @@ DataConfig data_config_from_json(const json& j) {
       } else if (k == "pack") {
         c.pack = v.get<bool>();
       } else if (k == "eos_id") {
-        c.eos_id = v.get<int32_t>();
+        c.eos_id = int32_t(config_int(k, v, -1, INT32_MAX));
       } else if (k == "passkey_digits") {
-        c.passkey_digits = v.get<int64_t>();
+        c.passkey_digits = config_int(k, v, 1, 18);
       } else if (k == "depth_min") {
-        c.depth_min = v.get<double>();
+        c.depth_min = config_number(k, v);
       } else if (k == "depth_max") {
-        c.depth_max = v.get<double>();
+        c.depth_max = config_number(k, v);
       } else if (k == "passkey_min_len") {
-        c.passkey_min_len = v.get<int64_t>();
-        CHECK(c.passkey_min_len >= 0, "data.passkey_min_len must be >= 0, got ", c.passkey_min_len);
+        c.passkey_min_len = config_int(k, v, 0, INT32_MAX);
       } else if (k == "passkey_position_span") {
-        c.passkey_position_span = v.get<int64_t>();
-        CHECK(c.passkey_position_span >= 0, "data.passkey_position_span must be >= 0, got ",
-              c.passkey_position_span);
+        c.passkey_position_span = config_int(k, v, 0, INT32_MAX);
+      } else if (k == "template") {
+        c.chat_template = v.get<std::string>();
+        check_chat_template(c.chat_template);
       } else if (k == "passkey_loss") {
         c.passkey_loss = v.get<std::string>();
         CHECK(c.passkey_loss == "answer" || c.passkey_loss == "all",
@@ -446,7 +510,7 @@ DataConfig data_config_from_json(const json& j) {
       } else {
         FAIL("data.", k,
              ": unknown key (known: kind, path, tokenizer, pack, eos_id, passkey_digits, depth_min, ",
-             "depth_max, passkey_loss, passkey_min_len, passkey_position_span)");
+             "depth_max, passkey_loss, passkey_min_len, passkey_position_span, template)");
       }
     } catch (const json::exception& e) {
       FAIL("data.", k, ": wrong type, got ", v.type_name(), " (", e.what(), ")");

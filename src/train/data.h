@@ -30,6 +30,10 @@ struct DataConfig {
   // "answer": the loss is on the answer tokens only; "all": on every token,
   // which adds next-token prediction on the filler (it teaches copying sooner).
   std::string passkey_loss = "answer";
+  // jsonl "messages" records: the chat template that renders them (chatml,
+  // llama3, plain); "": such records are refused. Prompt/completion records
+  // and messages train on the completion / assistant tokens only.
+  std::string chat_template;
   // > 0: each row packs several samples (own positions and attention) with
   // lengths log-uniform in [passkey_min_len, row length], so every step
   // also trains the lengths below the current one.

@@ -386,6 +386,7 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
               {"seq_len", T},
               {"batch_size", B},
               {"tokens", tokens},
+              {"labels", labels},  // the tokens whose prediction counted (completions only, for such data)
               {"step_seconds", secs},
               {"tokens_per_s", tokens / secs},
               {"mfu", flops / secs / (peak_gflops * 1e9)},

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 
 #include "core/check.h"
 #include "harness.h"
@@ -15,6 +16,7 @@
 #include "io/tokenizer.h"
 #include "ops/lm_head_loss.h"
 #include "train/data.h"
+#include "train/jsonl_doc.h"
 #include "train/passkey.h"
 #include "train/train_config.h"
 
@@ -242,6 +244,63 @@ TEST_F(DataTest, JsonlErrorsNameFileAndLine) {
   DataConfig c;
   c.kind = "jsonl", c.paths = {p("a.jsonl")};
   expect_error([&] { make_data_source(c, 1, 200); }, {"259", "200"});
+}
+
+TEST_F(DataTest, JsonlPromptCompletionTrainsOnTheCompletionOnly) {
+  const int32_t E = 257;
+  DataConfig c;
+  c.kind = "jsonl", c.paths = {text("pc.jsonl", "{\"prompt\": \"ab\", \"completion\": \"cd\"}\n")};
+  auto src = make_data_source(c, 1, 259);
+  Batch b;
+  src->next(b, 2, 5);
+  // the prompt's tokens are inputs but never targets; the completion and its eos are
+  EXPECT_EQ(row(b.inputs, 0, 5), (Ids{'a', 'b', 'c', 'd', E}));
+  EXPECT_EQ(row(b.labels, 0, 5), (Ids{X, 'c', 'd', E, X}));
+  EXPECT_EQ(row(b.labels, 1, 5), (Ids{X, 'c', 'd', E, X}));
+  EXPECT_EQ(b.label_count(), 6);
+  // resume inside a document keeps its mask
+  src->next(b, 1, 2);
+  const auto st = src->state();
+  Batch want, got;
+  src->next(want, 1, 6);
+  auto again = make_data_source(c, 1, 259);
+  again->restore(st);
+  again->next(got, 1, 6);
+  EXPECT_EQ(got.labels, want.labels);
+  EXPECT_EQ(got.inputs, want.inputs);
+}
+
+TEST_F(DataTest, JsonlMessagesTrainOnTheAssistantRepliesWithTheirEndMarker) {
+  DataConfig c;
+  c.kind = "jsonl", c.chat_template = "plain";
+  c.paths = {text("m.jsonl",
+                  "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, "
+                  "{\"role\": \"assistant\", \"content\": \"yo\"}]}\n")};
+  auto src = make_data_source(c, 1, 259);
+  const std::string doc = "User: hi\n\nAssistant: yo\n\n";
+  const int64_t T = int64_t(doc.size()) + 1;  // the eos too
+  Batch b;
+  src->next(b, 1, T);
+  Ids want(size_t(T), X);
+  const size_t y = doc.find("yo");
+  want[y - 1] = 'y', want[y] = 'o';  // only the reply is predicted
+  EXPECT_EQ(b.labels, want);
+
+  // chatml: the reply's <|im_end|> counts too (with the byte tokenizer it is bytes)
+  c.chat_template = "chatml";
+  auto cm = make_data_source(c, 1, 259);
+  const std::string d2 = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo<|im_end|>\n";
+  cm->next(b, 1, int64_t(d2.size()) + 1);
+  EXPECT_EQ(b.label_count(), int64_t(std::string("yo<|im_end|>").size()));
+
+  c.chat_template = "";
+  expect_error([&] { make_data_source(c, 1, 259); }, {"m.jsonl:1", "data.template"});
+  expect_error([&] { check_chat_template("alpaca"); }, {"alpaca", "chatml"});
+  c.chat_template = "plain";
+  c.paths = {text("bad.jsonl", "{\"messages\": [{\"role\": \"robot\", \"content\": \"x\"}]}\n")};
+  expect_error([&] { make_data_source(c, 1, 259); }, {"bad.jsonl:1", "robot"});
+  c.paths = {text("pc2.jsonl", "{\"prompt\": \"ab\"}\n")};
+  expect_error([&] { make_data_source(c, 1, 259); }, {"pc2.jsonl:1", "completion"});
 }
 
 // ---- passkey --------------------------------------------------------------------
@@ -489,6 +548,127 @@ TEST(TrainConfigCurriculum, StagesSetLengthAndOptionallyBatch) {
                                "cfg.yaml");
       },
       {"cfg.yaml", "curriculum stage"});
+}
+
+// ---- found by fuzzing (tests/fuzz): each input once escaped as something other
+// than a one-line longctx::Error, or was attempted instead of refused
+
+TEST_F(DataTest, JsonlNumberOverflowIsAMalformedLine) {
+  // nlohmann throws out_of_range (not parse_error) for 1e999: it used to escape raw
+  expect_error([&] { jsonl(text("o.jsonl", "{\"text\":1e999}\n")); },
+               {"o.jsonl:1", "malformed JSON", "1e999"});
+  auto src = jsonl(text("o2.jsonl", "{\"text\": \"ab\"}\n{\"text\": \"x\", \"n\": -1e999}\n"));
+  Batch b;
+  expect_error([&] { src->next(b, 1, 8); }, {"o2.jsonl:2", "malformed JSON"});
+}
+
+TEST_F(DataTest, AbsurdBatchShapeIsRefusedNotAllocated) {
+  auto src = tokens({npy("a.npy", {1, 2, 3, 4})});
+  Batch b;
+  expect_error([&] { src->next(b, int64_t(1) << 30, int64_t(1) << 30); }, {"batch shape", "absurd"});
+  expect_error([&] { src->next(b, int64_t(1) << 62, int64_t(1) << 62); }, {"batch shape", "absurd"});
+}
+
+TEST_F(ResumeTest, MalformedSavedStateIsAOneLineError) {
+  // what a hand-edited or corrupt state.json holds under "data"
+  auto tok = tokens({npy("a.npy", {1, 2, 3, 4})});
+  expect_error(
+      [&] {
+        tok->restore({{"kind", "tokens"}, {"offset", "3"}, {"epoch", 0}, {"tokens", 4}});
+      },
+      {"saved data state", "'offset'"});
+  expect_error(
+      [&] {
+        tok->restore({{"kind", "tokens"}, {"offset", -1}, {"epoch", 0}, {"tokens", 4}});
+      },
+      {"saved data state", "'offset'", "-1"});
+  expect_error([&] { tok->restore({{"kind", "tokens"}, {"offset", 1}, {"tokens", 4}}); }, {"'epoch'"});
+  expect_error([&] { tok->restore(nlohmann::json::array({1, 2})); }, {"cannot restore", "tokens"});
+  expect_error([&] { tok->restore({{"kind", 7}}); }, {"cannot restore", "tokens"});
+
+  text("d.jsonl", "{\"text\": \"abc\"}\n{\"text\": \"de\"}\n");
+  auto js = jsonl(p("d.jsonl"));
+  nlohmann::json st = js->state();
+  st["line"] = std::numeric_limits<int64_t>::min();  // line - 1 used to overflow
+  expect_error([&] { js->restore(st); }, {"saved data state", "'line'"});
+  st = js->state();
+  st["token"] = -1;  // read as size_t, it used to become 2^64 - 1
+  expect_error([&] { js->restore(st); }, {"saved data state", "'token'"});
+  st = js->state();
+  st["offset"] = 9.5;
+  expect_error([&] { js->restore(st); }, {"saved data state", "'offset'"});
+
+  auto pk = passkey(3);  // the passkey source reads its state with at(): now a one-line error too
+  expect_error([&] { pk->restore({{"kind", "passkey"}, {"seed", 1}}); }, {"saved data state is malformed"});
+  expect_error(
+      [&] {
+        pk->restore({{"kind", "passkey"}, {"sample", "x"}, {"seed", 1}});
+      },
+      {"saved data state is malformed"});
+  expect_error([&] { pk->restore(nlohmann::json("passkey")); }, {"saved data state is malformed"});
+}
+
+TEST(DataConfigJson, IntegersAreCheckedNotTruncated) {
+  // get<int32_t>() used to wrap 2^32 + 1 to 1, and get<int64_t>() to truncate 5.5 to 5 (and 1e300: UB)
+  expect_error(
+      [] {
+        data_config_from_json({{"eos_id", 4294967297LL}});
+      },
+      {"data.eos_id", "[-1, 2147483647]", "4294967297"});
+  expect_error([] { data_config_from_json({{"passkey_digits", 5.5}}); }, {"data.passkey_digits", "integer"});
+  expect_error(
+      [] {
+        data_config_from_json({{"passkey_digits", 1e300}});
+      },
+      {"data.passkey_digits", "integer"});
+  expect_error([] { data_config_from_json({{"passkey_digits", 40}}); }, {"data.passkey_digits", "[1, 18]"});
+  expect_error(
+      [] {
+        data_config_from_json({{"passkey_min_len", int64_t(1) << 40}});
+      },
+      {"data.passkey_min_len"});
+  expect_error([] { data_config_from_json({{"depth_min", "low"}}); }, {"data.depth_min", "number"});
+  EXPECT_EQ(data_config_from_json({{"eos_id", -1}, {"passkey_digits", 7}}).passkey_digits, 7);
+}
+
+class TrainConfigFile : public DataTest {
+ protected:
+  TrainConfig load(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+    return load_train_config(text("t.yaml", yaml), overrides);
+  }
+};
+
+TEST_F(TrainConfigFile, ItsOwnYamlLoadsBack) {
+  // chunk_budget 0 (auto) used to be written as 0, which the loader refuses
+  const TrainConfig c = load("model: {path: m}\nchunk_mode: seco\nchunk_size: 64\noffload: host\n");
+  const std::string again = text("again.yaml", to_yaml(c.raw));
+  const TrainConfig d = load_train_config(again, {});
+  EXPECT_EQ(c.raw, d.raw);
+  EXPECT_EQ(d.raw["chunk_budget"], "auto");
+}
+
+TEST_F(TrainConfigFile, NonUtf8TextIsRefused) {
+  // nlohmann::json throws type_error 316 when it dumps such a string (in an error message, a log line)
+  expect_error([&] { load("model: {path: m}\nsteps: ten\x88\x88\n"); }, {"t.yaml", "not UTF-8"});
+  expect_error([&] { load("model: {path: m}\n\xff: 1\n"); }, {"t.yaml", "not UTF-8"});
+  expect_error([&] { load("model: {path: m}\n", {"out_dir=runs/\xc0\xaf"}); }, {"override", "not UTF-8"});
+  EXPECT_EQ(load("model: {path: m}\nout_dir: \"runs/caf\xc3\xa9\"\n").out_dir, "runs/caf\xc3\xa9");
+}
+
+TEST_F(TrainConfigFile, TopLevelMustBeAMapping) {
+  // a scalar document plus an override used to hit operator[] on a string
+  expect_error([&] { load("just words\n", {"seq_len=256"}); }, {"t.yaml", "mapping"});
+  expect_error([&] { load("- a\n- b\n"); }, {"t.yaml", "mapping"});
+}
+
+TEST_F(TrainConfigFile, NullIsAnErrorExceptForMappings) {
+  // `key:` with no value used to reach get<std::string>() / get<int64_t>() as null
+  expect_error([&] { load("model: {path: m}\ncp_kind:\n"); }, {"t.yaml", "'cp_kind'", "string", "null"});
+  expect_error([&] { load("model: {path: m}\nseq_len: ~\n"); }, {"t.yaml", "'seq_len'", "integer", "null"});
+  expect_error([&] { load("model: {path: null}\n"); }, {"t.yaml", "'model.path'", "null"});
+  const TrainConfig c = load("model: {path: m}\neval:\nlora:\n");  // mappings: the defaults
+  EXPECT_EQ(c.raw["eval"]["samples"], 4);
+  EXPECT_EQ(c.plan.lora.rank, 0);
 }
 
 }  // namespace

@@ -241,6 +241,47 @@ def test_plan_vs_grad(exe, d):
         check("plan --json predicts grad's peak bytes within 5%: " + " ".join(flags), not bad, str(bad))
 
 
+def test_prompt_completion(exe, d):
+    """data.kind jsonl with prompt/completion records, end to end: each step's
+    metrics count exactly the completion tokens (and their eos) as labels, as
+    a replay of the stream in Python says."""
+    rng = random.Random(3)
+    recs = [("".join(rng.choice("abcdef ") for _ in range(rng.randint(5, 40))),
+             "".join(rng.choice("xyz") for _ in range(rng.randint(1, 12)))) for _ in range(40)]
+    path = os.path.join(d, "pc.jsonl")
+    with open(path, "w") as f:
+        for p, c in recs:
+            f.write(json.dumps({"prompt": p, "completion": c}) + "\n")
+    out = os.path.join(d, "pc")
+    cfg = os.path.join(d, "pc.yaml")
+    T, B, steps = 48, 2, 4
+    with open(cfg, "w") as f:
+        f.write(CONFIG.replace("vocab_size: 64", "vocab_size: 259").split("data:")[0] +
+                "data: {kind: jsonl, path: %s}\nseq_len: %d\nbatch_size: %d\nsteps: %d\nout_dir: %s\n"
+                % (path, T, B, steps, out))
+    r = run(exe, ["train", cfg])
+    check("train on prompt/completion JSONL runs", r.returncode == 0, r.stderr.strip()[-300:])
+    # the stream: each record's prompt bytes (not predicted), completion bytes and eos (predicted)
+    ids, loss, end = [], [], []
+    for p, c in recs:
+        ids += list(p.encode()) + list(c.encode()) + [257]
+        loss += [0] * len(p.encode()) + [1] * (len(c.encode()) + 1)
+        end += [0] * (len(p.encode()) + len(c.encode())) + [1]
+    want, at = [], 0
+    for _ in range(steps):
+        n = 0
+        for _ in range(B):
+            for t in range(T):
+                i, j = (at + t) % len(ids), (at + t + 1) % len(ids)
+                n += (not end[i]) and loss[j]
+            at += T
+        want.append(n)
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        got = [json.loads(line)["labels"] for line in f]
+    check("the loss counts only the completion tokens (labels per step as replayed: %s)" % want, got == want,
+          "got %s" % got)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--longctx", required=True)
@@ -257,6 +298,7 @@ def main():
         test_eval_generate(args.longctx, d, tokens)
         test_plans(args.longctx, d, tokens, ref)
         test_plan_vs_grad(args.longctx, d)
+        test_prompt_completion(args.longctx, d)
     finally:
         if not args.keep:
             shutil.rmtree(d, ignore_errors=True)
