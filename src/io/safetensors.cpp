@@ -29,6 +29,7 @@ using ordered_json = nlohmann::ordered_json;
 #define ST_FAIL(path, ...) FAIL("safetensors ", path, ": ", __VA_ARGS__)
 
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // real headers are KBs; larger means a corrupt length
+constexpr uint64_t kMaxIndexBytes = 100'000'000;   // a 405B model's index is ~100 KB
 constexpr size_t kChunkElems = size_t(1) << 20;    // conversion staging, 2-4 MB
 
 std::shared_ptr<int> open_fd(const std::string& path, int flags, mode_t mode = 0) {
@@ -243,8 +244,20 @@ SafeTensorsDir::SafeTensorsDir(const std::string& dir_or_file) : source_(dir_or_
   for (const SafeTensorInfo& t : files_[0].tensors()) where_[t.name] = 0;
 }
 
+// A shard named by the index: a plain file name beside the index, as HF
+// writes them; a path elsewhere ("../x", "/etc/x", "sub/x") is refused.
+static bool plain_file_name(const std::string& s) {
+  return !s.empty() && s != "." && s != ".." && s.find('/') == std::string::npos &&
+         s.find('\\') == std::string::npos && s.find('\0') == std::string::npos;
+}
+
 void SafeTensorsDir::load_index(const std::string& dir, const std::string& index_path) {
-  std::ifstream in(index_path);
+  std::error_code ec;
+  const uint64_t size = fs::file_size(index_path, ec);
+  if (ec) ST_FAIL(index_path, "cannot read (", ec.message(), ")");
+  if (size > kMaxIndexBytes)
+    ST_FAIL(index_path, "index is ", size, " bytes, too large (limit ", kMaxIndexBytes, ")");
+  std::ifstream in(index_path, std::ios::binary);
   if (!in) ST_FAIL(index_path, "cannot open");
   std::stringstream ss;
   ss << in.rdbuf();
@@ -262,7 +275,11 @@ void SafeTensorsDir::load_index(const std::string& dir, const std::string& index
     if (!it.value().is_string())
       ST_FAIL(index_path, "weight_map value for '", it.key(), "' must be a string, got ",
               json_type(it.value()));
-    by_shard[it.value().get<std::string>()].push_back(it.key());
+    const std::string& shard = it.value().get_ref<const std::string&>();
+    if (!plain_file_name(shard))
+      ST_FAIL(index_path, "weight_map value for '", it.key(), "' is '", shard,
+              "'; shards must be plain file names in the index's directory");
+    by_shard[shard].push_back(it.key());
   }
   for (const auto& [shard, names] : by_shard) {
     const std::string shard_path = (fs::path(dir) / shard).string();

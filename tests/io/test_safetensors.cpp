@@ -242,6 +242,41 @@ TEST_F(SafeTensorsTest, ErrorHeaderLengthAbsurd) {
   expect_error([&] { SafeTensorsFile f(path); }, {"huge.safetensors", "absurd"});
 }
 
+// ---- limits: sizes read from the file are checked against the file before
+// anything is allocated (a corrupt or hostile header must not cost memory)
+
+TEST_F(SafeTensorsTest, HeaderLengthTwoToTheSixtyThreeIsRefused) {
+  const std::string path = p("h63.safetensors");
+  const uint64_t n = uint64_t(1) << 63;
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(&n), 8);
+  out << "{}";
+  out.close();
+  expect_error([&] { SafeTensorsFile f(path); }, {"h63.safetensors", "header length 9223372036854775808"});
+}
+
+TEST_F(SafeTensorsTest, OneTerabyteTensorIsRefusedNotAttempted) {
+  // A valid-looking header declaring 2^40 bytes of F32 in a file of a few bytes:
+  // refused against the file size, with no allocation or read of that size.
+  const std::string path = raw_entry(
+      "tb.safetensors", R"({"dtype":"F32","shape":[262144,1048576],"data_offsets":[0,1099511627776]})", 8);
+  expect_error([&] { SafeTensorsFile f(path); },
+               {"tb.safetensors", "'w'", "1099511627776", "beyond the data section (8 bytes)"});
+  // and through the directory reader (what `grad --model` uses)
+  expect_error([&] { SafeTensorsDir d(path); }, {"tb.safetensors", "beyond the data section"});
+}
+
+TEST_F(SafeTensorsTest, ShapeWhoseProductOverflowsIsRefused) {
+  // 2^32 * 2^32 elements wraps a uint64 to 0; with data_offsets [0, 0] it would pass a size check
+  const std::string path = raw_entry(
+      "ovf.safetensors", R"({"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]})", 0);
+  expect_error([&] { SafeTensorsFile f(path); }, {"ovf.safetensors", "overflows"});
+  // numel fits but numel * 4 bytes does not
+  const std::string bytes = raw_entry(
+      "ovf2.safetensors", R"({"dtype":"F32","shape":[4611686018427387904,2],"data_offsets":[0,0]})", 0);
+  expect_error([&] { SafeTensorsFile f(bytes); }, {"ovf2.safetensors", "size mismatch"});
+}
+
 TEST_F(SafeTensorsTest, ErrorHeaderNotJson) {
   const std::string path = raw("nj.safetensors", "{\"w\": [1, 2");
   expect_error([&] { SafeTensorsFile f(path); }, {"nj.safetensors", "not valid JSON"});
@@ -425,6 +460,23 @@ TEST_F(SafeTensorsIndexTest, ErrorTensorNotListed) {
   save_safetensors(p("model-00001-of-00002.safetensors"),
                    {{"a", Tensor(x_.data(), {8})}, {"z", Tensor(x_.data(), {1})}});
   expect_error([&] { SafeTensorsDir d(dir_); }, {"model-00001-of-00002.safetensors", "'z'", "not listed"});
+}
+
+TEST_F(SafeTensorsIndexTest, ErrorShardOutsideTheDirectory) {
+  // weight_map values are file names beside the index; a path would read any file on the machine
+  for (const char* shard :
+       {"../model-00001-of-00002.safetensors", "/etc/passwd", "sub/x.safetensors", "..", ""}) {
+    write_index(std::string(R"({"weight_map": {"a": ")") + shard + R"("}})");
+    expect_error([&] { SafeTensorsDir d(dir_); },
+                 {"model.safetensors.index.json", "'a'", "plain file names"});
+  }
+}
+
+TEST_F(SafeTensorsIndexTest, ErrorIndexTooLarge) {
+  // an index of 100 MB + 1 byte (sparse: no disk used) is refused before it is read
+  { std::ofstream out(p("model.safetensors.index.json"), std::ios::binary | std::ios::trunc); }
+  fs::resize_file(p("model.safetensors.index.json"), 100'000'001);
+  expect_error([&] { SafeTensorsDir d(dir_); }, {"model.safetensors.index.json", "too large"});
 }
 
 TEST_F(SafeTensorsIndexTest, ErrorEmptyDirectory) {
