@@ -181,7 +181,7 @@ struct NpyHeader {
   uint64_t data_offset = 0;
 };
 
-NpyHeader read_header(const std::string& path, std::ifstream& in) {
+NpyHeader read_header(const std::string& path, std::ifstream& in, uint64_t file_size) {
   unsigned char pre[8];
   in.read(reinterpret_cast<char*>(pre), 8);
   if (in.gcount() != 8 || std::memcmp(pre, kMagic, 6) != 0) NPY_FAIL(path, "bad magic, not a .npy file");
@@ -193,6 +193,8 @@ NpyHeader read_header(const std::string& path, std::ifstream& in) {
   in.read(reinterpret_cast<char*>(&hlen), std::streamsize(len_bytes));
   if (size_t(in.gcount()) != len_bytes) NPY_FAIL(path, "file truncated in the header length");
   if (hlen > kMaxHeaderBytes) NPY_FAIL(path, "header length ", hlen, " is absurd");
+  if (8 + len_bytes + uint64_t(hlen) > file_size)
+    NPY_FAIL(path, "header length ", hlen, " exceeds the file size ", file_size, " (truncated)");
   std::string text(hlen, '\0');
   in.read(text.data(), std::streamsize(hlen));
   if (size_t(in.gcount()) != hlen) NPY_FAIL(path, "file truncated in the header (", hlen, " bytes expected)");
@@ -220,7 +222,10 @@ NpyHeader read_header(const std::string& path, std::ifstream& in) {
 TokenArray load_tokens_npy(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) NPY_FAIL(path, "cannot open (", std::strerror(errno), ")");
-  const NpyHeader h = read_header(path, in);
+  std::error_code ec;
+  const uint64_t file_size = std::filesystem::file_size(path, ec);
+  if (ec) NPY_FAIL(path, "cannot read the file size (", ec.message(), ")");
+  const NpyHeader h = read_header(path, in, file_size);
   TokenArray out;
   out.rows = h.shape.size() == 2 ? h.shape[0] : 1;
   out.cols = h.shape.back();
@@ -228,10 +233,8 @@ TokenArray load_tokens_npy(const std::string& path) {
   if (__builtin_mul_overflow(uint64_t(out.rows), uint64_t(out.cols), &numel) ||
       numel > uint64_t(std::numeric_limits<int64_t>::max()) / 8)
     NPY_FAIL(path, "shape too large");
-  std::error_code ec;
-  const uint64_t file_size = std::filesystem::file_size(path, ec);
   const uint64_t need = numel * h.type.size;
-  if (ec || file_size < h.data_offset + need)
+  if (file_size < h.data_offset + need)
     NPY_FAIL(path, "data truncated: shape needs ", need, " bytes, file has ",
              file_size > h.data_offset ? file_size - h.data_offset : 0);
 

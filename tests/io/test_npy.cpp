@@ -213,6 +213,36 @@ TEST_F(NpyTest, ErrorTruncatedData) {
   expect_error([&] { load_tokens_npy(path); }, {"tr.npy", "truncated", "needs 48 bytes", "has 40"});
 }
 
+// ---- limits: sizes from the header are checked against the file before any allocation
+
+TEST_F(NpyTest, ShapeWhoseProductOverflowsIsRefused) {
+  // (2^40, 2^40) elements overflow uint64; (~1e18, 2) fits but its bytes do not
+  const std::string ovf = raw("ovf.npy", dict("<i8", "(1099511627776, 1099511627776)"), "");
+  expect_error([&] { load_tokens_npy(ovf); }, {"ovf.npy", "shape too large"});
+  const std::string bytes = raw("ovf2.npy", dict("<i8", "(999999999999999999, 2)"), "");
+  expect_error([&] { load_tokens_npy(bytes); }, {"ovf2.npy", "shape too large"});
+}
+
+TEST_F(NpyTest, TerabyteShapeInASmallFileIsRefusedNotAttempted) {
+  const std::string path = raw("tb.npy", dict("<i4", "(262144, 1048576)"), std::string(16, '\0'));
+  expect_error([&] { load_tokens_npy(path); },
+               {"tb.npy", "truncated", "needs 1099511627776 bytes", "has 16"});
+}
+
+TEST_F(NpyTest, HeaderLengthBeyondTheFileIsRefusedBeforeReading) {
+  // version 2.0: a 4-byte header length of 16 MB in a 40-byte file
+  const std::string path = p("hl.npy");
+  {
+    std::ofstream out(path, std::ios::binary);
+    out.write("\x93NUMPY\x02\x00", 8);
+    const uint32_t hlen = (1u << 24) - 1;
+    out.write(reinterpret_cast<const char*>(&hlen), 4);
+    out << std::string(28, ' ');
+  }
+  expect_error([&] { load_tokens_npy(path); },
+               {"hl.npy", "header length 16777215", "exceeds the file size 40"});
+}
+
 TEST_F(NpyTest, ErrorValueOutOfRange) {
   const std::vector<int64_t> big = {5, 2147483648LL};
   expect_error([&] { load_tokens_npy(raw("big.npy", dict("<i8", "(2,)"), bytes_of(big))); },
