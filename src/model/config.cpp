@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -35,6 +36,8 @@ class Fields {
 
   int64_t i64(const char* k) const {
     const json& v = need(k);
+    if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX))
+      bad(k, "is too large: " + v.dump());
     if (v.is_number_integer()) return v.get<int64_t>();
     // Integral floats (e.g. 128.0) are harmless; anything else is a typo.
     if (v.is_number_float() && std::nearbyint(v.get<double>()) == v.get<double>() &&
@@ -66,6 +69,8 @@ class Fields {
     if (!v.is_array()) return i64(k);
     if (v.empty()) return -1;
     if (!v[0].is_number_integer()) bad(k, "must hold integers, got " + describe(v[0]));
+    if (v[0].is_number_unsigned() && v[0].get<uint64_t>() > uint64_t(INT64_MAX))
+      bad(k, "is too large: " + v[0].dump());
     return v[0].get<int64_t>();
   }
 
@@ -111,6 +116,23 @@ void reject_unsupported(const Fields& f, const std::string& where) {
   if (f.boolean("mlp_bias", false)) f.bad("mlp_bias", "is true; MLP biases are not supported");
 }
 
+// Sizes past these are a corrupt or hostile file, not a model. Refusing them
+// keeps every product of them (weights, activations, plans) far from int64
+// overflow. Llama 3.1 405B: vocab 128256, hidden 16384, intermediate 53248,
+// 126 layers, 128 heads of 128, 4e11 parameters.
+constexpr int64_t kMaxVocab = INT32_MAX;          // token ids are int32
+constexpr int64_t kMaxWidth = int64_t(1) << 20;   // hidden, intermediate, head_dim, q and kv widths
+constexpr int64_t kMaxLayers = int64_t(1) << 14;  // also the most heads
+constexpr int64_t kMaxPositions = INT32_MAX;      // positions are int32
+constexpr int64_t kMaxParams = int64_t(1) << 42;  // 4.4e12 parameters: 16 TiB of fp32 weights
+
+// Weights of the model (all sizes already within the limits above: no overflow).
+int64_t param_count(const LlamaConfig& c) {
+  const int64_t C = c.hidden_size, F = c.intermediate_size, Cq = c.q_dim(), Ckv = c.kv_dim();
+  const int64_t per_layer = 2 * C * Cq + 2 * C * Ckv + 3 * C * F + 2 * C;
+  return c.vocab_size * C * (c.tie_word_embeddings ? 1 : 2) + c.num_hidden_layers * per_layer + C;
+}
+
 void validate_impl(const LlamaConfig& c, const std::string& where) {
   const std::pair<const char*, int64_t> sizes[] = {{"vocab_size", c.vocab_size},
                                                    {"hidden_size", c.hidden_size},
@@ -122,23 +144,44 @@ void validate_impl(const LlamaConfig& c, const std::string& where) {
                                                    {"max_position_embeddings", c.max_position_embeddings}};
   for (const auto& [name, v] : sizes)
     if (v <= 0) FAIL(where, ": ", name, " must be positive, got ", v);
+  const std::pair<const char*, int64_t> limits[] = {{"vocab_size", kMaxVocab},
+                                                    {"hidden_size", kMaxWidth},
+                                                    {"intermediate_size", kMaxWidth},
+                                                    {"num_hidden_layers", kMaxLayers},
+                                                    {"num_attention_heads", kMaxLayers},
+                                                    {"num_key_value_heads", kMaxLayers},
+                                                    {"head_dim", kMaxWidth},
+                                                    {"max_position_embeddings", kMaxPositions}};
+  for (size_t i = 0; i < std::size(limits); i++)
+    if (sizes[i].second > limits[i].second)
+      FAIL(where, ": ", limits[i].first, " ", sizes[i].second, " is absurd (limit ", limits[i].second, ")");
+  if (c.q_dim() > kMaxWidth)
+    FAIL(where, ": num_attention_heads * head_dim = ", c.q_dim(), " is absurd (limit ", kMaxWidth, ")");
+  if (param_count(c) > kMaxParams)
+    FAIL(where, ": the model would have ", param_count(c), " parameters, more than the limit of ",
+         kMaxParams);
   if (c.num_attention_heads % c.num_key_value_heads != 0)
     FAIL(where, ": num_attention_heads (", c.num_attention_heads,
          ") must be a multiple of num_key_value_heads (", c.num_key_value_heads, ")");
   if (c.head_dim % 2 != 0) FAIL(where, ": head_dim must be even for RoPE, got ", c.head_dim);
-  if (!(c.rms_norm_eps > 0)) FAIL(where, ": rms_norm_eps must be positive, got ", c.rms_norm_eps);
-  if (!(c.rope_theta > 0)) FAIL(where, ": rope_theta must be positive, got ", c.rope_theta);
+  if (!(c.rms_norm_eps > 0) || !std::isfinite(c.rms_norm_eps))
+    FAIL(where, ": rms_norm_eps must be positive and finite, got ", c.rms_norm_eps);
+  if (!(c.rope_theta > 0) || !std::isfinite(c.rope_theta))
+    FAIL(where, ": rope_theta must be positive and finite, got ", c.rope_theta);
+  if (!(c.initializer_range >= 0) || !std::isfinite(c.initializer_range))
+    FAIL(where, ": initializer_range must be >= 0 and finite, got ", c.initializer_range);
   const RopeScaling& r = c.rope_scaling;
   if (r.type != "default" && r.type != "linear" && r.type != "llama3")
     FAIL(where, ": unsupported rope type '", r.type, "'");
-  if (r.type != "default" && !(r.factor > 0))
-    FAIL(where, ": rope_scaling.factor must be positive, got ", r.factor);
+  if (r.type != "default" && (!(r.factor > 0) || !std::isfinite(r.factor)))
+    FAIL(where, ": rope_scaling.factor must be positive and finite, got ", r.factor);
   if (r.type == "llama3") {
-    if (!(r.low_freq_factor > 0) || !(r.high_freq_factor > r.low_freq_factor))
+    if (!(r.low_freq_factor > 0) || !(r.high_freq_factor > r.low_freq_factor) ||
+        !std::isfinite(r.high_freq_factor))
       FAIL(where, ": rope_scaling needs 0 < low_freq_factor < high_freq_factor, got ", r.low_freq_factor,
            " and ", r.high_freq_factor);
-    if (r.original_max_position_embeddings <= 0)
-      FAIL(where, ": rope_scaling.original_max_position_embeddings must be positive, got ",
+    if (r.original_max_position_embeddings <= 0 || r.original_max_position_embeddings > kMaxPositions)
+      FAIL(where, ": rope_scaling.original_max_position_embeddings must be in [1, ", kMaxPositions, "], got ",
            r.original_max_position_embeddings);
   }
 }

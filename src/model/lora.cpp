@@ -131,9 +131,13 @@ void save_lora_peft(const std::string& dir, const LoraSet& s, const LoraConfig& 
   fs::rename(p + ".tmp", p);
 }
 
+// adapter_config.json as PEFT writes it. Every field read is type-checked so
+// that a bad file fails with one line naming the file and the field; the
+// PEFT options that change the adapter's math are refused, not ignored.
 LoraConfig load_lora_config(const std::string& dir) {
+  constexpr int64_t kMaxRank = int64_t(1) << 16;  // real ranks are 4..256; more is a corrupt file
   const std::string p = dir + "/adapter_config.json";
-  std::ifstream f(p);
+  std::ifstream f(p, std::ios::binary);
   CHECK(f.good(), p, ": adapter config not found");
   nlohmann::json j;
   try {
@@ -141,14 +145,49 @@ LoraConfig load_lora_config(const std::string& dir) {
   } catch (const nlohmann::json::exception& e) {
     FAIL(p, ": not valid JSON: ", e.what());
   }
-  CHECK(j.value("peft_type", "") == "LORA", p, ": peft_type '", j.value("peft_type", ""),
-        "' is not supported (only LORA)");
+  CHECK(j.is_object(), p, ": not a JSON object (got ", j.type_name(), ")");
+  auto field = [&](const char* k) -> const nlohmann::json& {
+    const auto it = j.find(k);
+    CHECK(it != j.end() && !it->is_null(), p, ": field '", k, "' is required");
+    return *it;
+  };
+  auto flag = [&](const char* k) {
+    const auto it = j.find(k);
+    if (it == j.end() || it->is_null()) return false;
+    CHECK(it->is_boolean(), p, ": field '", k, "' must be true or false, got ", it->type_name());
+    return it->get<bool>();
+  };
+  const nlohmann::json& type = field("peft_type");
+  CHECK(type.is_string() && type.get_ref<const std::string&>() == "LORA", p, ": peft_type ", type.dump(),
+        " is not supported (only \"LORA\")");
   LoraConfig lc;
-  lc.rank = j.at("r").get<int64_t>();
-  lc.alpha = j.at("lora_alpha").get<double>();
-  lc.targets = j.at("target_modules").get<std::vector<std::string>>();
-  CHECK(!j.value("fan_in_fan_out", false), p, ": fan_in_fan_out adapters are not supported");
-  validate_lora(lc);
+  const nlohmann::json& r = field("r");
+  CHECK(r.is_number_integer(), p, ": field 'r' must be an integer, got ", r.type_name(), " ", r.dump());
+  CHECK(r.is_number_unsigned() && r.get<uint64_t>() >= 1 && r.get<uint64_t>() <= uint64_t(kMaxRank), p,
+        ": field 'r' must be in [1, ", kMaxRank, "], got ", r.dump());
+  lc.rank = r.get<int64_t>();
+  const nlohmann::json& alpha = field("lora_alpha");
+  CHECK(alpha.is_number(), p, ": field 'lora_alpha' must be a number, got ", alpha.type_name());
+  lc.alpha = alpha.get<double>();
+  CHECK(std::isfinite(lc.alpha) && lc.alpha > 0, p, ": field 'lora_alpha' must be positive and finite, got ",
+        alpha.dump());
+  const nlohmann::json& targets = field("target_modules");
+  CHECK(targets.is_array(), p, ": field 'target_modules' must be a list of module names, got ",
+        targets.type_name(), " ", targets.dump().substr(0, 60),
+        " (PEFT's \"all-linear\" and regex strings are not supported)");
+  lc.targets.clear();
+  for (const nlohmann::json& t : targets) {
+    CHECK(t.is_string(), p, ": field 'target_modules' must hold strings, got ", t.type_name());
+    lc.targets.push_back(t.get<std::string>());
+  }
+  CHECK(!flag("fan_in_fan_out"), p, ": fan_in_fan_out adapters are not supported");
+  CHECK(!flag("use_rslora"), p, ": use_rslora adapters (scale alpha / sqrt(r)) are not supported");
+  CHECK(!flag("use_dora"), p, ": use_dora adapters are not supported");
+  try {
+    validate_lora(lc);
+  } catch (const Error& e) {
+    FAIL(p, ": ", e.what());
+  }
   return lc;
 }
 

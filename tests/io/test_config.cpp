@@ -3,14 +3,17 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
 #include "harness.h"
 #include "model/config.h"
+#include "model/lora.h"
 
 namespace fs = std::filesystem;
 using namespace longctx;
@@ -262,6 +265,150 @@ TEST(ConfigTest, ErrorValidation) {
   j["rope_scaling"]["factor"] = 8.0;
   j["rope_scaling"]["high_freq_factor"] = 1.0;
   expect_parse_error(j, {"low_freq_factor < high_freq_factor"});
+}
+
+// ---- limits: a size no model has is refused before anything is sized by it
+
+TEST(ConfigTest, AbsurdSizesAreRefused) {
+  const std::pair<const char*, int64_t> cases[] = {{"vocab_size", int64_t(1) << 40},
+                                                   {"hidden_size", int64_t(1) << 30},
+                                                   {"intermediate_size", int64_t(1) << 30},
+                                                   {"num_hidden_layers", int64_t(1) << 20},
+                                                   {"max_position_embeddings", int64_t(1) << 40}};
+  for (const auto& [field, v] : cases) {
+    json j = minimal();
+    j[field] = v;
+    expect_parse_error(j, {field, std::to_string(v), "absurd"});
+  }
+  json j = minimal();
+  j["head_dim"] = int64_t(1) << 30;
+  expect_parse_error(j, {"head_dim", "absurd"});
+  j = minimal();  // each size fine, their product not: 2^20 * 2^20 * 2^14 layers
+  j["hidden_size"] = 1 << 20, j["intermediate_size"] = 1 << 20, j["num_hidden_layers"] = 1 << 14;
+  j["num_attention_heads"] = 1 << 10;
+  expect_parse_error(j, {"parameters", "limit"});
+  j = minimal();
+  j["num_attention_heads"] = 1 << 14, j["hidden_size"] = 1 << 20, j["head_dim"] = 1 << 10;
+  expect_parse_error(j, {"num_attention_heads * head_dim", "absurd"});
+  // an integer past int64 is not wrapped around into a negative one
+  const std::string text = R"({"vocab_size": 18446744073709551615, "hidden_size": 64,
+    "intermediate_size": 160, "num_hidden_layers": 2, "num_attention_heads": 4})";
+  expect_error([&] { llama_config_from_json(text, "test/config.json"); },
+               {"test/config.json", "vocab_size", "too large", "18446744073709551615"});
+  // a real 405B-sized config still passes
+  j = minimal();
+  j["vocab_size"] = 128256, j["hidden_size"] = 16384, j["intermediate_size"] = 53248;
+  j["num_hidden_layers"] = 126, j["num_attention_heads"] = 128, j["num_key_value_heads"] = 8;
+  EXPECT_NO_THROW(parse(j));
+}
+
+TEST(ConfigTest, NonFiniteNumbersAreRefused) {
+  // JSON cannot spell inf (1e999 is a parse error); validate() guards configs built in code
+  const std::string text = R"({"vocab_size": 100, "hidden_size": 64, "intermediate_size": 160,
+    "num_hidden_layers": 2, "num_attention_heads": 4, "rope_theta": 1e999})";
+  expect_error([&] { llama_config_from_json(text, "test/config.json"); },
+               {"test/config.json", "not valid JSON"});
+  for (const char* field : {"rms_norm_eps", "rope_theta", "initializer_range"}) {
+    LlamaConfig c = parse(minimal());
+    double& v = std::string(field) == "rms_norm_eps" ? c.rms_norm_eps
+                : std::string(field) == "rope_theta" ? c.rope_theta
+                                                     : c.initializer_range;
+    v = std::numeric_limits<double>::infinity();
+    expect_error([&] { c.validate(); }, {field, "finite"});
+    v = std::nan("");
+    expect_error([&] { c.validate(); }, {field});
+  }
+  json j = minimal();
+  j["initializer_range"] = -0.5;
+  expect_parse_error(j, {"initializer_range", ">= 0"});
+}
+
+// ---- LoRA adapter_config.json (load_lora_config): every field type-checked
+
+class LoraConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/longctx_lora_cfg_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  static json good() {
+    return {{"peft_type", "LORA"},
+            {"r", 8},
+            {"lora_alpha", 16},
+            {"target_modules", {"q_proj", "v_proj"}},
+            {"fan_in_fan_out", false}};
+  }
+  void write(const std::string& text) { std::ofstream(dir_ + "/adapter_config.json") << text; }
+  void expect_refused(const json& j, std::vector<std::string> needles) {
+    write(j.dump());
+    needles.push_back("adapter_config.json");
+    expect_error([&] { load_lora_config(dir_); }, needles);
+  }
+  std::string dir_;
+};
+
+TEST_F(LoraConfigTest, ReadsPeftFields) {
+  write(good().dump());
+  const LoraConfig lc = load_lora_config(dir_);
+  EXPECT_EQ(lc.rank, 8);
+  EXPECT_EQ(lc.alpha, 16.0);
+  EXPECT_EQ(lc.targets, (std::vector<std::string>{"q_proj", "v_proj"}));
+}
+
+TEST_F(LoraConfigTest, WrongTypesAreOneLineErrorsNamingTheField) {
+  // each of these used to escape as a raw nlohmann exception (type_error / out_of_range)
+  write("[1, 2]");
+  expect_error([&] { load_lora_config(dir_); }, {"adapter_config.json", "not a JSON object"});
+  json j = good();
+  j["peft_type"] = 3;
+  expect_refused(j, {"peft_type 3", "not supported"});
+  j = good();
+  j.erase("r");
+  expect_refused(j, {"'r'", "required"});
+  j = good();
+  j["r"] = "8";
+  expect_refused(j, {"'r'", "integer", "string"});
+  j = good();
+  j["r"] = 2.5;
+  expect_refused(j, {"'r'", "integer"});
+  j = good();
+  j["lora_alpha"] = "big";
+  expect_refused(j, {"'lora_alpha'", "number"});
+  j = good();
+  j["target_modules"] = "all-linear";
+  expect_refused(j, {"'target_modules'", "list", "all-linear"});
+  j = good();
+  j["target_modules"] = {"q_proj", 7};
+  expect_refused(j, {"'target_modules'", "strings"});
+  j = good();
+  j["fan_in_fan_out"] = "no";
+  expect_refused(j, {"'fan_in_fan_out'", "true or false"});
+  j = good();
+  j["target_modules"] = {"qkv"};
+  expect_refused(j, {"unknown target module 'qkv'"});
+}
+
+TEST_F(LoraConfigTest, AbsurdRankAndUnsupportedMathAreRefused) {
+  json j = good();
+  j["r"] = int64_t(1) << 40;
+  expect_refused(j, {"'r'", "1099511627776", "[1, 65536]"});
+  j["r"] = 0;
+  expect_refused(j, {"'r'", "[1, 65536]"});
+  j["r"] = -4;
+  expect_refused(j, {"'r'", "-4"});
+  j = good();
+  j["lora_alpha"] = 0;
+  expect_refused(j, {"'lora_alpha'", "positive"});
+  write(R"({"peft_type": "LORA", "r": 8, "lora_alpha": 1e999, "target_modules": ["q_proj"]})");
+  expect_error([&] { load_lora_config(dir_); }, {"adapter_config.json", "not valid JSON"});
+  j = good();
+  j["use_rslora"] = true;
+  expect_refused(j, {"use_rslora"});
+  j = good();
+  j["use_dora"] = true;
+  expect_refused(j, {"use_dora"});
 }
 
 TEST(ConfigTest, ValidateDirectly) {
