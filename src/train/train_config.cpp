@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cctype>
 #include <fstream>
 #include <map>
 
@@ -34,22 +35,65 @@ const json& schema() {
   return s;
 }
 
-json yaml_to_json(const YAML::Node& n) {
+// Whether s is well-formed UTF-8 (no overlong forms, surrogates or code
+// points past U+10FFFF). yaml-cpp passes any bytes through; nlohmann::json
+// throws when it later dumps a string that is not UTF-8.
+bool valid_utf8(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned c = p[i];
+    size_t len = 0;
+    uint32_t cp = 0, min = 0;
+    if (c < 0x80) {
+      i++;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      len = 2, cp = c & 0x1F, min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3, cp = c & 0x0F, min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4, cp = c & 0x07, min = 0x10000;
+    } else {
+      return false;
+    }
+    if (n - i < len) return false;
+    for (size_t k = 1; k < len; k++) {
+      if ((p[i + k] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += len;
+  }
+  return true;
+}
+
+// A config text, key or value must be UTF-8: `src` names the file (or override) in the error.
+const std::string& utf8(const std::string& s, const std::string& src) {
+  if (!valid_utf8(s)) {
+    std::string shown;
+    for (char ch : s.substr(0, 40)) shown += std::isprint(static_cast<unsigned char>(ch)) ? ch : '?';
+    FAIL(src, ": not UTF-8 text: '", shown, "'");
+  }
+  return s;
+}
+
+json yaml_to_json(const YAML::Node& n, const std::string& src) {
   switch (n.Type()) {
     case YAML::NodeType::Null: return nullptr;
     case YAML::NodeType::Sequence: {
       json a = json::array();
-      for (const auto& e : n) a.push_back(yaml_to_json(e));
+      for (const auto& e : n) a.push_back(yaml_to_json(e, src));
       return a;
     }
     case YAML::NodeType::Map: {
       json o = json::object();
-      for (const auto& kv : n) o[kv.first.as<std::string>()] = yaml_to_json(kv.second);
+      for (const auto& kv : n) o[utf8(kv.first.as<std::string>(), src)] = yaml_to_json(kv.second, src);
       return o;
     }
     default: break;
   }
-  const std::string s = n.Scalar();
+  const std::string& s = utf8(n.Scalar(), src);
   if (n.Tag() == "!") return s;  // quoted: always a string
   bool b;
   if (YAML::convert<bool>::decode(n, b) && s != "y" && s != "n") return b;
@@ -72,9 +116,11 @@ std::string kind_of(const json& v) {
   return "null";
 }
 
-// Same JSON kind as the default (integers are numbers too; null default: anything).
+// Same JSON kind as the default (integers are numbers too; null default:
+// anything). A null value (`key:` with nothing after it) keeps the default of
+// a mapping and is an error for anything else.
 void check_type(const std::string& key, const json& def, const json& v, const std::string& src) {
-  if (def.is_null() || v.is_null()) return;
+  if (def.is_null() || (v.is_null() && def.is_object())) return;
   const bool ok = (def.is_boolean() && v.is_boolean()) ||
                   (def.is_number_integer() && v.is_number_integer()) ||
                   (def.is_number_float() && v.is_number()) || (def.is_string() && v.is_string()) ||
@@ -206,7 +252,7 @@ TrainConfig train_config_from_json(json user, const std::string& src) {
   c.raw["loss_tiles"] = c.plan.loss_tiles == 0 ? json("auto") : json(c.plan.loss_tiles);
   if (c.plan.chunked()) {
     c.raw["chunk_size"] = c.plan.chunk_size == 0 ? json("auto") : json(c.plan.chunk_size);
-    c.raw["chunk_budget"] = c.plan.chunk_budget;
+    c.raw["chunk_budget"] = c.plan.chunk_budget == 0 ? json("auto") : json(c.plan.chunk_budget);
   }
   CHECK(c.lr > 0 && c.min_lr >= 0 && c.min_lr <= c.lr, src, ": need 0 <= min_lr <= lr and lr > 0");
   CHECK(c.keep_last >= 1, src, ": keep_last must be >= 1");
@@ -240,19 +286,21 @@ TrainConfig train_config_from_json(json user, const std::string& src) {
 TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides) {
   json user;
   try {
-    user = yaml_to_json(YAML::LoadFile(path));
+    user = yaml_to_json(YAML::LoadFile(path), path);
   } catch (const YAML::BadFile&) {
     FAIL(path, ": cannot read the config file");
   } catch (const YAML::Exception& e) {
     FAIL(path, ": not valid YAML: ", e.msg, " at line ", e.mark.line + 1);
   }
   if (user.is_null()) user = json::object();
+  CHECK(user.is_object(), path, ": the config must be a mapping of keys to values, got ", kind_of(user));
   for (const std::string& o : overrides) {
     const size_t eq = o.find('=');
     CHECK(eq != std::string::npos && eq > 0, "override '", o, "' must look like key=value");
+    utf8(o, "override");
     json v;
     try {
-      v = yaml_to_json(YAML::Load(o.substr(eq + 1)));
+      v = yaml_to_json(YAML::Load(o.substr(eq + 1)), "override '" + o + "'");
     } catch (const YAML::Exception& e) {
       FAIL("override '", o, "': cannot read the value: ", e.msg);
     }
