@@ -15,6 +15,7 @@ Run add_eval(CLI::App& app);
 Run add_generate(CLI::App& app);
 Run add_plan(CLI::App& app);
 Run add_merge(CLI::App& app);
+Run add_export(CLI::App& app);
 Run add_comm_check(CLI::App& app);
 
 }  // namespace longctx::cli

@@ -23,6 +23,8 @@ int main(int argc, char** argv) {
   add("plan", "predict peak memory per tier and tag and step time of a plan; --auto searches plans",
       longctx::cli::add_plan);
   add("merge-lora", "merge a PEFT LoRA adapter into its base model", longctx::cli::add_merge);
+  add("export", "a training checkpoint (one rank's or sharded) as one HF model directory",
+      longctx::cli::add_export);
   add("train", "train a model from a YAML config (key=value overrides)", longctx::cli::add_train);
   add("eval", "perplexity on held-out tokens; passkey accuracy over lengths x depths",
       longctx::cli::add_eval);

@@ -233,4 +233,46 @@ void ZeroOptimizer::load_state(const std::vector<NamedTensor>& m, const std::vec
   }
 }
 
+namespace {
+
+// p itself when the host can read it, else a host copy of its n floats kept in `keep`
+const float* on_host_view(Memory& mem, Tier tier, const float* p, int64_t n, std::vector<Buffer>& keep) {
+  if (mem.host_accessible(tier)) return p;
+  keep.emplace_back(mem, Tier::host, Tag::optim, Shape{n});
+  mem.copy(Tier::host, keep.back().f32(), tier, p, size_t(n) * 4);
+  return keep.back().f32();
+}
+
+}  // namespace
+
+void ZeroOptimizer::save_shard(const PieceSink& emit, Context& ctx) {
+  (void)ctx;
+  // where every rank holds everything, rank r writes its 1/P of the whole vector
+  const bool whole = sh_.map().parts() == 1;
+  const CommPart mine = whole ? comm_part(sh_.whole_size(), sh_.comm().size(), sh_.comm().rank())
+                              : CommPart{0, sh_.whole_size()};
+  shard_copies_.clear();
+  for (const auto& q : sh_.pieces()) {
+    const int64_t a = std::max(q.whole, mine.lo), b = std::min(q.whole + q.n, mine.lo + mine.n);
+    if (a >= b) continue;
+    const int64_t skip = a - q.whole, n = b - a;
+    const Tensor w = sh_.weights_of(q).slice0(skip, n);
+    emit(q.tensor, a - sh_.offsets()[q.tensor], n, on_host_view(mem_, w.tier, w.f32(), n, shard_copies_),
+         on_host_view(mem_, m_.t().tier, m_.f32() + q.at + skip, n, shard_copies_),
+         on_host_view(mem_, v_.t().tier, v_.f32() + q.at + skip, n, shard_copies_));
+  }
+}
+
+void ZeroOptimizer::load_shard(const PieceSource& read) {
+  std::vector<float> buf;
+  for (const auto& q : sh_.pieces()) {
+    const int64_t from = q.whole - sh_.offsets()[q.tensor];
+    buf.resize(size_t(q.n));
+    read("m.", q.tensor, from, q.n, buf.data());
+    mem_.copy(m_.t().tier, m_.f32() + q.at, Tier::host, buf.data(), size_t(q.n) * 4);
+    read("v.", q.tensor, from, q.n, buf.data());
+    mem_.copy(v_.t().tier, v_.f32() + q.at, Tier::host, buf.data(), size_t(q.n) * 4);
+  }
+}
+
 }  // namespace longctx

@@ -14,6 +14,7 @@
 // 2 reduce-scatters the adapters' gradients after the pass and stage 3 is
 // refused. On one rank every stage is stage 0.
 #pragma once
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -115,10 +116,24 @@ class ZeroOptimizer {
   void gather_state(std::vector<NamedTensor>& m, std::vector<NamedTensor>& v, Context& ctx);
   void load_state(const std::vector<NamedTensor>& m, const std::vector<NamedTensor>& v);
 
+  // Sharded checkpoints, without gathering: each element of the trained vector
+  // is written by exactly one rank (its pieces at stages 1-3; its 1/P of the
+  // vector where every rank holds everything). `emit` gets host copies of the
+  // weights and moments of [from, from + n) of tensors()[tensor], valid until
+  // the next save_shard() (host copies where the state is in GPU memory). Not collective.
+  using PieceSink = std::function<void(size_t tensor, int64_t from, int64_t n, const float* w, const float* m,
+                                       const float* v)>;
+  void save_shard(const PieceSink& emit, Context& ctx);
+  // This rank's moments back, piece by piece: read(prefix "m." or "v.", tensor, from, n, dst).
+  using PieceSource =
+      std::function<void(const char* prefix, size_t tensor, int64_t from, int64_t n, float* dst)>;
+  void load_shard(const PieceSource& read);
+
  private:
   ZeroShards& sh_;
-  Buffer m_, v_;          // (shard)
-  Buffer mfull_, vfull_;  // host scratch for checkpoints
+  Buffer m_, v_;                      // (shard)
+  Buffer mfull_, vfull_;              // host scratch for checkpoints
+  std::vector<Buffer> shard_copies_;  // save_shard's host copies of GPU memory
   Memory& mem_;
 };
 

@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "comm/comm.h"
+#include "core/check.h"
 #include "io/safetensors.h"
 
 namespace longctx {
@@ -70,10 +72,6 @@ std::vector<NamedTensor> prefixed(std::vector<NamedTensor> t, const std::string&
   return t;
 }
 
-void read_into(const std::vector<NamedTensor>& t, const SafeTensorsFile& f, const std::string& prefix) {
-  for (const NamedTensor& n : t) f.read_f32(prefix + n.name, n.t.f32(), n.t.shape);
-}
-
 }  // namespace
 
 std::vector<NamedTensor> named_tensors(const ParamSet& p) {
@@ -88,8 +86,51 @@ std::vector<NamedTensor> named_tensors(const LoraSet& p) {
   return t;
 }
 
+namespace {
+
+// Everything after the tensor files, in the temporary directory tmp: state.json
+// and the extra files, then the rename to final_dir and COMPLETE, last.
+void publish(const fs::path& root, const fs::path& tmp, const fs::path& final_dir, int64_t step,
+             const nlohmann::json& state, const std::map<std::string, std::string>& extra) {
+  write_file_synced(tmp / "state.json", state.dump(1) + "\n");
+  for (const auto& [name, text] : extra) write_file_synced(tmp / name, text);
+  fsync_path(tmp);
+  fs::remove_all(final_dir);  // an incomplete one left by a crash
+  fs::rename(tmp, final_dir);
+  fsync_path(root);
+  write_file_synced(final_dir / "COMPLETE", std::to_string(step) + "\n");  // last: marks it usable
+  fsync_path(final_dir);
+}
+
+// Nothing half-written stays behind to be taken for a checkpoint (or to fill the disk further).
+void discard(const fs::path& tmp, const fs::path& final_dir) {
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  if (!is_complete(final_dir)) fs::remove_all(final_dir, ec);
+}
+
+// Old complete ones beyond keep_last (never the newest), and leftovers of crashed saves.
+void prune(const fs::path& root, const fs::path& newest, int64_t keep_last) {
+  auto done = complete_checkpoints(root);
+  for (size_t i = 0; i + size_t(keep_last) < done.size(); i++)
+    if (done[i] != newest) fs::remove_all(done[i]);
+  for (const auto& e : fs::directory_iterator(root)) {
+    const std::string n = e.path().filename().string();
+    if (n.find(".tmp") != std::string::npos || !fs::exists(e.path() / "COMPLETE")) fs::remove_all(e.path());
+  }
+}
+
+std::string shard_name(int rank, int ranks) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "shard-%05d-of-%05d.safetensors", rank, ranks);
+  return buf;
+}
+
+}  // namespace
+
 void save_checkpoint(const std::string& out_dir, int64_t step, const TrainedState& t,
-                     const nlohmann::json& state, int64_t keep_last) {
+                     const nlohmann::json& state, int64_t keep_last,
+                     const std::map<std::string, std::string>& extra_files) {
   const fs::path root = fs::path(out_dir) / "checkpoints";
   fs::create_directories(root);
   const fs::path final_dir = root / step_name(step);
@@ -101,29 +142,65 @@ void save_checkpoint(const std::string& out_dir, int64_t step, const TrainedStat
     auto opt_tensors = prefixed(t.m, "m.");
     for (auto& n : prefixed(t.v, "v.")) opt_tensors.push_back(n);
     save_safetensors((tmp / "optimizer.safetensors").string(), opt_tensors);
-    write_file_synced(tmp / "state.json", state.dump(1) + "\n");
-    fsync_path(tmp);
-    fs::remove_all(final_dir);  // an incomplete one left by a crash
-    fs::rename(tmp, final_dir);
-    fsync_path(root);
-    write_file_synced(final_dir / "COMPLETE", std::to_string(step) + "\n");  // last: marks it usable
-    fsync_path(final_dir);
+    publish(root, tmp, final_dir, step, state, extra_files);
   } catch (const std::exception& e) {
-    // nothing half-written stays behind to be taken for a checkpoint (or to fill the disk further)
-    std::error_code ec;
-    fs::remove_all(tmp, ec);
-    if (!is_complete(final_dir)) fs::remove_all(final_dir, ec);
+    discard(tmp, final_dir);
     FAIL("checkpoint of step ", step, " in ", root.string(), " not written: ", e.what());
   }
+  prune(root, final_dir, keep_last);
+}
 
-  // prune: old complete ones beyond keep_last, and leftovers of crashed saves
-  auto done = complete_checkpoints(root);
-  for (size_t i = 0; i + size_t(keep_last) < done.size(); i++)
-    if (done[i] != final_dir) fs::remove_all(done[i]);
-  for (const auto& e : fs::directory_iterator(root)) {
-    const std::string n = e.path().filename().string();
-    if (n.find(".tmp") != std::string::npos || !fs::exists(e.path() / "COMPLETE")) fs::remove_all(e.path());
+void save_checkpoint_sharded(const std::string& out_dir, int64_t step, const std::vector<ShardSlice>& mine,
+                             const nlohmann::json& state,
+                             const std::map<std::string, std::string>& extra_files, int64_t keep_last,
+                             Comm& comm) {
+  const int rank = comm.rank(), P = comm.size();
+  const fs::path root = fs::path(out_dir) / "checkpoints";
+  const fs::path final_dir = root / step_name(step);
+  const fs::path tmp = root / (step_name(step) + ".tmp");  // one name for every rank
+  std::string error;
+  // every rank learns whether any failed, and which one first
+  auto failed_rank = [&] {
+    double f = error.empty() ? 0 : double(P - rank);
+    comm.all_reduce_max(&f, 1);
+    return f > 0 ? P - int(f) : -1;
+  };
+  auto fail_all = [&](int who, const char* during) {
+    if (rank == 0) discard(tmp, final_dir);
+    if (!error.empty()) FAIL("checkpoint of step ", step, " in ", root.string(), " not written: ", error);
+    FAIL("checkpoint of step ", step, " in ", root.string(), " not written: rank ", who, " failed ", during,
+         " (its own error is on its stderr)");
+  };
+  if (rank == 0) try {
+      fs::create_directories(root);
+      fs::remove_all(tmp);
+      fs::create_directories(tmp);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  if (const int who = failed_rank(); who >= 0) fail_all(who, "to make the directory");
+  try {
+    std::vector<NamedTensor> t;
+    for (const char* prefix : {"", "m.", "v."})
+      for (const ShardSlice& s : mine) {
+        const float* p = prefix[0] == 0 ? s.w : prefix[0] == 'm' ? s.m : s.v;
+        t.push_back({str_cat(prefix, s.name, "@", s.from),
+                     Tensor(const_cast<float*>(p), {s.n}, DType::F32, Tier::host)});
+      }
+    save_safetensors(
+        (tmp / shard_name(rank, P)).string(), t, SaveDType::F32,
+        {{"format", "longctx-shard"}, {"rank", std::to_string(rank)}, {"ranks", std::to_string(P)}});
+  } catch (const std::exception& e) {
+    error = e.what();
   }
+  if (const int who = failed_rank(); who >= 0) fail_all(who, "to write its shard");
+  if (rank == 0) try {  // every shard is there: rank 0 completes it
+      publish(root, tmp, final_dir, step, state, extra_files);
+      prune(root, final_dir, keep_last);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  if (const int who = failed_rank(); who >= 0) fail_all(who, "to complete it");
 }
 
 std::string first_non_finite(const TrainedState& t) {
@@ -137,23 +214,98 @@ std::string first_non_finite(const TrainedState& t) {
   return "";
 }
 
+std::string first_non_finite(const std::vector<ShardSlice>& mine) {
+  for (const char* prefix : {"", "m.", "v."})
+    for (const ShardSlice& s : mine) {
+      const float* p = prefix[0] == 0 ? s.w : prefix[0] == 'm' ? s.m : s.v;
+      for (int64_t i = 0; i < s.n; i++)
+        if (!std::isfinite(p[i])) return str_cat(prefix, s.name, "[", s.from + i, "]");
+    }
+  return "";
+}
+
 std::string latest_checkpoint(const std::string& out_dir) {
   auto done = complete_checkpoints(fs::path(out_dir) / "checkpoints");
   return done.empty() ? "" : done.back().string();
 }
 
-nlohmann::json load_checkpoint(const std::string& dir, const TrainedState& t) {
-  read_into(t.w, SafeTensorsFile(dir + "/model.safetensors"), "");
-  SafeTensorsFile o(dir + "/optimizer.safetensors");
-  read_into(t.m, o, "m.");
-  read_into(t.v, o, "v.");
-  std::ifstream f(dir + "/state.json");
-  CHECK(f.good(), dir, "/state.json: cannot read");
+CheckpointReader::CheckpointReader(const std::string& dir) : dir_(dir) {
+  if (fs::exists(fs::path(dir) / "model.safetensors")) {  // whole files, by one rank
+    files_.emplace_back(dir + "/model.safetensors");
+    files_.emplace_back(dir + "/optimizer.safetensors");
+    for (size_t f = 0; f < files_.size(); f++)
+      for (const SafeTensorInfo& t : files_[f].tensors())
+        slices_[t.name].push_back({0, t.shape.numel(), f, t.name});
+    return;
+  }
+  // shards: shard-RRRRR-of-PPPPP.safetensors, every one of them
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.path().filename().string().rfind("shard-", 0) == 0) names.push_back(e.path().filename().string());
+  CHECK(!names.empty(), dir, ": neither model.safetensors nor shard-*.safetensors: not a checkpoint");
+  std::sort(names.begin(), names.end());
+  ranks_ = int(names.size());
+  for (int r = 0; r < ranks_; r++) {
+    CHECK(names[size_t(r)] == shard_name(r, ranks_), dir, ": has ", ranks_, " shard files but not ",
+          shard_name(r, ranks_), " (a shard is missing or stray)");
+    files_.emplace_back(dir + "/" + names[size_t(r)]);
+    for (const SafeTensorInfo& t : files_.back().tensors()) {
+      const size_t at = t.name.rfind('@');
+      CHECK(at != std::string::npos && t.shape.n == 1, files_.back().path(), ": tensor '", t.name,
+            "' is not a slice NAME@FROM of one dimension");
+      char* end = nullptr;
+      const long long from = std::strtoll(t.name.c_str() + at + 1, &end, 10);
+      CHECK(end && *end == 0 && from >= 0, files_.back().path(), ": bad slice start in '", t.name, "'");
+      slices_[t.name.substr(0, at)].push_back({from, t.shape.numel(), size_t(r), t.name});
+    }
+  }
+  for (auto& [name, v] : slices_)
+    std::sort(v.begin(), v.end(), [](const Slice& a, const Slice& b) { return a.from < b.from; });
+}
+
+void CheckpointReader::read(const std::string& prefix, const std::string& name, const Shape& shape,
+                            int64_t from, int64_t n, float* dst) const {
+  const int64_t numel = shape.numel();
+  const std::string key = prefix + name;
+  const auto it = slices_.find(key);
+  CHECK(it != slices_.end(), dir_, ": the checkpoint has no tensor '", key,
+        "' (another model or LoRA config?)");
+  CHECK(from >= 0 && n >= 0 && from + n <= numel, dir_, ": elements [", from, ", ", from + n, ") of '", key,
+        "' asked for a tensor of ", numel);
+  int64_t covered = 0, stored_end = 0;
+  std::vector<float> buf;
+  for (const Slice& s : it->second) {
+    stored_end = std::max(stored_end, s.from + s.n);
+    const int64_t a = std::max(from, s.from), b = std::min(from + n, s.from + s.n);
+    if (a >= b) continue;
+    const SafeTensorsFile& f = files_[s.file];
+    buf.resize(size_t(s.n));
+    f.read_f32(s.stored, buf.data(), ranks_ == 1 ? shape : Shape{s.n});  // whole files: the shape exactly
+    std::copy(buf.begin() + (a - s.from), buf.begin() + (b - s.from), dst + (a - from));
+    covered += b - a;
+  }
+  CHECK(stored_end == numel, dir_, ": '", key, "' holds ", stored_end, " elements, the model's has ", numel);
+  CHECK(covered == n, dir_, ": the shards hold only ", covered, " of elements [", from, ", ", from + n,
+        ") of '", key, "' (an incomplete or mixed checkpoint)");
+}
+
+nlohmann::json CheckpointReader::state() const {
+  std::ifstream f(dir_ + "/state.json");
+  CHECK(f.good(), dir_, "/state.json: cannot read");
   try {
     return nlohmann::json::parse(f);
   } catch (const std::exception& e) {
-    FAIL(dir, "/state.json: not valid JSON: ", e.what());
+    FAIL(dir_, "/state.json: not valid JSON: ", e.what());
   }
+}
+
+nlohmann::json load_checkpoint(const std::string& dir, const TrainedState& t) {
+  const CheckpointReader r(dir);
+  for (const auto& [prefix, set] :
+       {std::pair<const char*, const std::vector<NamedTensor>*>{"", &t.w}, {"m.", &t.m}, {"v.", &t.v}})
+    for (const NamedTensor& n : *set) r.read(prefix, n.name, n.t.shape, 0, n.t.numel(), n.t.f32());
+  return r.state();
 }
 
 }  // namespace longctx

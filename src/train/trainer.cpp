@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 
 #include "comm/comm.h"
@@ -38,10 +39,14 @@ using json = nlohmann::json;
 namespace {
 
 LlamaConfig model_config(const TrainConfig& cfg) {
+  const std::string over = cfg.model_override.is_null() ? "" : cfg.model_override.dump();
   if (!cfg.model_path.empty()) {
     CHECK(fs::is_directory(cfg.model_path), cfg.model_path, ": model directory not found (model.path)");
-    return load_llama_config(cfg.model_path + "/config.json");
+    return load_llama_config(cfg.model_path + "/config.json", over);
   }
+  if (!over.empty())
+    return llama_config_from_json(merge_config_json(cfg.model_init.dump(), over, "model.init"),
+                                  "model.init with model.override");
   return llama_config_from_json(cfg.model_init.dump(), "model.init");
 }
 
@@ -214,12 +219,20 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
   };
   if (!ckpt.empty()) {
     if (md.a) init_base();  // LoRA: the frozen base is not in checkpoints
-    std::vector<NamedTensor> m, v;
-    opt.gather_state(m, v, ctx);  // scratch of the right names and shapes
-    HostStage hs(ctx);            // the trained tensors, through host copies when in GPU memory
-    const json st = load_checkpoint(ckpt, TrainedState{hs.views(md.trained(), false), m, v});
-    hs.flush();
-    opt.load_state(m, v);
+    // written by one rank or sharded by any number: the whole weights on every
+    // rank (ZeRO-3 takes its part below), the moments of this rank's pieces only
+    const CheckpointReader rd(ckpt);
+    {
+      HostStage hs(ctx);  // the trained tensors, through host copies when in GPU memory
+      for (const NamedTensor& n : hs.views(md.trained(), false))
+        rd.read("", n.name, n.t.shape, 0, n.t.numel(), n.t.f32());
+      hs.flush();
+    }
+    const auto& ts = sh->tensors();
+    opt.load_shard([&](const char* prefix, size_t i, int64_t from, int64_t n, float* dst) {
+      rd.read(prefix, ts[i].name, ts[i].t.shape, from, n, dst);
+    });
+    const json st = rd.state();
     // a checkpoint of another run (other model, data, seed or LoRA) in the same out_dir is refused
     if (st.contains("run") && st["run"] != run_identity(cfg))
       FAIL(ckpt,
@@ -263,27 +276,47 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
   int64_t last_saved = ckpt.empty() ? -1 : start;
   auto save = [&](int64_t done, const json& data_state) {
     last_saved = done;
-    std::vector<NamedTensor> m, v;
-    opt.gather_state(m, v, ctx);
-    const std::unique_ptr<ParamSet> gathered = by_unit == 3 ? whole_weights() : nullptr;
-    HostStage hs(ctx);
-    if (!root) return;
-    const TrainedState ts{hs.views(gathered ? named_tensors(*gathered) : md.trained()), m, v};
+    const json st{{"step", done}, {"bad_steps", bad}, {"data", data_state}, {"run", run_identity(cfg)}};
+    const std::map<std::string, std::string> extra{{"config.json", llama_config_to_json(c)}};  // for export
     const std::string before = latest_checkpoint(cfg.out_dir);
     const std::string last = "the last complete checkpoint is " + (before.empty() ? "none" : before);
-    const std::string poisoned = first_non_finite(ts);
-    CHECK(poisoned.empty(), "step ", done, ": the trained state holds a non-finite value (", poisoned,
-          "), so no checkpoint is written from it; ", last);
-    try {
-      save_checkpoint(
-          cfg.out_dir, done, ts,
-          json{{"step", done}, {"bad_steps", bad}, {"data", data_state}, {"run", run_identity(cfg)}},
-          cfg.keep_last);
-      res.checkpoint = latest_checkpoint(cfg.out_dir);
-    } catch (const Error& e) {
-      if (cfg.on_checkpoint_error == "stop") FAIL(e.what(), "; ", last, " (on_checkpoint_error: stop)");
-      std::printf("\nwarning: %s; %s; training goes on (on_checkpoint_error: continue)\n", e.what(),
-                  last.c_str());
+    auto poisoned = [&](const std::string& what) {
+      FAIL("step ", done, ": the trained state holds a non-finite value (", what,
+           "), so no checkpoint is written from it; ", last);
+    };
+    // the write: one that fails (disk full) stops the run, or by the setting is reported
+    auto write = [&](const std::function<void()>& fn) {
+      try {
+        fn();
+        res.checkpoint = latest_checkpoint(cfg.out_dir);
+      } catch (const Error& e) {
+        if (cfg.on_checkpoint_error == "stop") FAIL(e.what(), "; ", last, " (on_checkpoint_error: stop)");
+        if (root)
+          std::printf("\nwarning: %s; %s; training goes on (on_checkpoint_error: continue)\n", e.what(),
+                      last.c_str());
+      }
+    };
+    if (cp) {  // each rank its own shard, in parallel, nothing gathered
+      std::vector<ShardSlice> mine;
+      const auto& ts = sh->tensors();
+      opt.save_shard(
+          [&](size_t i, int64_t from, int64_t n, const float* w, const float* m, const float* v) {
+            mine.push_back({ts[i].name, from, n, w, m, v});
+          },
+          ctx);
+      const std::string bad_value = first_non_finite(mine);
+      double who = bad_value.empty() ? 0 : double(comm->size() - comm->rank());  // the first rank with one
+      comm->all_reduce_max(&who, 1);
+      if (!bad_value.empty()) poisoned(bad_value);
+      if (who > 0) poisoned(str_cat("found by rank ", comm->size() - int(who)));
+      write([&] { save_checkpoint_sharded(cfg.out_dir, done, mine, st, extra, cfg.keep_last, *comm); });
+    } else {
+      std::vector<NamedTensor> m, v;
+      opt.gather_state(m, v, ctx);
+      HostStage hs(ctx);
+      const TrainedState ts{hs.views(md.trained()), m, v};
+      if (const std::string bad_value = first_non_finite(ts); !bad_value.empty()) poisoned(bad_value);
+      write([&] { save_checkpoint(cfg.out_dir, done, ts, st, cfg.keep_last, extra); });
     }
   };
   // A stop request seen by any rank, agreed by all (each may get its signal at another moment).

@@ -258,6 +258,52 @@ def test_training(exe, d):
           and all(abs(x - y) <= 1e-6 * abs(y) for x, y in zip(a, b)), (r1.stderr + r2.stderr)[-300:] + " %r vs %r" % (a, b))
 
 
+def test_sharded_checkpoints(exe, d):
+    """Across ranks each rank writes its own checkpoint shard (nothing gathered):
+    a 4-rank ZeRO-3 run stopped and resumed on 4 ranks gives the straight run's
+    losses and weights bit for bit; its shards export to the weights the run
+    gathers at its end, bit for bit; resumed on 2 ranks and on 1 it continues
+    as one rank does."""
+    tokens = os.path.join(d, "shard.npy")
+    np.save(tokens, np.random.default_rng(4).integers(0, 64, size=20000).astype(np.int32))
+    extra = "cp_kind: ring\nzero: 3\nsave_every: 1\nkeep_last: 10\n"
+    straight = os.path.join(d, "sh-straight")
+    r = run(mpirun(4) + [exe, "train", train_cli.write_config(d, straight, 6, tokens, extra), "data.eos_id=5"])
+    ok = r.returncode == 0
+    shards = sorted(os.listdir(os.path.join(straight, "checkpoints", "step_00000006"))) if ok else []
+    check("a 4-rank checkpoint is 4 shards, one per rank, plus state and config",
+          shards == ["COMPLETE", "config.json"] + ["shard-%05d-of-00004.safetensors" % i for i in range(4)]
+          + ["state.json"], str(shards) + r.stderr[-300:])
+    ex = os.path.join(d, "sh-export")
+    r = run([exe, "export", "--checkpoint", os.path.join(straight, "checkpoints", "step_00000006"), "--out", ex])
+    same = r.returncode == 0 and open(os.path.join(ex, "model.safetensors"), "rb").read() == open(
+        os.path.join(straight, "model.safetensors"), "rb").read()
+    check("longctx export of the shards: the run's gathered final weights, bit for bit", same, r.stderr[-300:])
+    resumed = os.path.join(d, "sh-resumed")
+    cfg = train_cli.write_config(d, resumed, 6, tokens, extra)
+    r1 = run(mpirun(4) + [exe, "train", cfg, "data.eos_id=5", "stop_after=3"])
+    r2 = run(mpirun(4) + [exe, "train", cfg, "data.eos_id=5", "resume=true"])
+    same = r1.returncode == 0 and r2.returncode == 0 and train_cli.losses(resumed) == train_cli.losses(straight) \
+        and open(os.path.join(resumed, "model.safetensors"), "rb").read() == open(
+            os.path.join(straight, "model.safetensors"), "rb").read()
+    check("4 ranks stopped at step 3 and resumed from their shards on 4: the straight run, bit for bit", same,
+          (r1.stderr + r2.stderr)[-300:])
+    one = os.path.join(d, "sh-one")
+    r = run([exe, "train", train_cli.write_config(d, one, 6, tokens, "save_every: 1\n"), "data.eos_id=5"])
+    ref = [l for _, l in train_cli.losses(one)] if r.returncode == 0 else []
+    for n, zero in ((2, 1), (1, 0)):
+        out = os.path.join(d, "sh-on%d" % n)
+        shutil.copytree(os.path.join(straight, "checkpoints", "step_00000003"),
+                        os.path.join(out, "checkpoints", "step_00000003"))
+        cfg = train_cli.write_config(d, out, 6, tokens, "cp_kind: ring\nzero: %d\n" % zero)
+        r = run((mpirun(n) + [exe] if n > 1 else [exe]) + ["train", cfg, "data.eos_id=5", "resume=true"])
+        got = [l for _, l in train_cli.losses(out)] if r.returncode == 0 else []
+        check("the 4-rank shards of step 3 resumed on %d rank%s: one rank's losses for steps 4-6" %
+              (n, "s" if n > 1 else ""), len(got) == 3 and len(ref) == 6 and all(
+                  abs(x - y) <= 1e-6 * abs(y) for x, y in zip(got, ref[3:])),
+              r.stderr[-300:] + " %r vs %r" % (got, ref[3:]))
+
+
 def test_failures(exe, d):
     m = model(exe, d, "fail", 4, 2)
     good, bad = os.path.join(d, "good.npy"), os.path.join(d, "bad.npy")
@@ -310,6 +356,7 @@ def main():
         test_zero_memory(args.longctx, d)
         test_chunks(args.longctx, d)
         test_training(args.longctx, d)
+        test_sharded_checkpoints(args.longctx, d)
         test_failures(args.longctx, d)
     finally:
         if not args.keep:

@@ -331,6 +331,25 @@ def test_ranks(env, steps):
         check("2 ranks, %s, then resume=true: the uninterrupted run, bit for bit" % how,
               r.returncode == 0 and losses(out) == ref[0] and read(os.path.join(out, "model.safetensors")) == ref[1],
               error_line(r))
+    # the disk fills while the ranks write their shards of step 3
+    cfg, out = env.config("ranks_full", steps, "save_every: 1\nkeep_last: 5\n")
+    r = subprocess.run(mpirun(2) + [env.exe, "train", cfg, "stop_after=1"], capture_output=True, text=True,
+                       timeout=600)
+    d1 = os.path.join(out, "checkpoints", "step_00000001")
+    one = max(os.path.getsize(os.path.join(d1, f)) for f in os.listdir(d1)) if r.returncode == 0 else 0
+    shutil.rmtree(out)
+    fault = {"FAULT_PATH": os.path.join(out, "checkpoints"), "FAULT_WRITE_BYTES": int(2.5 * one)}
+    r = subprocess.run(mpirun(2) + [env.exe, "train", cfg], capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, LD_PRELOAD=env.shim, **{k: str(v) for k, v in fault.items()}))
+    err = error_line(r)
+    check("2 ranks, the disk full while the shards of step 3 are written: the job stops naming the step, "
+          "the complete checkpoints stay", r.returncode != 0 and "step 3" in err and "not written" in err
+          and checkpoints(out) == ["step_00000001", "step_00000002"], err + " " + str(checkpoints(out)))
+    r = subprocess.run(mpirun(2) + [env.exe, "train", cfg, "resume=true"], capture_output=True, text=True,
+                       timeout=600)
+    check("... and resumes from step 2's shards to the uninterrupted run, bit for bit",
+          r.returncode == 0 and losses(out) == ref[0] and read(os.path.join(out, "model.safetensors")) == ref[1],
+          error_line(r))
     t0 = time.time()
     r = subprocess.run(mpirun(2) + [env.exe, "comm-check", "--watchdog", "2", "--hang-rank", "1"],
                        capture_output=True, text=True, timeout=120)
