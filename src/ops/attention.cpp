@@ -57,6 +57,7 @@ cpu::AttentionDims check_qkv(const char* op, const Tensor& q, const Tensor& k, c
           k.shape.str(), " needs (B, Tk) = ", Shape({d.B, d.Tk}).str());
   }
   CHECK(std::isfinite(p.scale), "[", op, "] scale ", p.scale, " is not finite");
+  CHECK(p.window >= 0, "[", op, "] window ", p.window, " must be >= 0");
   return d;
 }
 
@@ -87,8 +88,9 @@ auto cudnn_key(const cpu::AttentionDims& d, bool causal) {
 
 bool use_cudnn(const Context& ctx, const cpu::AttentionDims& d, const AttentionParams& p) {
   return on_cuda(ctx) && ctx.math == DType::BF16 && cuda::cudnn_attention_built() && !p.q_doc.defined() &&
-         d.B > 0 && d.Tq >= kCudnnMinRows && d.Tq <= d.Tk && (!p.causal || p.q_offset == d.Tk - d.Tq) &&
-         d.HS % 8 == 0 && d.HS <= 256 && !cudnn_refused().count(cudnn_key(d, p.causal));
+         p.window == 0 && d.B > 0 && d.Tq >= kCudnnMinRows && d.Tq <= d.Tk &&
+         (!p.causal || p.q_offset == d.Tk - d.Tq) && d.HS % 8 == 0 && d.HS <= 256 &&
+         !cudnn_refused().count(cudnn_key(d, p.causal));
 }
 
 // Runs f (a cuDNN call); when cuDNN refuses the shape, remembers it and returns false (the caller then runs
@@ -134,8 +136,16 @@ cpu::AttentionMask mask_of(const AttentionParams& p) {
   cpu::AttentionMask m;
   m.q_offset = p.q_offset;
   m.causal = p.causal;
+  m.window = p.window;
   if (p.q_doc.defined()) m.q_doc = p.q_doc.i32(), m.k_doc = p.k_doc.i32();
   return m;
+}
+
+// The CUDA kernels have no sliding window yet: refused in one line rather than attending to every key.
+void check_cuda_window(const char* op, const AttentionParams& p, const Context& ctx) {
+  CHECK(!on_cuda(ctx) || p.window == 0, "[", op,
+        "] sliding-window attention (mistral sliding_window, qwen2/3 ",
+        "use_sliding_window) is not implemented on the CUDA backend yet; run this model with --device cpu");
 }
 
 float scale_of(const AttentionParams& p, int64_t HS) {
@@ -163,6 +173,7 @@ void attention_forward(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, con
         cuda::from_bf16(out.f32(), ob, nq, ctx.stream);
       }))
     return;
+  check_cuda_window(op, p, ctx);
   if (on_cuda(ctx))
     return cuda::attention_forward(out.f32(), lse.f32(), q.f32(), k.f32(), v.f32(), d, mask_of(p),
                                    scale_of(p, d.HS), ctx.stream);
@@ -205,6 +216,7 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, 
       int64_t(std::max(cpu::attention_backward_workspace_floats(d),
                        on_cuda(ctx) ? cuda::attention_backward_workspace_floats(d) : 0));
   Buffer ws(*ctx.mem, Tier::device, Tag::workspace, {std::max<int64_t>(ws_floats, 1)});  // (2, B, NH, Tq)
+  check_cuda_window(op, p, ctx);
   if (on_cuda(ctx))
     return cuda::attention_backward(dq.f32(), dk.f32(), dv.f32(), dout.f32(), q.f32(), k.f32(), v.f32(),
                                     out.f32(), lse.f32(), ws.f32(), d, mask_of(p), scale_of(p, d.HS),

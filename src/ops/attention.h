@@ -10,6 +10,9 @@ struct AttentionParams {
   int64_t q_offset = 0;  // absolute position of query row 0 (keys start at 0)
   bool causal = true;    // key j is visible to query i iff j <= q_offset + i
   float scale = 0.f;     // 0: 1/sqrt(HS)
+  // > 0: sliding window, key j is visible to query i only if j > q_offset + i - window (Mistral, Qwen2's
+  // sliding layers); with causal, the last `window` positions up to the query's own.
+  int64_t window = 0;
   // Optional document ids for packed sequences, I32: q_doc (B, Tq), k_doc (B, Tk).
   // When set, query i sees key j only if their ids are equal.
   Tensor q_doc, k_doc;

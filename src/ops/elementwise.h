@@ -11,5 +11,9 @@ void scale_inplace(Tensor x, float s, Context& ctx);
 // y += a * x (same shape)
 void axpy_inplace(Tensor y, float a, Tensor x, Context& ctx);
 void fill_inplace(Tensor x, float value, Context& ctx);
+// The bias of a linear layer: y (N, OC) += b (OC) on every row; db (OC) += the sum of dy's (N, OC) rows
+// (summed in double, in a fixed order for a given thread count). CPU only for now.
+void bias_add_forward(Tensor y, Tensor b, Context& ctx);
+void bias_add_backward(Tensor db, Tensor dy, Context& ctx);
 
 }  // namespace longctx

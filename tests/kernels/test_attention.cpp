@@ -25,6 +25,7 @@ struct Case {
   bool causal = true;
   Docs docs = Docs::none;
   float scale = 0.f;
+  int64_t window = 0;  // sliding window (0: none)
 };
 
 // Inputs of one case, seeded by its sizes.
@@ -65,6 +66,7 @@ AttentionParams params_of(Inputs& in) {
   p.q_offset = in.c.q_offset;
   p.causal = in.c.causal;
   p.scale = in.c.scale;
+  p.window = in.c.window;
   if (!in.q_doc.empty()) {
     p.q_doc = Tensor(in.q_doc.data(), {in.c.B, in.c.Tq}, DType::I32);
     p.k_doc = Tensor(in.k_doc.data(), {in.c.B, in.c.Tk}, DType::I32);
@@ -75,6 +77,7 @@ AttentionParams params_of(Inputs& in) {
 bool visible(const Inputs& in, int64_t b, int64_t i, int64_t j) {
   const Case& c = in.c;
   if (c.causal && j > c.q_offset + i) return false;
+  if (c.window > 0 && j <= c.q_offset + i - c.window) return false;
   return in.q_doc.empty() || in.q_doc[size_t(b * c.Tq + i)] == in.k_doc[size_t(b * c.Tk + j)];
 }
 
@@ -220,6 +223,16 @@ const Case kCases[] = {
     {"tiles_t200_hs64", 1, 200, 200, 4, 2, 64, 0, true, Docs::none, 0.3f},
     {"tiles_t150_hs128", 1, 150, 150, 2, 1, 128},
     {"mqa_g8_t90_hs40", 1, 90, 90, 8, 1, 40},
+    // sliding windows: within a tile, across tiles, shorter than a strip, with offsets (chunks, ring
+    // segments: earlier keys without a causal mask), documents, and windows past which rows see nothing
+    {"window_t129_w17", 2, 129, 129, 6, 2, 10, 0, true, Docs::none, 0.f, 17},
+    {"window_t300_w100_tiles", 1, 300, 300, 4, 2, 16, 0, true, Docs::none, 0.f, 100},
+    {"window_w1_self_only", 1, 37, 37, 2, 1, 8, 0, true, Docs::none, 0.f, 1},
+    {"window_w3_docs", 1, 90, 90, 4, 2, 8, 0, true, Docs::packed, 0.f, 3},
+    {"window_offset_chunk", 1, 50, 170, 4, 1, 16, 120, true, Docs::none, 0.f, 70},
+    {"window_earlier_page_noncausal", 1, 64, 64, 4, 2, 16, 64, false, Docs::none, 0.f, 90},
+    {"window_page_out_of_reach", 1, 32, 40, 2, 1, 8, 100, false, Docs::none, 0.f, 50},
+    {"window_wider_than_t", 1, 45, 45, 2, 2, 6, 0, true, Docs::none, 0.f, 1000},
 };
 INSTANTIATE_TEST_SUITE_P(Cases, AttentionVsReference, ::testing::ValuesIn(kCases),
                          [](const auto& info) { return std::string(info.param.name); });
@@ -247,6 +260,9 @@ TEST(AttentionFiniteDifferences, GqaCausalDocs) {
 }
 TEST(AttentionFiniteDifferences, ChunkWithOffset) { check_fd({"fd", 1, 19, 49, 3, 1, 16, 30}); }
 TEST(AttentionFiniteDifferences, NonCausalMqa) { check_fd({"fd", 2, 13, 21, 2, 1, 6, 0, false}); }
+TEST(AttentionFiniteDifferences, SlidingWindow) {
+  check_fd({"fd", 1, 41, 41, 4, 2, 8, 0, true, Docs::none, 0.f, 9});
+}
 
 // Same bits whatever the thread count (the backward's step schedule promises it).
 TEST(Attention, DeterministicAcrossThreadCounts) {
@@ -317,6 +333,9 @@ TEST(AttentionErrors, ShapesDtypesAndBackend) {
   expect_attention_error(fwd(out, lse, q, k, v, docs, ctx), "k_doc missing");
   docs.k_doc = Tensor(ids.data(), {1, 6}, DType::I32);
   expect_attention_error(fwd(out, lse, q, k, v, docs, ctx), "k_doc has shape (1, 6)");
+  AttentionParams neg;
+  neg.window = -1;
+  expect_attention_error(fwd(out, lse, q, k, v, neg, ctx), "window -1");
   if (!cuda_built()) {  // a build without CUDA says so (with CUDA, tests/kernels/test_backend_ops.cpp runs
                         // it)
     Context gpu = ctx;

@@ -4,6 +4,7 @@
 
 #include "harness.h"
 #include "ops/adamw.h"
+#include "ops/elementwise.h"
 #include "ops/embedding.h"
 #include "ops/lm_head_loss.h"
 #include "ops/matmul.h"
@@ -274,6 +275,46 @@ TEST_F(OpTest, AdamWMatchesPyTorchFormula) {
     }
   }
   expect_close(p.data(), pd, 1e-5, 1e-6, "adamw");
+}
+
+// The bias of a linear layer: added to every row; its gradient is the column sum of dy (accumulated),
+// by finite differences too. Sizes past the kernels' parallel threshold, and the shape errors.
+TEST_F(OpTest, BiasAddForwardBackward) {
+  for (auto [N, C] : {std::pair<int64_t, int64_t>{7, 13}, {1031, 67}}) {
+    auto y0 = randn(size_t(N * C), 30), b = randn(size_t(C), 31), W = randn(size_t(N * C), 32);
+    Guarded y(size_t(N * C));
+    auto fwd = [&] {
+      std::copy(y0.begin(), y0.end(), y.data());
+      bias_add_forward(y.t({N, C}), Tensor(b.data(), {C}), ctx);
+      return dot(y.data(), W.data(), size_t(N * C));
+    };
+    fwd();
+    y.check("y");
+    std::vector<double> ref(size_t(N * C));
+    for (int64_t n = 0; n < N; n++)
+      for (int64_t c = 0; c < C; c++) ref[size_t(n * C + c)] = double(y0[size_t(n * C + c)]) + b[size_t(c)];
+    expect_close(y.data(), ref, 1e-6, 1e-6, "bias_add");
+    Guarded db(size_t(C), 0.25f);  // accumulates
+    bias_add_backward(db.t({C}), Tensor(W.data(), {N, C}), ctx);
+    db.check("db");
+    std::vector<double> dref(size_t(C), 0.25);
+    for (int64_t n = 0; n < N; n++)
+      for (int64_t c = 0; c < C; c++) dref[size_t(c)] += W[size_t(n * C + c)];
+    expect_close(db.data(), dref, 1e-6, 1e-5, "bias_add db");
+    for (int64_t c = 0; c < C; c++) db[size_t(c)] -= 0.25f;
+    expect_fd_grad(b.data(), b.size(), db.data(), fwd, "bias_add fd", 24, 1e-2f, 2e-2, 2e-3 * double(N));
+  }
+  std::vector<float> buf(64);
+  expect_error(
+      [&] {
+        bias_add_forward(Tensor(buf.data(), {4, 8}), Tensor(buf.data(), {7}), ctx);
+      },
+      {"[bias_add]", "bias", "(7)", "(8)"});
+  expect_error(
+      [&] {
+        bias_add_backward(Tensor(buf.data(), {8}), Tensor(buf.data(), {4, 9}), ctx);
+      },
+      {"[bias_add_backward]", "(8)", "(9)"});
 }
 
 TEST_F(OpTest, BudgetOverflowNamesTagAndBytes) {

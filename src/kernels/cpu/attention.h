@@ -11,11 +11,12 @@ struct AttentionDims {
 };
 
 // Which keys a query sees: key j (position j) is visible to query i (position
-// q_offset + i) iff (!causal || j <= q_offset + i) and, when the doc arrays are
-// given, q_doc[b, i] == k_doc[b, j].
+// q_offset + i) iff (!causal || j <= q_offset + i), (window == 0 || j >
+// q_offset + i - window) and, when the doc arrays are given, q_doc[b, i] == k_doc[b, j].
 struct AttentionMask {
   int64_t q_offset = 0;
   bool causal = true;
+  int64_t window = 0;              // > 0: a sliding window of that many keys ending at the query
   const int32_t* q_doc = nullptr;  // (B, Tq) or null
   const int32_t* k_doc = nullptr;  // (B, Tk) or null
 };

@@ -198,6 +198,11 @@ inline Vis classify(const Geom& g, const Tile& t) {
     if (t.k0 > m.q_offset + t.q0 + t.nq - 1) return Vis::none;
     all = all && t.k0 + t.nk - 1 <= m.q_offset + t.q0;
   }
+  if (m.window > 0) {  // key j visible to query i iff j > q_offset + i - window
+    const int64_t first = m.q_offset + t.q0, last = first + t.nq - 1;
+    if (t.k0 + t.nk - 1 <= first - m.window) return Vis::none;  // every key too old for every query
+    all = all && t.k0 > last - m.window;
+  }
   if (m.q_doc) {
     const int32_t* qd = m.q_doc + t.b * g.Tq + t.q0;
     const int32_t* kd = m.k_doc + t.b * g.Tk + t.k0;
@@ -219,6 +224,8 @@ inline void mask_strip(float* S, int64_t lds, const Geom& g, const Tile& t, int6
     int64_t lim = i0 + r < t.nq ? std::min(ncols, t.nk) : 0;  // keys [0, lim) may be visible
     if (m.causal) lim = std::min(lim, std::max<int64_t>(0, m.q_offset + i - t.k0 + 1));
     for (int64_t j = lim; j < ncols; j++) s[j] = -kInf;
+    if (m.window > 0)  // keys before the window
+      for (int64_t j = 0, lo = std::min(lim, m.q_offset + i - m.window + 1 - t.k0); j < lo; j++) s[j] = -kInf;
     if (!m.q_doc || lim == 0) continue;
     const int32_t qd = m.q_doc[t.b * g.Tq + i];
     const int32_t* kd = m.k_doc + t.b * g.Tk + t.k0;

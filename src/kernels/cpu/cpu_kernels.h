@@ -40,5 +40,8 @@ void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, float
 void add(float* out, const float* a, const float* b, int64_t n);
 double sum_squares(const float* x, int64_t n);
 void scale(float* x, float s, int64_t n);
+// y (N, C) += b (C) on every row; db (C) += sum of dy's rows (double, per-thread partials in a fixed order)
+void bias_add(float* y, const float* b, int64_t N, int64_t C);
+void bias_grad(float* db, const float* dy, int64_t N, int64_t C);
 
 }  // namespace longctx::cpu

@@ -1,4 +1,7 @@
+#include <omp.h>
+
 #include <cmath>
+#include <vector>
 
 #include "kernels/cpu/cpu_kernels.h"
 
@@ -34,6 +37,34 @@ void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, float
     m[i] = b1 * m[i] + (1.f - b1) * gi;
     v[i] = b2 * v[i] + (1.f - b2) * gi * gi;
     p[i] = p[i] * decay - step_size * m[i] / (std::sqrt(v[i]) * rbc2 + eps);
+  }
+}
+
+void bias_add(float* y, const float* b, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static) if (N * C > (1 << 15))
+  for (int64_t n = 0; n < N; n++) {
+    float* r = y + n * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; c++) r[c] += b[c];
+  }
+}
+
+void bias_grad(float* db, const float* dy, int64_t N, int64_t C) {
+  const int nt = N * C > (1 << 15) ? omp_get_max_threads() : 1;
+  std::vector<double> part(size_t(nt) * size_t(C), 0.0);
+#pragma omp parallel num_threads(nt)
+  {
+    double* p = part.data() + size_t(omp_get_thread_num()) * size_t(C);
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+      const float* r = dy + n * C;
+      for (int64_t c = 0; c < C; c++) p[c] += r[c];
+    }
+  }
+  for (int64_t c = 0; c < C; c++) {
+    double s = 0;
+    for (int t = 0; t < nt; t++) s += part[size_t(t) * size_t(C) + size_t(c)];
+    db[c] += float(s);
   }
 }
 
