@@ -1,4 +1,5 @@
-// One Llama decoder block, forward and backward, over N = B*T tokens.
+// One Llama-family decoder block (llama, mistral, qwen2, qwen3: optional
+// biases, per-head q/k norms, a sliding window), forward and backward, over N = B*T tokens.
 // Sizes of every activation come from one table (block_act_table) so that a
 // recompute policy is a choice of which rows to keep.
 #pragma once
@@ -22,6 +23,8 @@ struct ActSpec {
 struct BlockActs {
   Tensor ln1, rstd1;      // (N, C), (N)
   Tensor q, k, v;         // (N, Cq), (N, Ckv), (N, Ckv) after rope
+  Tensor qraw, kraw;      // (N, Cq), (N, Ckv): q and k before their per-head norms (qk_norm only)
+  Tensor rstdq, rstdk;    // (N * NH), (N * NKV): those norms' 1/rms (qk_norm only)
   Tensor att, lse;        // (N, Cq), (B, NH, T)
   Tensor x2;              // (N, C) residual after attention
   Tensor ln2, rstd2;      // (M, C), (M)
@@ -81,7 +84,7 @@ struct BlockShared {
   Tensor k_cache, v_cache;  // (Tmax, Ckv)
   int64_t cache_len = 0;
   AttentionRunner* runner = nullptr;  // set: attention goes through it
-  int64_t layer = 0;                  // the block being run, for the runner
+  int64_t layer = 0;                  // the block being run: its attention window, the runner
   float lora_scale = 0;               // alpha / r
   Tensor lora_u, lora_g;              // (N, r) scratch of the adapters
 };

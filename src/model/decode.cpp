@@ -44,6 +44,7 @@ std::vector<float> Decoder::feed(const ParamSet& w, const std::vector<int32_t>& 
   const BlockActs a = bind_acts(acts);
   for (int64_t l = 0; l < c_.num_hidden_layers; l++) {
     s.k_cache = k_cache_[size_t(l)].t(), s.v_cache = v_cache_[size_t(l)].t();
+    s.layer = l;  // its attention window
     block_forward(y.t(), x.t(), w.layers[size_t(l)], a, c_, s, ctx);
     std::swap(x, y);
   }

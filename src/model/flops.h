@@ -14,5 +14,8 @@ struct StepFlops {
 // last block's queries and all after them only for the last `suffix` rows of
 // each row (GradStep's labeled suffix); its keys and values for every row.
 StepFlops step_flops(const LlamaConfig& c, int64_t B, int64_t T, bool recompute_blocks, int64_t suffix = 0);
+// Visible (query, key) pairs of causal attention for the queries at positions [q_offset, q_offset + Tq)
+// over keys from 0, with a sliding window of `window` keys (0: none).
+double attention_pairs(int64_t q_offset, int64_t Tq, int64_t window);
 
 }  // namespace longctx

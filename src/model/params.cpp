@@ -7,22 +7,47 @@
 
 namespace longctx {
 
+bool is_norm(ParamKind k) {
+  return k == ParamKind::ln1 || k == ParamKind::ln2 || k == ParamKind::final_norm || k == ParamKind::q_norm ||
+         k == ParamKind::k_norm;
+}
+
+namespace {
+bool is_bias(ParamKind k) {
+  return k == ParamKind::bq || k == ParamKind::bk || k == ParamKind::bv || k == ParamKind::bo ||
+         k == ParamKind::bgate || k == ParamKind::bup || k == ParamKind::bdown;
+}
+}  // namespace
+
 std::vector<ParamSpec> llama_param_table(const LlamaConfig& c) {
-  const int64_t C = c.hidden_size, F = c.intermediate_size, V = c.vocab_size;
+  const int64_t C = c.hidden_size, F = c.intermediate_size, V = c.vocab_size, HS = c.head_dim;
   const int64_t Cq = c.q_dim(), Ckv = c.kv_dim();
+  const bool qkv_b = c.qkv_bias(), o_b = c.o_bias(), mlp_b = c.mlp_bias;
   std::vector<ParamSpec> t;
   t.push_back({"model.embed_tokens.weight", {V, C}, ParamKind::embed});
   for (int l = 0; l < int(c.num_hidden_layers); l++) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    t.push_back({p + "input_layernorm.weight", {C}, ParamKind::ln1, l});
-    t.push_back({p + "self_attn.q_proj.weight", {Cq, C}, ParamKind::wq, l});
-    t.push_back({p + "self_attn.k_proj.weight", {Ckv, C}, ParamKind::wk, l});
-    t.push_back({p + "self_attn.v_proj.weight", {Ckv, C}, ParamKind::wv, l});
-    t.push_back({p + "self_attn.o_proj.weight", {C, Cq}, ParamKind::wo, l});
-    t.push_back({p + "post_attention_layernorm.weight", {C}, ParamKind::ln2, l});
-    t.push_back({p + "mlp.gate_proj.weight", {F, C}, ParamKind::wgate, l});
-    t.push_back({p + "mlp.up_proj.weight", {F, C}, ParamKind::wup, l});
-    t.push_back({p + "mlp.down_proj.weight", {C, F}, ParamKind::wdown, l});
+    auto add = [&](bool on, const std::string& name, Shape shape, ParamKind kind) {
+      if (on) t.push_back({p + name, shape, kind, l});
+    };
+    add(true, "input_layernorm.weight", {C}, ParamKind::ln1);
+    add(true, "self_attn.q_proj.weight", {Cq, C}, ParamKind::wq);
+    add(qkv_b, "self_attn.q_proj.bias", {Cq}, ParamKind::bq);
+    add(true, "self_attn.k_proj.weight", {Ckv, C}, ParamKind::wk);
+    add(qkv_b, "self_attn.k_proj.bias", {Ckv}, ParamKind::bk);
+    add(true, "self_attn.v_proj.weight", {Ckv, C}, ParamKind::wv);
+    add(qkv_b, "self_attn.v_proj.bias", {Ckv}, ParamKind::bv);
+    add(true, "self_attn.o_proj.weight", {C, Cq}, ParamKind::wo);
+    add(o_b, "self_attn.o_proj.bias", {C}, ParamKind::bo);
+    add(c.qk_norm(), "self_attn.q_norm.weight", {HS}, ParamKind::q_norm);
+    add(c.qk_norm(), "self_attn.k_norm.weight", {HS}, ParamKind::k_norm);
+    add(true, "post_attention_layernorm.weight", {C}, ParamKind::ln2);
+    add(true, "mlp.gate_proj.weight", {F, C}, ParamKind::wgate);
+    add(mlp_b, "mlp.gate_proj.bias", {F}, ParamKind::bgate);
+    add(true, "mlp.up_proj.weight", {F, C}, ParamKind::wup);
+    add(mlp_b, "mlp.up_proj.bias", {F}, ParamKind::bup);
+    add(true, "mlp.down_proj.weight", {C, F}, ParamKind::wdown);
+    add(mlp_b, "mlp.down_proj.bias", {C}, ParamKind::bdown);
   }
   t.push_back({"model.norm.weight", {C}, ParamKind::final_norm});
   if (!c.tie_word_embeddings) t.push_back({"lm_head.weight", {V, C}, ParamKind::lm_head});
@@ -68,6 +93,15 @@ void ParamSet::set_view(size_t i, Tensor v) {
     case ParamKind::wgate: L->wgate = v; break;
     case ParamKind::wup: L->wup = v; break;
     case ParamKind::wdown: L->wdown = v; break;
+    case ParamKind::bq: L->bq = v; break;
+    case ParamKind::bk: L->bk = v; break;
+    case ParamKind::bv: L->bv = v; break;
+    case ParamKind::bo: L->bo = v; break;
+    case ParamKind::q_norm: L->q_norm = v; break;
+    case ParamKind::k_norm: L->k_norm = v; break;
+    case ParamKind::bgate: L->bgate = v; break;
+    case ParamKind::bup: L->bup = v; break;
+    case ParamKind::bdown: L->bdown = v; break;
   }
 }
 
@@ -100,9 +134,8 @@ void init_params_random(ParamSet& p, const LlamaConfig& c, uint64_t seed) {
     const ParamSpec& s = p.specs()[i];
     float* w = p.tensor(i).f32();
     const int64_t n = s.shape.numel();
-    const bool norm = s.kind == ParamKind::ln1 || s.kind == ParamKind::ln2 || s.kind == ParamKind::final_norm;
-    if (norm) {
-      for (int64_t j = 0; j < n; j++) w[j] = 1.f;
+    if (is_norm(s.kind) || is_bias(s.kind)) {  // no random numbers drawn: the matrices stay as without them
+      for (int64_t j = 0; j < n; j++) w[j] = is_norm(s.kind) ? 1.f : 0.f;
       continue;
     }
     // Box-Muller on 53-bit uniforms: the same numbers on every platform.

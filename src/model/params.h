@@ -11,7 +11,30 @@
 
 namespace longctx {
 
-enum class ParamKind { embed, ln1, wq, wk, wv, wo, ln2, wgate, wup, wdown, final_norm, lm_head };
+enum class ParamKind {
+  embed,
+  ln1,
+  wq,
+  bq,
+  wk,
+  bk,
+  wv,
+  bv,
+  wo,
+  bo,
+  q_norm,
+  k_norm,
+  ln2,
+  wgate,
+  bgate,
+  wup,
+  bup,
+  wdown,
+  bdown,
+  final_norm,
+  lm_head
+};
+bool is_norm(ParamKind k);  // RMSNorm weights: initialised to ones
 
 struct ParamSpec {
   std::string name;  // HF name, e.g. model.layers.3.self_attn.q_proj.weight
@@ -20,15 +43,21 @@ struct ParamSpec {
   int layer = -1;  // -1 for embed, final_norm, lm_head
 };
 
-// Every parameter of the model; lm_head is absent when embeddings are tied.
+// Every parameter of the model; lm_head is absent when embeddings are tied,
+// biases and q/k norms are there when the config has them (qkv_bias, o_bias,
+// mlp_bias, qk_norm). A block's rows are contiguous.
 std::vector<ParamSpec> llama_param_table(const LlamaConfig& c);
 
+// Optional rows (biases, q/k norms) are undefined tensors when the model has none.
 struct LayerParams {
   Tensor ln1;                // (C)
   Tensor wq, wk, wv;         // (Cq, C), (Ckv, C), (Ckv, C)
-  Tensor wo;                 // (C, Cq)
+  Tensor bq, bk, bv;         // (Cq), (Ckv), (Ckv): qwen2, attention_bias
+  Tensor wo, bo;             // (C, Cq), (C): attention_bias
+  Tensor q_norm, k_norm;     // (HS) each: qwen3, RMSNorm of every head before rope
   Tensor ln2;                // (C)
   Tensor wgate, wup, wdown;  // (F, C), (F, C), (C, F)
+  Tensor bgate, bup, bdown;  // (F), (F), (C): mlp_bias
   LayerLora lora;            // adapters (or their gradients); undefined without LoRA
 };
 
@@ -67,7 +96,7 @@ class ParamSet {
   std::vector<Tensor> views_;
 };
 
-// HF-style init: normal(0, initializer_range) for matrices, ones for norms.
+// HF-style init: normal(0, initializer_range) for matrices, ones for norms, zeros for biases.
 void init_params_random(ParamSet& p, const LlamaConfig& c, uint64_t seed);
 
 }  // namespace longctx

@@ -80,11 +80,12 @@ void RingAttention::scatter_lse(const float* src, const Seg& s, float* dst) cons
       std::memcpy(dst + (b * NH + h) * Tl_ + s.local, src + (b * NH + h) * s.len, size_t(s.len) * 4);
 }
 
-AttentionParams RingAttention::params(const Seg& q, int rq, size_t iq, const Seg& k, int rk,
+AttentionParams RingAttention::params(int64_t layer, const Seg& q, int rq, size_t iq, const Seg& k, int rk,
                                       size_t ik) const {
   AttentionParams p;
   p.q_offset = q.start - k.start;  // segments are whole chunks: k wholly before q, or the same chunk
   p.causal = true;
+  p.window = c_.window(layer);  // relative positions: the same offset serves the window
   std::memcpy(docq_.t().ptr, docs_[size_t(rq)][iq].data(), size_t(B_ * q.len) * 4);
   std::memcpy(dock_.t().ptr, docs_[size_t(rk)][ik].data(), size_t(B_ * k.len) * 4);
   p.q_doc = docq_.t().view({B_, q.len});
@@ -97,7 +98,7 @@ void RingAttention::exchange(Buffer& cur, Buffer& next) {
   bytes_sent_ += int64_t(cur.t().bytes());
 }
 
-void RingAttention::forward(int64_t, const BlockActs& a, Context& ctx) {
+void RingAttention::forward(int64_t layer, const BlockActs& a, Context& ctx) {
   const int64_t NH = c_.num_attention_heads, NKV = c_.num_key_value_heads, HS = c_.head_dim;
   const int64_t kvn = B_ * Tl_ * NKV * HS;
   std::memcpy(kv_[0].f32(), a.k.f32(), size_t(kvn) * 4);
@@ -116,7 +117,7 @@ void RingAttention::forward(int64_t, const BlockActs& a, Context& ctx) {
         gather_rows(a.q.f32(), NH, q, q_.f32());
         gather_rows(K, NKV, k, k_.f32());
         gather_rows(K + kvn, NKV, k, v_.f32());
-        const AttentionParams p = params(q, r_, iq, k, src, ik);
+        const AttentionParams p = params(layer, q, r_, iq, k, src, ik);
         const Shape qs{B_, q.len, NH, HS}, ks{B_, k.len, NKV, HS};
         attention_forward(o_.t().view(qs), lse_.t().view({B_, NH, q.len}), q_.t().view(qs), k_.t().view(ks),
                           v_.t().view(ks), p, ctx);
@@ -135,7 +136,7 @@ void RingAttention::forward(int64_t, const BlockActs& a, Context& ctx) {
   }
 }
 
-void RingAttention::backward(int64_t, const BlockActs& a, const BlockGrads& g, Context& ctx) {
+void RingAttention::backward(int64_t layer, const BlockActs& a, const BlockGrads& g, Context& ctx) {
   const int64_t NH = c_.num_attention_heads, NKV = c_.num_key_value_heads, HS = c_.head_dim;
   const int64_t kvn = B_ * Tl_ * NKV * HS;
   std::memcpy(kv_[0].f32(), a.k.f32(), size_t(kvn) * 4);
@@ -159,7 +160,7 @@ void RingAttention::backward(int64_t, const BlockActs& a, const BlockGrads& g, C
         gather_rows(a.att.f32(), NH, q, ofull_.f32());
         gather_rows(g.datt.f32(), NH, q, dout_.f32());
         gather_lse(a.lse.f32(), q, lsefull_.f32());
-        const AttentionParams p = params(q, r_, iq, k, src, ik);
+        const AttentionParams p = params(layer, q, r_, iq, k, src, ik);
         attention_backward(dq_.t().view(qs), dk_.t().view(ks), dv_.t().view(ks), dout_.t().view(qs),
                            q_.t().view(qs), k_.t().view(ks), v_.t().view(ks), ofull_.t().view(qs),
                            lsefull_.t().view({B_, NH, q.len}), p, ctx);

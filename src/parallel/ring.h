@@ -35,7 +35,8 @@ class RingAttention : public AttentionRunner {
   void add_rows(const float* src, int64_t H, const Seg& s, float* dst) const;
   void gather_lse(const float* src, const Seg& s, float* dst) const;  // (B, NH, Tl) -> (B, NH, len)
   void scatter_lse(const float* src, const Seg& s, float* dst) const;
-  AttentionParams params(const Seg& q, int rq, size_t iq, const Seg& k, int rk, size_t ik) const;
+  AttentionParams params(int64_t layer, const Seg& q, int rq, size_t iq, const Seg& k, int rk,
+                         size_t ik) const;
   void exchange(Buffer& cur, Buffer& next);
 
   LlamaConfig c_;

@@ -147,6 +147,7 @@ void UlyssesAttention::forward(int64_t layer, const BlockActs& a, Context& ctx) 
   const int64_t NH = c_.num_attention_heads, NKV = c_.num_key_value_heads, HS = c_.head_dim;
   AttentionParams p;
   p.q_doc = p.k_doc = docs_.t();
+  p.window = c_.window(layer);
   for (size_t g = 0; g < qheads_.size(); g++) {  // UPipe: one head group's buffers live at a time
     scatter_heads(a.q.view({B_, Tl_, NH, HS}), NH, qheads_[g], q_.t());
     scatter_heads(a.k.view({B_, Tl_, NKV, HS}), NKV, kvheads_[g], k_.t());
@@ -174,6 +175,7 @@ void UlyssesAttention::backward(int64_t layer, const BlockActs& a, const BlockGr
   const int64_t NH = c_.num_attention_heads, NKV = c_.num_key_value_heads, HS = c_.head_dim;
   AttentionParams p;
   p.q_doc = p.k_doc = docs_.t();
+  p.window = c_.window(layer);
   if (copies_) {  // copies of a KV head (and groups) add into its gradient
     std::memset(g.dk.ptr, 0, g.dk.bytes());
     std::memset(g.dv.ptr, 0, g.dv.bytes());

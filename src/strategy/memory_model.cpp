@@ -4,8 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <cstring>
+#include <filesystem>
 
 #include "core/check.h"
 #include "model/params.h"
@@ -26,8 +26,8 @@ bool is_mlp_row(const char* n) {
 bool kept(const char* name, Recompute r, bool mlp_tiled) {
   switch (r) {
     case Recompute::none: return !(mlp_tiled && is_mlp_row(name));
-    case Recompute::selective:
-      for (const char* k : {"q", "k", "v", "att", "lse"})
+    case Recompute::selective:  // (and the q/k norms' inputs, which their backward needs)
+      for (const char* k : {"q", "k", "v", "att", "lse", "qraw", "kraw", "rstdq", "rstdk"})
         if (std::strcmp(name, k) == 0) return true;
       return false;
     case Recompute::full: return false;

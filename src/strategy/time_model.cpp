@@ -11,6 +11,7 @@
 
 #include "core/check.h"
 #include "core/context.h"
+#include "model/flops.h"
 #include "ops/attention.h"
 #include "ops/matmul.h"
 #include "strategy/memory_model.h"
@@ -30,10 +31,9 @@ double best_seconds(int reps, F&& f) {
   return best;
 }
 
-// Causal attention FLOPs: QK^T and PV, 2*HS each per visible pair.
-double attn_fwd_flops(double B, double NH, double HS, double Tq, double q_offset) {
-  const double pairs = Tq * q_offset + Tq * (Tq + 1) / 2;
-  return 4.0 * B * NH * HS * pairs;
+// Causal attention FLOPs: QK^T and PV, 2*HS each per visible pair (within the window when there is one).
+double attn_fwd_flops(double B, double NH, double HS, double Tq, double q_offset, int64_t window = 0) {
+  return 4.0 * B * NH * HS * attention_pairs(int64_t(q_offset), int64_t(Tq), window);
 }
 
 }  // namespace
@@ -108,11 +108,13 @@ TimePrediction predict_time(const LlamaConfig& c, const Plan& plan, int64_t B, i
   const double L = double(c.num_hidden_layers), NH = double(c.num_attention_heads), HS = double(c.head_dim);
   const double attn_mm = 2 * N * (C * Cq + 2 * C * Ckv + Cq * C), mlp_mm = 2 * N * 3 * C * F;
   const double head = 2 * N * C * V;
-  double attn = 0;  // forward FLOPs of attention for the whole sequence
-  for (int64_t j = 0; j * s.Tc < T; j++) {
-    const double tq = double(std::min(s.Tc, T - j * s.Tc));
-    attn += attn_fwd_flops(double(B), NH, HS, tq, double(j * s.Tc));
-  }
+  double attn = 0;  // forward FLOPs of attention for the whole sequence, summed over the blocks
+  for (int64_t l = 0; l < c.num_hidden_layers; l++)
+    for (int64_t j = 0; j * s.Tc < T; j++) {
+      const double tq = double(std::min(s.Tc, T - j * s.Tc));
+      attn += attn_fwd_flops(double(B), NH, HS, tq, double(j * s.Tc), c.window(l));
+    }
+  attn /= std::max(L, 1.0);  // per block, on average
   TimePrediction t;
   t.model_flops = 3 * (L * (attn_mm + mlp_mm + attn) + head);
   // recompute: what the backward reruns of each block's forward

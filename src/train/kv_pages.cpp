@@ -127,12 +127,13 @@ void KvPages::forward(int64_t l, const BlockActs& a, Context& ctx) {
   const int64_t NH = c_.num_attention_heads, NKV = c_.num_key_value_heads, HS = c_.head_dim;
   store_kv(l, a, ctx);  // this chunk's K/V, for the chunks after it
   const Tensor q = a.q.view({1, Tc_, NH, HS}), out = a.att.view({1, Tc_, NH, HS});
-  attention_forward(out, a.lse, q, a.k.view({1, Tc_, NKV, HS}), a.v.view({1, Tc_, NKV, HS}), params(j_), ctx);
+  attention_forward(out, a.lse, q, a.k.view({1, Tc_, NKV, HS}), a.v.view({1, Tc_, NKV, HS}), params(l, j_),
+                    ctx);
   prefetch(l, j_ - 1);
   for (int64_t p = j_ - 1; p >= 0; p--) {
     Tensor K, V;
     fetch(l, p, K, V);
-    attention_forward(out_p_.t().view({1, Tc_, NH, HS}), lse_p_.t().view({1, NH, Tc_}), q, K, V, params(p),
+    attention_forward(out_p_.t().view({1, Tc_, NH, HS}), lse_p_.t().view({1, NH, Tc_}), q, K, V, params(l, p),
                       ctx);
     attention_merge(out, a.lse, out_p_.t().view({1, Tc_, NH, HS}), lse_p_.t().view({1, NH, Tc_}), ctx);
   }
@@ -148,7 +149,8 @@ void KvPages::backward(int64_t l, const BlockActs& a, const BlockGrads& g, Conte
   const Tensor q = a.q.view({1, Tc_, NH, HS}), out = a.att.view({1, Tc_, NH, HS});
   const Tensor dout = g.datt.view({1, Tc_, NH, HS}), dq = g.dq.view({1, Tc_, NH, HS});
   attention_backward(dq, g.dk.view({1, Tc_, NKV, HS}), g.dv.view({1, Tc_, NKV, HS}), dout, q,
-                     a.k.view({1, Tc_, NKV, HS}), a.v.view({1, Tc_, NKV, HS}), out, a.lse, params(j_), ctx);
+                     a.k.view({1, Tc_, NKV, HS}), a.v.view({1, Tc_, NKV, HS}), out, a.lse, params(l, j_),
+                     ctx);
   // what the later chunks' queries sent back to this chunk's K and V
   add_grad_page(g.dk, kDK, l, j_, ctx);
   add_grad_page(g.dv, kDV, l, j_, ctx);
@@ -159,17 +161,20 @@ void KvPages::backward(int64_t l, const BlockActs& a, const BlockGrads& g, Conte
     const int s = int(p % 2);
     if (copier_) copier_->wait(sent_[s]);  // this slot's gradients from two pages ago have left
     const Tensor dk = dk_p_[s].t().view({1, Tc_, NKV, HS}), dv = dv_p_[s].t().view({1, Tc_, NKV, HS});
-    attention_backward(dq_p_.t().view({1, Tc_, NH, HS}), dk, dv, dout, q, K, V, out, a.lse, params(p), ctx);
+    attention_backward(dq_p_.t().view({1, Tc_, NH, HS}), dk, dv, dout, q, K, V, out, a.lse, params(l, p),
+                       ctx);
     axpy_inplace(g.dq, 1.f, dq_p_.t().view(g.dq.shape), ctx);
     send_grad_page(l, p, s, ctx);
   }
   if (copier_) copier_->wait_all();  // the collected gradients are complete before the next chunk
 }
 
-AttentionParams KvPages::params(int64_t p) const {
+AttentionParams KvPages::params(int64_t l, int64_t p) const {
   AttentionParams a;
   // an earlier page is wholly in the past of every query of chunk j_: no causal mask (the same result)
   a.causal = p == j_;
+  a.q_offset = (j_ - p) * Tc_;  // chunk j_'s rows relative to page p's: what a sliding window measures
+  a.window = c_.window(l);
   if (masked_) {
     a.q_doc = docs_.t().slice0(j_ * Tc_, Tc_).view({1, Tc_});
     a.k_doc = docs_.t().slice0(p * Tc_, Tc_).view({1, Tc_});

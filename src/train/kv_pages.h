@@ -44,7 +44,7 @@ class KvPages : public AttentionRunner {
   void add_async(Store s, int64_t l, int64_t p, const Tensor& src, const Tensor& src_host, float sc);
 
   // Chunk j_'s queries against chunk p's keys (p <= j_).
-  AttentionParams params(int64_t p) const;
+  AttentionParams params(int64_t l, int64_t p) const;  // block l's queries of chunk j_ against page p
   void prefetch(int64_t l, int64_t p);
   void fetch(int64_t l, int64_t p, Tensor& K, Tensor& V);
   void add_grad_page(Tensor g, Store s, int64_t l, int64_t p, Context& ctx);

@@ -19,7 +19,7 @@ using json = nlohmann::json;
 // "free" (model.init, data.*, eval.*) are checked by their own readers.
 const json& schema() {
   static const json s = json::parse(R"({
-    "model": {"path": "", "init": null},
+    "model": {"path": "", "init": null, "override": null},
     "data": {},
     "seq_len": 1024, "batch_size": 1, "grad_accum": 1, "steps": 100,
     "lr": 3e-4, "min_lr": 3e-5, "warmup_steps": 10, "decay_steps": 0, "weight_decay": 0.1, "grad_clip": 1.0,
@@ -190,6 +190,9 @@ TrainConfig train_config_from_json(json user, const std::string& src) {
         ": set exactly one of model.path and model.init");
   CHECK(c.model_init.is_null() || c.model_init.is_object(), src,
         ": model.init must be a mapping of HF config fields");
+  c.model_override = r["model"]["override"];
+  CHECK(c.model_override.is_null() || c.model_override.is_object(), src,
+        ": model.override must be a mapping of HF config fields (they replace the model's own)");
   c.data = r["data"];
   for (const char* k : {"seq_len", "batch_size", "grad_accum", "steps"}) {
     CHECK(r[k].get<int64_t>() >= 1, src, ": key '", k, "' must be >= 1, got ", r[k].dump());

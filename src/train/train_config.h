@@ -45,6 +45,9 @@ struct TrainConfig {
   int64_t dp = 1;                   // data-parallel groups over the ranks (batch rows split over them)
   int64_t zero = 0;     // ZeRO stage over the ranks: 0, 1 (AdamW state), 2 (+ gradients), 3 (+ weights)
   nlohmann::json eval;  // eval.* after training
+  // model.override: HF config fields that replace the model's (rope_theta, rope_scaling,
+  // max_position_embeddings, ...); the exported config.json carries them
+  nlohmann::json model_override;
 
   int64_t seq_len_at(int64_t step) const;
   int64_t batch_size_at(int64_t step) const;

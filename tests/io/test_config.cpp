@@ -214,24 +214,21 @@ TEST(ConfigTest, ErrorWrongJsonTypes) {
 
 TEST(ConfigTest, ErrorUnsupportedModel) {
   json j = minimal();
-  j["model_type"] = "mistral";
-  expect_parse_error(j, {"model_type 'mistral'", "not supported"});
+  j["model_type"] = "gemma";
+  expect_parse_error(j, {"model_type 'gemma'", "not supported"});
   j["model_type"] = "llama";
   EXPECT_NO_THROW(parse(j));
-  j["attention_bias"] = true;
-  expect_parse_error(j, {"attention_bias", "not supported"});
-  j["attention_bias"] = false;
-  j["mlp_bias"] = true;
-  expect_parse_error(j, {"mlp_bias", "not supported"});
-  j["mlp_bias"] = false;
   j["hidden_act"] = "gelu";
   expect_parse_error(j, {"hidden_act", "'gelu'", "silu"});
+  j["hidden_act"] = "silu";
+  j["partial_rotary_factor"] = 0.5;
+  expect_parse_error(j, {"partial_rotary_factor", "not supported"});
 }
 
 TEST(ConfigTest, ErrorRopeType) {
   json j = minimal();
-  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
-  expect_parse_error(j, {"rope_scaling", "unsupported rope type 'yarn'"});
+  j["rope_scaling"] = {{"rope_type", "longrope"}, {"factor", 4.0}};
+  expect_parse_error(j, {"rope_scaling", "unsupported rope type 'longrope'"});
   j.erase("rope_scaling");
   j["rope_parameters"] = {{"type", "dynamic"}, {"factor", 4.0}};
   expect_parse_error(j, {"rope_parameters", "'dynamic'"});

@@ -21,6 +21,39 @@ LlamaConfig tiny(bool tied, int64_t nkv) {
   return c;
 }
 
+// The other families on the same tiny sizes: every bias, q/k norms with head_dim != C / NH, sliding windows
+// shorter than the batch's rows, yarn.
+LlamaConfig family(const std::string& type) {
+  LlamaConfig c = tiny(false, 2);
+  c.model_type = type;
+  c.rope_scaling = RopeScaling{};
+  if (type == "qwen2") {  // q/k/v biases; a window on block 1 only
+    c.use_sliding_window = true, c.sliding_window = 4, c.max_window_layers = 1;
+    c.rope_scaling.type = "yarn", c.rope_scaling.factor = 4,
+    c.rope_scaling.original_max_position_embeddings = 8;
+  } else if (type == "qwen3") {  // q/k norms, all four attention biases, head_dim 8 != 24 / 4
+    c.head_dim = 8, c.attention_bias = true;
+    c.use_sliding_window = true, c.sliding_window = 5,
+    c.layer_types = {"sliding_attention", "full_attention"};
+  } else if (type == "mistral") {  // every block windowed
+    c.sliding_window = 3;
+  } else {  // llama with every bias
+    c.attention_bias = true, c.mlp_bias = true;
+  }
+  c.validate();
+  return c;
+}
+
+// Biases and norm weights away from their init so that their gradients matter.
+void perturb_vectors(ParamSet& w) {
+  for (size_t i = 0; i < w.specs().size(); i++) {
+    const ParamSpec& s = w.specs()[i];
+    if (s.shape.n != 1) continue;
+    float* p = w.tensor(i).f32();
+    for (int64_t j = 0; j < s.shape.numel(); j++) p[j] += 0.3f * std::sin(float(7 * j + 3 * i));
+  }
+}
+
 struct Batch {
   int64_t B, T;
   std::vector<int32_t> in, lab;
@@ -62,6 +95,73 @@ TEST(Model, StepIsDeterministicAndMatchesFiniteDifferences) {
     std::vector<float> grad(g.all().f32(), g.all().f32() + g.all().numel());
     auto f = [&] { return run(step, w, g2, b, ctx); };
     expect_fd_grad(w.all().f32(), size_t(w.all().numel()), grad.data(), f, "model", 40, 1e-2f, 5e-2, 2e-4);
+  }
+}
+
+// Every parameter of the other families by finite differences, the biases and q/k norms each in full.
+TEST(Model, FamiliesMatchFiniteDifferencesInEveryNewParameter) {
+  for (const char* type : {"qwen2", "qwen3", "mistral", "llama"}) {
+    SCOPED_TRACE(type);
+    const LlamaConfig c = family(type);
+    Memory mem;
+    Context ctx = cpu_context(mem);
+    ParamSet w(c, mem, Tier::device, Tag::weights), g(c, mem, Tier::device, Tag::grads);
+    init_params_random(w, c, 5);
+    perturb_vectors(w);
+    Batch b = make_batch(2, 11, c.vocab_size);
+    GradStep step(c, mem, b.B, b.T);
+    run(step, w, g, b, ctx);
+    const std::vector<float> grad(g.all().f32(), g.all().f32() + g.all().numel());
+    auto f = [&] {
+      ParamSet g2(c, mem, Tier::device, Tag::grads);
+      return run(step, w, g2, b, ctx);
+    };
+    int vectors = 0;
+    for (size_t i = 0; i < w.specs().size(); i++) {
+      const ParamSpec& s = w.specs()[i];
+      const bool fresh =
+          s.name.find(".bias") != std::string::npos || s.name.find("_norm.") != std::string::npos;
+      if (!fresh) continue;
+      vectors++;
+      const float* an = grad.data() + w.offset(i);
+      expect_fd_grad(w.tensor(i).f32(), size_t(s.shape.numel()), an, f, s.name.c_str(), 12, 1e-2f, 5e-2,
+                     2e-4);
+    }
+    const int want = std::string(type) == "qwen2"     ? 2 * 3
+                     : std::string(type) == "qwen3"   ? 2 * 6
+                     : std::string(type) == "mistral" ? 0
+                                                      : 2 * 7;
+    EXPECT_EQ(vectors, want);
+    expect_fd_grad(w.all().f32(), size_t(w.all().numel()), grad.data(), f, "model", 30, 1e-2f, 5e-2, 2e-4);
+  }
+}
+
+// The KV-cache decoder with every family feature (windows shorter than the prompt, biases, q/k norms).
+TEST(Model, KvCacheDecodingOfTheFamiliesMatchesFullForward) {
+  for (const char* type : {"qwen2", "qwen3", "mistral"}) {
+    SCOPED_TRACE(type);
+    const LlamaConfig c = family(type);
+    Memory mem;
+    Context ctx = cpu_context(mem);
+    ParamSet w(c, mem, Tier::device, Tag::weights);
+    init_params_random(w, c, 9);
+    perturb_vectors(w);
+    const int64_t T = 13, V = c.vocab_size;
+    Batch b = make_batch(1, T, V);
+    GradStep step(c, mem, 1, T);
+    Tensor h = step.forward_hidden(w,
+                                   StepInput{Tensor(b.in.data(), {1, T}, DType::I32),
+                                             Tensor(b.lab.data(), {1, T}, DType::I32), Tensor(), Tensor()},
+                                   ctx);
+    std::vector<float> full(size_t(T * V));
+    matmul_forward(Tensor(full.data(), {T, V}), h, w.lm_head, ctx);
+    Decoder d(c, mem, 32);
+    std::vector<float> got = d.feed(w, std::vector<int32_t>(b.in.begin(), b.in.begin() + 6), ctx);
+    for (int64_t t = 5; t < T; t++) {
+      if (t >= 6) got = d.feed(w, {b.in[size_t(t)]}, ctx);
+      for (int64_t v = 0; v < V; v++)
+        ASSERT_NEAR(got[size_t(v)], full[size_t(t * V + v)], 1e-4) << "position " << t << " logit " << v;
+    }
   }
 }
 

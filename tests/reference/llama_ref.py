@@ -130,14 +130,29 @@ def write_safetensors(path, tensors, dtype="F32", metadata=None):
 # config
 # ----------------------------------------------------------------------------
 
+MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
+
+
 def normalize_config(raw, source="config.json"):
-    """HF config dict -> dict with every field the model needs, defaults applied."""
+    """HF config dict -> dict with every field the model needs, defaults applied.
+
+    Per family, as transformers 5's configuration and modeling code reads them:
+    llama: attention_bias (q, k, v, o), mlp_bias (gate, up, down); qwen2: q, k, v biases always, o none,
+    sliding window only with use_sliding_window on layers >= max_window_layers (or as layer_types says);
+    qwen3: attention_bias (q, k, v, o), q_norm/k_norm (RMSNorm over each head before RoPE), head_dim
+    default 128, windows as qwen2; mistral: no biases, sliding_window on every layer when set (absent: 4096).
+    """
     def need(key):
         if key not in raw:
             raise RefError(f"{source}: missing required field {key}")
         return raw[key]
 
     c = {}
+    mt = raw.get("model_type", "llama")
+    if mt not in MODEL_TYPES:
+        raise RefError(f"{source}: model_type {mt} not supported by the reference")
+    c["model_type"] = mt
+    qwen = mt in ("qwen2", "qwen3")
     c["vocab_size"] = int(need("vocab_size"))
     c["hidden_size"] = int(need("hidden_size"))
     c["intermediate_size"] = int(need("intermediate_size"))
@@ -146,14 +161,35 @@ def normalize_config(raw, source="config.json"):
     nkv = raw.get("num_key_value_heads")
     c["num_key_value_heads"] = int(nkv) if nkv is not None else c["num_attention_heads"]
     hd = raw.get("head_dim")
-    c["head_dim"] = int(hd) if hd is not None else c["hidden_size"] // c["num_attention_heads"]
+    if hd is None:
+        hd = 128 if mt == "qwen3" else c["hidden_size"] // c["num_attention_heads"]
+    c["head_dim"] = int(hd)
     c["rms_norm_eps"] = float(raw.get("rms_norm_eps", 1e-6))
     c["tie_word_embeddings"] = bool(raw.get("tie_word_embeddings", False))
-    for flag in ("attention_bias", "mlp_bias"):
-        if raw.get(flag, False):
-            raise RefError(f"{source}: {flag}=true is not supported by the reference")
+    c["max_position_embeddings"] = int(raw.get("max_position_embeddings",
+                                               {"mistral": 131072, "qwen2": 32768, "qwen3": 32768}.get(mt, 2048)))
+    attention_bias = bool(raw.get("attention_bias", False)) if mt in ("llama", "qwen3") else False
+    c["qkv_bias"] = mt == "qwen2" or attention_bias
+    c["o_bias"] = attention_bias
+    c["mlp_bias"] = bool(raw.get("mlp_bias", False)) if mt == "llama" else False
+    c["qk_norm"] = mt == "qwen3"
     if raw.get("hidden_act", "silu") != "silu":
         raise RefError(f"{source}: hidden_act {raw.get('hidden_act')} not supported")
+    L = c["num_hidden_layers"]
+    windows = [0] * L
+    if mt == "mistral":
+        sw = raw["sliding_window"] if "sliding_window" in raw else 4096
+        windows = [int(sw or 0)] * L
+    elif qwen:
+        sw = raw["sliding_window"] if "sliding_window" in raw else 4096
+        if not raw.get("use_sliding_window", False):
+            sw = None
+        types = raw.get("layer_types")
+        if types is None:
+            mwl = int(raw.get("max_window_layers", 28))
+            types = ["sliding_attention" if sw is not None and i >= mwl else "full_attention" for i in range(L)]
+        windows = [int(sw) if t == "sliding_attention" and sw else 0 for t in types]
+    c["windows"] = windows
 
     # rope: transformers <= 4.x uses rope_theta + rope_scaling; 5.x uses rope_parameters
     # (which carries rope_theta itself).
@@ -177,6 +213,18 @@ def normalize_config(raw, source="config.json"):
         c["rope_low_freq_factor"] = float(rope["low_freq_factor"])
         c["rope_high_freq_factor"] = float(rope["high_freq_factor"])
         c["rope_original_max_position_embeddings"] = float(rope["original_max_position_embeddings"])
+    elif rtype == "yarn":
+        orig = rope.get("original_max_position_embeddings",
+                        raw.get("original_max_position_embeddings", c["max_position_embeddings"]))
+        c["rope_original_max_position_embeddings"] = float(orig)
+        factor = rope.get("factor")
+        c["rope_factor"] = float(factor) if factor is not None else c["max_position_embeddings"] / float(orig)
+        c["rope_attention_factor"] = rope.get("attention_factor")
+        c["rope_mscale"] = rope.get("mscale")
+        c["rope_mscale_all_dim"] = rope.get("mscale_all_dim")
+        c["rope_beta_fast"] = float(rope.get("beta_fast") or 32)
+        c["rope_beta_slow"] = float(rope.get("beta_slow") or 1)
+        c["rope_truncate"] = bool(rope.get("truncate", True))
     else:
         raise RefError(f"{source}: rope type {rtype} not supported by the reference")
     if rope.get("partial_rotary_factor", raw.get("partial_rotary_factor", 1.0)) != 1.0:
@@ -187,6 +235,37 @@ def normalize_config(raw, source="config.json"):
     if c["head_dim"] % 2 != 0:
         raise RefError(f"{source}: head_dim must be even")
     return c
+
+
+def yarn_mscale(scale, m=1.0):
+    return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+
+def rope_attention_scale(cfg):
+    """What cos and sin are multiplied by (YaRN's attention_factor; 1 otherwise)."""
+    if cfg["rope_type"] != "yarn":
+        return 1.0
+    if cfg["rope_attention_factor"] is not None:
+        return float(cfg["rope_attention_factor"])
+    if cfg["rope_mscale"] and cfg["rope_mscale_all_dim"]:
+        return yarn_mscale(cfg["rope_factor"], cfg["rope_mscale"]) / yarn_mscale(cfg["rope_factor"], cfg["rope_mscale_all_dim"])
+    return yarn_mscale(cfg["rope_factor"])
+
+
+def yarn_ramp(cfg):
+    """(low, high) of YaRN's linear ramp over the HS/2 frequency indices."""
+    dim, base = cfg["head_dim"], cfg["rope_theta"]
+    ctx = cfg["rope_original_max_position_embeddings"]
+
+    def corr(rot):  # the dimension index that turns `rot` times over the original context
+        return dim * math.log(ctx / (rot * 2 * math.pi)) / (2 * math.log(base))
+    low, high = corr(cfg["rope_beta_fast"]), corr(cfg["rope_beta_slow"])
+    if cfg["rope_truncate"]:
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001
+    return low, high
 
 
 def rope_inv_freq(cfg):
@@ -209,6 +288,10 @@ def rope_inv_freq(cfg):
         smoothed = (1 - smooth) * scaled / factor + smooth * scaled
         medium = (wavelen >= high_freq_wavelen) & (wavelen <= low_freq_wavelen)
         inv_freq = torch.where(medium, smoothed, scaled)
+    elif rtype == "yarn":
+        low, high = yarn_ramp(cfg)
+        ramp = ((torch.arange(hs // 2, dtype=torch.float64) - low) / (high - low)).clamp(0, 1)
+        inv_freq = inv_freq / cfg["rope_factor"] * ramp + inv_freq * (1 - ramp)
     return inv_freq
 
 
@@ -224,14 +307,21 @@ def param_shapes(cfg):
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         s[p + "input_layernorm.weight"] = (C,)
-        s[p + "self_attn.q_proj.weight"] = (NH * HS, C)
-        s[p + "self_attn.k_proj.weight"] = (NKV * HS, C)
-        s[p + "self_attn.v_proj.weight"] = (NKV * HS, C)
+        for name, out in (("q", NH * HS), ("k", NKV * HS), ("v", NKV * HS)):
+            s[p + f"self_attn.{name}_proj.weight"] = (out, C)
+            if cfg["qkv_bias"]:
+                s[p + f"self_attn.{name}_proj.bias"] = (out,)
         s[p + "self_attn.o_proj.weight"] = (C, NH * HS)
+        if cfg["o_bias"]:
+            s[p + "self_attn.o_proj.bias"] = (C,)
+        if cfg["qk_norm"]:
+            s[p + "self_attn.q_norm.weight"] = (HS,)
+            s[p + "self_attn.k_norm.weight"] = (HS,)
         s[p + "post_attention_layernorm.weight"] = (C,)
-        s[p + "mlp.gate_proj.weight"] = (F, C)
-        s[p + "mlp.up_proj.weight"] = (F, C)
-        s[p + "mlp.down_proj.weight"] = (C, F)
+        for name, shape in (("gate", (F, C)), ("up", (F, C)), ("down", (C, F))):
+            s[p + f"mlp.{name}_proj.weight"] = shape
+            if cfg["mlp_bias"]:
+                s[p + f"mlp.{name}_proj.bias"] = (shape[0],)
     s["model.norm.weight"] = (C,)
     if not cfg["tie_word_embeddings"]:
         s["lm_head.weight"] = (V, C)
@@ -349,38 +439,59 @@ def rope_cos_sin(cfg, T):
     pos = torch.arange(T, dtype=torch.float64)
     freqs = pos[:, None] * rope_inv_freq(cfg)[None, :]
     emb = torch.cat((freqs, freqs), dim=-1)  # (T, HS)
-    return emb.cos(), emb.sin()
+    m = rope_attention_scale(cfg)
+    return emb.cos() * m, emb.sin() * m
+
+
+def linear(x, params, name):
+    """x W^T (+ b when the model has that bias): HF nn.Linear."""
+    y = x @ params[name + ".weight"].T
+    b = params.get(name + ".bias")
+    return y if b is None else y + b
+
+
+def attention_mask(T, window):
+    """(T, T) bool: key j visible to query i iff j <= i and (no window or i - window < j)."""
+    i = torch.arange(T)[:, None]
+    j = torch.arange(T)[None, :]
+    m = j <= i
+    if window:
+        m &= j > i - window
+    return m
 
 
 def forward_loss(cfg, params, inputs, labels):
-    """Mean cross-entropy over labels != -100 (HF LlamaForCausalLM with pre-shifted labels)."""
+    """Mean cross-entropy over labels != -100 (HF *ForCausalLM with pre-shifted labels)."""
     B, T = inputs.shape
     NH, NKV, HS = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
     eps = cfg["rms_norm_eps"]
     emb = params["model.embed_tokens.weight"]
     x = emb[inputs]  # (B, T, C)
     cos, sin = rope_cos_sin(cfg, T)
-    mask = torch.ones(T, T, dtype=torch.bool).tril()
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         h = rms_norm(x, params[p + "input_layernorm.weight"], eps)
-        q = (h @ params[p + "self_attn.q_proj.weight"].T).view(B, T, NH, HS).transpose(1, 2)
-        k = (h @ params[p + "self_attn.k_proj.weight"].T).view(B, T, NKV, HS).transpose(1, 2)
-        v = (h @ params[p + "self_attn.v_proj.weight"].T).view(B, T, NKV, HS).transpose(1, 2)
+        q = linear(h, params, p + "self_attn.q_proj").view(B, T, NH, HS)
+        k = linear(h, params, p + "self_attn.k_proj").view(B, T, NKV, HS)
+        v = linear(h, params, p + "self_attn.v_proj").view(B, T, NKV, HS)
+        if cfg["qk_norm"]:  # Qwen3: RMSNorm over each head's HS, before RoPE
+            q = rms_norm(q, params[p + "self_attn.q_norm.weight"], eps)
+            k = rms_norm(k, params[p + "self_attn.k_norm.weight"], eps)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
         rep = NH // NKV  # HF repeat_kv: query head j reads kv head j // rep
         k = k.repeat_interleave(rep, dim=1)
         v = v.repeat_interleave(rep, dim=1)
         scores = (q @ k.transpose(-1, -2)) * (HS ** -0.5)
-        scores = scores.masked_fill(~mask, float("-inf"))
+        scores = scores.masked_fill(~attention_mask(T, cfg["windows"][i]), float("-inf"))
         att = torch.softmax(scores, dim=-1) @ v  # (B, NH, T, HS)
         att = att.transpose(1, 2).reshape(B, T, NH * HS)
-        x = x + att @ params[p + "self_attn.o_proj.weight"].T
+        x = x + linear(att, params, p + "self_attn.o_proj")
         h = rms_norm(x, params[p + "post_attention_layernorm.weight"], eps)
-        g = h @ params[p + "mlp.gate_proj.weight"].T
-        u = h @ params[p + "mlp.up_proj.weight"].T
-        x = x + (torch.nn.functional.silu(g) * u) @ params[p + "mlp.down_proj.weight"].T
+        g = linear(h, params, p + "mlp.gate_proj")
+        u = linear(h, params, p + "mlp.up_proj")
+        x = x + linear(torch.nn.functional.silu(g) * u, params, p + "mlp.down_proj")
     x = rms_norm(x, params["model.norm.weight"], eps)
     head = emb if cfg["tie_word_embeddings"] else params["lm_head.weight"]
     logits = x @ head.T
@@ -408,7 +519,9 @@ def random_params(cfg, seed):
     C = cfg["hidden_size"]
     out = {}
     for name, shape in param_shapes(cfg).items():
-        if len(shape) == 1:
+        if name.endswith(".bias"):  # biases large enough to matter (HF initialises them to 0)
+            t = 0.2 * torch.randn(shape, generator=g, dtype=torch.float64)
+        elif len(shape) == 1:
             t = 1.0 + 0.1 * torch.randn(shape, generator=g, dtype=torch.float64)
         elif name == "model.embed_tokens.weight":
             # tied: it is also the LM head, so O(1) logits; untied: small, so that the first
@@ -471,6 +584,10 @@ def naive_inv_freq(cfg):
             else:
                 s = (L / wl - lo) / (hi - lo)
                 f = (1 - s) * f / fac + s * f
+        elif cfg["rope_type"] == "yarn":
+            low, high = yarn_ramp(cfg)
+            ramp = min(max((i - low) / (high - low), 0.0), 1.0)
+            f = (f / cfg["rope_factor"]) * ramp + f * (1 - ramp)
         out.append(f)
     return out
 
@@ -482,6 +599,7 @@ def naive_loss(cfg, params, inputs, labels):
     NH, NKV, HS = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
     eps, half = cfg["rms_norm_eps"], HS // 2
     inv = naive_inv_freq(cfg)
+    msc = rope_attention_scale(cfg)
 
     def norm(v, w):
         return v / math.sqrt(float(np.dot(v, v)) / v.size + eps) * w
@@ -489,52 +607,63 @@ def naive_loss(cfg, params, inputs, labels):
     def rot(vec, t):
         o = vec.copy()
         for j in range(half):
-            c, s = math.cos(t * inv[j]), math.sin(t * inv[j])
+            c, s = msc * math.cos(t * inv[j]), msc * math.sin(t * inv[j])
             a, b = vec[j], vec[j + half]
             o[j], o[j + half] = a * c - b * s, b * c + a * s
         return o
+
+    def lin(name, v):
+        y = P[name + ".weight"] @ v
+        return y + P[name + ".bias"] if name + ".bias" in P else y
+
+    def head(vec, hh, which, p):
+        part = vec[hh * HS:(hh + 1) * HS]
+        if cfg["qk_norm"]:
+            part = norm(part, P[p + f"self_attn.{which}_norm.weight"])
+        return part
 
     total, count = 0.0, 0
     for b in range(B):
         xs = [P["model.embed_tokens.weight"][int(inputs[b, t])].copy() for t in range(T)]
         for i in range(cfg["num_hidden_layers"]):
             p = f"model.layers.{i}."
+            W = cfg["windows"][i]
             hs = [norm(x, P[p + "input_layernorm.weight"]) for x in xs]
-            Wq, Wk, Wv, Wo = (P[p + "self_attn." + k + "_proj.weight"] for k in "qkvo")
-            qs = [Wq @ h for h in hs]
-            ks = [Wk @ h for h in hs]
-            vs = [Wv @ h for h in hs]
+            qs = [lin(p + "self_attn.q_proj", h) for h in hs]
+            ks = [lin(p + "self_attn.k_proj", h) for h in hs]
+            vs = [lin(p + "self_attn.v_proj", h) for h in hs]
             new = []
             for t in range(T):
                 heads = []
                 for hh in range(NH):
                     kv = hh // (NH // NKV)
-                    qv = rot(qs[t][hh * HS:(hh + 1) * HS], t)
+                    qv = rot(head(qs[t], hh, "q", p), t)
+                    seen = [u for u in range(t + 1) if not W or u > t - W]
                     sc = []
-                    for u in range(t + 1):
-                        kvec = rot(ks[u][kv * HS:(kv + 1) * HS], u)
+                    for u in seen:
+                        kvec = rot(head(ks[u], kv, "k", p), u)
                         sc.append(float(np.dot(qv, kvec)) / math.sqrt(HS))
                     m = max(sc)
                     e = [math.exp(z - m) for z in sc]
                     z = sum(e)
-                    o = sum((e[u] / z) * vs[u][kv * HS:(kv + 1) * HS] for u in range(t + 1))
+                    o = sum((e[n] / z) * vs[u][kv * HS:(kv + 1) * HS] for n, u in enumerate(seen))
                     heads.append(o)
-                new.append(xs[t] + Wo @ np.concatenate(heads))
+                new.append(xs[t] + lin(p + "self_attn.o_proj", np.concatenate(heads)))
             xs = new
             out = []
             for x in xs:
                 h = norm(x, P[p + "post_attention_layernorm.weight"])
-                gt = P[p + "mlp.gate_proj.weight"] @ h
-                up = P[p + "mlp.up_proj.weight"] @ h
+                gt = lin(p + "mlp.gate_proj", h)
+                up = lin(p + "mlp.up_proj", h)
                 act = gt / (1.0 + np.exp(-gt)) * up
-                out.append(x + P[p + "mlp.down_proj.weight"] @ act)
+                out.append(x + lin(p + "mlp.down_proj", act))
             xs = out
-        head = P["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else P["lm_head.weight"]
+        head_w = P["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else P["lm_head.weight"]
         for t in range(T):
             lab = int(labels[b, t])
             if lab == IGNORE_INDEX:
                 continue
-            lg = head @ norm(xs[t], P["model.norm.weight"])
+            lg = head_w @ norm(xs[t], P["model.norm.weight"])
             m = lg.max()
             total += (m + math.log(np.exp(lg - m).sum())) - lg[lab]
             count += 1
@@ -551,6 +680,22 @@ SELF_TEST_CONFIGS = [
     dict(vocab_size=31, hidden_size=12, intermediate_size=13, num_hidden_layers=1,
          num_attention_heads=2, num_key_value_heads=1,
          rope_parameters=dict(rope_type="linear", factor=2.0, rope_theta=100.0)),
+    # qwen2: q/k/v biases, a sliding window on layer 1 only, yarn (transformers 4.x layout)
+    dict(model_type="qwen2", vocab_size=27, hidden_size=16, intermediate_size=18, num_hidden_layers=2,
+         num_attention_heads=4, num_key_value_heads=2, use_sliding_window=True, sliding_window=4,
+         max_window_layers=1, rope_theta=300.0,
+         rope_scaling=dict(type="yarn", factor=4.0, original_max_position_embeddings=8)),
+    # qwen3: q/k norms, all four attention biases, head_dim != hidden / heads, yarn with its own
+    # attention_factor and betas (5.x layout)
+    dict(model_type="qwen3", vocab_size=25, hidden_size=12, intermediate_size=14, num_hidden_layers=2,
+         num_attention_heads=2, num_key_value_heads=1, head_dim=8, attention_bias=True,
+         rope_parameters=dict(rope_type="yarn", rope_theta=200.0, factor=3.0, original_max_position_embeddings=6,
+                              attention_factor=1.3, beta_fast=8.0, beta_slow=2.0, truncate=False)),
+    # mistral: sliding window on every layer; llama with both bias flags
+    dict(model_type="mistral", vocab_size=23, hidden_size=12, intermediate_size=15, num_hidden_layers=2,
+         num_attention_heads=3, num_key_value_heads=1, sliding_window=3, tie_word_embeddings=True),
+    dict(model_type="llama", vocab_size=21, hidden_size=8, intermediate_size=10, num_hidden_layers=1,
+         num_attention_heads=2, attention_bias=True, mlp_bias=True),
 ]
 
 
