@@ -22,6 +22,30 @@ LlamaConfig awkward(int64_t layers = 3) {
   return c;
 }
 
+// The other families on the same awkward sizes: qwen3 (q/k norms, all four attention biases,
+// head_dim 12 != 40 / 4, a sliding window on block 0 only, yarn), mistral (a window on every block),
+// qwen2 (q/k/v biases, windows from block 1 on), llama with MLP biases; windows shorter than the rows
+// and than a chunk plus its predecessor, so chunk pages and ring segments cut through them.
+LlamaConfig family(const std::string& type, int64_t layers = 3) {
+  LlamaConfig c = awkward(layers);
+  c.model_type = type;
+  if (type == "qwen3") {
+    c.head_dim = 12, c.attention_bias = true, c.use_sliding_window = true, c.sliding_window = 9;
+    c.layer_types.assign(size_t(layers), "full_attention");
+    c.layer_types[0] = "sliding_attention";
+    c.rope_scaling.type = "yarn", c.rope_scaling.factor = 4,
+    c.rope_scaling.original_max_position_embeddings = 16;
+  } else if (type == "mistral") {
+    c.sliding_window = 11;
+  } else if (type == "qwen2") {
+    c.use_sliding_window = true, c.sliding_window = 13, c.max_window_layers = 1;
+  } else {
+    c.mlp_bias = true;
+  }
+  c.validate();
+  return c;
+}
+
 struct Tokens {
   int64_t B, T;
   std::vector<int32_t> in, lab, pos, doc;
@@ -55,6 +79,11 @@ Result run_plan(const LlamaConfig& c, const Plan& p, Tokens& tk, uint64_t draw =
   Context ctx = cpu_context(mem);
   ParamSet w(c, mem, Tier::device, Tag::weights), g(c, mem, Tier::device, Tag::grads);
   init_params_random(w, c, 11);
+  if (c.model_type != "llama" || c.mlp_bias)  // biases and norms away from 0 and 1
+    for (size_t i = 0; i < w.specs().size(); i++)
+      if (w.specs()[i].shape.n == 1)
+        for (int64_t j = 0; j < w.specs()[i].shape.numel(); j++)
+          w.tensor(i).f32()[j] += 0.3f * std::sin(float(5 * j + i));
   AnyStep step(c, mem, tk.B, tk.T, p);
   g.zero();
   Result r;
@@ -117,6 +146,9 @@ void expect_peaks_match(const LlamaConfig& c, const Plan& p, int64_t B, int64_t 
   }
   const MemoryPrediction pred = predict_memory(c, p, B, T, Purpose::grad);
   SCOPED_TRACE(describe(p) + " B=" + std::to_string(B) + " T=" + std::to_string(T));
+  for (Tag t : {Tag::weights, Tag::grads})  // parameters and gradients to the byte
+    EXPECT_EQ(mem.tracker().tag(Tier::device, t).peak, pred.tag[size_t(Tier::device)][size_t(t)])
+        << tag_name(t);
   for (int i = 0; i < kNumTiers; i++) {
     const int64_t got = mem.tracker().tier(Tier(i)).peak, want = pred.tier[size_t(i)];
     EXPECT_LE(std::abs(double(got - want)), 0.05 * double(want))
@@ -279,6 +311,99 @@ TEST(Plan, SpacoIsUnbiasedAndItsErrorFallsAsOneOverRootDraws) {
   EXPECT_LT(e256, e16 / 2.5);
   EXPECT_LT(e1024, e256 / 1.4);
   EXPECT_LT(e1024, 0.1);
+}
+
+// Every family under the plans and chunk modes: the plain step's loss and gradients (windows that
+// chunk pages cut, q/k norms kept by selective recompute, biases in tiled MLPs).
+TEST(Plan, TheFamiliesGiveThePlainStepUnderEveryPlanAndChunkMode) {
+  const std::string dir = ::testing::TempDir();
+  int combos = 0;
+  for (const char* type : {"qwen3", "mistral", "qwen2", "llama"}) {
+    const LlamaConfig c = family(type);
+    for (int64_t B : {2, 1}) {
+      Tokens tk = tokens(B, 37, c.vocab_size);
+      const Result ref = run_plan(c, plain(), tk);
+      std::vector<Plan> plans;
+      for (Recompute rc : {Recompute::none, Recompute::full, Recompute::selective})
+        for (Offload off : {Offload::none, Offload::host, Offload::disk}) {
+          Plan p;
+          p.recompute = rc, p.offload = off, p.mlp_tiles = off == Offload::host ? 3 : 1;
+          p.loss_tiles = rc == Recompute::full ? 5 : 0;
+          if (off == Offload::disk) p.offload_dir = dir;
+          if (B == 2) plans.push_back(p);
+          for (int64_t chunk : {8, 13}) {  // SeCO: 5 and 3 chunks (the last padded)
+            if (B == 2 || (rc == Recompute::none && off == Offload::disk)) continue;
+            p.chunk_mode = ChunkMode::seco, p.chunk_size = chunk, p.mlp_tiles = 1;
+            plans.push_back(p);
+          }
+        }
+      for (const Plan& p : plans) {
+        SCOPED_TRACE(std::string(type) + " " + describe(p));
+        const Result r = run_plan(c, p, tk);
+        EXPECT_NEAR(r.loss, ref.loss, 1e-5 * std::fabs(ref.loss));
+        EXPECT_LT(max_rel_diff(r.grads, ref.grads), 1e-5);
+        combos++;
+      }
+      if (B == 1) {  // SpaCO logs the whole forward's loss
+        Plan p;
+        p.chunk_mode = ChunkMode::spaco, p.chunk_size = 8, p.chunk_budget = 2;
+        EXPECT_NEAR(run_plan(c, p, tk, 3).loss, ref.loss, 1e-5 * std::fabs(ref.loss)) << type;
+      }
+    }
+  }
+  EXPECT_EQ(combos, 4 * (9 + 16));
+}
+
+// The new parameters (biases, q/k norms) and their gradients and AdamW moments, to the byte: the table
+// counted by hand, the ParamSet as allocated, the prediction against a step's measured peaks.
+TEST(Plan, TheFamiliesParametersAreCountedToTheByte) {
+  const std::string dir = ::testing::TempDir();
+  for (const char* type : {"qwen3", "mistral", "qwen2", "llama"}) {
+    SCOPED_TRACE(type);
+    const LlamaConfig c = family(type, 2);
+    const int64_t C = c.hidden_size, F = c.intermediate_size, Cq = c.q_dim(), Ckv = c.kv_dim(),
+                  V = c.vocab_size;
+    const std::string t = type;
+    const int64_t extra = t == "qwen3"   ? Cq + 2 * Ckv + C + 2 * c.head_dim
+                          : t == "qwen2" ? Cq + 2 * Ckv
+                          : t == "llama" ? 2 * F + C
+                                         : 0;
+    const int64_t per_layer = 2 * C * Cq + 2 * C * Ckv + 3 * C * F + 2 * C + extra;
+    int64_t numel = 0, padded = 0;
+    for (const ParamSpec& s : llama_param_table(c))
+      numel += s.shape.numel(), padded += (s.shape.numel() + 15) / 16 * 16;
+    EXPECT_EQ(numel, 2 * V * C + C + c.num_hidden_layers * per_layer);
+    EXPECT_EQ(param_bytes(c), 4 * padded);
+    {
+      Memory mem;
+      ParamSet w(c, mem, Tier::device, Tag::weights);
+      EXPECT_EQ(mem.tracker().tag(Tier::device, Tag::weights).current, param_bytes(c));
+    }
+    for (Purpose why : {Purpose::grad, Purpose::train}) {
+      const MemoryPrediction m = predict_memory(c, plain(), 1, 64, why);
+      EXPECT_EQ(m.tag[size_t(Tier::device)][size_t(Tag::weights)], param_bytes(c));
+      EXPECT_EQ(m.tag[size_t(Tier::device)][size_t(Tag::grads)], param_bytes(c));
+      EXPECT_EQ(m.tag[size_t(Tier::device)][size_t(Tag::optim)],
+                why == Purpose::train ? 2 * param_bytes(c) : 0);
+    }
+    // LoRA: the base (biases and norms included) frozen, only the adapters trained
+    Plan lp = plain();
+    lp.lora.rank = 2;
+    const MemoryPrediction ml = predict_memory(c, lp, 1, 64, Purpose::train);
+    EXPECT_EQ(ml.tag[size_t(Tier::device)][size_t(Tag::grads)], lora_param_bytes(c, lp.lora));
+    EXPECT_EQ(ml.tag[size_t(Tier::device)][size_t(Tag::optim)], 2 * lora_param_bytes(c, lp.lora));
+    // measured against predicted, every tier and tag, over plans that keep, drop and offload the q/k rows
+    for (Recompute rc : {Recompute::none, Recompute::selective, Recompute::full}) {
+      Plan p;
+      p.recompute = rc, p.offload = rc == Recompute::full ? Offload::disk : Offload::host;
+      p.mlp_tiles = rc == Recompute::none ? 1 : 0;
+      if (p.offload == Offload::disk) p.offload_dir = dir;
+      expect_peaks_match(c, p, 2, 100);
+    }
+    Plan sc;
+    sc.chunk_mode = ChunkMode::seco, sc.chunk_size = 32, sc.offload = Offload::host;
+    expect_peaks_match(c, sc, 1, 100);
+  }
 }
 
 TEST(Plan, EachTechniqueSavesWhatItShould) {
