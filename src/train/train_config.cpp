@@ -3,6 +3,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cctype>
+#include <cfloat>
+#include <cmath>
 #include <fstream>
 #include <map>
 
@@ -102,7 +104,8 @@ json yaml_to_json(const YAML::Node& n, const std::string& src) {
   const long long i = std::strtoll(s.c_str(), &end, 10);
   if (!s.empty() && *end == '\0' && errno == 0) return i;
   const double d = std::strtod(s.c_str(), &end);
-  if (!s.empty() && *end == '\0') return d;
+  // inf and nan stay strings: no config number may be one (a key that wants a number says so)
+  if (!s.empty() && *end == '\0' && std::isfinite(d)) return d;
   return s;
 }
 
@@ -197,6 +200,19 @@ TrainConfig train_config_from_json(json user, const std::string& src) {
   for (const char* k : {"seq_len", "batch_size", "grad_accum", "steps"}) {
     CHECK(r[k].get<int64_t>() >= 1, src, ": key '", k, "' must be >= 1, got ", r[k].dump());
   }
+  // positions are int32; a batch of more than 2^40 tokens is a typo, not a run
+  CHECK(r["seq_len"].get<int64_t>() <= INT32_MAX, src, ": key 'seq_len' ", r["seq_len"].dump(),
+        " is absurd (limit ", INT32_MAX, ")");
+  CHECK(r["batch_size"].get<int64_t>() <= (int64_t(1) << 40) / r["seq_len"].get<int64_t>(), src,
+        ": batch_size * seq_len is absurd (more than 2^40 tokens)");
+  for (const char* k : {"warmup_steps", "save_every", "stop_after"})
+    CHECK(r[k].get<int64_t>() >= 0, src, ": key '", k, "' must be >= 0, got ", r[k].dump());
+  for (const char* k : {"lr", "min_lr", "weight_decay", "grad_clip"})
+    CHECK(r[k].get<double>() >= 0 && r[k].get<double>() <= FLT_MAX, src, ": key '", k,
+          "' must be >= 0 and fit a float, got ", r[k].dump());
+  for (const char* k : {"beta1", "beta2"})
+    CHECK(r[k].get<double>() >= 0 && r[k].get<double>() < 1, src, ": key '", k, "' must be in [0, 1), got ",
+          r[k].dump());
   c.seq_len = r["seq_len"], c.batch_size = r["batch_size"], c.grad_accum = r["grad_accum"],
   c.steps = r["steps"];
   c.lr = r["lr"], c.min_lr = r["min_lr"], c.weight_decay = r["weight_decay"], c.grad_clip = r["grad_clip"];
@@ -277,10 +293,14 @@ TrainConfig train_config_from_json(json user, const std::string& src) {
       if (k == "grad_accum") cs.grad_accum = it.value();
       if (k == "lr_scale") cs.lr_scale = it.value();
     }
-    CHECK(cs.seq_len >= 1, src, ": curriculum seq_len must be >= 1");
+    CHECK(cs.seq_len >= 1 && cs.seq_len <= INT32_MAX, src, ": curriculum seq_len must be in [1, ", INT32_MAX,
+          "], got ", cs.seq_len);
+    CHECK(std::max<int64_t>(cs.batch_size, 1) <= (int64_t(1) << 40) / cs.seq_len, src,
+          ": curriculum batch_size * seq_len is absurd (more than 2^40 tokens)");
     CHECK(!st.contains("batch_size") || cs.batch_size >= 1, src, ": curriculum batch_size must be >= 1");
     CHECK(!st.contains("grad_accum") || cs.grad_accum >= 1, src, ": curriculum grad_accum must be >= 1");
-    CHECK(cs.lr_scale > 0, src, ": curriculum lr_scale must be > 0");
+    CHECK(cs.lr_scale > 0 && cs.lr_scale <= FLT_MAX, src,
+          ": curriculum lr_scale must be > 0 and fit a float");
     c.curriculum.push_back(cs);
   }
   return c;

@@ -671,6 +671,22 @@ TEST_F(TrainConfigFile, NullIsAnErrorExceptForMappings) {
   EXPECT_EQ(c.plan.lora.rank, 0);
 }
 
+TEST_F(TrainConfigFile, NumbersMustBeFiniteAndInRange) {
+  // inf / nan used to become numbers (strtod reads them): lr: inf passed "lr > 0", and float(1e300)
+  // for AdamW is undefined; now they stay strings, and the optimizer numbers must fit a float
+  expect_error([&] { load("model: {path: m}\nlr: inf\n"); }, {"t.yaml", "'lr'", "number", "string"});
+  expect_error([&] { load("model: {path: m}\nweight_decay: nan\n"); }, {"t.yaml", "'weight_decay'"});
+  expect_error([&] { load("model: {path: m}\nlr: 1.0e+300\n"); }, {"t.yaml", "'lr'", "fit a float"});
+  expect_error([&] { load("model: {path: m}\nbeta2: 1.5\n"); }, {"t.yaml", "'beta2'", "[0, 1)"});
+  expect_error([&] { load("model: {path: m}\nwarmup_steps: -3\n"); }, {"t.yaml", "'warmup_steps'", ">= 0"});
+  expect_error([&] { load("model: {path: m}\nseq_len: 4294967296\n"); }, {"t.yaml", "'seq_len'", "absurd"});
+  expect_error([&] { load("model: {path: m}\nseq_len: 1048576\nbatch_size: 2097152\n"); },
+               {"t.yaml", "batch_size * seq_len", "absurd"});
+  expect_error([&] { load("model: {path: m}\ncurriculum: [{until_step: 5, seq_len: 4294967296}]\n"); },
+               {"t.yaml", "curriculum seq_len"});
+  EXPECT_EQ(load("model: {path: m}\nout_dir: nan\n").out_dir, "nan");  // a string where a string is wanted
+}
+
 }  // namespace
 
 #include "train/progress.h"
