@@ -109,6 +109,8 @@ RopeScaling parse_rope(const json& r, const std::string& field, const std::strin
     rs.factor =
         f.has("factor") ? f.f64("factor") : double(max_pos) / double(rs.original_max_position_embeddings);
     rs.attention_factor = f.f64("attention_factor", 0);
+    if (f.has("attention_factor") && !(rs.attention_factor > 0))
+      f.bad("attention_factor", "must be positive (it scales cos and sin)");
     rs.mscale = f.f64("mscale", 0), rs.mscale_all_dim = f.f64("mscale_all_dim", 0);
     // `or 32` / `or 1` in transformers: 0 means the default too
     rs.beta_fast = f.f64("beta_fast", 0) != 0 ? f.f64("beta_fast") : 32.0;

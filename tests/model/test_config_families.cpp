@@ -189,6 +189,8 @@ TEST(Families, YarnInBothLayoutsAndItsDefaults) {
   EXPECT_EQ(parse(j).rope_scaling.factor, 4.0);
   j["rope_parameters"] = {{"rope_type", "dynamic"}, {"factor", 2.0}};
   expect_error([&] { parse(j); }, {"fam/config.json", "'dynamic'", "not supported", "yarn"});
+  j["rope_parameters"] = {{"rope_type", "yarn"}, {"factor", 2.0}, {"attention_factor", 0.0}};
+  expect_error([&] { parse(j); }, {"fam/config.json", "attention_factor", "positive"});
   j["rope_parameters"] = {{"rope_type", "yarn"}, {"factor", 2.0}, {"beta_fast", 1}, {"beta_slow", 4}};
   expect_error([&] { parse(j); }, {"fam/config.json", "beta_fast >= beta_slow"});
   j["rope_parameters"] = {{"rope_type", "yarn"}, {"factor", 2.0}, {"partial_rotary_factor", 0.5}};

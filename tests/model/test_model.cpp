@@ -190,6 +190,34 @@ TEST(Model, StepFlopsCountWhatTheLossNeeds) {
   }
 }
 
+// With sliding windows a query sees at most `window` keys; mistral windows every block, qwen2 here only
+// block 1 (the last), qwen3 only block 0.
+TEST(Model, StepFlopsCountOnlyTheKeysInTheWindow) {
+  for (const char* type : {"mistral", "qwen2", "qwen3"}) {
+    const LlamaConfig c = family(type);
+    const int64_t B = 2, T = 17, C = c.hidden_size, F = c.intermediate_size, Cq = c.q_dim(), Ckv = c.kv_dim();
+    const int64_t L = c.num_hidden_layers, NH = c.num_attention_heads, HS = c.head_dim, V = c.vocab_size;
+    for (int64_t S : {T, int64_t(6)}) {
+      double fwd = 0;
+      for (int64_t l = 0; l < L; l++)
+        for (int64_t b = 0; b < B; b++)
+          for (int64_t t = 0; t < T; t++) {
+            fwd += 2.0 * 2 * C * Ckv;
+            if (l + 1 == L && t < T - S) continue;
+            fwd += 2.0 * (C * Cq + Cq * C + 3 * C * F);
+            for (int64_t j = 0; j <= t; j++)
+              if (c.window(l) == 0 || j > t - c.window(l)) fwd += 4.0 * NH * HS;
+          }
+      fwd += 2.0 * B * S * C * V;
+      EXPECT_NEAR(step_flops(c, B, T, false, S == T ? 0 : S).model, 3 * fwd, 1e-9 * fwd) << type << " " << S;
+    }
+  }
+  EXPECT_EQ(attention_pairs(0, 10, 0), 55);
+  EXPECT_EQ(attention_pairs(0, 10, 3), 1 + 2 + 3 * 8);
+  EXPECT_EQ(attention_pairs(5, 5, 3), 15);
+  EXPECT_EQ(attention_pairs(5, 5, 100), 6 + 7 + 8 + 9 + 10);
+}
+
 TEST(Model, DeviceBudgetIsEnforcedBeforeTheStepRuns) {
   const LlamaConfig c = tiny(true, 2);
   Memory mem;

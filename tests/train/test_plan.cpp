@@ -261,6 +261,41 @@ TEST(Plan, TheLastBlockOnTheLabeledSuffixEqualsTheWholeBlock) {
   EXPECT_EQ(cases, 108);
 }
 
+// The suffix pass of the last block with q/k norms (qwen3: norm rows cut to the suffix), biases and a
+// window in the last block (mistral, qwen2): the whole block's loss and gradients.
+TEST(Plan, TheFamiliesLastBlockOnTheLabeledSuffixEqualsTheWholeBlock) {
+  for (const char* type : {"qwen3", "mistral", "qwen2"}) {
+    const LlamaConfig c = family(type);
+    Tokens tk = tokens(2, 37, c.vocab_size);
+    for (int64_t b = 0; b < tk.B; b++)
+      for (int64_t i = 0; i < 21 + 4 * b; i++) tk.lab[size_t(b * tk.T + i)] = -100;
+    for (Recompute rc : {Recompute::none, Recompute::selective}) {
+      Plan p = plain();
+      p.recompute = rc, p.mlp_tiles = rc == Recompute::none ? 1 : 3;
+      SCOPED_TRACE(std::string(type) + " " + describe(p));
+      Result r[2];
+      for (int suffix : {0, 1}) {
+        Memory mem;
+        Context ctx = cpu_context(mem);
+        ParamSet w(c, mem, Tier::device, Tag::weights), g(c, mem, Tier::device, Tag::grads);
+        init_params_random(w, c, 11);
+        for (size_t i = 0; i < w.specs().size(); i++)
+          if (w.specs()[i].shape.n == 1)
+            for (int64_t j = 0; j < w.specs()[i].shape.numel(); j++)
+              w.tensor(i).f32()[j] += 0.2f * std::cos(float(j));
+        GradStep step(c, mem, tk.B, tk.T, p);
+        step.set_label_suffix(suffix == 1);
+        g.zero();
+        r[suffix].loss = step.run(w, g, tk.input(), ctx);
+        r[suffix].grads.assign(g.all().f32(), g.all().f32() + g.all().numel());
+        EXPECT_EQ(step.suffix_rows(), suffix ? 37 - 21 : 37);
+      }
+      EXPECT_NEAR(r[1].loss, r[0].loss, 1e-5 * std::fabs(r[0].loss));
+      EXPECT_LT(max_rel_diff(r[1].grads, r[0].grads), 1e-5);
+    }
+  }
+}
+
 TEST(Plan, SecoEqualsThePlainStepWithEveryPlanInsideTheChunks) {
   const LlamaConfig c = awkward();
   Tokens tk = tokens(1, 37, c.vocab_size);
