@@ -13,12 +13,14 @@ namespace longctx::cli {
 namespace {
 
 struct Opts {
-  std::string model, adapter, out;
+  std::string model, adapter, out, config;
 };
 
 int run_merge(const Opts& o) {
   CHECK(std::filesystem::is_directory(o.model), o.model, ": model directory not found");
-  const LlamaConfig c = load_llama_config(o.model + "/config.json");
+  // --config: the config the adapter was trained under (a LoRA run with model.override writes it as
+  // base_config.json), which the merged model keeps; its shapes must be the base's
+  const LlamaConfig c = load_llama_config(o.config.empty() ? o.model + "/config.json" : o.config);
   const LoraConfig lc = load_lora_config(o.adapter);
   Memory mem;
   ParamSet w(c, mem, Tier::host, Tag::weights);
@@ -40,6 +42,9 @@ Run add_merge(CLI::App& app) {
   app.add_option("--adapter", o->adapter, "PEFT LoRA adapter directory (adapter_config.json + safetensors)")
       ->required();
   app.add_option("--out", o->out, "merged model directory to write")->required();
+  app.add_option("--config", o->config,
+                 "config.json for the merged model (default: the base's; a LoRA run with model.override "
+                 "writes base_config.json)");
   return [o] { return run_merge(*o); };
 }
 

@@ -448,6 +448,13 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
       on_host(*md.w, c, ctx, true, true, [&](ParamSet& w) { merge_lora(w, a, md.lc); });
     });
     std::printf("LoRA adapter (PEFT format) written to %s\n", cfg.out_dir.c_str());
+    if (!cfg.model_override.is_null()) {  // the base's config as trained (e.g. YaRN): load the base with it
+      std::ofstream(fs::path(cfg.out_dir) / "base_config.json") << llama_config_to_json(c) << "\n";
+      std::printf(
+          "the base model's config as overridden (model.override) is %s/base_config.json: load the base "
+          "with it (merge-lora --config takes it)\n",
+          cfg.out_dir.c_str());
+    }
   } else {
     on_host(*md.w, c, ctx, true, false, [&](ParamSet& w) { save_model_dir(cfg.out_dir, c, w); });
     std::printf("final model written to %s\n", cfg.out_dir.c_str());

@@ -200,11 +200,10 @@ def test_override(exe, d, model):
     cfg["rope_theta"] = 20000.0
     json.dump(cfg, open(os.path.join(edited, "config.json"), "w"))
     outs = {}
-    for tag, m, extra in (("override", model, ["model.override.rope_scaling.rope_type=yarn",
-                                                "model.override.rope_scaling.factor=4",
-                                                "model.override.rope_scaling.original_max_position_embeddings=32",
-                                                "model.override.rope_theta=20000.0"]),
-                          ("edited", edited, [])):
+    extra_override = ["model.override.rope_scaling.rope_type=yarn", "model.override.rope_scaling.factor=4",
+                      "model.override.rope_scaling.original_max_position_embeddings=32",
+                      "model.override.rope_theta=20000.0"]
+    for tag, m, extra in (("override", model, extra_override), ("edited", edited, [])):
         out = os.path.join(d, "train_" + tag)
         y = os.path.join(d, tag + ".yaml")
         open(y, "w").write(TRAIN % dict(model=m, tokens=toks, out=out))
@@ -230,6 +229,21 @@ def test_override(exe, d, model):
     check("the exported weights keep their HF names (q/k/v biases)",
           "model.layers.1.self_attn.q_proj.bias" in tensors and "model.layers.0.self_attn.v_proj.bias" in tensors,
           str(sorted(tensors)[:6]))
+    # LoRA under an override: the adapter plus the base's config as trained, which merge-lora --config keeps
+    out = os.path.join(d, "train_lora_override")
+    y = os.path.join(d, "lora_override.yaml")
+    open(y, "w").write(TRAIN % dict(model=model, tokens=toks, out=out) + "lora: {rank: 2}\n")
+    r = run([exe, "train", y] + extra_override)
+    merged = os.path.join(d, "merged_override")
+    r2 = run([exe, "merge-lora", "--model", model, "--adapter", out, "--out", merged, "--config",
+              os.path.join(out, "base_config.json")]) if r.returncode == 0 else r
+    try:
+        mc = json.load(open(os.path.join(merged, "config.json")))
+    except (OSError, ValueError):
+        mc = {}
+    check("LoRA with model.override writes base_config.json; merge-lora --config keeps the override",
+          r2.returncode == 0 and (mc.get("rope_scaling") or {}).get("rope_type") == "yarn"
+          and mc.get("rope_theta") == 20000.0, (r.stderr + r2.stderr).strip()[-300:])
     r = run([exe, "train", os.path.join(d, "override.yaml"), "model.override=5"])
     check("error: model.override that is not a mapping",
           r.returncode == 1 and "model.override" in r.stderr and len(r.stderr.strip().splitlines()) == 1,
