@@ -50,15 +50,16 @@ StepLayout step_layout(const LlamaConfig& c, const Plan& plan, int64_t B, int64_
   const Plan& p = s.plan;
   s.B = B, s.T = T;
   s.Tc = p.chunked() ? std::min(p.chunk_size, T) : T;
-  s.N = B * s.Tc;
+  const int64_t rows = p.chunked() ? 1 : B;  // chunk modes run a batch's rows one after another
+  s.N = rows * s.Tc;
   s.mlp_tile = (s.N + p.mlp_tiles - 1) / p.mlp_tiles;
   s.loss_tile =
       p.loss_tiles == 0 ? lm_head_loss_auto_tile(s.N, c.vocab_size) : (s.N + p.loss_tiles - 1) / p.loss_tiles;
   const bool tiled = s.mlp_tile < s.N;
   s.saved.push_back({"inp", {s.N, c.hidden_size}});
-  for (const ActSpec& a : block_act_table(c, B, s.Tc, s.mlp_tile))
+  for (const ActSpec& a : block_act_table(c, rows, s.Tc, s.mlp_tile))
     (kept(a.name, p.recompute, tiled) ? s.saved : s.scratch).push_back(a);
-  s.grads = block_grad_table(c, B, s.Tc);
+  s.grads = block_grad_table(c, rows, s.Tc);
   if (p.lora.enabled()) {  // the adapters' (rows, r) scratch
     s.grads.push_back({"lora_u", {s.N, p.lora.rank}});
     s.grads.push_back({"lora_g", {s.N, p.lora.rank}});

@@ -115,15 +115,13 @@ void validate_plan(const Plan& p, int64_t B, int64_t T) {
         " clashes with --chunk-mode none: chunks need seco or spaco");
   CHECK(p.chunk_mode == ChunkMode::spaco || p.chunk_budget == 0, "plan: --chunk-budget ", p.chunk_budget,
         " clashes with --chunk-mode ", chunk_mode_name(p.chunk_mode), ": only spaco draws chunks");
-  const int64_t rows = B * (p.chunked() && p.chunk_size > 0 ? std::min(p.chunk_size, T) : T);
+  const int64_t rows = p.chunked() ? (p.chunk_size > 0 ? std::min(p.chunk_size, T) : T) : B * T;
   CHECK(p.mlp_tiles <= rows, "plan: --mlp-tiles ", p.mlp_tiles, " is more than the ", rows,
         " rows the MLP sees");
   CHECK(p.loss_tiles <= rows, "plan: --loss-tiles ", p.loss_tiles, " is more than the ", rows,
         " rows the loss sees");
   if (p.chunked()) {
     CHECK(p.chunk_size >= 1, "plan: --chunk-size must be >= 1, got ", p.chunk_size);
-    CHECK(B == 1, "plan: --chunk-mode ", chunk_mode_name(p.chunk_mode),
-          " runs one sequence at a time; batch size ", B, " clashes with it (use grad_accum)");
     const int64_t k = (T + p.chunk_size - 1) / p.chunk_size;
     if (p.chunk_mode == ChunkMode::spaco)
       CHECK(p.chunk_budget >= 1 && p.chunk_budget <= k, "plan: --chunk-budget ", p.chunk_budget,

@@ -16,10 +16,9 @@ int distance(const Plan& a, const Plan& b) {
 
 std::vector<Candidate> search_plans(const LlamaConfig& c, const Plan& base, int64_t B, int64_t T, Purpose why,
                                     const MachineRates& r) {
-  // chunk sizes for SeCO: powers of two from 256 below T (one sequence only)
+  // chunk sizes for SeCO: powers of two from 256 below T (a batch's rows run one after another)
   std::vector<int64_t> chunks = {0};
-  if (B == 1)
-    for (int64_t cs = 256; cs < T; cs *= 2) chunks.push_back(cs);
+  for (int64_t cs = 256; cs < T; cs *= 2) chunks.push_back(cs);
   std::vector<Candidate> out;
   for (int64_t cs : chunks)
     for (Recompute rc : {Recompute::none, Recompute::selective, Recompute::full})

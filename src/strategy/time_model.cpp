@@ -136,7 +136,7 @@ TimePrediction predict_time(const LlamaConfig& c, const Plan& plan, int64_t B, i
   // 1024 rows the rates were measured at. Fitted to chunked runs on 2 cores.
   const double eff = (double(s.N) / (double(s.N) + 256.0)) / (1024.0 / (1024.0 + 256.0));
   t.compute_s = (t.gemm_flops / (r.gemm_gflops * 1e9) + t.attn_flops / (r.attn_gflops * 1e9)) / eff;
-  t.copy_bytes = 2.0 * double(s.offload_sets) * double(s.saved_bytes);
+  t.copy_bytes = 2.0 * double(s.offload_sets) * double(s.saved_bytes) * double(p.chunked() ? B : 1);
   const double bw = p.offload == Offload::disk ? r.disk_gbps : r.host_gbps;
   t.copy_s = t.copy_bytes > 0 ? t.copy_bytes / (std::max(bw, 1e-3) * 1e9) : 0;
   // the copy thread overlaps with compute; what it cannot hide adds on

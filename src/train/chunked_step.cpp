@@ -81,9 +81,33 @@ StepInput ChunkedStep::chunk_input(int64_t j, const StepInput& in) {
 
 double ChunkedStep::run(const ParamSet& w, const Grads& grads, const StepInput& in, Context& ctx,
                         double label_norm, uint64_t draw) {
+  const int64_t T = lay_.T;
+  CHECK(in.inputs.numel() > 0 && in.inputs.numel() % T == 0 && in.labels.numel() == in.inputs.numel(),
+        "[chunked_step] expected rows of ", T, " inputs and labels, got ", in.inputs.numel(), " and ",
+        in.labels.numel());
+  // rows one after another through the same caches, under one normaliser: every row's labels
+  const int64_t B = in.inputs.numel() / T;
+  int64_t labels = 0;
+  for (int64_t i = 0; i < B * T; i++) labels += in.labels.i32()[i] != kIgnoreIndex;
+  if (label_norm <= 0) label_norm = double(labels);
+  double loss_sum = 0;
+  for (int64_t b = 0; b < B; b++) {
+    auto row = [&](const Tensor& t) {
+      return t.defined() ? Tensor(t.i32() + b * T, {1, T}, DType::I32) : Tensor();
+    };
+    // SpaCO draws each row's chunks on its own (row 0 as a batch of one would)
+    const uint64_t row_draw = b == 0 ? draw : mix64(draw ^ (0x9e3779b97f4a7c15ull * uint64_t(b)));
+    loss_sum += run_row(w, grads, {row(in.inputs), row(in.labels), row(in.positions), row(in.doc_ids)}, ctx,
+                        label_norm, row_draw);
+  }
+  label_count_ = labels;
+  return labels > 0 ? loss_sum / double(labels) : 0.0;
+}
+
+// One sequence: its loss summed over its labels (across ranks, over every rank's slices).
+double ChunkedStep::run_row(const ParamSet& w, const Grads& grads, const StepInput& in, Context& ctx,
+                            double label_norm, uint64_t draw) {
   const int64_t T = lay_.T, Tc = lay_.Tc;
-  CHECK(in.inputs.numel() == T && in.labels.numel() == T, "[chunked_step] expected one sequence of ", T,
-        " inputs and labels, got ", in.inputs.numel(), " and ", in.labels.numel());
   pos_.assign(size_t(T), 0), doc_.assign(size_t(k_ * Tc), kPadDoc);
   for (int64_t t = 0; t < T; t++) {
     pos_[size_t(t)] = in.positions.defined() ? in.positions.i32()[t] : int32_t(t);
@@ -91,9 +115,6 @@ double ChunkedStep::run(const ParamSet& w, const Grads& grads, const StepInput& 
   }
   kv_->set_docs(doc_, std::vector<int32_t>(doc_.begin(), doc_.begin() + T), ctx);
   kv_->zero_grads();
-  label_count_ = 0;
-  for (int64_t t = 0; t < T; t++) label_count_ += in.labels.i32()[t] != kIgnoreIndex;
-  if (label_norm <= 0) label_norm = double(label_count_);
 
   // forward: chunks in order fill the KV caches. SeCO takes each chunk's loss
   // from its backward pass, so this pass stops at the last block's K/V;
@@ -119,7 +140,7 @@ double ChunkedStep::run(const ParamSet& w, const Grads& grads, const StepInput& 
     if (!spaco) loss_sum += l * double(step_->label_count());
   }
   if (cp_) cp_->all_reduce_sum(&loss_sum, 1);  // every rank's slices
-  return label_count_ > 0 ? loss_sum / double(label_count_) : 0.0;
+  return loss_sum;
 }
 
 }  // namespace longctx

@@ -28,7 +28,8 @@ class ChunkedStep {
   ChunkedStep(const LlamaConfig& c, Memory& mem, int64_t T, const Plan& plan, Comm* cp = nullptr);
   ~ChunkedStep();
   const StepLayout& layout() const { return lay_; }
-  // As GradStep::run, for one sequence (B = 1). `draw` seeds SpaCO's choice.
+  // As GradStep::run: a batch's rows go one after another through the same
+  // caches, under one normaliser (the batch's labels). `draw` seeds SpaCO's choice.
   double run(const ParamSet& w, const Grads& grads, const StepInput& in, Context& ctx, double label_norm = 0,
              uint64_t draw = 0);
   void set_adapters(const LoraSet* a) { step_->set_adapters(a); }
@@ -40,6 +41,8 @@ class ChunkedStep {
 
  private:
   StepInput chunk_input(int64_t j, const StepInput& in);
+  double run_row(const ParamSet& w, const Grads& grads, const StepInput& in, Context& ctx, double label_norm,
+                 uint64_t draw);
 
   LlamaConfig c_;
   StepLayout lay_;

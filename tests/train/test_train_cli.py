@@ -189,6 +189,14 @@ def test_plans(exe, d, tokens, ref):
     a, b = [l for _, l in losses(outs["b1"])], [l for _, l in losses(outs["seco"])]
     check("train with SeCO (chunks of 20 of 48, K/V on disk): the whole-sequence losses", close(b, a),
           "%r vs %r" % (b, a))
+    # chunk modes take any batch size: the rows run one after another under one normaliser
+    for name, extra in (("seco-b2", ["chunk_mode=seco", "chunk_size=20"]),
+                        ("spaco-b2-all", ["chunk_mode=spaco", "chunk_size=20", "chunk_budget=3"])):
+        out = os.path.join(d, "plan-" + name)
+        r = run(exe, ["train", write_config(d, out, 12, tokens), "stop_after=3"] + extra)
+        got = [l for _, l in losses(out)] if r.returncode == 0 else []
+        check("train batch 2 x grad_accum 2 with %s: the whole-sequence losses" % name,
+              close(got, [l for _, l in ref[:3]]), r.stderr[-300:] + " %r vs %r" % (got, ref[:3]))
     # a checkpoint of another run in the same out_dir is refused, not silently continued
     other = os.path.join(d, "plan-b1")  # holds checkpoints of a batch-1 run with seed 7
     r = run(exe, ["train", write_config(d, other, 12, tokens), "resume=true", "seed=8", "batch_size=1"])
@@ -197,7 +205,7 @@ def test_plans(exe, d, tokens, ref):
           r.returncode == 1 and len(lines) == 1 and "another model, data, seed" in lines[0], r.stderr[-300:])
     cases = [
         ("plan: bad choice", ["recompute=some"], "recompute"),
-        ("plan: clash", ["chunk_mode=seco"], "batch size 2"),
+        ("plan: clash", ["chunk_budget=2"], "chunk-budget"),
         ("plan: cannot fit", ["recompute=none", "mlp_tiles=1", "device_mem=590KiB"], "nearest plan that fits"),
     ]
     for name, over, word in cases:
@@ -225,11 +233,17 @@ def test_plan_vs_grad(exe, d):
     model = os.path.join(d, "full")
     toks = os.path.join(d, "grad-tokens.npy")
     np.save(toks, np.random.default_rng(1).integers(0, 64, size=(1, 301)).astype(np.int32))
+    toks2 = os.path.join(d, "grad-tokens2.npy")
+    np.save(toks2, np.random.default_rng(2).integers(0, 64, size=(2, 301)).astype(np.int32))
     for flags in (["--recompute", "none"], ["--recompute", "selective", "--offload", "host", "--mlp-tiles", "3"],
-                  ["--chunk-mode", "seco", "--chunk-size", "64", "--offload", "disk"]):
-        g = run(exe, ["grad", "--model", model, "--tokens", toks] + flags)
-        p = run(exe, ["plan", "--model", model, "--seq-len", "300", "--json",
+                  ["--chunk-mode", "seco", "--chunk-size", "64", "--offload", "disk"],
+                  ["--chunk-mode", "seco", "--chunk-size", "64", "--batch", "2"]):
+        b2 = "--batch" in flags
+        flags = [f for f in flags if f not in ("--batch", "2")]
+        g = run(exe, ["grad", "--model", model, "--tokens", toks2 if b2 else toks] + flags)
+        p = run(exe, ["plan", "--model", model, "--seq-len", "300", "--json", "--batch", "2" if b2 else "1",
                       "--rates", '{"gemm_gflops": 10, "attn_gflops": 5}'] + flags)
+        flags = flags + (["(batch 2)"] if b2 else [])
         if g.returncode or p.returncode:
             check("plan vs grad " + " ".join(flags), False, (g.stderr + p.stderr)[-300:])
             continue
