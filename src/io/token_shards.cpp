@@ -82,6 +82,7 @@ TokenShard::~TokenShard() {
 void TokenShard::read(int64_t start, int64_t n, int32_t* out) const {
   CHECK(start >= 0 && n >= 0 && start + n <= count_, "token shard ", path_, ": read of ", n, " tokens at ",
         start, " outside its ", count_, " tokens");
+  if (n == 0) return;  // out may be null (an empty vector's data()): memcpy must not see it
   const char* base = static_cast<const char*>(map_) + kHeaderBytes;
   if (elem_ == 2) {
     const uint16_t* p = reinterpret_cast<const uint16_t*>(base) + start;

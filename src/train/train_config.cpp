@@ -129,6 +129,9 @@ void check_type(const std::string& key, const json& def, const json& v, const st
                   (def.is_number_float() && v.is_number()) || (def.is_string() && v.is_string()) ||
                   (def.is_array() && v.is_array()) || (def.is_object() && v.is_object());
   CHECK(ok, src, ": key '", key, "' must be ", kind_of(def), ", got ", kind_of(v), " (", v.dump(), ")");
+  // a list whose default has elements: each element of the same kind as the first default one
+  if (def.is_array() && !def.empty())
+    for (size_t i = 0; i < v.size(); i++) check_type(key + "[" + std::to_string(i) + "]", def[0], v[i], src);
 }
 
 // Defaults under the user's values; unknown keys are errors naming the key.
@@ -246,6 +249,15 @@ TrainConfig train_config_from_json(json user, const std::string& src) {
       FAIL(src, ": key '", k, "': ", e.what());
     }
   }
+  // eval.* as the trainer reads it after training: lengths integers, depths in [0, 1], samples >= 1
+  for (const json& n : r["eval"]["lengths"])
+    CHECK(n.is_number_integer() && n.get<int64_t>() >= 1 && n.get<int64_t>() <= INT32_MAX, src,
+          ": key 'eval.lengths' must hold token counts in [1, ", INT32_MAX, "], got ", n.dump());
+  for (const json& d : r["eval"]["depths"])
+    CHECK(d.get<double>() >= 0 && d.get<double>() <= 1, src,
+          ": key 'eval.depths' must hold fractions in [0, 1], got ", d.dump());
+  CHECK(r["eval"]["samples"].get<int64_t>() >= 1, src, ": key 'eval.samples' must be >= 1, got ",
+        r["eval"]["samples"].dump());
   c.plan.lora.rank = r["lora"]["rank"], c.plan.lora.alpha = r["lora"]["alpha"];
   c.plan.lora.targets = r["lora"]["targets"].get<std::vector<std::string>>();
   try {

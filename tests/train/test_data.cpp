@@ -91,6 +91,25 @@ TEST_F(DataTest, ShardRoundTripBothVersions) {
   EXPECT_EQ(TokenShard(p("empty.bin")).size(), 0);
 }
 
+TEST_F(DataTest, EmptyShardsReadNothing) {
+  // found by fuzzing: a 0-token uint32 shard read into an empty vector passed its null data() to
+  // memcpy (undefined even for 0 bytes; UBSan: "null pointer passed as argument 1")
+  for (int32_t magic : {kShardMagic, kShardMagicLlama3}) {
+    const std::string path = raw_shard("empty.bin", magic, magic == kShardMagic ? 2 : 7, 0, 0);
+    EXPECT_TRUE(read_token_shard(path).empty());
+    const TokenShard s(path);
+    s.read(0, 0, nullptr);
+    expect_error([&] { s.read(0, 1, nullptr); }, {"empty.bin", "outside its 0 tokens"});
+  }
+}
+
+TEST_F(DataTest, ShardCountBeyondTheFileIsRefused) {
+  // a header claiming 2^31 - 1 tokens in a file that holds 2: compared with the file size, nothing mapped or
+  // read
+  const std::string path = raw_shard("big.bin", kShardMagic, 1, INT32_MAX, 4);
+  expect_error([&] { TokenShard s(path); }, {"big.bin", "count of 2147483647 uint16", "truncated"});
+}
+
 TEST_F(DataTest, ShardHeaderAndSizeErrors) {
   auto open = [](const std::string& path) { return [path] { TokenShard s(path); }; };
   expect_error(open(p("missing.bin")), {"missing.bin", "cannot open"});
@@ -685,6 +704,22 @@ TEST_F(TrainConfigFile, NumbersMustBeFiniteAndInRange) {
   expect_error([&] { load("model: {path: m}\ncurriculum: [{until_step: 5, seq_len: 4294967296}]\n"); },
                {"t.yaml", "curriculum seq_len"});
   EXPECT_EQ(load("model: {path: m}\nout_dir: nan\n").out_dir, "nan");  // a string where a string is wanted
+}
+
+TEST_F(TrainConfigFile, ListElementsAreChecked) {
+  // found by fuzzing: lora.targets holding a mapping reached get<std::vector<std::string>>() (type_error)
+  expect_error([&] { load("model: {path: m}\n", {"lora.targets=[{qze: 344}, v_proj]"}); },
+               {"t.yaml", "'lora.targets[0]'", "string", "mapping"});
+  expect_error([&] { load("model: {path: m}\neval: {depths: [0.5, deep]}\n"); },
+               {"t.yaml", "'eval.depths[1]'"});
+  // eval.* is read after training: refuse at load time what would fail there, hours later
+  expect_error([&] { load("model: {path: m}\neval: {lengths: [1024, 2.5]}\n"); },
+               {"t.yaml", "'eval.lengths'", "2.5"});
+  expect_error([&] { load("model: {path: m}\neval: {lengths: [0]}\n"); }, {"t.yaml", "'eval.lengths'"});
+  expect_error([&] { load("model: {path: m}\neval: {depths: [1.5]}\n"); },
+               {"t.yaml", "'eval.depths'", "[0, 1]"});
+  expect_error([&] { load("model: {path: m}\neval: {samples: 0}\n"); }, {"t.yaml", "'eval.samples'"});
+  EXPECT_EQ(load("model: {path: m}\neval: {lengths: [128, 512], depths: [0, 1]}\n").eval["lengths"][1], 512);
 }
 
 }  // namespace
