@@ -34,9 +34,19 @@ std::string read_file(const std::string& path) {
 json parse_json(std::string_view text, const std::string& source) {
   try {
     return json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     TOK_FAIL(source, "malformed JSON (", e.what(), ")");
   }
+}
+
+// An integer field in [lo, hi]: a JSON integer, never a float cast to one
+// (1e30 into an int is undefined behaviour, not an error).
+int64_t int_value(const std::string& path, const json& v, int64_t lo, int64_t hi, const std::string& what) {
+  if (!v.is_number_integer()) TOK_FAIL(path, what, " must be an integer, got ", v.dump());
+  const bool big = v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX);
+  const int64_t x = big ? INT64_MAX : v.get<int64_t>();
+  if (big || x < lo || x > hi) TOK_FAIL(path, what, " ", v.dump(), " is out of range [", lo, ", ", hi, "]");
+  return x;
 }
 
 // A key that may be absent or null reads as `dflt`.
@@ -57,9 +67,7 @@ void parse_vocab(const std::string& path, const json& m, bpe::Spec& s) {
   CHECK(m.contains("vocab") && m["vocab"].is_object(), "tokenizer ", path,
         ": BPE model has no 'vocab' object");
   for (auto& [tok, id] : m["vocab"].items()) {
-    const int64_t v = id.get<int64_t>();
-    if (v < 0 || v > INT32_MAX) TOK_FAIL(path, "vocab id ", v, " of '", tok, "' is out of range");
-    s.vocab.emplace(tok, int32_t(v));
+    s.vocab.emplace(tok, int32_t(int_value(path, id, 0, INT32_MAX, "the vocab id of '" + tok + "'")));
   }
 }
 
@@ -236,8 +244,8 @@ void parse_decoder_step(const std::string& path, const json& d, bpe::Spec& s) {
   } else if (type == "Strip") {
     st.kind = K::kStrip;
     st.text = d.at("content").get<std::string>();
-    st.start = d.at("start").get<size_t>();
-    st.stop = d.at("stop").get<size_t>();
+    st.start = size_t(int_value(path, d.at("start"), 0, INT32_MAX, "the Strip decoder's start"));
+    st.stop = size_t(int_value(path, d.at("stop"), 0, INT32_MAX, "the Strip decoder's stop"));
     uint32_t cp = 0;
     if (st.text.empty() || unicode::utf8_next(st.text, 0, cp) != st.text.size())
       TOK_FAIL(path, "Strip decoder content '", st.text, "' is not one character");
@@ -289,7 +297,7 @@ void parse_added(const std::string& path, const json& j, bpe::Spec& s) {
   for (const json& a : j["added_tokens"]) {
     bpe::AddedToken t;
     t.content = a.at("content").get<std::string>();
-    t.id = a.at("id").get<int32_t>();
+    t.id = int32_t(int_value(path, a.at("id"), 0, INT32_MAX, "the id of added token '" + t.content + "'"));
     if (t.id != hf_added_id(s, t.content))
       TOK_FAIL(path, "added token '", t.content, "' has id ", t.id,
                " but the tokenizers package would number it ", hf_added_id(s, t.content),

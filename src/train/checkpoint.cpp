@@ -45,12 +45,14 @@ std::string step_name(int64_t step) {
 // A checkpoint is complete when its COMPLETE file holds its own step number:
 // an empty or cut COMPLETE (the disk filled while it was written) is not.
 bool is_complete(const fs::path& dir) {
+  const std::string n = dir.filename().string(), digits = n.size() > 5 ? n.substr(5) : "";
+  if (n.rfind("step_", 0) != 0 || digits.empty() || digits.size() > 18 ||
+      digits.find_first_not_of("0123456789") != std::string::npos)
+    return false;  // not a step directory (or a step past int64: never one we wrote)
   std::ifstream f(dir / "COMPLETE");
   long long step = -1;
   if (!(f >> step)) return false;
-  const std::string n = dir.filename().string();  // step_NNNNNNNN
-  return n.size() > 5 && n.substr(5).find_first_not_of("0123456789") == std::string::npos &&
-         std::stoll(n.substr(5)) == step;
+  return std::strtoll(digits.c_str(), nullptr, 10) == step;
 }
 
 // Complete checkpoints, oldest first.
@@ -245,7 +247,7 @@ CheckpointReader::CheckpointReader(const std::string& dir) : dir_(dir) {
     if (e.path().filename().string().rfind("shard-", 0) == 0) names.push_back(e.path().filename().string());
   CHECK(!names.empty(), dir, ": neither model.safetensors nor shard-*.safetensors: not a checkpoint");
   std::sort(names.begin(), names.end());
-  ranks_ = int(names.size());
+  ranks_ = int(names.size()), sharded_ = true;
   for (int r = 0; r < ranks_; r++) {
     CHECK(names[size_t(r)] == shard_name(r, ranks_), dir, ": has ", ranks_, " shard files but not ",
           shard_name(r, ranks_), " (a shard is missing or stray)");
@@ -281,7 +283,7 @@ void CheckpointReader::read(const std::string& prefix, const std::string& name, 
     if (a >= b) continue;
     const SafeTensorsFile& f = files_[s.file];
     buf.resize(size_t(s.n));
-    f.read_f32(s.stored, buf.data(), ranks_ == 1 ? shape : Shape{s.n});  // whole files: the shape exactly
+    f.read_f32(s.stored, buf.data(), sharded_ ? Shape{s.n} : shape);  // whole files: the shape exactly
     std::copy(buf.begin() + (a - s.from), buf.begin() + (b - s.from), dst + (a - from));
     covered += b - a;
   }

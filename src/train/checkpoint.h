@@ -68,6 +68,7 @@ class CheckpointReader {
   };
   std::string dir_;
   int ranks_ = 1;
+  bool sharded_ = false;
   std::vector<SafeTensorsFile> files_;
   std::map<std::string, std::vector<Slice>> slices_;  // prefix + name -> its slices, by from
 };

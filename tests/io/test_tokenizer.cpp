@@ -625,3 +625,38 @@ TEST_F(TokenizerTest, UnsupportedSentencePieceParts) {
 }
 
 }  // namespace
+
+// Fuzzing findings (tests/fuzz/regress/tokenizer): each is a clean one-line
+// error naming the file and the field, never a raw nlohmann exception or a
+// float cast into an integer (undefined behaviour).
+TEST(TokenizerFuzzFindings, NumbersThatAreNotIdsAreCleanErrors) {
+  using longctx::test::expect_error;
+  const std::string bl = R"("pre_tokenizer": {"type": "ByteLevel"}, "decoder": {"type": "ByteLevel"})";
+  expect_error([] { load_tokenizer_from_json(R"({"a": 1e999})", "t.json"); }, {"t.json", "malformed JSON"});
+  expect_error(
+      [&] {
+        load_tokenizer_from_json(
+            R"({"model": {"type": "BPE", "vocab": {"a": 2.5e90}, "merges": []}, )" + bl + "}", "t.json");
+      },
+      {"t.json", "vocab id of 'a'", "integer"});
+  expect_error(
+      [&] {
+        load_tokenizer_from_json(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, )"
+                                 R"("added_tokens": [{"id": 1e300, "content": "<s>", "special": true}], )" +
+                                     bl + "}",
+                                 "t.json");
+      },
+      {"t.json", "added token '<s>'", "integer"});
+  expect_error(
+      [] {
+        load_tokenizer_from_json(
+            R"({"model": {"type": "BPE", "vocab": {"a": 0, "<unk>": 1}, "merges": [], "byte_fallback": true,
+                "unk_token": "<unk>"}, "normalizer": null,
+                "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first",
+                                  "split": false},
+                "decoder": {"type": "Sequence", "decoders": [{"type": "ByteFallback"}, {"type": "Fuse"},
+                            {"type": "Strip", "content": " ", "start": 1e300, "stop": 0}]}})",
+            "t.json");
+      },
+      {"t.json", "Strip decoder's start", "integer"});
+}
