@@ -41,7 +41,7 @@ void matmul_forward(float*, const float*, const float*, int64_t, int64_t, int64_
   not_built("matmul");
 }
 void matmul_backward(float*, float*, const float*, const float*, const float*, int64_t, int64_t, int64_t,
-                     bool, void*) {
+                     bool, bool, void*) {
   not_built("matmul_backward");
 }
 void rope_apply(float*, const float*, const int32_t*, const float*, const float*, int64_t, int64_t, int64_t,
