@@ -238,9 +238,21 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
       FAIL(ckpt,
            ": written by a run with another model, data, seed or lora config than this one; use another ",
            "out_dir, or resume=false to start over");
-    start = st.at("step");
-    bad = st.value("bad_steps", int64_t(0));
-    data->restore(st.at("data"));
+    // state.json's fields, checked: a hand-edited or corrupt one is an error naming it
+    auto count = [&](const char* key, bool required) -> int64_t {
+      const auto it = st.is_object() ? st.find(key) : st.end();
+      if (it == st.end() && !required) return 0;
+      const bool ok =
+          it != st.end() && it->is_number_integer() &&
+          (it->is_number_unsigned() ? it->get<uint64_t>() <= uint64_t(INT64_MAX) : it->get<int64_t>() >= 0);
+      CHECK(ok, ckpt, "/state.json: '", key, "' must be a whole number >= 0, got ",
+            it == st.end() ? std::string("nothing") : it->dump());
+      return it->get<int64_t>();
+    };
+    start = count("step", true);
+    bad = count("bad_steps", false);
+    CHECK(st.contains("data"), ckpt, "/state.json: has no 'data' (the data position)");
+    data->restore(st["data"]);
     if (root) truncate_metrics(metrics_path, start);
     std::printf("resumed from %s at step %lld\n", ckpt.c_str(), (long long)start);
   } else {

@@ -237,6 +237,18 @@ def test_non_finite(env):
           and "update skipped" in r.stdout, err)
     check("... no checkpoint after the poisoned one", checkpoints(out) == ["step_00000001", "step_00000002"],
           str(checkpoints(out)))
+    # a corrupt state.json (a step that is not a whole number) is an error naming the file
+    st = os.path.join(out, "checkpoints", "step_00000001", "state.json")
+    shutil.rmtree(os.path.join(out, "checkpoints", "step_00000002"))
+    with open(st) as f:
+        state = json.load(f)
+    state["step"] = "1"
+    with open(st, "w") as f:
+        json.dump(state, f)
+    r = env.run(["train", cfg, "resume=true"])
+    err = error_line(r)
+    check("a corrupt state.json: one error naming the file and the field", r.returncode != 0 and st in err
+          and "'step' must be a whole number" in err, err)
 
 
 def test_data_faults(env, steps):
