@@ -337,7 +337,7 @@ TEST_F(TokenizerTest, BrokenFiles) {
   expect_rejected(j, {"no 'vocab' object"});
   j = bpe_json(kHelloMerges);
   j["model"]["vocab"]["h"] = "zero";
-  expect_rejected(j, {"unexpected structure"});
+  expect_rejected(j, {"vocab id of 'h'", "must be an integer"});
   j = bpe_json(kHelloMerges);
   add_token(j, "<|x|>", 300, true);  // HF would renumber it 263
   expect_rejected(j, {"'<|x|>' has id 300", "263"});
