@@ -290,11 +290,14 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     last_saved = done;
     const json st{{"step", done}, {"bad_steps", bad}, {"data", data_state}, {"run", run_identity(cfg)}};
     const std::map<std::string, std::string> extra{{"config.json", llama_config_to_json(c)}};  // for export
-    const std::string before = latest_checkpoint(cfg.out_dir);
-    const std::string last = "the last complete checkpoint is " + (before.empty() ? "none" : before);
+    // for messages only: a failed save leaves the complete checkpoints as they were
+    auto last = [&] {
+      const std::string done_dir = latest_checkpoint(cfg.out_dir);
+      return "the last complete checkpoint is " + (done_dir.empty() ? "none" : done_dir);
+    };
     auto poisoned = [&](const std::string& what) {
       FAIL("step ", done, ": the trained state holds a non-finite value (", what,
-           "), so no checkpoint is written from it; ", last);
+           "), so no checkpoint is written from it; ", last());
     };
     // the write: one that fails (disk full) stops the run, or by the setting is reported
     auto write = [&](const std::function<void()>& fn) {
@@ -302,10 +305,10 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
         fn();
         res.checkpoint = latest_checkpoint(cfg.out_dir);
       } catch (const Error& e) {
-        if (cfg.on_checkpoint_error == "stop") FAIL(e.what(), "; ", last, " (on_checkpoint_error: stop)");
+        if (cfg.on_checkpoint_error == "stop") FAIL(e.what(), "; ", last(), " (on_checkpoint_error: stop)");
         if (root)
           std::printf("\nwarning: %s; %s; training goes on (on_checkpoint_error: continue)\n", e.what(),
-                      last.c_str());
+                      last().c_str());
       }
     };
     if (cp) {  // each rank its own shard, in parallel, nothing gathered
