@@ -10,6 +10,8 @@
 # Prints the build and test times (wall) at the end.
 # Under thread, a selection of your own that includes Python tests other than py.test_cp also checks
 # their one-rank runs with 2 OpenMP threads, which TSan cannot follow (see below).
+# SANITIZE_TARGETS (space-separated CMake targets) builds only those (scripts/test.sh: the unit tests'
+# binaries, for the ASan run of the C++ tests it makes in CI), instead of everything.
 # Uses what scripts/install-deps.sh installed (run that first on a fresh machine); gcc's libasan,
 # libubsan and libtsan come with it.
 set -euo pipefail
@@ -89,7 +91,12 @@ mkdir -p "$REPORTS"
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DLONGCTX_CUDA=OFF -DLONGCTX_SANITIZE="$kind"
 # (the environment above holds during the build too: gtest_discover_tests runs each test binary, under
 # its sanitizer, right after linking it)
-cmake --build "$BUILD_DIR" -j "$JOBS"
+if [ -n "${SANITIZE_TARGETS:-}" ]; then
+  # shellcheck disable=SC2086  # a list of target names
+  cmake --build "$BUILD_DIR" -j "$JOBS" --target $SANITIZE_TARGETS
+else
+  cmake --build "$BUILD_DIR" -j "$JOBS"
+fi
 t1=$(date +%s)
 cd "$BUILD_DIR"
 rm -rf "$REPORTS"
