@@ -141,13 +141,6 @@ cpu::AttentionMask mask_of(const AttentionParams& p) {
   return m;
 }
 
-// The CUDA kernels have no sliding window yet: refused in one line rather than attending to every key.
-void check_cuda_window(const char* op, const AttentionParams& p, const Context& ctx) {
-  CHECK(!on_cuda(ctx) || p.window == 0, "[", op,
-        "] sliding-window attention (mistral sliding_window, qwen2/3 ",
-        "use_sliding_window) is not implemented on the CUDA backend yet; run this model with --device cpu");
-}
-
 float scale_of(const AttentionParams& p, int64_t HS) {
   return p.scale != 0.f ? p.scale : float(1.0 / std::sqrt(double(HS)));
 }
@@ -173,7 +166,6 @@ void attention_forward(Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, con
         cuda::from_bf16(out.f32(), ob, nq, ctx.stream);
       }))
     return;
-  check_cuda_window(op, p, ctx);
   if (on_cuda(ctx))
     return cuda::attention_forward(out.f32(), lse.f32(), q.f32(), k.f32(), v.f32(), d, mask_of(p),
                                    scale_of(p, d.HS), ctx.stream);
@@ -216,7 +208,6 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, 
       int64_t(std::max(cpu::attention_backward_workspace_floats(d),
                        on_cuda(ctx) ? cuda::attention_backward_workspace_floats(d) : 0));
   Buffer ws(*ctx.mem, Tier::device, Tag::workspace, {std::max<int64_t>(ws_floats, 1)});  // (2, B, NH, Tq)
-  check_cuda_window(op, p, ctx);
   if (on_cuda(ctx))
     return cuda::attention_backward(dq.f32(), dk.f32(), dv.f32(), dout.f32(), q.f32(), k.f32(), v.f32(),
                                     out.f32(), lse.f32(), ws.f32(), d, mask_of(p), scale_of(p, d.HS),

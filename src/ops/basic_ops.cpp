@@ -194,22 +194,20 @@ void fill_inplace(Tensor x, float value, Context& ctx) {
   for (int64_t i = 0; i < x.numel(); i++) p[i] = value;
 }
 
-// The CUDA backend has no bias kernels yet: a model with biases (qwen2, attention_bias, mlp_bias) is refused
-// there in one line rather than trained without them.
-static void bias_check(const char* op, const Tensor& rows, const Tensor& b, const Context& ctx) {
+static void bias_check(const char* op, const Tensor& rows, const Tensor& b) {
   expect_ndim(op, "rows", rows, 2);
   expect(op, "bias", b, {rows.dim(1)});
-  CHECK(!on_cuda(ctx), "[", op, "] biases of linear layers (qwen2 q/k/v, attention_bias, mlp_bias) are not ",
-        "implemented on the CUDA backend yet; run this model with --device cpu");
 }
 
 void bias_add_forward(Tensor y, Tensor b, Context& ctx) {
-  bias_check("bias_add", y, b, ctx);
+  bias_check("bias_add", y, b);
+  if (on_cuda(ctx)) return cuda::bias_add(y.f32(), b.f32(), y.dim(0), y.dim(1), ctx.stream);
   cpu::bias_add(y.f32(), b.f32(), y.dim(0), y.dim(1));
 }
 
 void bias_add_backward(Tensor db, Tensor dy, Context& ctx) {
-  bias_check("bias_add_backward", dy, db, ctx);
+  bias_check("bias_add_backward", dy, db);
+  if (on_cuda(ctx)) return cuda::bias_grad(db.f32(), dy.f32(), dy.dim(0), dy.dim(1), ctx.stream);
   cpu::bias_grad(db.f32(), dy.f32(), dy.dim(0), dy.dim(1));
 }
 

@@ -336,13 +336,6 @@ TEST(AttentionErrors, ShapesDtypesAndBackend) {
   AttentionParams neg;
   neg.window = -1;
   expect_attention_error(fwd(out, lse, q, k, v, neg, ctx), "window -1");
-  {  // the CUDA kernels have no window yet: refused in one line, whether or not CUDA is built
-    AttentionParams win;
-    win.window = 4;
-    Context gpu = ctx;
-    gpu.backend = Backend::cuda;
-    expect_attention_error(fwd(out, lse, q, k, v, win, gpu), "sliding-window attention");
-  }
   if (!cuda_built()) {  // a build without CUDA says so (with CUDA, tests/kernels/test_backend_ops.cpp runs
                         // it)
     Context gpu = ctx;

@@ -252,6 +252,26 @@ TEST_F(BackendOps, AdamWAndElementwise) {
   expect_same(*a, "fill");
 }
 
+TEST_F(BackendOps, BiasAddForwardBackward) {
+  SKIP_WITHOUT_GPU();
+  // 70 columns: two full blocks of 32 and a partial one; 1000 rows: more than the kernel's 32 warps
+  const int64_t N = 1000, C = 70;
+  auto y = rnd({N, C}, 50), b = rnd({C}, 51), dy = rnd({N, C}, 52), db = rnd({C}, 53);
+  bias_add_forward(y->c(), b->c(), cpu);
+  bias_add_forward(y->g(), b->g(), gpu);
+  expect_same(*y, "bias_add y");
+  bias_add_backward(db->c(), dy->c(), cpu);  // db += (accumulates onto its start)
+  bias_add_backward(db->g(), dy->g(), gpu);
+  expect_same(*db, "bias_add db");
+  auto one = rnd({1, 5}, 54), d1 = rnd({5}, 55), b1 = rnd({5}, 56);  // one row, fewer columns than a warp
+  bias_add_forward(one->c(), b1->c(), cpu);
+  bias_add_forward(one->g(), b1->g(), gpu);
+  expect_same(*one, "bias_add one row");
+  bias_add_backward(d1->c(), one->c(), cpu);
+  bias_add_backward(d1->g(), one->g(), gpu);
+  expect_same(*d1, "bias_add db one row");
+}
+
 TEST_F(BackendOps, CopyBetweenTiers) {
   SKIP_WITHOUT_GPU();
   const int64_t n = 1234;
@@ -276,6 +296,7 @@ struct AttnCase {
   const char* name;
   int64_t B, Tq, Tk, NH, NKV, HS, q_offset;
   bool causal, docs;
+  int64_t window = 0;  // > 0: a sliding window (Mistral, Qwen's sliding layers)
 };
 
 void run_attention_case(BackendOps& f, const AttnCase& a, double tol = kTol) {
@@ -291,6 +312,7 @@ void run_attention_case(BackendOps& f, const AttnCase& a, double tol = kTol) {
   AttentionParams pc, pg;
   pc.q_offset = pg.q_offset = a.q_offset;
   pc.causal = pg.causal = a.causal;
+  pc.window = pg.window = a.window;
   if (a.docs) pc.q_doc = tqd.c(), pc.k_doc = tkd.c(), pg.q_doc = tqd.g(), pg.k_doc = tkd.g();
   attention_forward(out->c(), lse->c(), q->c(), k->c(), v->c(), pc, f.cpu);
   attention_forward(out->g(), lse->g(), q->g(), k->g(), v->g(), pg, f.gpu);
@@ -325,6 +347,10 @@ TEST_F(BackendOps, AttentionForwardBackward) {
       {"chunk: queries after cached keys", 1, 24, 64, 4, 2, 64, 40, true, false},
       {"packed documents", 2, 40, 40, 4, 2, 32, 0, true, true},
       {"documents with an offset (rows that see nothing)", 1, 16, 48, 2, 1, 16, 32, true, true},
+      {"sliding window", 2, 50, 50, 4, 2, 32, 0, true, false, 9},
+      {"sliding window, chunk after cached keys", 1, 24, 64, 4, 2, 64, 40, true, false, 30},
+      {"sliding window with documents", 1, 40, 40, 4, 1, 32, 0, true, true, 5},
+      {"sliding window, not causal (keys past the query too)", 1, 20, 33, 2, 2, 16, 3, false, false, 6},
   };
   for (const AttnCase& c : cases) run_attention_case(*this, c);
 }

@@ -59,6 +59,19 @@ __device__ __forceinline__ int64_t query_begin(const AttentionDims& d, const Att
   return min(d.Tq, max(int64_t(0), j - m.q_offset));
 }
 
+// The sliding window: keys [begin, ...) may be visible to query i: j > q_offset + i - window.
+__device__ __forceinline__ int64_t key_begin(const AttentionDims& d, const AttentionMask& m, int64_t i) {
+  if (m.window <= 0) return 0;
+  return min(d.Tk, max(int64_t(0), m.q_offset + i - m.window + 1));
+}
+
+// Queries [0, end) may see key j under the sliding window: q_offset + i - window < j <=> i < j - q_offset +
+// window.
+__device__ __forceinline__ int64_t query_end(const AttentionDims& d, const AttentionMask& m, int64_t j) {
+  if (m.window <= 0) return d.Tq;
+  return min(d.Tq, max(int64_t(0), j - m.q_offset + m.window));
+}
+
 // dst[c] = src[c * 32 + lane] for the lane's elements of a row of HS floats; 0 past HS.
 template <int NC>
 __device__ __forceinline__ void load_row(float (&dst)[NC], const float* src, int64_t HS, int lane) {
@@ -96,10 +109,11 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int c = 0; c < NC; c++) acc[c] = 0.f;
     float mx = -INFINITY, l = 0.f;
-    const int64_t jend = key_end(d, m, i);
+    const int64_t jbegin = key_begin(d, m, i), jend = key_end(d, m, i);
     const int32_t qdoc = m.q_doc ? m.q_doc[b * d.Tq + i] : 0;
-    int64_t ko = (b * d.Tk * d.NKV + h / G) * d.HS;  // offset of key 0 of this batch row and kv head
-    for (int64_t j = 0; j < jend; j++, ko += kstride) {
+    // offset of key jbegin of this batch row and kv head
+    int64_t ko = ((b * d.Tk + jbegin) * d.NKV + h / G) * d.HS;
+    for (int64_t j = jbegin; j < jend; j++, ko += kstride) {
       if (m.q_doc && m.k_doc[b * d.Tk + j] != qdoc) continue;
       load_row(kv, k + ko, d.HS, lane);
       float s = 0.f;
@@ -150,10 +164,10 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int c = 0; c < NC; c++) acc[c] = 0.f;
     const float L = lse[r];
-    const int64_t jend = L == -INFINITY ? 0 : key_end(d, m, i);
+    const int64_t jbegin = key_begin(d, m, i), jend = L == -INFINITY ? 0 : key_end(d, m, i);
     const int32_t qdoc = m.q_doc ? m.q_doc[b * d.Tq + i] : 0;
-    int64_t ko = (b * d.Tk * d.NKV + h / G) * d.HS;
-    for (int64_t j = 0; j < jend; j++, ko += kstride) {
+    int64_t ko = ((b * d.Tk + jbegin) * d.NKV + h / G) * d.HS;
+    for (int64_t j = jbegin; j < jend; j++, ko += kstride) {
       if (m.q_doc && m.k_doc[b * d.Tk + j] != qdoc) continue;
       load_row(kv, k + ko, d.HS, lane);
       load_row(vv, v + ko, d.HS, lane);
@@ -188,7 +202,8 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int c = 0; c < NC; c++) dka[c] = 0.f, dva[c] = 0.f;
     const int32_t kdoc = m.q_doc ? m.k_doc[b * d.Tk + j] : 0;
-    for (int64_t i = query_begin(d, m, j); i < d.Tq; i++) {
+    const int64_t iend = query_end(d, m, j);
+    for (int64_t i = query_begin(d, m, j); i < iend; i++) {
       if (m.q_doc && m.q_doc[b * d.Tq + i] != kdoc) continue;
       for (int64_t gg = 0; gg < G; gg++) {
         const int64_t h = kvh * G + gg, li = (b * d.NH + h) * d.Tq + i;

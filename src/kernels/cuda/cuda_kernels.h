@@ -58,6 +58,9 @@ void add(float* out, const float* a, const float* b, int64_t n, void* stream);
 void scale(float* x, float s, int64_t n, void* stream);
 void axpy(float* y, float a, const float* x, int64_t n, void* stream);  // y += a * x
 void fill(float* x, float value, int64_t n, void* stream);
+// y (N, C) += b (C) on every row; db (C) += the sum of dy's (N, C) rows (in double, deterministic)
+void bias_add(float* y, const float* b, int64_t N, int64_t C, void* stream);
+void bias_grad(float* db, const float* dy, int64_t N, int64_t C, void* stream);
 // fp32 <-> bf16 (round to nearest even); dst/src bf16 buffers are `void*` (2 bytes an element)
 void to_bf16(void* dst, const float* src, int64_t n, void* stream);
 void from_bf16(float* dst, const void* src, int64_t n, void* stream);

@@ -1,4 +1,4 @@
-// Elementwise kernels: add, scale, axpy, fill, SwiGLU, AdamW, and the
+// Elementwise kernels: add, scale, axpy, fill, the bias of a linear layer, SwiGLU, AdamW, and the
 // deterministic sum of squares behind the global gradient norm.
 #include <cuda_bf16.h>
 
@@ -60,6 +60,33 @@ __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, int64
   }
 }
 
+// y (N, C) += b (C) on every row
+__global__ void bias_add_kernel(float* y, const float* b, int64_t N, int64_t C) {
+  GRID_STRIDE(i, N * C) y[i] += b[i % C];
+}
+
+// db (C) += the column sums of dy (N, C), in double and in a fixed order (deterministic, no scratch): a
+// block of kBiasWarps warps per 32 columns; lane l of warp w sums rows w, w + kBiasWarps, ... of column
+// c0 + l (a warp reads 32 neighbouring floats of a row at a time); warp 0 then adds the kBiasWarps partial
+// sums in warp order.
+constexpr int kBiasWarps = 32;
+__global__ void __launch_bounds__(kBiasWarps * 32)
+    bias_grad_kernel(float* db, const float* dy, int64_t N, int64_t C) {
+  __shared__ double part[kBiasWarps][32];
+  const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
+  const int64_t c = int64_t(blockIdx.x) * 32 + lane;
+  double acc = 0;
+  if (c < C)
+    for (int64_t n = w; n < N; n += kBiasWarps) acc += dy[n * C + c];
+  part[w][lane] = acc;
+  __syncthreads();
+  if (w == 0 && c < C) {
+    double sum = 0;
+    for (int k = 0; k < kBiasWarps; k++) sum += part[k][lane];
+    db[c] += float(sum);
+  }
+}
+
 // Stage 1: each block sums a contiguous range in double; stage 2 on the host in block order.
 constexpr int kSumBlocks = 1024;
 __global__ void sum_squares_kernel(double* partial, const float* x, int64_t n, int64_t per_block) {
@@ -91,6 +118,16 @@ void fill(float* x, float v, int64_t n, void* s) {
   if (n <= 0) return;
   fill_kernel<<<grid_for(n, kThreads), kThreads, 0, as_stream(s)>>>(x, v, n);
   launch_check("fill_kernel");
+}
+void bias_add(float* y, const float* b, int64_t N, int64_t C, void* s) {
+  if (N <= 0 || C <= 0) return;
+  bias_add_kernel<<<grid_for(N * C, kThreads), kThreads, 0, as_stream(s)>>>(y, b, N, C);
+  launch_check("bias_add_kernel");
+}
+void bias_grad(float* db, const float* dy, int64_t N, int64_t C, void* s) {
+  if (N <= 0 || C <= 0) return;
+  bias_grad_kernel<<<unsigned((C + 31) / 32), kBiasWarps * 32, 0, as_stream(s)>>>(db, dy, N, C);
+  launch_check("bias_grad_kernel");
 }
 void to_bf16(void* dst, const float* src, int64_t n, void* s) {
   if (n <= 0) return;

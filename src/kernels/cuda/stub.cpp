@@ -64,6 +64,8 @@ void add(float*, const float*, const float*, int64_t, void*) { not_built("add");
 void scale(float*, float, int64_t, void*) { not_built("scale"); }
 void axpy(float*, float, const float*, int64_t, void*) { not_built("axpy"); }
 void fill(float*, float, int64_t, void*) { not_built("fill"); }
+void bias_add(float*, const float*, int64_t, int64_t, void*) { not_built("bias_add"); }
+void bias_grad(float*, const float*, int64_t, int64_t, void*) { not_built("bias_grad"); }
 void to_bf16(void*, const float*, int64_t, void*) { not_built("to_bf16"); }
 void from_bf16(float*, const void*, int64_t, void*) { not_built("from_bf16"); }
 double sum_squares(const float*, int64_t, void*) { not_built("sum_squares"); }
