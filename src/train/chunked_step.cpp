@@ -48,6 +48,7 @@ ChunkedStep::ChunkedStep(const LlamaConfig& c, Memory& mem, int64_t T, const Pla
 }
 
 int64_t ChunkedStep::cp_bytes_sent() const { return ulysses_ ? ulysses_->bytes_sent() : 0; }
+int64_t ChunkedStep::kv_pages_read() const { return kv_->pages_read(); }
 
 ChunkedStep::~ChunkedStep() = default;
 

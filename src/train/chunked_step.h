@@ -35,6 +35,7 @@ class ChunkedStep {
   void set_adapters(const LoraSet* a) { step_->set_adapters(a); }
   void set_unit_hook(UnitHook* h) { step_->set_unit_hook(h); }
   int64_t cp_bytes_sent() const;  // this rank's all-to-all bytes, so far
+  int64_t kv_pages_read() const;  // earlier K/V pages attention read, so far (none outside a window)
   int64_t label_count() const { return label_count_; }
   // The chunks SpaCO backpropagates for `draw` (all of them under SeCO).
   std::vector<int64_t> chosen_chunks(uint64_t draw) const;

@@ -1,5 +1,7 @@
 #include "train/kv_pages.h"
 
+#include <algorithm>
+
 #include "ops/attention.h"
 #include "ops/elementwise.h"
 
@@ -129,10 +131,11 @@ void KvPages::forward(int64_t l, const BlockActs& a, Context& ctx) {
   const Tensor q = a.q.view({1, Tc_, NH, HS}), out = a.att.view({1, Tc_, NH, HS});
   attention_forward(out, a.lse, q, a.k.view({1, Tc_, NKV, HS}), a.v.view({1, Tc_, NKV, HS}), params(l, j_),
                     ctx);
-  prefetch(l, j_ - 1);
-  for (int64_t p = j_ - 1; p >= 0; p--) {
+  const int64_t lo = first_page(l);
+  if (j_ - 1 >= lo) prefetch(l, j_ - 1);
+  for (int64_t p = j_ - 1; p >= lo; p--) {
     Tensor K, V;
-    fetch(l, p, K, V);
+    fetch(l, p, lo, K, V);
     attention_forward(out_p_.t().view({1, Tc_, NH, HS}), lse_p_.t().view({1, NH, Tc_}), q, K, V, params(l, p),
                       ctx);
     attention_merge(out, a.lse, out_p_.t().view({1, Tc_, NH, HS}), lse_p_.t().view({1, NH, Tc_}), ctx);
@@ -154,10 +157,11 @@ void KvPages::backward(int64_t l, const BlockActs& a, const BlockGrads& g, Conte
   // what the later chunks' queries sent back to this chunk's K and V
   add_grad_page(g.dk, kDK, l, j_, ctx);
   add_grad_page(g.dv, kDV, l, j_, ctx);
-  prefetch(l, j_ - 1);
-  for (int64_t p = j_ - 1; p >= 0; p--) {
+  const int64_t lo = first_page(l);
+  if (j_ - 1 >= lo) prefetch(l, j_ - 1);
+  for (int64_t p = j_ - 1; p >= lo; p--) {
     Tensor K, V;
-    fetch(l, p, K, V);
+    fetch(l, p, lo, K, V);
     const int s = int(p % 2);
     if (copier_) copier_->wait(sent_[s]);  // this slot's gradients from two pages ago have left
     const Tensor dk = dk_p_[s].t().view({1, Tc_, NKV, HS}), dv = dv_p_[s].t().view({1, Tc_, NKV, HS});
@@ -182,6 +186,15 @@ AttentionParams KvPages::params(int64_t l, int64_t p) const {
   return a;
 }
 
+// Page p's keys sit (j_ - p) * Tc_ positions before chunk j_'s queries; its last key (Tc_ - 1) is visible to
+// chunk j_'s first query iff Tc_ - 1 > (j_ - p) * Tc_ - window, i.e. (j_ - p) * Tc_ <= window + Tc_ - 2; the
+// other queries see no more of it. Pages before that hold no key that any query of chunk j_ sees.
+int64_t KvPages::first_page(int64_t l) const {
+  const int64_t w = c_.window(l);
+  if (w <= 0) return 0;
+  return std::max<int64_t>(0, j_ - (w + Tc_ - 2) / Tc_);
+}
+
 // Starts bringing chunk p's K/V page of block l into staging slot p % 2 (its last reader, page p + 2, ran
 // before: on the CPU compute is synchronous; on the GPU the copy is ordered after it on the same stream).
 void KvPages::prefetch(int64_t l, int64_t p) {
@@ -195,15 +208,16 @@ void KvPages::prefetch(int64_t l, int64_t p) {
 }
 
 // K/V of chunk p for block l on the device (waits for its prefetch and starts the next one).
-void KvPages::fetch(int64_t l, int64_t p, Tensor& K, Tensor& V) {
+void KvPages::fetch(int64_t l, int64_t p, int64_t lo, Tensor& K, Tensor& V) {
   const Shape s{1, Tc_, c_.num_key_value_heads, c_.head_dim};
+  pages_read_++;
   if (tier_ == Tier::device) {
     K = page(kK, l, p).view(s), V = page(kV, l, p).view(s);
     return;
   }
   const int slot = int(p % 2);
   copier_->wait(fetched_[slot]);
-  prefetch(l, p - 1);
+  if (p - 1 >= lo) prefetch(l, p - 1);
   K = kpage_[slot].t().view(s), V = vpage_[slot].t().view(s);
 }
 

@@ -25,6 +25,9 @@ class KvPages : public AttentionRunner {
   void set_docs(std::vector<int32_t>& d, const std::vector<int32_t>& real, Context& ctx);
   void zero_grads();
   void set_chunk(int64_t j, float kv_scale) { j_ = j, kv_scale_ = kv_scale; }
+  // Earlier pages that attention has read so far (forward and backward; pages wholly outside a block's
+  // sliding window are skipped).
+  int64_t pages_read() const { return pages_read_; }
 
   void forward(int64_t l, const BlockActs& a, Context& ctx) override;
   void store_kv(int64_t l, const BlockActs& a, Context& ctx) override;
@@ -45,8 +48,11 @@ class KvPages : public AttentionRunner {
 
   // Chunk j_'s queries against chunk p's keys (p <= j_).
   AttentionParams params(int64_t l, int64_t p) const;  // block l's queries of chunk j_ against page p
+  // The first page that block l's sliding window lets chunk j_'s queries see (0 without a window).
+  int64_t first_page(int64_t l) const;
   void prefetch(int64_t l, int64_t p);
-  void fetch(int64_t l, int64_t p, Tensor& K, Tensor& V);
+  // page p >= lo; prefetches page p - 1 when that is still >= lo
+  void fetch(int64_t l, int64_t p, int64_t lo, Tensor& K, Tensor& V);
   void add_grad_page(Tensor g, Store s, int64_t l, int64_t p, Context& ctx);
   void send_grad_page(int64_t l, int64_t p, int s, Context& ctx);
 
@@ -65,6 +71,7 @@ class KvPages : public AttentionRunner {
   std::unique_ptr<CopyThread> copier_;  // off-device tiers: page traffic overlaps with compute
   uint64_t fetched_[2] = {0, 0}, sent_[2] = {0, 0};
   int64_t j_ = 0;
+  int64_t pages_read_ = 0;
   float kv_scale_ = 1.f;
   bool masked_ = true;  // several documents: attention takes the document ids
 };

@@ -389,6 +389,40 @@ TEST(Plan, TheFamiliesGiveThePlainStepUnderEveryPlanAndChunkMode) {
   EXPECT_EQ(combos, 4 * (9 + 16));
 }
 
+// SeCO reads no K/V page that lies wholly outside a block's sliding window (forward, recompute and
+// backward alike), and still gives the plain step. mistral's window 11 with chunks of 4 (10 chunks, the
+// last padded): chunk j reads pages j-3..j-1, 24 pages a pass against 45 without the window.
+TEST(Plan, SecoSkipsThePagesOutsideTheSlidingWindow) {
+  const std::string dir = ::testing::TempDir();
+  const LlamaConfig windowed = family("mistral");
+  LlamaConfig whole = windowed;
+  whole.sliding_window = 0;
+  Tokens tk = tokens(1, 37, windowed.vocab_size);
+  const Result ref = run_plan(windowed, plain(), tk);
+  for (Offload off : {Offload::none, Offload::host, Offload::disk}) {
+    Plan p = plain();
+    p.chunk_mode = ChunkMode::seco, p.chunk_size = 4, p.offload = off;
+    if (off == Offload::disk) p.offload_dir = dir;
+    SCOPED_TRACE(describe(p));
+    EXPECT_LT(max_rel_diff(run_plan(windowed, p, tk).grads, ref.grads), 1e-5);
+    int64_t reads[2];
+    for (int w = 0; w < 2; w++) {
+      const LlamaConfig& c = w == 0 ? windowed : whole;
+      Memory mem;
+      Context ctx = cpu_context(mem);
+      ParamSet wt(c, mem, Tier::device, Tag::weights), g(c, mem, Tier::device, Tag::grads);
+      init_params_random(wt, c, 11);
+      g.zero();
+      ChunkedStep step(c, mem, tk.T, p);
+      step.run(wt, Grads{&g, nullptr}, tk.input(), ctx);
+      reads[w] = step.kv_pages_read();
+    }
+    EXPECT_GT(reads[1], 0);
+    EXPECT_EQ(reads[0] * 45, reads[1] * 24)
+        << reads[0] << " pages read with the window, " << reads[1] << " without";
+  }
+}
+
 // The new parameters (biases, q/k norms) and their gradients and AdamW moments, to the byte: the table
 // counted by hand, the ParamSet as allocated, the prediction against a step's measured peaks.
 TEST(Plan, TheFamiliesParametersAreCountedToTheByte) {
