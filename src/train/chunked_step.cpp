@@ -1,5 +1,7 @@
 #include "train/chunked_step.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -13,6 +15,11 @@ namespace longctx {
 namespace {
 
 constexpr int32_t kPadDoc = std::numeric_limits<int32_t>::min();  // padding rows: a document of their own
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 uint64_t mix64(uint64_t z) {
   z += 0x9e3779b97f4a7c15ull;
@@ -49,6 +56,10 @@ ChunkedStep::ChunkedStep(const LlamaConfig& c, Memory& mem, int64_t T, const Pla
 
 int64_t ChunkedStep::cp_bytes_sent() const { return ulysses_ ? ulysses_->bytes_sent() : 0; }
 int64_t ChunkedStep::kv_pages_read() const { return kv_->pages_read(); }
+
+bool ChunkedStep::runs(int64_t j) const {
+  return only_.empty() || std::find(only_.begin(), only_.end(), j) != only_.end();
+}
 
 ChunkedStep::~ChunkedStep() = default;
 
@@ -121,24 +132,33 @@ double ChunkedStep::run_row(const ParamSet& w, const Grads& grads, const StepInp
   // from its backward pass, so this pass stops at the last block's K/V;
   // SpaCO backpropagates only some chunks and logs the loss of all from here.
   const bool spaco = lay_.plan.chunk_mode == ChunkMode::spaco;
+  timings_.assign(size_t(k_), ChunkTiming{});
   double loss_sum = 0;
   for (int64_t j = 0; j < k_; j++) {
+    if (!runs(j)) continue;
+    const Clock::time_point t0 = Clock::now();
     kv_->set_chunk(j, 1.f);
     const StepInput ci = chunk_input(j, in);
     if (!spaco) {
       step_->forward_kv(w, ci, ctx);
-      continue;
+    } else {
+      const double l = step_->forward_loss(w, ci, ctx);
+      loss_sum += l * double(step_->label_count());
     }
-    const double l = step_->forward_loss(w, ci, ctx);
-    loss_sum += l * double(step_->label_count());
+    copy_sync(ctx);
+    timings_[size_t(j)].forward_s = seconds_since(t0);
   }
   // backward: chunks in reverse (SpaCO: those drawn), each rerun with grad
   const std::vector<int64_t> chosen = chosen_chunks(draw);
   const double pi = spaco ? double(lay_.plan.chunk_budget) / double(k_) : 1;
   for (auto it = chosen.rbegin(); it != chosen.rend(); ++it) {
+    if (!runs(*it)) continue;
+    const Clock::time_point t0 = Clock::now();
     kv_->set_chunk(*it, float(1.0 / pi));
     const double l = step_->run(w, grads, chunk_input(*it, in), ctx, label_norm * pi);
     if (!spaco) loss_sum += l * double(step_->label_count());
+    copy_sync(ctx);
+    timings_[size_t(*it)].backward_s = seconds_since(t0);
   }
   if (cp_) cp_->all_reduce_sum(&loss_sum, 1);  // every rank's slices
   return loss_sum;

@@ -39,6 +39,19 @@ class ChunkedStep {
   int64_t label_count() const { return label_count_; }
   // The chunks SpaCO backpropagates for `draw` (all of them under SeCO).
   std::vector<int64_t> chosen_chunks(uint64_t draw) const;
+  int64_t chunks() const { return k_; }
+
+  // Probe mode (a length whose whole step takes too long): only these chunks run, forward and backward; the
+  // other chunks' K/V pages stay allocated but are never written, so the loss and gradients are meaningless
+  // while every tier holds what the full step holds and the chunks that run do all their work (the last
+  // chunk attends to every page). Empty: every chunk (the default).
+  void set_only_chunks(std::vector<int64_t> chunks) { only_ = std::move(chunks); }
+  // Wall seconds of each chunk's forward (the first pass) and backward (its rerun with grad) in the last
+  // run's last row, after the backend finished its work (synchronised); -1 for a chunk that did not run.
+  struct ChunkTiming {
+    double forward_s = -1, backward_s = -1;
+  };
+  const std::vector<ChunkTiming>& chunk_timings() const { return timings_; }
 
  private:
   StepInput chunk_input(int64_t j, const StepInput& in);
@@ -57,6 +70,9 @@ class ChunkedStep {
   std::vector<int32_t> pos_, doc_;  // (T) the whole sequence's positions and document ids
   std::vector<int32_t> chunk_tok_, chunk_lab_, chunk_pos_, chunk_doc_;  // (Tc) the chunk being run
   int64_t label_count_ = 0;
+  std::vector<int64_t> only_;         // probe mode: the chunks that run (empty: all)
+  std::vector<ChunkTiming> timings_;  // (k) of the last row
+  bool runs(int64_t j) const;
 };
 
 }  // namespace longctx
