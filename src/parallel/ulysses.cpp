@@ -1,5 +1,6 @@
 #include "parallel/ulysses.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/check.h"
@@ -10,6 +11,24 @@ namespace longctx {
 void UlyssesAttention::check_layout(const LlamaConfig& c, int P) {
   CHECK(c.num_attention_heads % P == 0, "cp-kind ulysses: ", c.num_attention_heads,
         " query heads do not divide over ", P, " ranks (use a rank count that divides them)");
+}
+
+int UlyssesAttention::kv_sharing_ranks(const LlamaConfig& c, int P) {
+  const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, G = NH / NKV;
+  if (P <= 1 || NKV % P == 0 || NH % P != 0) return 1;
+  const int64_t NHr = NH / P;
+  auto heads = [&](int d) {  // as the constructor assigns them (copies of the query heads' KV heads)
+    std::vector<int64_t> kv;
+    for (int64_t i = 0; i < NHr; i++) kv.push_back((d * NHr + i) / G);
+    return kv;
+  };
+  int least = P;
+  for (int d = 0; d < P; d++) {
+    int same = 0;
+    for (int e = 0; e < P; e++) same += heads(e) == heads(d);
+    least = std::min(least, same);
+  }
+  return least;
 }
 
 UlyssesAttention::UlyssesAttention(const LlamaConfig& c, Comm& comm, Memory& mem, int64_t B, int64_t T_local,

@@ -35,6 +35,11 @@ class UlyssesAttention : public AttentionRunner {
   void set_inner(AttentionRunner* inner) { inner_ = inner; }
   int64_t group_heads() const { return Gs_; }
   int64_t group_kv_heads() const { return m_; }
+  // The KV heads (copies included) each rank d receives, [d] (Ulysses: one group).
+  const std::vector<std::vector<int64_t>>& kv_heads_of_ranks() const { return kvheads_[0]; }
+  // Chunks across ranks: how many ranks at least receive the same KV heads as one rank does (1 when the ranks
+  // do not outnumber the KV heads), so that they can share the storage of those heads' K/V cache.
+  static int kv_sharing_ranks(const LlamaConfig& c, int P);
 
  private:
   // local (B, Tl, H, HS) rows of heads `heads[d]` -> block d of send; recv -> (B, T, m, HS)

@@ -5,6 +5,7 @@
 
 #include "core/check.h"
 #include "model/params.h"
+#include "parallel/ulysses.h"
 
 namespace longctx {
 
@@ -74,6 +75,15 @@ double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind
                                          : 0;
     floats =
         (double(P) - 1) / double(P) * double(B) * Tl * (ch.backward_share * ((1 + R) * fwd + bwd) + first);
+    const int S = UlyssesAttention::kv_sharing_ranks(c, P);
+    if (ch.chunks > 1 && S > 1) {  // shared K/V pages: gathered before each read, gradients reduce-scattered
+      const double k = double(ch.chunks), page = double(B) * double(T) / k * (NH / double(P)) * HS;
+      // per block: the first pass (SeCO's skips the last block's attention), then each chunk's rerun reads
+      // its pages in the forward, in the recompute of `R` forwards and in the backward
+      const double first = ch.first == 1 ? (L - 1) / L : ch.first == 2 ? 1 : 0;
+      const double reads = first + ch.backward_share * (2 + R), scatters = ch.backward_share;
+      floats += k * (k - 1) / 2 * 2 * (S - 1.0) / S * page * (reads + scatters);
+    }
   } else {
     floats = 2 * double(B) * Tl * Ckv * ((1 + R) * (P - 1) + (P - 1) + P);
   }
@@ -89,7 +99,7 @@ ChunkPasses chunk_passes(const Plan& rp, int64_t T, int64_t* padded) {
   const int64_t k = (T + rp.chunk_size - 1) / rp.chunk_size;
   *padded = k * rp.chunk_size;
   const bool spaco = rp.chunk_mode == ChunkMode::spaco;
-  return {spaco ? 2 : 1, spaco ? std::min(1.0, double(rp.chunk_budget) / double(k)) : 1.0};
+  return {spaco ? 2 : 1, spaco ? std::min(1.0, double(rp.chunk_budget) / double(k)) : 1.0, k};
 }
 
 }  // namespace
@@ -132,7 +142,9 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
     hc.num_attention_heads = c.num_attention_heads / P;
     hc.num_key_value_heads =
         c.num_key_value_heads % P == 0 ? c.num_key_value_heads / P : c.num_attention_heads / P;
-    const MemoryPrediction kv = predict_memory(hc, rp, B, T, why);  // this rank's heads of whole chunks
+    Plan shared = rp;  // the ranks that receive the same KV heads share their pages
+    shared.kv_share = UlyssesAttention::kv_sharing_ranks(c, P);
+    const MemoryPrediction kv = predict_memory(hc, shared, B, T, why);  // this rank's heads of whole chunks
     for (int t = 0; t < kNumTiers; t++)
       for (Tag tag : {Tag::kv_cache, Tag::kv_grad}) {
         const int64_t d = kv.tag[size_t(t)][size_t(tag)] - m.tag[size_t(t)][size_t(tag)];

@@ -36,6 +36,7 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& p, int64_t B, int64_
 struct ChunkPasses {
   int first = 0;
   double backward_share = 1;
+  int64_t chunks = 0;  // k (0: not chunked)
 };
 // Bytes one rank sends per step for the attention of every block (forward,
 // the recompute of `recomputes` forwards, backward, and the chunk passes),

@@ -156,10 +156,15 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t 
     const Tier kv = s.plan.offload == Offload::none   ? dev
                     : s.plan.offload == Offload::host ? Tier::host
                                                       : Tier::disk;
-    add(kv, Tag::kv_cache, 2 * L * Tp * Ckv * 4);
-    add(kv, Tag::kv_grad, 2 * L * Tp * Ckv * 4);
-    // off the device: K and V staging pages in two slots, one gradient page
+    // each rank of kv_share keeps its part of every page (KvPages::part_elems)
+    const int share = std::max(plan.kv_share, 1);
+    const int64_t part = (s.Tc * Ckv + share - 1) / share, k = Tp / s.Tc;
+    add(kv, Tag::kv_cache, 2 * L * k * part * 4);
+    add(kv, Tag::kv_grad, 2 * L * k * part * 4);
+    // off the device: K and V staging pages in two slots, one gradient page; shared pages on the device: the
+    // slot where a page's parts are gathered
     if (kv != dev) add(dev, Tag::kv_cache, 4 * s.Tc * Ckv * 4), add(dev, Tag::kv_grad, s.Tc * Ckv * 4);
+    if (kv == dev && share > 1) add(dev, Tag::kv_cache, 2 * s.Tc * Ckv * 4);
     if (kv == Tier::disk) add(Tier::host, Tag::kv_grad, s.Tc * Ckv * 4);  // the copy thread's I/O page
     if (plan.gpu_memory && kv == Tier::disk)
       add(Tier::host, Tag::kv_cache, s.Tc * Ckv * 4);                                     // main's I/O page

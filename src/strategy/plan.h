@@ -33,6 +33,9 @@ struct Plan {
   bool gpu_memory = false;
   // The GPU's bf16 math: cuDNN's attention takes bf16 copies of q, k, v, out and their gradients as scratch.
   bool bf16_attention = false;
+  // Chunks across more ranks than KV heads (set by the cluster model, not a user choice): the ranks that hold
+  // the same KV heads, each of which keeps 1/kv_share of every page of their K/V cache.
+  int kv_share = 1;
 
   bool chunked() const { return chunk_mode != ChunkMode::none; }
 };

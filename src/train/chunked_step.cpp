@@ -47,14 +47,22 @@ ChunkedStep::ChunkedStep(const LlamaConfig& c, Memory& mem, int64_t T, const Pla
   ulysses_ = std::make_unique<UlyssesAttention>(c, *cp, mem, 1, Tl_);
   LlamaConfig hc = c;  // the cache holds this rank's heads of whole chunks
   hc.num_attention_heads = ulysses_->group_heads(), hc.num_key_value_heads = ulysses_->group_kv_heads();
-  kv_ = std::make_unique<KvPages>(hc, lay_, k_, mem);
+  // more ranks than KV heads: the ranks that receive the same KV heads share their cache's storage
+  if (UlyssesAttention::kv_sharing_ranks(c, P_) > 1) {
+    const auto& heads = ulysses_->kv_heads_of_ranks();
+    const int color = int(std::find(heads.begin(), heads.end(), heads[size_t(r_)]) - heads.begin());
+    share_ = cp->split(color, r_);
+  }
+  kv_ = std::make_unique<KvPages>(hc, lay_, k_, mem, share_.get());
   ulysses_->set_inner(kv_.get());
   Plan local = lay_.plan;  // the block rows of this rank's slice
   local.chunk_size = Tl_;
   step_ = std::make_unique<GradStep>(c, mem, step_layout(c, local, 1, T), ulysses_.get());
 }
 
-int64_t ChunkedStep::cp_bytes_sent() const { return ulysses_ ? ulysses_->bytes_sent() : 0; }
+int64_t ChunkedStep::cp_bytes_sent() const {
+  return ulysses_ ? ulysses_->bytes_sent() + kv_->bytes_sent() : 0;
+}
 int64_t ChunkedStep::kv_pages_read() const { return kv_->pages_read(); }
 
 bool ChunkedStep::runs(int64_t j) const {

@@ -9,7 +9,9 @@
 // scaling by k / s: unbiased, and backward cost proportional to s.
 // Across P ranks (Ulysses): every rank runs an equal slice of each chunk, an
 // all-to-all gives it the whole chunk for NH/P heads, and the K/V cache of
-// those heads stays on it; so activations and cache are 1/P of one rank's.
+// those heads stays on it; so activations and cache are 1/P of one rank's. With
+// more ranks than KV heads, the ranks that receive the same KV heads each keep
+// a part of every page of their cache (KvPages' shared heads).
 #pragma once
 #include <memory>
 #include <vector>
@@ -63,7 +65,8 @@ class ChunkedStep {
   int64_t k_ = 0;  // chunks
   Comm* cp_ = nullptr;
   int P_ = 1, r_ = 0;
-  int64_t Tl_ = 0;  // this rank's slice of a chunk (Tc / P)
+  int64_t Tl_ = 0;               // this rank's slice of a chunk (Tc / P)
+  std::unique_ptr<Comm> share_;  // the ranks that share this rank's KV heads' cache (null: none)
   std::unique_ptr<KvPages> kv_;
   std::unique_ptr<UlyssesAttention> ulysses_;
   std::unique_ptr<GradStep> step_;

@@ -14,29 +14,36 @@ void add_into_host(float* d, const float* s, int64_t n, float scale) {
 }
 }  // namespace
 
-KvPages::KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& mem)
+KvPages::KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& mem, Comm* share)
     : c_(c),
       mem_(mem),
       Tc_(s.Tc),
       k_(k),
       page_elems_(s.Tc * c.kv_dim()),
+      share_(share && share->size() > 1 ? share : nullptr),
       tier_(s.plan.offload == Offload::none   ? Tier::device
             : s.plan.offload == Offload::host ? Tier::host
                                               : Tier::disk),
       gpu_(!mem.host_accessible(Tier::device)) {
   const int64_t Ckv = c.kv_dim(), Cq = c.q_dim(), NH = c.num_attention_heads, Tp = k * Tc_,
                 L = c.num_hidden_layers;
+  // (the collectives of a shared page take host pointers: Comm is not stream-aware yet)
+  CHECK(!share_ || !gpu_, "[kv_pages] KV heads shared by several ranks' caches need host-accessible device ",
+        "memory (the CPU backend) for now; use as many ranks as KV heads, or fewer");
+  part_ = share_ ? part_elems(page_elems_, share_->size()) : page_elems_;
+  part_off_ = share_ ? std::min(page_elems_, part_ * share_->rank()) : 0;
+  part_len_ = std::min(part_, page_elems_ - part_off_);
   if (tier_ == Tier::disk) {
-    kv_file_ = std::make_unique<DiskFile>(s.plan.offload_dir, 2 * L * Tp * Ckv * 4, mem, Tag::kv_cache);
-    grad_file_ = std::make_unique<DiskFile>(s.plan.offload_dir, 2 * L * Tp * Ckv * 4, mem, Tag::kv_grad);
+    kv_file_ = std::make_unique<DiskFile>(s.plan.offload_dir, 2 * L * k * part_ * 4, mem, Tag::kv_cache);
+    grad_file_ = std::make_unique<DiskFile>(s.plan.offload_dir, 2 * L * k * part_ * 4, mem, Tag::kv_grad);
     io_copy_ = Buffer(mem, Tier::host, Tag::kv_grad, {Tc_, Ckv});  // the copy thread's read-add-write page
     if (gpu_) io_main_ = Buffer(mem, Tier::host, Tag::kv_cache, {Tc_, Ckv});
   } else {
     for (int64_t l = 0; l < L; l++) {
-      kc_.emplace_back(mem, tier_, Tag::kv_cache, Shape{Tp, Ckv});
-      vc_.emplace_back(mem, tier_, Tag::kv_cache, Shape{Tp, Ckv});
-      kg_.emplace_back(mem, tier_, Tag::kv_grad, Shape{Tp, Ckv});
-      vg_.emplace_back(mem, tier_, Tag::kv_grad, Shape{Tp, Ckv});
+      kc_.emplace_back(mem, tier_, Tag::kv_cache, Shape{k, part_});
+      vc_.emplace_back(mem, tier_, Tag::kv_cache, Shape{k, part_});
+      kg_.emplace_back(mem, tier_, Tag::kv_grad, Shape{k, part_});
+      vg_.emplace_back(mem, tier_, Tag::kv_grad, Shape{k, part_});
     }
   }
   const Tier dev = Tier::device;
@@ -53,6 +60,9 @@ KvPages::KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& m
         dk_h_[i] = Buffer(mem, Tier::host, Tag::kv_grad, {Tc_, Ckv});
         dv_h_[i] = Buffer(mem, Tier::host, Tag::kv_grad, {Tc_, Ckv});
       }
+  } else if (share_) {  // one slot where a page's parts are gathered
+    kpage_[0] = Buffer(mem, dev, Tag::kv_cache, {Tc_, Ckv});
+    vpage_[0] = Buffer(mem, dev, Tag::kv_cache, {Tc_, Ckv});
   }
   out_p_ = Buffer(mem, dev, Tag::workspace, {Tc_, Cq});  // (Tc, NH, HS)
   lse_p_ = Buffer(mem, dev, Tag::workspace, {NH, Tc_});
@@ -82,30 +92,35 @@ void KvPages::zero_grads() {
 
 Tensor KvPages::page(Store s, int64_t l, int64_t p) const {
   const std::vector<Buffer>& b = s == kK ? kc_ : s == kV ? vc_ : s == kDK ? kg_ : vg_;
-  return b[size_t(l)].t().slice0(p * Tc_, Tc_);
+  return b[size_t(l)].t().slice0(p, 1).view({part_}).slice0(0, part_len_);
 }
 
 int64_t KvPages::disk_offset(Store s, int64_t l, int64_t p) const {
   const int64_t which = s == kK || s == kDK ? 0 : 1;
-  return ((2 * l + which) * k_ + p) * page_elems_ * 4;
+  return ((2 * l + which) * k_ + p) * part_ * 4;
 }
 
+// src, dst: this rank's part of a page (part_len_ elements)
 void KvPages::put(Store s, int64_t l, int64_t p, const Tensor& src, Context& ctx) {
   if (tier_ != Tier::disk) return copy_tensor(page(s, l, p), src, ctx);
   const void* from = src.ptr;
-  if (gpu_) copy_tensor(io_main_.t(), src.view(io_main_.t().shape), ctx), from = io_main_.t().ptr;
-  file(s).write(disk_offset(s, l, p), from, page_elems_ * 4);
+  if (gpu_) {
+    const Tensor io = io_main_.t().view({page_elems_}).slice0(0, part_len_);
+    copy_tensor(io, src, ctx), from = io.ptr;
+  }
+  file(s).write(disk_offset(s, l, p), from, part_len_ * 4);
 }
 
 void KvPages::get(Store s, int64_t l, int64_t p, const Tensor& dst, Context& ctx) {
-  if (tier_ != Tier::disk) return copy_tensor(dst, page(s, l, p).view(dst.shape), ctx);
-  if (!gpu_) return file(s).read(disk_offset(s, l, p), dst.ptr, page_elems_ * 4);
-  file(s).read(disk_offset(s, l, p), io_main_.t().ptr, page_elems_ * 4);
-  copy_tensor(dst, io_main_.t().view(dst.shape), ctx);
+  if (tier_ != Tier::disk) return copy_tensor(dst, page(s, l, p), ctx);
+  if (!gpu_) return file(s).read(disk_offset(s, l, p), dst.ptr, part_len_ * 4);
+  const Tensor io = io_main_.t().view({page_elems_}).slice0(0, part_len_);
+  file(s).read(disk_offset(s, l, p), io.ptr, part_len_ * 4);
+  copy_tensor(dst, io, ctx);
 }
 
 void KvPages::put_async(Store s, int64_t l, int64_t p, const Tensor& dst) {
-  const size_t n = size_t(page_elems_) * 4;
+  const size_t n = size_t(part_len_) * 4;
   if (tier_ != Tier::disk) return mem_.copy(Tier::device, dst.ptr, tier_, page(s, l, p).ptr, n);
   if (!gpu_) return file(s).read(disk_offset(s, l, p), dst.ptr, int64_t(n));
   file(s).read(disk_offset(s, l, p), io_copy_.t().ptr, int64_t(n));
@@ -115,14 +130,14 @@ void KvPages::put_async(Store s, int64_t l, int64_t p, const Tensor& dst) {
 void KvPages::add_async(Store s, int64_t l, int64_t p, const Tensor& src, const Tensor& src_host, float sc) {
   const float* from = src.f32();
   if (gpu_) {  // the gradient page comes to the host first
-    mem_.copy(Tier::host, src_host.ptr, Tier::device, src.ptr, size_t(page_elems_) * 4);
+    mem_.copy(Tier::host, src_host.ptr, Tier::device, src.ptr, size_t(part_len_) * 4);
     from = src_host.f32();
   }
-  if (tier_ != Tier::disk) return add_into_host(page(s, l, p).f32(), from, page_elems_, sc);
+  if (tier_ != Tier::disk) return add_into_host(page(s, l, p).f32(), from, part_len_, sc);
   float* buf = io_copy_.f32();
-  file(s).read(disk_offset(s, l, p), buf, page_elems_ * 4);
-  add_into_host(buf, from, page_elems_, sc);
-  file(s).write(disk_offset(s, l, p), buf, page_elems_ * 4);
+  file(s).read(disk_offset(s, l, p), buf, part_len_ * 4);
+  add_into_host(buf, from, part_len_, sc);
+  file(s).write(disk_offset(s, l, p), buf, part_len_ * 4);
 }
 
 void KvPages::forward(int64_t l, const BlockActs& a, Context& ctx) {
@@ -135,7 +150,7 @@ void KvPages::forward(int64_t l, const BlockActs& a, Context& ctx) {
   if (j_ - 1 >= lo) prefetch(l, j_ - 1);
   for (int64_t p = j_ - 1; p >= lo; p--) {
     Tensor K, V;
-    fetch(l, p, lo, K, V);
+    fetch(l, p, lo, K, V, ctx);
     attention_forward(out_p_.t().view({1, Tc_, NH, HS}), lse_p_.t().view({1, NH, Tc_}), q, K, V, params(l, p),
                       ctx);
     attention_merge(out, a.lse, out_p_.t().view({1, Tc_, NH, HS}), lse_p_.t().view({1, NH, Tc_}), ctx);
@@ -143,8 +158,8 @@ void KvPages::forward(int64_t l, const BlockActs& a, Context& ctx) {
 }
 
 void KvPages::store_kv(int64_t l, const BlockActs& a, Context& ctx) {
-  put(kK, l, j_, a.k, ctx);  // (the copy thread reads only earlier pages meanwhile)
-  put(kV, l, j_, a.v, ctx);
+  put(kK, l, j_, own(a.k), ctx);  // (the copy thread reads only earlier pages meanwhile)
+  put(kV, l, j_, own(a.v), ctx);
 }
 
 void KvPages::backward(int64_t l, const BlockActs& a, const BlockGrads& g, Context& ctx) {
@@ -161,13 +176,17 @@ void KvPages::backward(int64_t l, const BlockActs& a, const BlockGrads& g, Conte
   if (j_ - 1 >= lo) prefetch(l, j_ - 1);
   for (int64_t p = j_ - 1; p >= lo; p--) {
     Tensor K, V;
-    fetch(l, p, lo, K, V);
+    fetch(l, p, lo, K, V, ctx);
     const int s = int(p % 2);
     if (copier_) copier_->wait(sent_[s]);  // this slot's gradients from two pages ago have left
     const Tensor dk = dk_p_[s].t().view({1, Tc_, NKV, HS}), dv = dv_p_[s].t().view({1, Tc_, NKV, HS});
     attention_backward(dq_p_.t().view({1, Tc_, NH, HS}), dk, dv, dout, q, K, V, out, a.lse, params(l, p),
                        ctx);
     axpy_inplace(g.dq, 1.f, dq_p_.t().view(g.dq.shape), ctx);
+    if (share_) {  // every rank's query heads sent gradients to the page: each keeps its part's sum
+      for (const Tensor& t : {dk, dv}) share_->reduce_scatter_sum(t.f32(), page_elems_);
+      bytes_sent_ += 2 * (share_->size() - 1) * part_ * 4;
+    }
     send_grad_page(l, p, s, ctx);
   }
   if (copier_) copier_->wait_all();  // the collected gradients are complete before the next chunk
@@ -200,7 +219,7 @@ int64_t KvPages::first_page(int64_t l) const {
 void KvPages::prefetch(int64_t l, int64_t p) {
   if (!copier_ || p < 0) return;
   const int s = int(p % 2);
-  const Tensor kd = kpage_[s].t(), vd = vpage_[s].t();
+  const Tensor kd = own(kpage_[s].t()), vd = own(vpage_[s].t());
   fetched_[s] = copier_->submit([=, this] {
     put_async(kK, l, p, kd);
     put_async(kV, l, p, vd);
@@ -208,37 +227,51 @@ void KvPages::prefetch(int64_t l, int64_t p) {
 }
 
 // K/V of chunk p for block l on the device (waits for its prefetch and starts the next one).
-void KvPages::fetch(int64_t l, int64_t p, int64_t lo, Tensor& K, Tensor& V) {
+void KvPages::fetch(int64_t l, int64_t p, int64_t lo, Tensor& K, Tensor& V, Context& ctx) {
   const Shape s{1, Tc_, c_.num_key_value_heads, c_.head_dim};
   pages_read_++;
-  if (tier_ == Tier::device) {
+  int slot = 0;
+  if (tier_ == Tier::device && !share_) {
     K = page(kK, l, p).view(s), V = page(kV, l, p).view(s);
     return;
   }
-  const int slot = int(p % 2);
-  copier_->wait(fetched_[slot]);
-  if (p - 1 >= lo) prefetch(l, p - 1);
+  if (tier_ == Tier::device) {  // this rank's part into the gathering slot
+    copy_tensor(own(kpage_[0].t()), page(kK, l, p), ctx);
+    copy_tensor(own(vpage_[0].t()), page(kV, l, p), ctx);
+  } else {
+    slot = int(p % 2);
+    copier_->wait(fetched_[slot]);
+    if (p - 1 >= lo) prefetch(l, p - 1);
+  }
+  if (share_) {  // the other ranks' parts
+    for (const Buffer* b : {&kpage_[slot], &vpage_[slot]})
+      share_->all_gather_parts(b->t().f32(), page_elems_);
+    bytes_sent_ += 2 * (share_->size() - 1) * part_ * 4;
+  }
   K = kpage_[slot].t().view(s), V = vpage_[slot].t().view(s);
 }
 
 // g (Tc, Ckv) += the collected gradient of chunk p's page
+// (shared heads: this rank's part of the group's sum; the Ulysses exchange back adds the ranks' copies)
 void KvPages::add_grad_page(Tensor g, Store s, int64_t l, int64_t p, Context& ctx) {
-  if (tier_ == Tier::device) return axpy_inplace(g, 1.f, page(s, l, p).view(g.shape), ctx);
+  if (tier_ == Tier::device) return axpy_inplace(own(g), 1.f, page(s, l, p), ctx);
   copier_->wait_all();  // the store's page is complete (and the disk's I/O page free)
-  get(s, l, p, dkpage_.t(), ctx);
-  axpy_inplace(g, 1.f, dkpage_.t().view(g.shape), ctx);
+  get(s, l, p, own(dkpage_.t()), ctx);
+  axpy_inplace(own(g), 1.f, own(dkpage_.t()), ctx);
 }
 
 // chunk p's pages of block l's K/V gradient stores += kv_scale * slot s's dk, dv: on the copy thread when
 // the stores are off the device
 void KvPages::send_grad_page(int64_t l, int64_t p, int s, Context& ctx) {
-  const Tensor dk = dk_p_[s].t(), dv = dv_p_[s].t();
+  const Tensor dk = own(dk_p_[s].t()), dv = own(dv_p_[s].t());
   const float sc = kv_scale_;
   if (!copier_) {  // the stores are on the device
     axpy_inplace(page(kDK, l, p), sc, dk, ctx);
     return axpy_inplace(page(kDV, l, p), sc, dv, ctx);
   }
-  const Tensor dkh = dk_h_[s].t(), dvh = dv_h_[s].t();  // defined when the device is GPU memory
+  // defined when the device is GPU memory
+  const Tensor dkh = dk_h_[s].t().defined() ? own(dk_h_[s].t()) : Tensor(),
+               dvh = dv_h_[s].t().defined() ? own(dv_h_[s].t()) : Tensor();
   sent_[s] = copier_->submit([=, this] {
     add_async(kDK, l, p, dk, dkh, sc);
     add_async(kDV, l, p, dv, dvh, sc);

@@ -6,10 +6,16 @@
 // the current one computes), and the gradients that a chunk's queries send to
 // earlier pages are added back into the stores, on the copy thread when off
 // the device.
+// Shared heads (chunks across more ranks than KV heads): the ranks of `share`
+// hold the same KV heads, so each stores only its part of every page (part r
+// of the flat page, as Comm's parts cut it); attention gathers a page's parts
+// before it reads them, and the page's gradients from every rank's query
+// heads are reduce-scattered, each rank keeping the sum of its part.
 #pragma once
 #include <memory>
 #include <vector>
 
+#include "comm/comm.h"
 #include "core/copy_thread.h"
 #include "core/disk_file.h"
 #include "model/block.h"
@@ -19,7 +25,8 @@ namespace longctx {
 
 class KvPages : public AttentionRunner {
  public:
-  KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& mem);
+  // share: the ranks that hold the same KV heads (null or one rank: none)
+  KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& mem, Comm* share = nullptr);
   ~KvPages() override;
   // Per-step state: the whole sequence's document ids (padding its own), and those of its real tokens.
   void set_docs(std::vector<int32_t>& d, const std::vector<int32_t>& real, Context& ctx);
@@ -28,6 +35,9 @@ class KvPages : public AttentionRunner {
   // Earlier pages that attention has read so far (forward and backward; pages wholly outside a block's
   // sliding window are skipped).
   int64_t pages_read() const { return pages_read_; }
+  int64_t bytes_sent() const { return bytes_sent_; }  // to the other ranks of `share`, so far
+  // Elements of a page each rank of a group of `ranks` stores (Comm's part of a flat page).
+  static int64_t part_elems(int64_t page_elems, int ranks) { return (page_elems + ranks - 1) / ranks; }
 
   void forward(int64_t l, const BlockActs& a, Context& ctx) override;
   void store_kv(int64_t l, const BlockActs& a, Context& ctx) override;
@@ -35,8 +45,10 @@ class KvPages : public AttentionRunner {
 
  private:
   enum Store { kK, kV, kDK, kDV };  // K, V, and their gradients
-  // Page p of block l's store s, as a tensor (device and host tiers; not disk).
+  // This rank's part of page p of block l's store s, as a tensor (device and host tiers; not disk).
   Tensor page(Store s, int64_t l, int64_t p) const;
+  // This rank's part of a whole page t (Tc, Ckv), flat; t itself without sharing.
+  Tensor own(const Tensor& t) const { return t.view({page_elems_}).slice0(part_off_, part_len_); }
   int64_t disk_offset(Store s, int64_t l, int64_t p) const;  // bytes into kv_file_ / grad_file_
   DiskFile& file(Store s) const { return s == kK || s == kV ? *kv_file_ : *grad_file_; }
   // Main thread: page := src (a device tensor of one page); dst (device) := page.
@@ -52,17 +64,19 @@ class KvPages : public AttentionRunner {
   int64_t first_page(int64_t l) const;
   void prefetch(int64_t l, int64_t p);
   // page p >= lo; prefetches page p - 1 when that is still >= lo
-  void fetch(int64_t l, int64_t p, int64_t lo, Tensor& K, Tensor& V);
+  void fetch(int64_t l, int64_t p, int64_t lo, Tensor& K, Tensor& V, Context& ctx);
   void add_grad_page(Tensor g, Store s, int64_t l, int64_t p, Context& ctx);
   void send_grad_page(int64_t l, int64_t p, int s, Context& ctx);
 
   LlamaConfig c_;
   Memory& mem_;
   int64_t Tc_, k_, page_elems_;
+  Comm* share_ = nullptr;                           // ranks of the same KV heads (null: none)
+  int64_t part_ = 0, part_off_ = 0, part_len_ = 0;  // a stored page's elements; this rank's part of a page
   Tier tier_;
   bool gpu_;  // the device tier is GPU memory: host code stages through pinned copies
-  std::vector<Buffer> kc_, vc_, kg_, vg_;          // L x (k*Tc, Ckv) on the device or host tier
-  std::unique_ptr<DiskFile> kv_file_, grad_file_;  // disk: L x (K, V) and L x (dK, dV) of (k*Tc, Ckv)
+  std::vector<Buffer> kc_, vc_, kg_, vg_;          // L x (k, part) on the device or host tier
+  std::unique_ptr<DiskFile> kv_file_, grad_file_;  // disk: L x (K, V) and L x (dK, dV) of (k, part)
   Buffer io_main_, io_copy_;                       // (Tc, Ckv) host pages: disk I/O of the main / copy thread
   Buffer kpage_[2], vpage_[2], dkpage_;            // (Tc, Ckv) device staging
   Buffer out_p_, lse_p_, dq_p_, docs_;             // device scratch
@@ -71,7 +85,7 @@ class KvPages : public AttentionRunner {
   std::unique_ptr<CopyThread> copier_;  // off-device tiers: page traffic overlaps with compute
   uint64_t fetched_[2] = {0, 0}, sent_[2] = {0, 0};
   int64_t j_ = 0;
-  int64_t pages_read_ = 0;
+  int64_t pages_read_ = 0, bytes_sent_ = 0;
   float kv_scale_ = 1.f;
   bool masked_ = true;  // several documents: attention takes the document ids
 };

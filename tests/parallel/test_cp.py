@@ -154,6 +154,48 @@ def test_chunks(exe, d):
                 ok, detail = grads_close(ref, out)
                 check(what + ": loss and every gradient equal one rank's",
                       ok and abs(j["loss"] - l1) <= 1e-5 * abs(l1), detail + " loss %r vs %r" % (j["loss"], l1))
+    # More ranks than KV heads (MQA on 2 and 4 ranks, GQA with 2 KV heads on 4): the ranks that receive the
+    # same KV head keep a part of every page of its cache each, gathered before attention reads it. Exact on
+    # every tier (above and here); each rank's cache is 1/ranks-sharing of one head's, as `plan --ranks` says.
+    for name, nh, nkv in (("mqa", 4, 1), ("gqa", 4, 2)):
+        m = os.path.join(d, "c" + name)
+        for off in ("host", "disk", "none"):
+            flags = ["--chunk-mode", "seco", "--chunk-size", "8", "--offload", off]
+            tier = {"none": "device"}.get(off, off)
+            r1 = run([exe, "grad", "--model", m, "--tokens", toks, "--out", os.path.join(d, "s1.safetensors")] + flags)
+            for n in (2, 4):
+                if nkv % n == 0:
+                    continue
+                out = os.path.join(d, "s%d.safetensors" % n)
+                r = run(mpirun(n) + [exe, "grad", "--model", m, "--tokens", toks, "--out", out, "--cp-kind",
+                                     "ulysses"] + flags)
+                pl = run([exe, "plan", "--model", m, "--seq-len", "37", "--ranks", str(n), "--cp-kind", "ulysses",
+                          "--json"] + flags)
+                what = "ulysses -np %d %s, K/V pages shared, offload %s" % (n, name, off)
+                if r.returncode or r1.returncode or pl.returncode:
+                    check(what, False, (r1.stderr + r.stderr + pl.stderr)[-300:])
+                    continue
+                ok, detail = grads_close(os.path.join(d, "s1.safetensors"), out)
+                check(what + ": every gradient equals one rank's", ok, detail)
+                sent = json.loads(r.stdout.strip().splitlines()[-1])["cp_attention_bytes_sent_per_step"]
+                want = json.loads(pl.stdout.strip().splitlines()[-1])["kinds"][0]["attention_bytes"]
+                check("%s: bytes sent per rank %d = plan's formula %d (page gathers included)" % (what, sent, want),
+                      abs(sent - want) <= 1e-6 * want)
+                if off == "disk":
+                    continue  # (the disk's bytes are files, not a tracked tier peak)
+                per = json.loads(r.stdout.strip().splitlines()[-1])["peak_bytes_per_rank"]
+                one = json.loads(r1.stdout.strip().splitlines()[-1])["peak_bytes"]["tags"][tier]
+                pred = json.loads(pl.stdout.strip().splitlines()[-1])["kinds"][0]["peak_bytes"]["tags"][tier]
+                sharing = n // nkv  # ranks per KV head (one query head per rank on 4, two on 2 for MQA)
+                heads = nh // n    # copies of the KV head on each rank: one per query head
+                for tag in ("kv_cache", "kv_grad"):
+                    got = sorted(set(p["tags"][tier][tag] for p in per))
+                    # the stores: one rank's whole cache of nkv heads x heads copies / nkv heads / sharing;
+                    # on the device also the staging slots (tag kv_cache), checked against the plan only
+                    want_store = one[tag] * heads // nkv // sharing
+                    ok = got == [pred[tag]] and (off != "host" or got == [want_store])
+                    check("%s: %s per rank %s = plan --ranks %d's %d (one rank's %d)"
+                          % (what, tag, got, n, pred[tag], one[tag]), ok)
     m = model(exe, d, "cref", 4, 2)
     r = run(mpirun(2) + [exe, "grad", "--model", m, "--tokens", toks, "--cp-kind", "ring", "--chunk-mode", "seco",
                          "--chunk-size", "8"])
@@ -345,19 +387,22 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--longctx", required=True)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--only", help="run only the test_<ONLY> group (e.g. chunks)")
     args, _ = ap.parse_known_args()
     if not shutil.which("mpirun"):
         print("mpirun not found: install openmpi-bin (scripts/install-deps.sh does)")
         sys.exit(1)
     d = tempfile.mkdtemp(prefix="longctx-cp-")
     try:
-        test_comm(args.longctx)
-        test_grads(args.longctx, d)
-        test_zero_memory(args.longctx, d)
-        test_chunks(args.longctx, d)
-        test_training(args.longctx, d)
-        test_sharded_checkpoints(args.longctx, d)
-        test_failures(args.longctx, d)
+        groups = [("comm", lambda: test_comm(args.longctx)), ("grads", lambda: test_grads(args.longctx, d)),
+                  ("zero_memory", lambda: test_zero_memory(args.longctx, d)),
+                  ("chunks", lambda: test_chunks(args.longctx, d)),
+                  ("training", lambda: test_training(args.longctx, d)),
+                  ("sharded_checkpoints", lambda: test_sharded_checkpoints(args.longctx, d)),
+                  ("failures", lambda: test_failures(args.longctx, d))]
+        for name, fn in groups:
+            if args.only in (None, name):
+                fn()
     finally:
         if not args.keep:
             shutil.rmtree(d, ignore_errors=True)
