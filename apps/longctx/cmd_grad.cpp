@@ -10,6 +10,7 @@
 #include "model/flops.h"
 #include "model/llama_io.h"
 #include "ops/backend.h"
+#include "ops/lm_head_loss.h"
 #include "parallel/zero.h"
 #include "plan_flags.h"
 #include "ranks.h"
@@ -18,6 +19,7 @@
 #include "train/any_step.h"
 #include "train/checkpoint.h"
 #include "train/host_stage.h"
+#include "train/probe.h"
 #include "train/report.h"
 
 namespace longctx::cli {
@@ -28,6 +30,7 @@ struct Opts {
   std::string model, tokens, out, adapter, cp_kind = "ulysses", device = "auto", dtype = "auto";
   int cp_ulysses = 2, dp = 1, zero = 0;
   int repeat = 1;
+  bool probe = false;
   PlanFlags flags;
 };
 
@@ -44,6 +47,73 @@ void split_tokens(const TokenArray& a, const std::string& path, int64_t V, Tenso
       if (t < T) inputs.i32()[b * T + t] = id;
       if (t > 0) labels.i32()[b * T + t - 1] = id;
     }
+}
+
+// --probe: per repeat, every row runs on its own with only chunks 0 and k-1 (forward and backward) on the
+// full-length state; the step's time is the probe's wall time with each row's measured chunks replaced by
+// the extrapolation of all its chunks (what runs outside the chunks is measured, not modelled).
+struct Probe {
+  std::vector<int64_t> chunks;
+  uint64_t draw = 0;                                   // SpaCO: one that backpropagates every probed chunk
+  std::vector<double> wall, step;                      // per repeat: measured, extrapolated
+  std::vector<double> fwd_s, bwd_s, outside_s;         // per repeat: the extrapolation's parts
+  std::vector<std::vector<double>> forward, backward;  // per probed chunk: every row's seconds, every repeat
+};
+
+void probe_repeat(AnyStep& step, const LlamaConfig& c, const ParamSet& W, const Grads& G,
+                  const Tensor& inputs, const Tensor& labels, double label_norm, bool finish, Context& ctx,
+                  Probe& p) {
+  ChunkedStep& cs = *step.chunked();
+  const int64_t B = inputs.shape[0], T = inputs.shape[1];
+  double delta = 0, fwd = 0, bwd = 0, measured = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t b = 0; b < B; b++) {
+    const Tensor in(inputs.i32() + b * T, {1, T}, DType::I32), lab(labels.i32() + b * T, {1, T}, DType::I32);
+    step.run(W, G, StepInput{in, lab, Tensor(), Tensor()}, ctx, label_norm, p.draw);
+    const auto& tm = cs.chunk_timings();
+    const ProbeEstimate e =
+        extrapolate_row(c, probe_shape(cs, c), tm[size_t(p.chunks.front())], tm[size_t(p.chunks.back())]);
+    double row = 0;
+    for (size_t i = 0; i < p.chunks.size(); i++) {
+      const auto& t = tm[size_t(p.chunks[i])];
+      row += t.forward_s + t.backward_s;
+      p.forward[i].push_back(t.forward_s), p.backward[i].push_back(t.backward_s);
+    }
+    delta += e.chunks_s() - row, fwd += e.forward_s, bwd += e.backward_s, measured += row;
+  }
+  if (finish) step.finish_grads(G);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  p.wall.push_back(wall), p.step.push_back(wall + delta);
+  p.fwd_s.push_back(fwd), p.bwd_s.push_back(bwd), p.outside_s.push_back(wall - measured);
+}
+
+nlohmann::json probe_json(const Probe& p, const ChunkedStep& cs, const LlamaConfig& c, int64_t tokens) {
+  nlohmann::json j, per = nlohmann::json::object();
+  for (size_t i = 0; i < p.chunks.size(); i++)
+    per[std::to_string(p.chunks[i])] = {{"forward", median(p.forward[i])},
+                                        {"backward", median(p.backward[i])}};
+  const double step = median(p.step);
+  j["how"] = "probe";
+  j["probe_chunks"] = p.chunks;
+  j["chunks"] = cs.chunks();
+  j["chunk_size"] = cs.layout().Tc;
+  j["chunk_seconds"] = per;  // measured: medians over rows and repeats
+  j["probe_seconds"] = median(p.wall);
+  j["probe_seconds_all"] = p.wall;
+  j["step_seconds_extrapolated"] = step;
+  j["step_seconds_extrapolated_all"] = p.step;
+  j["tokens_per_second_extrapolated"] = double(tokens) / step;
+  j["extrapolation"] = {
+      {"forward_s", median(p.fwd_s)},
+      {"backward_s", median(p.bwd_s)},
+      {"outside_chunks_s", median(p.outside_s)},
+      {"backward_share", probe_shape(cs, c).backward_share},
+      {"model",
+       "per pass, a chunk's seconds linear in the earlier K/V pages it reads (summed over blocks, sliding "
+       "windows counted), fitted to the first and the last chunk; SpaCO's backward: its expectation "
+       "(budget/k of the chunks); what runs outside the chunks: measured"}};
+  if (cs.layout().plan.chunk_mode == ChunkMode::spaco) j["probe_draw"] = p.draw;
+  return j;
 }
 
 int run_grad(const Opts& o) {
@@ -74,6 +144,11 @@ int run_grad(const Opts& o) {
   const Plan plan =
       comm.size() > 1 ? resolve_plan(wanted, c, B, std::max<int64_t>(T, 1))
                       : choose_plan(c, wanted, o.flags.is_auto(), B, std::max<int64_t>(T, 1), Purpose::grad);
+  CHECK(!o.probe || plan.chunked(), "--probe needs a chunk mode (--chunk-mode seco or spaco): it runs the ",
+        "first and the last chunk of a chunked step, and this plan runs the whole sequence at once (",
+        describe(plan), ")");
+  CHECK(!o.probe || o.out.empty(), "--probe computes no usable gradient (only the first and the last chunk ",
+        "run): drop --out ", o.out);
   Memory mem;
   mem.tracker().set_budget(Tier::device, plan.device_mem);
   mem.tracker().set_budget(Tier::host, plan.host_mem ? plan.host_mem : default_host_budget());
@@ -126,7 +201,25 @@ int run_grad(const Opts& o) {
   const Grads G = sh ? Grads{sh->grad_views(), nullptr} : Grads{gbase.get(), ga.get()};
   std::vector<double> secs;
   double loss = 0;
-  for (int r = 0; r < o.repeat; r++) {
+  Probe probe;
+  if (o.probe) {
+    ChunkedStep& cs = *step.chunked();
+    probe.chunks = probe_chunks(cs.chunks());
+    probe.draw = probe_draw(cs, probe.chunks);
+    probe.forward.resize(probe.chunks.size()), probe.backward.resize(probe.chunks.size());
+    cs.set_only_chunks(probe.chunks);
+  }
+  int64_t label_total = 0;
+  for (int64_t i = 0; i < B * T; i++) label_total += labels.t().i32()[i] != kIgnoreIndex;
+  for (int r = 0; r < (o.probe ? o.repeat : 0); r++) {
+    if (gbase) gbase->zero();
+    if (ga) ga->zero();
+    if (sh) sh->zero_grads();
+    set_activity("probe " + std::to_string(r + 1) + ": the first and the last chunk (forward + backward)");
+    probe_repeat(step, c, W, G, inputs.t(), labels.t(), double(std::max<int64_t>(label_total, 1)), !sh, ctx,
+                 probe);
+  }
+  for (int r = 0; r < (o.probe ? 0 : o.repeat); r++) {
     if (gbase) gbase->zero();
     if (ga) ga->zero();
     if (sh) sh->zero_grads();
@@ -149,17 +242,27 @@ int run_grad(const Opts& o) {
     on_host(*ga, c, plan.lora, ctx, true, false,
             [&](LoraSet& g) { save_safetensors(o.out, named_tensors(g)); });
 
-  const double sec = median(secs);
+  // a probe reports measured peaks and its chunks' seconds, and the step's time extrapolated (labelled so)
+  const double sec = o.probe ? median(probe.step) : median(secs);
   const StepFlops f = step_flops(c, B, T, true, step.suffix_rows(T));
-  nlohmann::json j;
-  j["loss"] = loss;
+  nlohmann::json j = o.probe ? probe_json(probe, *step.chunked(), c, B * T) : nlohmann::json::object();
+  if (o.probe) {
+    j["loss"] = nullptr;  // most chunks did not run: no loss (and no gradient) of the step
+    j["labels"] = label_total;
+    j["achieved_gflops_per_s_extrapolated"] = f.executed / 1e9 / sec;
+    j["peak_bytes_how"] = "measured";
+    if (comm.size() == 1) j["predicted_peak_bytes"] = predict_memory(c, plan, B, T, Purpose::grad).to_json();
+  } else {
+    j["how"] = "full";
+    j["loss"] = loss;
+    j["labels"] = step.label_count();
+    j["step_seconds"] = sec;
+    j["step_seconds_all"] = secs;
+    j["tokens_per_second"] = double(B * T) / sec;
+    j["achieved_gflops_per_s"] = f.executed / 1e9 / sec;
+  }
   j["tokens"] = B * T;
-  j["labels"] = step.label_count();
-  j["step_seconds"] = sec;
-  j["step_seconds_all"] = secs;
-  j["tokens_per_second"] = double(B * T) / sec;
   j["model_gflops"] = f.model / 1e9;
-  j["achieved_gflops_per_s"] = f.executed / 1e9 / sec;
   j["peak_bytes"] = peak_bytes_json(mem.tracker());
   j["plan"] = plan_to_json(step.layout().plan);
   j["device"] = backend_name(backend);
@@ -170,10 +273,23 @@ int run_grad(const Opts& o) {
     j["cp_kind"] = o.cp_kind;
     j["zero"] = o.zero;
     j["peak_bytes_per_rank"] = per_rank;
-    j["cp_attention_bytes_sent_per_step"] = double(step.cp_bytes_sent()) / o.repeat;  // by rank 0
+    // by rank 0; a probe's are those of the chunks it ran, not the step's
+    j[o.probe ? "cp_attention_bytes_sent_per_probe" : "cp_attention_bytes_sent_per_step"] =
+        double(step.cp_bytes_sent()) / o.repeat;
   }
-  std::printf("loss %.6f over %lld tokens, step %.4f s (median of %d), peak device %s\n", loss,
-              (long long)(B * T), sec, o.repeat, format_bytes(mem.tracker().tier(Tier::device).peak).c_str());
+  const std::string dev_peak = format_bytes(mem.tracker().tier(Tier::device).peak);
+  if (o.probe) {
+    const int64_t k = step.chunked()->chunks();
+    const std::string ran =
+        k == 1 ? "chunk 0 of 1" : "chunks 0 and " + std::to_string(k - 1) + " of " + std::to_string(k);
+    std::printf(
+        "probe over %lld tokens: %s ran on the full-length state in %.4f s; step %.4f s EXTRAPOLATED from "
+        "them (median of %d), peak device %s measured\n",
+        (long long)(B * T), ran.c_str(), median(probe.wall), sec, o.repeat, dev_peak.c_str());
+  } else {
+    std::printf("loss %.6f over %lld tokens, step %.4f s (median of %d), peak device %s\n", loss,
+                (long long)(B * T), sec, o.repeat, dev_peak.c_str());
+  }
   std::printf("%s\n", j.dump().c_str());
   return 0;
 }
@@ -186,6 +302,9 @@ Run add_grad(CLI::App& app) {
   app.add_option("--tokens", o->tokens, ".npy int array (B, T+1) or (T+1)")->required();
   app.add_option("--out", o->out, "where to write the gradients (.safetensors)");
   app.add_option("--repeat", o->repeat, "run the step N times; step_seconds is the median");
+  app.add_flag("--probe", o->probe,
+               "chunked plans: build the full-length step, run only its first and last chunks, measure the "
+               "peaks and extrapolate the step's time (step_seconds_extrapolated); no gradients");
   app.add_option("--cp-kind", o->cp_kind,
                  "with several ranks (mpirun): ulysses | upipe | ring | zigzag | hybrid");
   app.add_option("--zero", o->zero,

@@ -65,6 +65,8 @@ class AnyStep {
   int64_t cp_bytes_sent() const {  // this rank, so far
     return cp_ ? cp_->attention_bytes_sent() : chunked_ ? chunked_->cp_bytes_sent() : 0;
   }
+  // The chunked step (SeCO / SpaCO, one rank or Ulysses across ranks); null for a whole-sequence plan.
+  ChunkedStep* chunked() { return chunked_.get(); }
   const StepLayout& layout() const {
     return cp_ ? cp_->layout() : chunked_ ? chunked_->layout() : whole_->layout();
   }
