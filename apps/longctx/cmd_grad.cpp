@@ -165,16 +165,21 @@ int run_grad(const Opts& o) {
 
   CHECK(o.zero >= 0 && o.zero <= 3, "--zero ", o.zero, ": the stages are 0, 1, 2 and 3");
   // ZeRO 2-3 across ranks: gradients (3: and weights) a block at a time in ZeroShards
-  const int by_unit = comm.size() > 1 && !plan.lora.enabled() && o.zero >= 2 ? o.zero : 0;
+  // offload-model host: the same ZeroShards at stage 3 on one rank, its shards (the whole weights and
+  // gradients) in host memory
+  const bool offload_model = plan.model_offload == Offload::host;
+  CHECK(!offload_model || comm.size() == 1, "--offload-model host runs on one rank for now (", comm.size(),
+        " here); across ranks use --zero 3, which shards the weights");
+  const int by_unit = offload_model ? 3 : comm.size() > 1 && !plan.lora.enabled() && o.zero >= 2 ? o.zero : 0;
   CHECK(!(plan.lora.enabled() && o.zero == 3), "--zero 3 shards the weights a block at a time; with LoRA ",
         "only the small adapters train: use --zero 2");
   auto w = std::make_unique<ParamSet>(c, mem, by_unit == 3 ? Tier::host : Tier::device, Tag::weights);
   on_host(*w, c, ctx, false, true, [&](ParamSet& p) { load_params(p, o.model); });
   std::unique_ptr<ZeroShards> sh;
   if (by_unit) {
-    sh = std::make_unique<ZeroShards>(c, *w, by_unit, comm, mem);
+    sh = std::make_unique<ZeroShards>(c, *w, by_unit, comm, mem, offload_model);
     sh->take_weights(*w);
-    if (by_unit == 3) w.reset();  // only this rank's part stays
+    if (by_unit == 3 && !offload_model) w.reset();  // only this rank's part stays (offloaded: w is it)
   }
   // LoRA: the base is frozen; gradients (and the --out file) are the adapters'
   std::unique_ptr<ParamSet> gbase;
@@ -231,6 +236,7 @@ int run_grad(const Opts& o) {
   }
   set_activity("writing the results");
   nlohmann::json per_rank = gather_peaks(comm, mem.tracker());
+  const nlohmann::json peaks = peak_bytes_json(mem.tracker());  // the step's, before the gather below
   if (sh) {  // the whole gradient, gathered from every rank's part (after the peaks were taken)
     gbase = std::make_unique<ParamSet>(c, mem, Tier::host, Tag::grads);
     sh->gather_grads(gbase->all().f32());
@@ -263,7 +269,7 @@ int run_grad(const Opts& o) {
   }
   j["tokens"] = B * T;
   j["model_gflops"] = f.model / 1e9;
-  j["peak_bytes"] = peak_bytes_json(mem.tracker());
+  j["peak_bytes"] = peaks;
   j["plan"] = plan_to_json(step.layout().plan);
   j["device"] = backend_name(backend);
   j["dtype"] = dtype;

@@ -13,6 +13,9 @@ void add_plan_flags(CLI::App& app, PlanFlags& f) {
       {"recompute", "none | full | selective: what each block keeps for its backward (default full)"},
       {"offload", "none | host | disk: where saved block state waits for the backward (default none)"},
       {"offload_dir", "directory for --offload disk (default: the system temp dir)"},
+      {"offload_model",
+       "none | host: weights, gradients and AdamW state in host memory, a block at a time on "
+       "the device, the update on the CPU (default none)"},
       {"mlp_tiles", "N | auto: run the MLP in N row tiles, keeping nothing (default 1)"},
       {"loss_tiles", "N | auto: LM head + loss in N row tiles (default auto)"},
       {"chunk_mode", "none | seco | spaco: chunk-wise training with a KV cache"},

@@ -111,6 +111,16 @@ void ParamSet::bind(int64_t first, int64_t n, float* to, Tier tier) {
       set_view(i, to ? Tensor(to + (offsets_[i] - first), specs_[i].shape, DType::F32, tier) : Tensor());
 }
 
+std::vector<std::pair<int64_t, int64_t>> param_units(const ParamSet& p) {
+  int64_t head = p.flat_size();
+  for (size_t i = 0; i < p.specs().size(); i++)
+    if (p.specs()[i].kind == ParamKind::final_norm) head = p.offset(i);
+  std::vector<std::pair<int64_t, int64_t>> units = {{0, p.offset(1)}};
+  for (int64_t l = 0; l < int64_t(p.layers.size()); l++) units.push_back(p.layer_range(l));
+  units.emplace_back(head, p.flat_size());
+  return units;
+}
+
 std::pair<int64_t, int64_t> ParamSet::layer_range(int64_t l) const {
   int64_t b = -1, e = -1;
   for (size_t i = 0; i < specs_.size(); i++)

@@ -96,6 +96,10 @@ class ParamSet {
   std::vector<Tensor> views_;
 };
 
+// The units ZeRO 2-3 and weight offload move one at a time, as [begin, end) of the flat layout: the
+// embedding, each block, then the final norm with the LM head (GradStep's UnitHook numbering).
+std::vector<std::pair<int64_t, int64_t>> param_units(const ParamSet& p);
+
 // HF-style init: normal(0, initializer_range) for matrices, ones for norms, zeros for biases.
 void init_params_random(ParamSet& p, const LlamaConfig& c, uint64_t seed);
 

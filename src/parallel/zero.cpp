@@ -36,15 +36,21 @@ ZeroShards::ZeroShards(Tensor w, Tensor g, std::vector<NamedTensor> tensors, int
   set_pieces();
 }
 
-ZeroShards::ZeroShards(const LlamaConfig& c, ParamSet& whole, int stage, Comm& comm, Memory& mem)
+ZeroShards::ZeroShards(const LlamaConfig& c, ParamSet& whole, int stage, Comm& comm, Memory& mem,
+                       bool offload)
     : stage_(stage),
       by_unit_(true),
+      offload_(offload),
       comm_(comm),
       mem_(mem),
       n_(whole.flat_size()),
-      whole_(stage == 2 ? &whole : nullptr) {  // at 3 `whole` may be freed after take_weights()
+      // at 3 `whole` may be freed after take_weights(), unless offloaded (then it is the shard)
+      whole_(stage == 2 || offload ? &whole : nullptr) {
   CHECK(stage == 2 || stage == 3, "[zero] blocks are sharded at stages 2 and 3, not ", stage);
-  CHECK(comm.size() > 1, "[zero] stage ", stage, " by blocks needs more than one rank");
+  CHECK(comm.size() > 1 || offload, "[zero] stage ", stage, " by blocks needs more than one rank");
+  CHECK(!offload || (stage == 3 && comm.size() == 1 && whole.all().tier == Tier::host),
+        "[zero] weights off the device: stage 3 on one rank, the whole weights on the host");
+  host_ctx_.backend = Backend::cpu, host_ctx_.mem = &mem;
   for (size_t i = 0; i < whole.specs().size(); i++) {
     // names and shapes only: at stage 3 `whole` may be freed after take_weights()
     tensors_.push_back(
@@ -52,23 +58,25 @@ ZeroShards::ZeroShards(const LlamaConfig& c, ParamSet& whole, int stage, Comm& c
     offsets_.push_back(whole.offset(i));
   }
   // units: the embedding, each block, the final norm with the LM head (GradStep's UnitHook numbering)
-  const int64_t L = c.num_hidden_layers;
-  int64_t head = n_;
-  for (size_t i = 0; i < whole.specs().size(); i++)
-    if (whole.specs()[i].kind == ParamKind::final_norm) head = whole.offset(i);
-  std::vector<FlatRange> units = {{0, whole.offset(1)}};
-  for (int64_t l = 0; l < L; l++) units.push_back({whole.layer_range(l).first, whole.layer_range(l).second});
-  units.push_back({head, n_});
+  std::vector<FlatRange> units;
+  int64_t largest = 1;
+  for (auto [b, e] : param_units(whole)) units.push_back({b, e}), largest = std::max(largest, e - b);
   map_ = ShardMap(std::move(units), comm.size(), comm.rank());
+  CHECK(!offload || map_.shard_size() == n_, "[zero] the units of ", map_.shard_size(),
+        " elements do not cover the ", n_, " weights");
   const int64_t shard = std::max<int64_t>(map_.shard_size(), 1);
-  gshard_ = Buffer(mem, Tier::device, Tag::grads, {shard});
+  const Tier st = offload ? Tier::host : Tier::device;
+  gshard_ = Buffer(mem, st, Tag::grads, {shard});
   gshard_.zero();
   gs_ = gshard_.t().slice0(0, map_.shard_size());
-  if (stage == 3) {  // at 2 this rank's part is updated in place in the whole weights
+  if (stage == 3 && offload) {  // one rank: its shard is the whole vector, in place
+    ws_ = whole.all().slice0(0, map_.shard_size());
+  } else if (stage == 3) {  // at 2 this rank's part is updated in place in the whole weights
     wshard_ = Buffer(mem, Tier::device, Tag::weights, {shard});
     wshard_.zero();
     ws_ = wshard_.t().slice0(0, map_.shard_size());
   }
+  if (offload && !mem.host_accessible(Tier::device)) gstage_ = Buffer(mem, Tier::host, Tag::grads, {largest});
   gviews_ = std::make_unique<ParamSet>(c);
   if (stage == 3) wviews_ = std::make_unique<ParamSet>(c);
   wlive_.resize(size_t(map_.units())), glive_.resize(size_t(map_.units()));
@@ -95,7 +103,11 @@ void ZeroShards::begin(int unit, bool weights, bool grads) {
     Buffer& b = wlive_[size_t(unit)];
     CHECK(!b.t().defined(), "[zero] unit ", unit, "'s weights gathered twice");
     b = Buffer(mem_, Tier::device, Tag::weights, {n});
-    map_.gather_unit(unit, ws_.f32(), b.f32(), comm_);
+    if (offload_)  // from the host (one rank: the shard holds the whole unit)
+      mem_.copy(Tier::device, b.f32(), Tier::host, ws_.f32() + map_.shard_at(unit),
+                size_t(map_.unit_size(unit)) * 4);
+    else
+      map_.gather_unit(unit, ws_.f32(), b.f32(), comm_);
     bind(*wviews_, unit, b.f32());
   }
   if (grads) {
@@ -109,7 +121,12 @@ void ZeroShards::begin(int unit, bool weights, bool grads) {
 
 void ZeroShards::end(int unit, bool weights, bool grads) {
   if (grads) {
-    map_.reduce_unit(unit, glive_[size_t(unit)].f32(), gs_.f32(), comm_);
+    float* g = glive_[size_t(unit)].f32();
+    if (gstage_.t().defined()) {  // GPU memory: through a host copy
+      mem_.copy(Tier::host, gstage_.f32(), Tier::device, g, size_t(map_.unit_size(unit)) * 4);
+      g = gstage_.f32();
+    }
+    map_.reduce_unit(unit, g, gs_.f32(), comm_);  // (one part: shard += unit)
     bind(*gviews_, unit, nullptr);
     glive_[size_t(unit)].reset();
   }
@@ -136,17 +153,17 @@ void ZeroShards::reduce_grads() {
 
 double ZeroShards::grad_sq_norm(Context& ctx) {
   if (stage_ < 2) return sum_squares(g_, ctx);
-  double s = gs_.numel() > 0 ? sum_squares(gs_, ctx) : 0.0;
+  double s = gs_.numel() > 0 ? sum_squares(gs_, shard_context(ctx)) : 0.0;
   comm_.all_reduce_sum(&s, 1);
   return s;
 }
 
 void ZeroShards::scale_grads(float s, Context& ctx) {
-  if (gs_.numel() > 0) scale_inplace(gs_, s, ctx);
+  if (gs_.numel() > 0) scale_inplace(gs_, s, shard_context(ctx));
 }
 
 void ZeroShards::take_weights(const ParamSet& whole) {
-  if (by_unit_ && stage_ == 3) map_.take(whole.all().f32(), ws_.f32());
+  if (by_unit_ && stage_ == 3 && ws_.ptr != whole.all().ptr) map_.take(whole.all().f32(), ws_.f32());
 }
 
 Tensor ZeroShards::weights_of(const Piece& q) const {
@@ -183,13 +200,14 @@ void ZeroShards::refresh_weights() {
 
 ZeroOptimizer::ZeroOptimizer(ZeroShards& shards, Memory& mem) : sh_(shards), mem_(mem) {
   const int64_t n = std::max<int64_t>(shards.g_shard().numel(), 1);
-  const Tier tier = shards.by_unit() ? Tier::device : shards.g_shard().tier;
+  const Tier tier = shards.g_shard().tier;  // (by unit: device, or the host when offloaded)
   m_ = Buffer(mem, tier, Tag::optim, {n});
   v_ = Buffer(mem, tier, Tag::optim, {n});
   m_.zero(), v_.zero();
 }
 
-void ZeroOptimizer::step(AdamWParams p, float weight_decay, Context& ctx) {
+void ZeroOptimizer::step(AdamWParams p, float weight_decay, Context& device_ctx) {
+  Context& ctx = sh_.shard_context(device_ctx);  // offload: AdamW on the host shards, by the CPU
   const Tensor g = sh_.g_shard();
   for (const auto& q : sh_.pieces()) {
     p.weight_decay = q.decay ? weight_decay : 0.f;  // no decay on norms
@@ -201,6 +219,17 @@ void ZeroOptimizer::step(AdamWParams p, float weight_decay, Context& ctx) {
 
 void ZeroOptimizer::gather_state(std::vector<NamedTensor>& m, std::vector<NamedTensor>& v, Context& ctx) {
   const int64_t n = sh_.whole_size();
+  const auto& ts = sh_.tensors();
+  m.clear(), v.clear();
+  if (sh_.map().parts() == 1 && m_.t().tier == Tier::host && sh_.map().shard_size() == n) {
+    // one part in host memory (weights off the device): the moments are the whole vector already
+    for (size_t i = 0; i < ts.size(); i++) {
+      const Shape s = ts[i].t.shape;
+      m.push_back({ts[i].name, Tensor(m_.f32() + sh_.offsets()[i], s, DType::F32, Tier::host)});
+      v.push_back({ts[i].name, Tensor(v_.f32() + sh_.offsets()[i], s, DType::F32, Tier::host)});
+    }
+    return;
+  }
   if (!mfull_.t().defined()) {
     mfull_ = Buffer(mem_, Tier::host, Tag::optim, {n});
     vfull_ = Buffer(mem_, Tier::host, Tag::optim, {n});
@@ -214,8 +243,6 @@ void ZeroOptimizer::gather_state(std::vector<NamedTensor>& m, std::vector<NamedT
     sh_.map().gather(m_.f32(), mfull_.f32(), sh_.comm());
     sh_.map().gather(v_.f32(), vfull_.f32(), sh_.comm());
   }
-  m.clear(), v.clear();
-  const auto& ts = sh_.tensors();
   for (size_t i = 0; i < ts.size(); i++) {
     const Shape s = ts[i].t.shape;
     m.push_back({ts[i].name, Tensor(mfull_.f32() + sh_.offsets()[i], s, DType::F32, Tier::host)});

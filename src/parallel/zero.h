@@ -12,7 +12,11 @@
 //            dropped after; so are the embedding's and the head's.
 // ShardMap says which part is whose. With LoRA (a small trained vector) stage
 // 2 reduce-scatters the adapters' gradients after the pass and stage 3 is
-// refused. On one rank every stage is stage 0.
+// refused. On one rank every stage is stage 0, except with the weights off the
+// device (`offload`): stage 3 on one rank whose shards (the whole weights,
+// gradients and AdamW moments) live on the host, each unit's weights copied to
+// the device before use and its gradients copied back and added after, the
+// update and the norm computed by the CPU (ZeRO-Offload's layout).
 #pragma once
 #include <functional>
 #include <memory>
@@ -40,11 +44,15 @@ class ZeroShards : public UnitHook {
   // Full training at stage 2 or 3: a unit per block. `whole` holds the
   // weights at stage 2 (and stays in use); at stage 3 it is only read by
   // take_weights() and may be freed after.
-  ZeroShards(const LlamaConfig& c, ParamSet& whole, int stage, Comm& comm, Memory& mem);
+  // offload: one rank, `whole` on the host and kept (the shard is the whole vector, in place).
+  ZeroShards(const LlamaConfig& c, ParamSet& whole, int stage, Comm& comm, Memory& mem, bool offload = false);
   ~ZeroShards() override;
 
   int stage() const { return stage_; }
   bool by_unit() const { return by_unit_; }
+  bool offload() const { return offload_; }
+  // Where the shards' arithmetic runs: the CPU when they are on the host (offload), else ctx.
+  Context& shard_context(Context& ctx) { return offload_ ? host_ctx_ : ctx; }
   // What a step runs on: at stage 3 views bound unit by unit, else `whole`.
   const ParamSet& weights() const { return by_unit_ && stage_ == 3 ? *wviews_ : *whole_; }
   // The gradient sink of a step at stages 2-3 (views bound unit by unit).
@@ -90,6 +98,9 @@ class ZeroShards : public UnitHook {
   void gather(const float* shard, float* whole);
   int stage_;
   bool by_unit_ = false;
+  bool offload_ = false;
+  Context host_ctx_;  // offload: the CPU, for the host shards
+  Buffer gstage_;     // offload from GPU memory: a unit's gradients on their way to the host
   Comm& comm_;
   Memory& mem_;
   ShardMap map_;

@@ -129,9 +129,34 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t 
   // the model: weights, gradients, AdamW moments
   // LoRA: the base is frozen, only the adapters have gradients and moments
   const int64_t trained = s.plan.lora.enabled() ? lora_param_bytes(c, s.plan.lora) : param_bytes(c);
-  add(dev, Tag::weights, param_bytes(c) + (s.plan.lora.enabled() ? trained : 0));
-  add(dev, Tag::grads, trained);
-  if (why == Purpose::train) add(dev, Tag::optim, 2 * trained);
+  if (s.plan.model_offload == Offload::host && !s.plan.lora.enabled()) {
+    // ZeroShards offloaded: the whole weights, gradients and moments on the host; on the device one unit's
+    // weights and gradients at a time (with tied embeddings the head's unit and the embedding's together)
+    int64_t embed = 0, head = 0, block = 0, largest = 0;
+    const ParamSet layout(c);
+    const auto units = param_units(layout);
+    for (size_t u = 0; u < units.size(); u++) {
+      const int64_t n = std::max<int64_t>(units[u].second - units[u].first, 1) * 4;
+      if (u == 0)
+        embed = n;
+      else if (u + 1 == units.size())
+        head = n;
+      else
+        block = std::max(block, n);
+      largest = std::max(largest, n);
+    }
+    const int64_t live = std::max({embed, block, head + (c.tie_word_embeddings ? embed : 0)});
+    add(Tier::host, Tag::weights, param_bytes(c));
+    add(Tier::host, Tag::grads, param_bytes(c));
+    if (why == Purpose::train) add(Tier::host, Tag::optim, 2 * param_bytes(c));
+    add(dev, Tag::weights, live);
+    add(dev, Tag::grads, live);
+    if (plan.gpu_memory) add(Tier::host, Tag::grads, largest);  // a unit's gradients on their way
+  } else {
+    add(dev, Tag::weights, param_bytes(c) + (s.plan.lora.enabled() ? trained : 0));
+    add(dev, Tag::grads, trained);
+    if (why == Purpose::train) add(dev, Tag::optim, 2 * trained);
+  }
   if (why == Purpose::grad) add(Tier::host, Tag::data, 2 * NT * 4);  // the command's inputs and labels
   // GradStep: token ids and labels, positions, document ids, rope tables
   add(dev, Tag::data, 2 * s.N * 4);

@@ -70,6 +70,7 @@ std::string describe(const Plan& p) {
   o << "recompute=" << recompute_name(p.recompute) << " offload=" << offload_name(p.offload)
     << " mlp_tiles=" << tiles_str(p.mlp_tiles) << " loss_tiles=" << tiles_str(p.loss_tiles)
     << " chunk_mode=" << chunk_mode_name(p.chunk_mode);
+  if (p.model_offload != Offload::none) o << " offload_model=" << offload_name(p.model_offload);
   if (p.chunked()) o << " chunk_size=" << tiles_str(p.chunk_size);
   if (p.chunk_mode == ChunkMode::spaco) o << " chunk_budget=" << p.chunk_budget;
   if (p.lora.enabled()) {
@@ -88,6 +89,7 @@ nlohmann::json plan_to_json(const Plan& p) {
                       {"chunk_size", p.chunk_size},
                       {"chunk_budget", p.chunk_budget}};
   if (!p.offload_dir.empty()) j["offload_dir"] = p.offload_dir;
+  if (p.model_offload != Offload::none) j["offload_model"] = offload_name(p.model_offload);
   if (p.lora.enabled())
     j["lora"] = {{"rank", p.lora.rank}, {"alpha", p.lora.alpha}, {"targets", p.lora.targets}};
   return j;
@@ -111,6 +113,11 @@ void validate_plan(const Plan& p, int64_t B, int64_t T) {
   CHECK(p.mlp_tiles >= 0 && p.loss_tiles >= 0, "plan: mlp-tiles and loss-tiles must be >= 1 or auto");
   CHECK(p.offload_dir.empty() || p.offload == Offload::disk, "plan: --offload-dir '", p.offload_dir,
         "' clashes with --offload ", offload_name(p.offload), ": the directory is for --offload disk");
+  CHECK(p.model_offload != Offload::disk, "plan: --offload-model disk is not built; the weights and ",
+        "optimizer state go to the host (--offload-model host)");
+  CHECK(p.model_offload == Offload::none || !p.lora.enabled(),
+        "plan: --offload-model host moves what trains ",
+        "off the device; with LoRA only the small adapters train and the frozen base stays on the device");
   CHECK(p.chunked() || p.chunk_size == 0, "plan: --chunk-size ", p.chunk_size,
         " clashes with --chunk-mode none: chunks need seco or spaco");
   CHECK(p.chunk_mode == ChunkMode::spaco || p.chunk_budget == 0, "plan: --chunk-budget ", p.chunk_budget,
@@ -136,6 +143,8 @@ bool set_plan_key(Plan& p, const std::string& key, const std::string& v) {
     p.offload = parse_offload(v);
   else if (key == "offload_dir")
     p.offload_dir = v;
+  else if (key == "offload_model")
+    p.model_offload = parse_offload(v);
   else if (key == "mlp_tiles")
     p.mlp_tiles = parse_tiles("mlp-tiles", v);
   else if (key == "loss_tiles")

@@ -21,8 +21,11 @@ struct Plan {
   // Where the saved per-block state goes between forward and backward.
   Offload offload = Offload::none;
   std::string offload_dir;  // disk offload: files go here ("" = system temp dir)
-  int64_t mlp_tiles = 1;    // MLP in this many row tiles, nothing kept (0: auto)
-  int64_t loss_tiles = 0;   // LM head + loss in this many row tiles (0: auto, ~32 MiB logits)
+  // host: the weights, their gradients and the AdamW state live in host memory, one unit (the embedding, a
+  // block, the head) at a time on the device; the update runs on the CPU (full training, one rank).
+  Offload model_offload = Offload::none;
+  int64_t mlp_tiles = 1;   // MLP in this many row tiles, nothing kept (0: auto)
+  int64_t loss_tiles = 0;  // LM head + loss in this many row tiles (0: auto, ~32 MiB logits)
   ChunkMode chunk_mode = ChunkMode::none;
   int64_t chunk_size = 0;                // tokens per chunk (0: auto)
   int64_t chunk_budget = 0;              // SpaCO: chunks given a backward per step

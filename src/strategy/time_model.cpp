@@ -12,6 +12,7 @@
 #include "core/check.h"
 #include "core/context.h"
 #include "model/flops.h"
+#include "model/params.h"
 #include "ops/attention.h"
 #include "ops/matmul.h"
 #include "strategy/memory_model.h"
@@ -46,13 +47,11 @@ nlohmann::json MachineRates::to_json() const {
 }
 
 nlohmann::json TimePrediction::to_json() const {
-  return {{"gemm_gflops", gemm_flops / 1e9},
-          {"attn_gflops", attn_flops / 1e9},
-          {"model_gflops", model_flops / 1e9},
-          {"copy_bytes", copy_bytes},
-          {"compute_seconds", compute_s},
-          {"copy_seconds", copy_s},
-          {"step_seconds", step_s}};
+  return {{"gemm_gflops", gemm_flops / 1e9},      {"attn_gflops", attn_flops / 1e9},
+          {"model_gflops", model_flops / 1e9},    {"copy_bytes", copy_bytes},
+          {"compute_seconds", compute_s},         {"copy_seconds", copy_s},
+          {"model_copy_bytes", model_copy_bytes}, {"model_copy_seconds", model_copy_s},
+          {"host_update_seconds", host_update_s}, {"step_seconds", step_s}};
 }
 
 MachineRates measure_rates(const LlamaConfig& c, const std::string& disk_dir) {
@@ -141,6 +140,16 @@ TimePrediction predict_time(const LlamaConfig& c, const Plan& plan, int64_t B, i
   t.copy_s = t.copy_bytes > 0 ? t.copy_bytes / (std::max(bw, 1e-3) * 1e9) : 0;
   // the copy thread overlaps with compute; what it cannot hide adds on
   t.step_s = std::max(t.compute_s, t.copy_s) + 0.05 * std::min(t.compute_s, t.copy_s);
+  if (p.model_offload == Offload::host && !p.lora.enabled()) {
+    // the weights go to the device for each pass over the blocks (the forward, the backward; chunked: the
+    // first pass and each chunk's rerun, forward and backward), the gradients come back once per backward
+    const double w = double(param_bytes(c)), k = p.chunked() ? double((T + s.Tc - 1) / s.Tc) * B : 1;
+    t.model_copy_bytes = w * (p.chunked() ? 1 + 2 * k : 2) + w * k;
+    t.model_copy_s = t.model_copy_bytes / (std::max(r.host_gbps, 1e-3) * 1e9);
+    // AdamW reads the weights, gradients and both moments and writes three of them: 28 bytes a parameter
+    t.host_update_s = 7 * w / (std::max(r.host_gbps, 1e-3) * 1e9);
+    t.step_s += t.model_copy_s + t.host_update_s;
+  }
   return t;
 }
 

@@ -27,6 +27,9 @@ struct TimePrediction {
   double model_flops = 0;                 // the MFU convention: no recompute
   double copy_bytes = 0;                  // offload traffic per step
   double compute_s = 0, copy_s = 0, step_s = 0;
+  // offload_model host: each unit's weights to the device per pass and its gradients back (not overlapped
+  // yet), and AdamW by the CPU on the host state
+  double model_copy_bytes = 0, model_copy_s = 0, host_update_s = 0;
   nlohmann::json to_json() const;
 };
 TimePrediction predict_time(const LlamaConfig& c, const Plan& p, int64_t B, int64_t T, const MachineRates& r);

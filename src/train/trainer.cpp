@@ -191,15 +191,21 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     for (auto [B, T] : shapes)
       if (!cp) choose_plan(mc, run_cfg.plan, cfg.plan_auto, B, T, Purpose::train);
   }
-  // ZeRO 2-3 of full training across ranks: weights and gradients by block
-  const int by_unit =
-      ZeroShards::by_unit_stage(int(cfg.zero), comm ? comm->size() : 1, cfg.plan.lora.enabled());
+  // ZeRO 2-3 of full training across ranks: weights and gradients by block; the weights off the device
+  // (offload_model: host): stage 3 on one rank with the shards in host memory
+  const bool offload_model = cfg.plan.model_offload == Offload::host;
+  CHECK(!offload_model || !comm || comm->size() == 1, "offload_model: host runs on one rank for now (",
+        comm ? comm->size() : 1,
+        " here); across ranks use zero: 3, which shards the weights and their state");
+  const int by_unit = offload_model ? 3
+                                    : ZeroShards::by_unit_stage(int(cfg.zero), comm ? comm->size() : 1,
+                                                                cfg.plan.lora.enabled());
   Model md(model_config(cfg), cfg.plan.lora, mem, by_unit);
   const LlamaConfig& c = md.c;
   std::unique_ptr<Comm> local = comm ? nullptr : make_local_comm();
   Comm& world = comm ? *comm : *local;
   std::unique_ptr<ZeroShards> sh =
-      by_unit ? std::make_unique<ZeroShards>(c, *md.w, by_unit, world, mem)
+      by_unit ? std::make_unique<ZeroShards>(c, *md.w, by_unit, world, mem, offload_model)
               : std::make_unique<ZeroShards>(md.trained_flat(), md.grad_all(), md.trained(), int(cfg.zero),
                                              world, mem);
   ZeroOptimizer opt(*sh, mem);
@@ -261,8 +267,8 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
       on_host(*md.a, c, md.lc, ctx, false, true, [&](LoraSet& a) { init_lora(a, uint64_t(cfg.seed) + 1); });
     if (root) std::ofstream(metrics_path, std::ios::trunc);
   }
-  sh->take_weights(*md.w);         // ZeRO 2-3: this rank's part
-  if (by_unit == 3) md.w.reset();  // only the shards from here on
+  sh->take_weights(*md.w);                           // ZeRO 2-3: this rank's part
+  if (by_unit == 3 && !offload_model) md.w.reset();  // only the shards from here on (offloaded: md.w is one)
   // the whole weights on the host, gathered from the shards (ZeRO-3), for saving
   auto whole_weights = [&]() -> std::unique_ptr<ParamSet> {
     auto p = std::make_unique<ParamSet>(c, mem, Tier::host, Tag::weights);

@@ -237,7 +237,8 @@ def test_plan_vs_grad(exe, d):
     np.save(toks2, np.random.default_rng(2).integers(0, 64, size=(2, 301)).astype(np.int32))
     for flags in (["--recompute", "none"], ["--recompute", "selective", "--offload", "host", "--mlp-tiles", "3"],
                   ["--chunk-mode", "seco", "--chunk-size", "64", "--offload", "disk"],
-                  ["--chunk-mode", "seco", "--chunk-size", "64", "--batch", "2"]):
+                  ["--chunk-mode", "seco", "--chunk-size", "64", "--batch", "2"],
+                  ["--offload-model", "host"], ["--offload-model", "host", "--chunk-mode", "seco", "--chunk-size", "64"]):
         b2 = "--batch" in flags
         flags = [f for f in flags if f not in ("--batch", "2")]
         g = run(exe, ["grad", "--model", model, "--tokens", toks2 if b2 else toks] + flags)
@@ -251,7 +252,12 @@ def test_plan_vs_grad(exe, d):
         want = json.loads(p.stdout.strip().splitlines()[-1])["peak_bytes"]
         bad = [(t, g_, want["tags"][t].get(k)) for t in want["tags"] for k, g_ in got["tags"][t].items()
                if abs(g_ - want["tags"][t].get(k, 0)) > 0.05 * want["tags"][t].get(k, 0)]
-        bad += [(t, got[t], want[t]) for t in ("device", "host", "disk") if abs(got[t] - want[t]) > 0.05 * want[t]]
+        # --offload-model: plan adds the peaks of the live unit's weights and gradients to the activations'
+        # peak, which come at other moments: the device total may be over (never under) by those two
+        slack = {"device": want["tags"]["device"].get("weights", 0) + want["tags"]["device"].get("grads", 0)
+                 if "--offload-model" in flags else 0}
+        bad += [(t, got[t], want[t]) for t in ("device", "host", "disk")
+                if got[t] - want[t] > 0.05 * want[t] or want[t] - got[t] > 0.05 * want[t] + slack.get(t, 0)]
         check("plan --json predicts grad's peak bytes within 5%: " + " ".join(flags), not bad, str(bad))
 
 

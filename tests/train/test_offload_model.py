@@ -1,0 +1,171 @@
+#!/usr/bin/python3
+"""`offload_model: host` in `longctx train`: the weights, their gradients and the AdamW moments in host
+memory, one unit (the embedding, a block, the head) at a time on the device, the update on the CPU.
+Against the same run with everything on the device: the same losses, gradient norms and final weights
+(within float rounding: gradients are summed per unit, then added), for the whole sequence, SeCO chunks,
+and the GPU's staging path (--device cpu-staged); bit-exact resume; the peaks `plan` predicts, tag by tag;
+refusals that say why.
+
+    /usr/bin/python3 tests/train/test_offload_model.py --longctx build/bin/longctx [--keep]
+
+Prints one line per check and `N passed, M failed`; exits 1 on any failure.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference"))
+import test_train_cli as cli  # noqa: E402
+from llama_ref import read_safetensors  # noqa: E402
+
+RESULTS = []
+
+
+def check(name, ok, detail=""):
+    RESULTS.append(bool(ok))
+    print(("PASS " if ok else "FAIL ") + name + (": " + detail if detail and not ok else ""), flush=True)
+
+
+def metrics(out):
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def weights_close(a, b, rtol=1e-5):
+    wa, wb = read_safetensors(a)[0], read_safetensors(b)[0]
+    if set(wa) != set(wb):
+        return False, "tensors differ: %s" % sorted(set(wa) ^ set(wb))
+    worst = max(float(np.max(np.abs(wa[k] - wb[k])) / max(float(np.max(np.abs(wb[k]))), 1e-30)) for k in wb)
+    return worst <= rtol, "largest relative difference %.3g" % worst
+
+
+def train(exe, d, name, tokens, steps, over):
+    out = os.path.join(d, name)
+    r = cli.run(exe, ["train", cli.write_config(d, out, steps, tokens)] + over)
+    return out, r
+
+
+def test_equal(exe, d, tokens):
+    for name, over in (("whole", []), ("seco", ["chunk_mode=seco", "chunk_size=20", "batch_size=1"]),
+                       ("staged", ["device=cpu-staged"]), ("untied", ["model.init.tie_word_embeddings=false"])):
+        ref, r1 = train(exe, d, "ref-" + name, tokens, 5, over)
+        off, r2 = train(exe, d, "off-" + name, tokens, 5, over + ["offload_model=host"])
+        what = "offload_model host (%s)" % name
+        if r1.returncode or r2.returncode:
+            check(what + " runs", False, (r1.stderr + r2.stderr)[-400:])
+            continue
+        a, b = metrics(ref), metrics(off)
+        ok = len(a) == len(b) == 5 and all(
+            abs(x["loss"] - y["loss"]) <= 1e-5 * abs(x["loss"]) and
+            abs(x["grad_norm"] - y["grad_norm"]) <= 1e-5 * abs(x["grad_norm"]) for x, y in zip(a, b))
+        check(what + ": the losses and gradient norms of the run on the device", ok,
+              "%r vs %r" % ([(x["loss"], x["grad_norm"]) for x in b], [(x["loss"], x["grad_norm"]) for x in a]))
+        ok, detail = weights_close(os.path.join(off, "model.safetensors"), os.path.join(ref, "model.safetensors"))
+        check(what + ": the final weights of the run on the device", ok, detail)
+        if name == "whole":
+            dev = b[-1]["peak_bytes"]["tags"]["device"]
+            check(what + ": no AdamW state on the device", "optim" not in dev, str(dev))
+            plan = cli.run(exe, ["plan", "--model", ref, "--seq-len", "48", "--batch", "2", "--for", "train",
+                                 "--offload-model", "host", "--json", "--rates",
+                                 '{"gemm_gflops": 10, "attn_gflops": 5}'])
+            if plan.returncode:
+                check(what + ": plan", False, plan.stderr[-300:])
+                continue
+            want = json.loads(plan.stdout.strip().splitlines()[-1])["peak_bytes"]["tags"]
+            got = b[-1]["peak_bytes"]["tags"]
+            for tier, tags in (("device", ("weights", "grads")), ("host", ("weights", "grads", "optim"))):
+                for tag in tags:
+                    check("%s: %s %s peak %s = plan's %s" % (what, tier, tag, got[tier].get(tag),
+                                                             want[tier].get(tag)),
+                          got[tier].get(tag) == want[tier].get(tag) and want[tier].get(tag, 0) > 0)
+            one = a[-1]["peak_bytes"]["tags"]["device"]
+            check(what + ": the device holds under half the weights it holds without (%d vs %d bytes)"
+                  % (dev["weights"], one["weights"]), dev["weights"] < 0.5 * one["weights"])
+
+
+def test_grad(exe, d):
+    """`grad --offload-model host`: every gradient of the step on the device."""
+    model = os.path.join(d, "ref-whole")
+    toks = os.path.join(d, "grad.npy")
+    np.save(toks, np.random.default_rng(3).integers(0, 64, size=(2, 97)).astype(np.int32))
+    for flags in ([], ["--chunk-mode", "seco", "--chunk-size", "32"], ["--device", "cpu-staged"]):
+        a, b = os.path.join(d, "g-ref.safetensors"), os.path.join(d, "g-off.safetensors")
+        r1 = cli.run(exe, ["grad", "--model", model, "--tokens", toks, "--out", a] + flags)
+        r2 = cli.run(exe, ["grad", "--model", model, "--tokens", toks, "--out", b, "--offload-model", "host"] + flags)
+        what = "grad --offload-model host %s" % " ".join(flags)
+        if r1.returncode or r2.returncode:
+            check(what, False, (r1.stderr + r2.stderr)[-300:])
+            continue
+        la = json.loads(r1.stdout.strip().splitlines()[-1])["loss"]
+        lb = json.loads(r2.stdout.strip().splitlines()[-1])["loss"]
+        ok, detail = weights_close(b, a)
+        check(what + ": the loss and every gradient of the step on the device", ok and la == lb,
+              detail + " loss %r vs %r" % (lb, la))
+
+
+def test_resume(exe, d, tokens):
+    full, r1 = train(exe, d, "off-full", tokens, 6, ["offload_model=host"])
+    part, r2 = train(exe, d, "off-part", tokens, 6, ["offload_model=host", "stop_after=3"])
+    r3 = cli.run(exe, ["train", cli.write_config(d, part, 6, tokens), "offload_model=host", "resume=true"])
+    if r1.returncode or r2.returncode or r3.returncode:
+        check("offload_model host: stop and resume", False, (r1.stderr + r2.stderr + r3.stderr)[-400:])
+        return
+    a, b = [m["loss"] for m in metrics(full)], [m["loss"] for m in metrics(part)]
+    check("offload_model host: stopped after 3 steps and resumed, the losses of the straight run bit for bit",
+          a == b, "%r vs %r" % (b, a))
+    wa = read_safetensors(os.path.join(full, "model.safetensors"))[0]
+    wb = read_safetensors(os.path.join(part, "model.safetensors"))[0]
+    check("offload_model host: resumed, the final weights bit for bit",
+          set(wa) == set(wb) and all(np.array_equal(wa[k], wb[k]) for k in wa))
+
+
+def test_refusals(exe, d, tokens):
+    cases = [("with LoRA", ["offload_model=host", "lora.rank=4"], "LoRA"),
+             ("to disk", ["offload_model=disk"], "offload-model host"),
+             ("a bad value", ["offload_model=gpu"], "none|host|disk")]
+    for name, over, word in cases:
+        _, r = train(exe, d, "err", tokens, 2, over)
+        lines = [l for l in r.stderr.strip().splitlines() if l]
+        check("offload_model refused " + name + " in one line naming why",
+              r.returncode == 1 and len(lines) == 1 and word in lines[0], r.stderr[-300:])
+    if shutil.which("mpirun"):
+        cmd = ["mpirun", "--oversubscribe", "-x", "OMP_NUM_THREADS=1", "-np", "2"]
+        if os.geteuid() == 0:
+            cmd.insert(1, "--allow-run-as-root")
+        out = os.path.join(d, "err2")
+        r = subprocess.run(cmd + [exe, "train", cli.write_config(d, out, 2, tokens), "offload_model=host"],
+                           capture_output=True, text=True, timeout=300)
+        check("offload_model host across 2 ranks is refused naming zero: 3",
+              r.returncode != 0 and "one rank" in r.stderr and "zero: 3" in r.stderr, r.stderr[-300:])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--longctx", required=True)
+    ap.add_argument("--keep", action="store_true")
+    args, _ = ap.parse_known_args()
+    d = tempfile.mkdtemp(prefix="longctx-offload-model-")
+    try:
+        tokens = os.path.join(d, "tokens.npy")
+        np.save(tokens, np.random.default_rng(0).integers(0, 64, size=20000).astype(np.int32))
+        test_equal(args.longctx, d, tokens)
+        test_grad(args.longctx, d)
+        test_resume(args.longctx, d, tokens)
+        test_refusals(args.longctx, d, tokens)
+    finally:
+        if not args.keep:
+            shutil.rmtree(d, ignore_errors=True)
+    failed = RESULTS.count(False)
+    print("%d passed, %d failed" % (len(RESULTS) - failed, failed))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
