@@ -21,6 +21,9 @@ void add_plan_flags(CLI::App& app, PlanFlags& f) {
       {"chunk_mode", "none | seco | spaco: chunk-wise training with a KV cache"},
       {"chunk_size", "N | auto: tokens per chunk"},
       {"chunk_budget", "S: SpaCO backpropagates S chunks per step"},
+      {"kv_dtype",
+       "auto | fp32 | bf16: the chunk modes' K/V cache (auto: bf16 with the GPU's bf16 math); its "
+       "gradients stay fp32"},
       {"device_mem", "device memory budget, e.g. 1GiB (CPU: emulated)"},
       {"host_mem", "host memory budget"},
       {"lora_rank", "R: train LoRA adapters of rank R only; the base stays frozen"},

@@ -205,6 +205,29 @@ void bias_add_forward(Tensor y, Tensor b, Context& ctx) {
   cpu::bias_add(y.f32(), b.f32(), y.dim(0), y.dim(1));
 }
 
+void convert_dtype(Tensor dst, Tensor src, Context& ctx) {
+  CHECK(dst.numel() == src.numel(), "[convert] ", src.numel(), " elements into ", dst.numel());
+  const bool down = src.dtype == DType::F32 && dst.dtype == DType::BF16,
+             up = src.dtype == DType::BF16 && dst.dtype == DType::F32;
+  CHECK(down || up, "[convert] ", dtype_name(src.dtype), " to ", dtype_name(dst.dtype),
+        ": only F32 <-> BF16");
+  const int64_t n = src.numel();
+  if (on_cuda(ctx))
+    return down ? cuda::to_bf16(dst.ptr, src.f32(), n, ctx.stream)
+                : cuda::from_bf16(dst.f32(), src.ptr, n, ctx.stream);
+  if (down) {
+    const float* s = src.f32();
+    uint16_t* d = static_cast<uint16_t*>(dst.ptr);
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+    for (int64_t i = 0; i < n; i++) d[i] = f32_to_bf16(s[i]);
+  } else {
+    const uint16_t* s = static_cast<const uint16_t*>(src.ptr);
+    float* d = dst.f32();
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+    for (int64_t i = 0; i < n; i++) d[i] = bf16_to_f32(s[i]);
+  }
+}
+
 void bias_add_backward(Tensor db, Tensor dy, Context& ctx) {
   bias_check("bias_add_backward", dy, db);
   if (on_cuda(ctx)) return cuda::bias_grad(db.f32(), dy.f32(), dy.dim(0), dy.dim(1), ctx.stream);

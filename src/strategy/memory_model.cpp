@@ -184,12 +184,15 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t 
     // each rank of kv_share keeps its part of every page (KvPages::part_elems)
     const int share = std::max(plan.kv_share, 1);
     const int64_t part = (s.Tc * Ckv + share - 1) / share, k = Tp / s.Tc;
-    add(kv, Tag::kv_cache, 2 * L * k * part * 4);
+    const bool bf16 = s.plan.kv_bf16();  // K and V stored in bf16, their gradients in fp32
+    add(kv, Tag::kv_cache, 2 * L * k * part * (bf16 ? 2 : 4));
     add(kv, Tag::kv_grad, 2 * L * k * part * 4);
-    // off the device: K and V staging pages in two slots, one gradient page; shared pages on the device: the
-    // slot where a page's parts are gathered
+    // off the device: K and V staging pages in two slots (bf16: and the slots the copy thread fills), one
+    // gradient page; on the device, shared or bf16 pages: the slot where a page is gathered or widened
     if (kv != dev) add(dev, Tag::kv_cache, 4 * s.Tc * Ckv * 4), add(dev, Tag::kv_grad, s.Tc * Ckv * 4);
-    if (kv == dev && share > 1) add(dev, Tag::kv_cache, 2 * s.Tc * Ckv * 4);
+    if (kv != dev && bf16) add(dev, Tag::kv_cache, 4 * s.Tc * Ckv * 2);
+    if (kv == dev && (share > 1 || bf16)) add(dev, Tag::kv_cache, 2 * s.Tc * Ckv * 4);
+    if (bf16) add(dev, Tag::kv_cache, part * 2);  // a page rounded to be stored
     if (kv == Tier::disk) add(Tier::host, Tag::kv_grad, s.Tc * Ckv * 4);  // the copy thread's I/O page
     if (plan.gpu_memory && kv == Tier::disk)
       add(Tier::host, Tag::kv_cache, s.Tc * Ckv * 4);                                     // main's I/O page

@@ -39,6 +39,13 @@ struct Plan {
   // Chunks across more ranks than KV heads (set by the cluster model, not a user choice): the ranks that hold
   // the same KV heads, each of which keeps 1/kv_share of every page of their K/V cache.
   int kv_share = 1;
+  // The K/V cache of chunk modes (not its gradients, which stay fp32): automatic is bf16 with the GPU's bf16
+  // math and fp32 otherwise.
+  enum class KvDtype : uint8_t { automatic, fp32, bf16 };
+  KvDtype kv_dtype = KvDtype::automatic;
+  bool kv_bf16() const {
+    return kv_dtype == KvDtype::bf16 || (kv_dtype == KvDtype::automatic && bf16_attention);
+  }
 
   bool chunked() const { return chunk_mode != ChunkMode::none; }
 };

@@ -21,6 +21,7 @@ KvPages::KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& m
       k_(k),
       page_elems_(s.Tc * c.kv_dim()),
       share_(share && share->size() > 1 ? share : nullptr),
+      bf16_(s.plan.kv_bf16()),
       tier_(s.plan.offload == Offload::none   ? Tier::device
             : s.plan.offload == Offload::host ? Tier::host
                                               : Tier::disk),
@@ -33,15 +34,17 @@ KvPages::KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& m
   part_ = share_ ? part_elems(page_elems_, share_->size()) : page_elems_;
   part_off_ = share_ ? std::min(page_elems_, part_ * share_->rank()) : 0;
   part_len_ = std::min(part_, page_elems_ - part_off_);
+  const DType kvt = bf16_ ? DType::BF16 : DType::F32;
   if (tier_ == Tier::disk) {
-    kv_file_ = std::make_unique<DiskFile>(s.plan.offload_dir, 2 * L * k * part_ * 4, mem, Tag::kv_cache);
+    kv_file_ = std::make_unique<DiskFile>(s.plan.offload_dir, 2 * L * k * part_ * elem_bytes(kK), mem,
+                                          Tag::kv_cache);
     grad_file_ = std::make_unique<DiskFile>(s.plan.offload_dir, 2 * L * k * part_ * 4, mem, Tag::kv_grad);
     io_copy_ = Buffer(mem, Tier::host, Tag::kv_grad, {Tc_, Ckv});  // the copy thread's read-add-write page
     if (gpu_) io_main_ = Buffer(mem, Tier::host, Tag::kv_cache, {Tc_, Ckv});
   } else {
     for (int64_t l = 0; l < L; l++) {
-      kc_.emplace_back(mem, tier_, Tag::kv_cache, Shape{k, part_});
-      vc_.emplace_back(mem, tier_, Tag::kv_cache, Shape{k, part_});
+      kc_.emplace_back(mem, tier_, Tag::kv_cache, Shape{k, part_}, kvt);
+      vc_.emplace_back(mem, tier_, Tag::kv_cache, Shape{k, part_}, kvt);
       kg_.emplace_back(mem, tier_, Tag::kv_grad, Shape{k, part_});
       vg_.emplace_back(mem, tier_, Tag::kv_grad, Shape{k, part_});
     }
@@ -60,11 +63,17 @@ KvPages::KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& m
         dk_h_[i] = Buffer(mem, Tier::host, Tag::kv_grad, {Tc_, Ckv});
         dv_h_[i] = Buffer(mem, Tier::host, Tag::kv_grad, {Tc_, Ckv});
       }
-  } else if (share_) {  // one slot where a page's parts are gathered
+    if (bf16_)  // what the copy thread brings: bf16, widened on the device
+      for (int i = 0; i < 2; i++) {
+        kraw_[i] = Buffer(mem, dev, Tag::kv_cache, {Tc_ * Ckv}, DType::BF16);
+        vraw_[i] = Buffer(mem, dev, Tag::kv_cache, {Tc_ * Ckv}, DType::BF16);
+      }
+  } else if (share_ || bf16_) {  // one slot where a page is gathered from its parts, or widened
     kpage_[0] = Buffer(mem, dev, Tag::kv_cache, {Tc_, Ckv});
     vpage_[0] = Buffer(mem, dev, Tag::kv_cache, {Tc_, Ckv});
   }
-  out_p_ = Buffer(mem, dev, Tag::workspace, {Tc_, Cq});  // (Tc, NH, HS)
+  if (bf16_) praw_ = Buffer(mem, dev, Tag::kv_cache, {part_}, DType::BF16);  // a page rounded to be stored
+  out_p_ = Buffer(mem, dev, Tag::workspace, {Tc_, Cq});                      // (Tc, NH, HS)
   lse_p_ = Buffer(mem, dev, Tag::workspace, {NH, Tc_});
   dq_p_ = Buffer(mem, dev, Tag::workspace, {Tc_, Cq});
   for (int i = 0; i < 2; i++) {
@@ -97,18 +106,23 @@ Tensor KvPages::page(Store s, int64_t l, int64_t p) const {
 
 int64_t KvPages::disk_offset(Store s, int64_t l, int64_t p) const {
   const int64_t which = s == kK || s == kDK ? 0 : 1;
-  return ((2 * l + which) * k_ + p) * part_ * 4;
+  return ((2 * l + which) * k_ + p) * part_ * elem_bytes(s);
 }
 
-// src, dst: this rank's part of a page (part_len_ elements)
+// src, dst: this rank's part of a page (part_len_ elements, fp32)
 void KvPages::put(Store s, int64_t l, int64_t p, const Tensor& src, Context& ctx) {
-  if (tier_ != Tier::disk) return copy_tensor(page(s, l, p), src, ctx);
-  const void* from = src.ptr;
-  if (gpu_) {
-    const Tensor io = io_main_.t().view({page_elems_}).slice0(0, part_len_);
-    copy_tensor(io, src, ctx), from = io.ptr;
+  Tensor v = src;
+  if (elem_bytes(s) == 2) {  // rounded to bf16 first
+    v = praw_.t().slice0(0, part_len_);
+    convert_dtype(v, src, ctx);
   }
-  file(s).write(disk_offset(s, l, p), from, part_len_ * 4);
+  if (tier_ != Tier::disk) return copy_tensor(page(s, l, p), v, ctx);
+  const void* from = v.ptr;
+  if (gpu_) {
+    const Tensor io = Tensor(io_main_.t().ptr, {part_len_}, v.dtype, Tier::host);
+    copy_tensor(io, v, ctx), from = io.ptr;
+  }
+  file(s).write(disk_offset(s, l, p), from, part_len_ * elem_bytes(s));
 }
 
 void KvPages::get(Store s, int64_t l, int64_t p, const Tensor& dst, Context& ctx) {
@@ -120,7 +134,7 @@ void KvPages::get(Store s, int64_t l, int64_t p, const Tensor& dst, Context& ctx
 }
 
 void KvPages::put_async(Store s, int64_t l, int64_t p, const Tensor& dst) {
-  const size_t n = size_t(part_len_) * 4;
+  const size_t n = size_t(part_len_ * elem_bytes(s));
   if (tier_ != Tier::disk) return mem_.copy(Tier::device, dst.ptr, tier_, page(s, l, p).ptr, n);
   if (!gpu_) return file(s).read(disk_offset(s, l, p), dst.ptr, int64_t(n));
   file(s).read(disk_offset(s, l, p), io_copy_.t().ptr, int64_t(n));
@@ -219,7 +233,8 @@ int64_t KvPages::first_page(int64_t l) const {
 void KvPages::prefetch(int64_t l, int64_t p) {
   if (!copier_ || p < 0) return;
   const int s = int(p % 2);
-  const Tensor kd = own(kpage_[s].t()), vd = own(vpage_[s].t());
+  const Tensor kd = bf16_ ? own(kraw_[s].t()) : own(kpage_[s].t()),
+               vd = bf16_ ? own(vraw_[s].t()) : own(vpage_[s].t());
   fetched_[s] = copier_->submit([=, this] {
     put_async(kK, l, p, kd);
     put_async(kV, l, p, vd);
@@ -231,17 +246,23 @@ void KvPages::fetch(int64_t l, int64_t p, int64_t lo, Tensor& K, Tensor& V, Cont
   const Shape s{1, Tc_, c_.num_key_value_heads, c_.head_dim};
   pages_read_++;
   int slot = 0;
-  if (tier_ == Tier::device && !share_) {
+  if (tier_ == Tier::device && !share_ && !bf16_) {
     K = page(kK, l, p).view(s), V = page(kV, l, p).view(s);
     return;
   }
-  if (tier_ == Tier::device) {  // this rank's part into the gathering slot
-    copy_tensor(own(kpage_[0].t()), page(kK, l, p), ctx);
-    copy_tensor(own(vpage_[0].t()), page(kV, l, p), ctx);
+  if (tier_ == Tier::device) {  // this rank's part into the slot, widened from bf16
+    for (Store st : {kK, kV}) {
+      const Tensor to = own((st == kK ? kpage_ : vpage_)[0].t());
+      bf16_ ? convert_dtype(to, page(st, l, p), ctx) : copy_tensor(to, page(st, l, p), ctx);
+    }
   } else {
     slot = int(p % 2);
     copier_->wait(fetched_[slot]);
     if (p - 1 >= lo) prefetch(l, p - 1);
+    if (bf16_) {  // (the prefetch above fills the other slot)
+      convert_dtype(own(kpage_[slot].t()), own(kraw_[slot].t()), ctx);
+      convert_dtype(own(vpage_[slot].t()), own(vraw_[slot].t()), ctx);
+    }
   }
   if (share_) {  // the other ranks' parts
     for (const Buffer* b : {&kpage_[slot], &vpage_[slot]})

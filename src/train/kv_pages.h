@@ -11,6 +11,9 @@
 // of the flat page, as Comm's parts cut it); attention gathers a page's parts
 // before it reads them, and the page's gradients from every rank's query
 // heads are reduce-scattered, each rank keeping the sum of its part.
+// bf16 K/V (the plan's kv_dtype): the K and V stores hold bf16 (half the
+// bytes); a page is rounded when stored and widened to fp32 in a device slot
+// before attention reads it. The gradient stores stay fp32.
 #pragma once
 #include <memory>
 #include <vector>
@@ -73,14 +76,17 @@ class KvPages : public AttentionRunner {
   int64_t Tc_, k_, page_elems_;
   Comm* share_ = nullptr;                           // ranks of the same KV heads (null: none)
   int64_t part_ = 0, part_off_ = 0, part_len_ = 0;  // a stored page's elements; this rank's part of a page
+  bool bf16_ = false;                               // K and V stores in bf16
+  int64_t elem_bytes(Store s) const { return bf16_ && (s == kK || s == kV) ? 2 : 4; }
   Tier tier_;
   bool gpu_;  // the device tier is GPU memory: host code stages through pinned copies
   std::vector<Buffer> kc_, vc_, kg_, vg_;          // L x (k, part) on the device or host tier
   std::unique_ptr<DiskFile> kv_file_, grad_file_;  // disk: L x (K, V) and L x (dK, dV) of (k, part)
   Buffer io_main_, io_copy_;                       // (Tc, Ckv) host pages: disk I/O of the main / copy thread
   Buffer kpage_[2], vpage_[2], dkpage_;            // (Tc, Ckv) device staging
-  Buffer out_p_, lse_p_, dq_p_, docs_;             // device scratch
-  Buffer dk_p_[2], dv_p_[2];                       // (Tc, Ckv) gradients of one earlier page, two slots
+  Buffer kraw_[2], vraw_[2], praw_;  // bf16: (Tc * Ckv) slots the copy thread fills; (part) a page to store
+  Buffer out_p_, lse_p_, dq_p_, docs_;  // device scratch
+  Buffer dk_p_[2], dv_p_[2];            // (Tc, Ckv) gradients of one earlier page, two slots
   Buffer dk_h_[2], dv_h_[2];            // (Tc, Ckv) their host copies (GPU memory, off-device stores)
   std::unique_ptr<CopyThread> copier_;  // off-device tiers: page traffic overlaps with compute
   uint64_t fetched_[2] = {0, 0}, sent_[2] = {0, 0};

@@ -159,9 +159,11 @@ def test_chunks(exe, d):
     # every tier (above and here); each rank's cache is 1/ranks-sharing of one head's, as `plan --ranks` says.
     for name, nh, nkv in (("mqa", 4, 1), ("gqa", 4, 2)):
         m = os.path.join(d, "c" + name)
-        for off in ("host", "disk", "none"):
-            flags = ["--chunk-mode", "seco", "--chunk-size", "8", "--offload", off]
-            tier = {"none": "device"}.get(off, off)
+        for off in ("host", "disk", "none", "host-bf16"):
+            flags = ["--chunk-mode", "seco", "--chunk-size", "8", "--offload", off.split("-")[0]]
+            if off.endswith("bf16"):  # the cache in bf16: each part rounded as one rank rounds the page
+                flags += ["--kv-dtype", "bf16"]
+            tier = {"none": "device"}.get(off, off.split("-")[0])
             r1 = run([exe, "grad", "--model", m, "--tokens", toks, "--out", os.path.join(d, "s1.safetensors")] + flags)
             for n in (2, 4):
                 if nkv % n == 0:
