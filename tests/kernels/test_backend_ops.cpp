@@ -272,6 +272,19 @@ TEST_F(BackendOps, BiasAddForwardBackward) {
   expect_same(*d1, "bias_add db one row");
 }
 
+TEST_F(BackendOps, ConvertDtype) {
+  SKIP_WITHOUT_GPU();
+  const int64_t n = 777;
+  auto x = rnd({n}, 60, 3.f), back = Twin::out({n});
+  Buffer hc(cpu_mem, Tier::device, Tag::workspace, {n}, DType::BF16),
+      hg(gpu_mem, Tier::device, Tag::workspace, {n}, DType::BF16);
+  convert_dtype(hc.t(), x->c(), cpu);
+  convert_dtype(hg.t(), x->g(), gpu);
+  convert_dtype(back->c(), hc.t(), cpu);
+  convert_dtype(back->g(), hg.t(), gpu);
+  expect_same(*back, "convert f32 -> bf16 -> f32", 0);  // the same rounding, bit for bit
+}
+
 TEST_F(BackendOps, CopyBetweenTiers) {
   SKIP_WITHOUT_GPU();
   const int64_t n = 1234;

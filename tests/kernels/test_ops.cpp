@@ -317,6 +317,41 @@ TEST_F(OpTest, BiasAddForwardBackward) {
       {"[bias_add_backward]", "(8)", "(9)"});
 }
 
+// F32 <-> BF16: round to nearest even (ties to even, NaN kept, infinities kept), and back exactly.
+TEST_F(OpTest, ConvertDtypeRoundsToNearestEven) {
+  const float one_ulp = std::ldexp(1.f, -7);  // bf16's spacing at 1
+  std::vector<float> x = {1.f,
+                          1.f + one_ulp / 2,
+                          1.f + 1.5f * one_ulp,
+                          1.f + one_ulp / 4,
+                          -3.14159f,
+                          1e-40f,
+                          259.f,
+                          INFINITY,
+                          -INFINITY,
+                          NAN};
+  const std::vector<float> want = {1.f, 1.f,   1.f + 2 * one_ulp, 1.f,      -3.140625f,
+                                   0.f, 260.f, INFINITY,          -INFINITY};
+  std::vector<uint16_t> h(x.size());
+  std::vector<float> back(x.size());
+  const int64_t n = int64_t(x.size());
+  convert_dtype(Tensor(h.data(), {n}, DType::BF16), Tensor(x.data(), {n}), ctx);
+  convert_dtype(Tensor(back.data(), {n}), Tensor(h.data(), {n}, DType::BF16), ctx);
+  for (size_t i = 0; i < want.size(); i++) {
+    if (i == 5) {  // a denormal keeps its bf16 rounding (as f32_to_bf16 does it)
+      EXPECT_EQ(back[i], bf16_to_f32(f32_to_bf16(x[i])));
+      continue;
+    }
+    EXPECT_EQ(back[i], want[i]) << i;
+  }
+  EXPECT_TRUE(std::isnan(back.back()));
+  std::vector<float> buf(8);
+  expect_error([&] { convert_dtype(Tensor(buf.data(), {4}), Tensor(buf.data(), {4}), ctx); },
+               {"[convert]", "F32 to F32"});
+  expect_error([&] { convert_dtype(Tensor(h.data(), {3}, DType::BF16), Tensor(buf.data(), {4}), ctx); },
+               {"[convert]", "4 elements into 3"});
+}
+
 TEST_F(OpTest, BudgetOverflowNamesTagAndBytes) {
   mem.tracker().set_budget(Tier::device, 1000);
   Buffer ok(mem, Tier::device, Tag::weights, {200});
