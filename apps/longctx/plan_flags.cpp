@@ -24,6 +24,9 @@ void add_plan_flags(CLI::App& app, PlanFlags& f) {
       {"kv_dtype",
        "auto | fp32 | bf16: the chunk modes' K/V cache (auto: bf16 with the GPU's bf16 math); its "
        "gradients stay fp32"},
+      {"kv_grad_dtype",
+       "auto | fp32 | bf16: the gradients of that cache (auto: fp32); bf16 halves them, each "
+       "page rounded after every addition"},
       {"device_mem", "device memory budget, e.g. 1GiB (CPU: emulated)"},
       {"host_mem", "host memory budget"},
       {"lora_rank", "R: train LoRA adapters of rank R only; the base stays frozen"},

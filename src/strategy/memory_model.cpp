@@ -186,13 +186,16 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t 
     const int64_t part = (s.Tc * Ckv + share - 1) / share, k = Tp / s.Tc;
     const bool bf16 = s.plan.kv_bf16();  // K and V stored in bf16, their gradients in fp32
     add(kv, Tag::kv_cache, 2 * L * k * part * (bf16 ? 2 : 4));
-    add(kv, Tag::kv_grad, 2 * L * k * part * 4);
+    const bool gbf16 =
+        s.plan.kv_grad_bf16();  // (bf16 gradients: a page as stored and widened, on the device)
+    add(kv, Tag::kv_grad, 2 * L * k * part * (gbf16 ? 2 : 4));
+    if (gbf16) add(dev, Tag::kv_grad, part * (2 + 4));
     // off the device: K and V staging pages in two slots (bf16: and the slots the copy thread fills), one
     // gradient page; on the device, shared or bf16 pages: the slot where a page is gathered or widened
     if (kv != dev) add(dev, Tag::kv_cache, 4 * s.Tc * Ckv * 4), add(dev, Tag::kv_grad, s.Tc * Ckv * 4);
     if (kv != dev && bf16) add(dev, Tag::kv_cache, 4 * s.Tc * Ckv * 2);
     if (kv == dev && (share > 1 || bf16)) add(dev, Tag::kv_cache, 2 * s.Tc * Ckv * 4);
-    if (bf16) add(dev, Tag::kv_cache, part * 2);  // a page rounded to be stored
+    if (bf16) add(dev, Tag::kv_cache, part * 2);                          // a page rounded to be stored
     if (kv == Tier::disk) add(Tier::host, Tag::kv_grad, s.Tc * Ckv * 4);  // the copy thread's I/O page
     if (plan.gpu_memory && kv == Tier::disk)
       add(Tier::host, Tag::kv_cache, s.Tc * Ckv * 4);                                     // main's I/O page

@@ -72,6 +72,7 @@ std::string describe(const Plan& p) {
     << " chunk_mode=" << chunk_mode_name(p.chunk_mode);
   if (p.model_offload != Offload::none) o << " offload_model=" << offload_name(p.model_offload);
   if (p.chunked() && p.kv_bf16()) o << " kv_dtype=bf16";
+  if (p.chunked() && p.kv_grad_bf16()) o << " kv_grad_dtype=bf16";
   if (p.chunked()) o << " chunk_size=" << tiles_str(p.chunk_size);
   if (p.chunk_mode == ChunkMode::spaco) o << " chunk_budget=" << p.chunk_budget;
   if (p.lora.enabled()) {
@@ -92,6 +93,7 @@ nlohmann::json plan_to_json(const Plan& p) {
   if (!p.offload_dir.empty()) j["offload_dir"] = p.offload_dir;
   if (p.model_offload != Offload::none) j["offload_model"] = offload_name(p.model_offload);
   if (p.chunked()) j["kv_dtype"] = p.kv_bf16() ? "bf16" : "fp32";
+  if (p.chunked()) j["kv_grad_dtype"] = p.kv_grad_bf16() ? "bf16" : "fp32";
   if (p.lora.enabled())
     j["lora"] = {{"rank", p.lora.rank}, {"alpha", p.lora.alpha}, {"targets", p.lora.targets}};
   return j;
@@ -147,11 +149,12 @@ bool set_plan_key(Plan& p, const std::string& key, const std::string& v) {
     p.offload_dir = v;
   else if (key == "offload_model")
     p.model_offload = parse_offload(v);
-  else if (key == "kv_dtype") {
-    CHECK(v == "auto" || v == "fp32" || v == "bf16", "kv-dtype: '", v, "' is not one of auto|fp32|bf16");
-    p.kv_dtype = v == "bf16"   ? Plan::KvDtype::bf16
-                 : v == "fp32" ? Plan::KvDtype::fp32
-                               : Plan::KvDtype::automatic;
+  else if (key == "kv_dtype" || key == "kv_grad_dtype") {
+    CHECK(v == "auto" || v == "fp32" || v == "bf16", key == "kv_dtype" ? "kv-dtype" : "kv-grad-dtype", ": '",
+          v, "' is not one of auto|fp32|bf16");
+    (key == "kv_dtype" ? p.kv_dtype : p.kv_grad_dtype) = v == "bf16"   ? Plan::KvDtype::bf16
+                                                         : v == "fp32" ? Plan::KvDtype::fp32
+                                                                       : Plan::KvDtype::automatic;
   } else if (key == "mlp_tiles")
     p.mlp_tiles = parse_tiles("mlp-tiles", v);
   else if (key == "loss_tiles")

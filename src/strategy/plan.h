@@ -43,6 +43,10 @@ struct Plan {
   // math and fp32 otherwise.
   enum class KvDtype : uint8_t { automatic, fp32, bf16 };
   KvDtype kv_dtype = KvDtype::automatic;
+  // Their gradients: fp32 unless asked (automatic is fp32); bf16 halves them, each page's gradient rounded
+  // after every addition into it.
+  KvDtype kv_grad_dtype = KvDtype::automatic;
+  bool kv_grad_bf16() const { return kv_grad_dtype == KvDtype::bf16; }
   bool kv_bf16() const {
     return kv_dtype == KvDtype::bf16 || (kv_dtype == KvDtype::automatic && bf16_attention);
   }

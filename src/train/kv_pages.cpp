@@ -12,6 +12,10 @@ namespace {
 void add_into_host(float* d, const float* s, int64_t n, float scale) {
   for (int64_t i = 0; i < n; i++) d[i] += scale * s[i];
 }
+// the same into bf16: the sum in fp32, rounded
+void add_into_host_bf16(uint16_t* d, const float* s, int64_t n, float scale) {
+  for (int64_t i = 0; i < n; i++) d[i] = f32_to_bf16(bf16_to_f32(d[i]) + scale * s[i]);
+}
 }  // namespace
 
 KvPages::KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& mem, Comm* share)
@@ -22,6 +26,7 @@ KvPages::KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& m
       page_elems_(s.Tc * c.kv_dim()),
       share_(share && share->size() > 1 ? share : nullptr),
       bf16_(s.plan.kv_bf16()),
+      gbf16_(s.plan.kv_grad_bf16()),
       tier_(s.plan.offload == Offload::none   ? Tier::device
             : s.plan.offload == Offload::host ? Tier::host
                                               : Tier::disk),
@@ -38,15 +43,16 @@ KvPages::KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& m
   if (tier_ == Tier::disk) {
     kv_file_ = std::make_unique<DiskFile>(s.plan.offload_dir, 2 * L * k * part_ * elem_bytes(kK), mem,
                                           Tag::kv_cache);
-    grad_file_ = std::make_unique<DiskFile>(s.plan.offload_dir, 2 * L * k * part_ * 4, mem, Tag::kv_grad);
+    grad_file_ = std::make_unique<DiskFile>(s.plan.offload_dir, 2 * L * k * part_ * elem_bytes(kDK), mem,
+                                            Tag::kv_grad);
     io_copy_ = Buffer(mem, Tier::host, Tag::kv_grad, {Tc_, Ckv});  // the copy thread's read-add-write page
     if (gpu_) io_main_ = Buffer(mem, Tier::host, Tag::kv_cache, {Tc_, Ckv});
   } else {
     for (int64_t l = 0; l < L; l++) {
       kc_.emplace_back(mem, tier_, Tag::kv_cache, Shape{k, part_}, kvt);
       vc_.emplace_back(mem, tier_, Tag::kv_cache, Shape{k, part_}, kvt);
-      kg_.emplace_back(mem, tier_, Tag::kv_grad, Shape{k, part_});
-      vg_.emplace_back(mem, tier_, Tag::kv_grad, Shape{k, part_});
+      kg_.emplace_back(mem, tier_, Tag::kv_grad, Shape{k, part_}, gbf16_ ? DType::BF16 : DType::F32);
+      vg_.emplace_back(mem, tier_, Tag::kv_grad, Shape{k, part_}, gbf16_ ? DType::BF16 : DType::F32);
     }
   }
   const Tier dev = Tier::device;
@@ -73,7 +79,11 @@ KvPages::KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& m
     vpage_[0] = Buffer(mem, dev, Tag::kv_cache, {Tc_, Ckv});
   }
   if (bf16_) praw_ = Buffer(mem, dev, Tag::kv_cache, {part_}, DType::BF16);  // a page rounded to be stored
-  out_p_ = Buffer(mem, dev, Tag::workspace, {Tc_, Cq});                      // (Tc, NH, HS)
+  if (gbf16_) {  // a gradient page as stored, and widened
+    graw_ = Buffer(mem, dev, Tag::kv_grad, {part_}, DType::BF16);
+    gwide_ = Buffer(mem, dev, Tag::kv_grad, {part_});
+  }
+  out_p_ = Buffer(mem, dev, Tag::workspace, {Tc_, Cq});  // (Tc, NH, HS)
   lse_p_ = Buffer(mem, dev, Tag::workspace, {NH, Tc_});
   dq_p_ = Buffer(mem, dev, Tag::workspace, {Tc_, Cq});
   for (int i = 0; i < 2; i++) {
@@ -127,9 +137,9 @@ void KvPages::put(Store s, int64_t l, int64_t p, const Tensor& src, Context& ctx
 
 void KvPages::get(Store s, int64_t l, int64_t p, const Tensor& dst, Context& ctx) {
   if (tier_ != Tier::disk) return copy_tensor(dst, page(s, l, p), ctx);
-  if (!gpu_) return file(s).read(disk_offset(s, l, p), dst.ptr, part_len_ * 4);
-  const Tensor io = io_main_.t().view({page_elems_}).slice0(0, part_len_);
-  file(s).read(disk_offset(s, l, p), io.ptr, part_len_ * 4);
+  if (!gpu_) return file(s).read(disk_offset(s, l, p), dst.ptr, part_len_ * elem_bytes(s));
+  const Tensor io = Tensor(io_main_.t().ptr, {part_len_}, dst.dtype, Tier::host);
+  file(s).read(disk_offset(s, l, p), io.ptr, part_len_ * elem_bytes(s));
   copy_tensor(dst, io, ctx);
 }
 
@@ -147,11 +157,14 @@ void KvPages::add_async(Store s, int64_t l, int64_t p, const Tensor& src, const 
     mem_.copy(Tier::host, src_host.ptr, Tier::device, src.ptr, size_t(part_len_) * 4);
     from = src_host.f32();
   }
-  if (tier_ != Tier::disk) return add_into_host(page(s, l, p).f32(), from, part_len_, sc);
-  float* buf = io_copy_.f32();
-  file(s).read(disk_offset(s, l, p), buf, part_len_ * 4);
-  add_into_host(buf, from, part_len_, sc);
-  file(s).write(disk_offset(s, l, p), buf, part_len_ * 4);
+  const int64_t eb = elem_bytes(s);
+  void* to = tier_ != Tier::disk ? page(s, l, p).ptr : io_copy_.t().ptr;
+  if (tier_ == Tier::disk) file(s).read(disk_offset(s, l, p), to, part_len_ * eb);
+  if (eb == 2)
+    add_into_host_bf16(static_cast<uint16_t*>(to), from, part_len_, sc);
+  else
+    add_into_host(static_cast<float*>(to), from, part_len_, sc);
+  if (tier_ == Tier::disk) file(s).write(disk_offset(s, l, p), to, part_len_ * eb);
 }
 
 void KvPages::forward(int64_t l, const BlockActs& a, Context& ctx) {
@@ -275,10 +288,25 @@ void KvPages::fetch(int64_t l, int64_t p, int64_t lo, Tensor& K, Tensor& V, Cont
 // g (Tc, Ckv) += the collected gradient of chunk p's page
 // (shared heads: this rank's part of the group's sum; the Ulysses exchange back adds the ranks' copies)
 void KvPages::add_grad_page(Tensor g, Store s, int64_t l, int64_t p, Context& ctx) {
-  if (tier_ == Tier::device) return axpy_inplace(own(g), 1.f, page(s, l, p), ctx);
-  copier_->wait_all();  // the store's page is complete (and the disk's I/O page free)
+  if (tier_ != Tier::device)
+    copier_->wait_all();  // the store's page is complete (and the disk's I/O page free)
+  add_from_store(own(g), s, l, p, ctx);
+}
+
+void KvPages::add_from_store(const Tensor& t, Store s, int64_t l, int64_t p, Context& ctx) {
+  if (gbf16_) {  // the bf16 page, widened
+    const Tensor raw = graw_.t().slice0(0, part_len_), wide = gwide_.t().slice0(0, part_len_);
+    if (tier_ == Tier::device) {
+      convert_dtype(wide, page(s, l, p), ctx);
+    } else {
+      get(s, l, p, raw, ctx);
+      convert_dtype(wide, raw, ctx);
+    }
+    return axpy_inplace(t, 1.f, wide, ctx);
+  }
+  if (tier_ == Tier::device) return axpy_inplace(t, 1.f, page(s, l, p), ctx);
   get(s, l, p, own(dkpage_.t()), ctx);
-  axpy_inplace(own(g), 1.f, own(dkpage_.t()), ctx);
+  axpy_inplace(t, 1.f, own(dkpage_.t()), ctx);
 }
 
 // chunk p's pages of block l's K/V gradient stores += kv_scale * slot s's dk, dv: on the copy thread when
@@ -287,8 +315,18 @@ void KvPages::send_grad_page(int64_t l, int64_t p, int s, Context& ctx) {
   const Tensor dk = own(dk_p_[s].t()), dv = own(dv_p_[s].t());
   const float sc = kv_scale_;
   if (!copier_) {  // the stores are on the device
-    axpy_inplace(page(kDK, l, p), sc, dk, ctx);
-    return axpy_inplace(page(kDV, l, p), sc, dv, ctx);
+    for (Store st : {kDK, kDV}) {
+      const Tensor from = st == kDK ? dk : dv;
+      if (!gbf16_) {
+        axpy_inplace(page(st, l, p), sc, from, ctx);
+        continue;
+      }
+      const Tensor wide = gwide_.t().slice0(0, part_len_);  // widen, add, round
+      convert_dtype(wide, page(st, l, p), ctx);
+      axpy_inplace(wide, sc, from, ctx);
+      convert_dtype(page(st, l, p), wide, ctx);
+    }
+    return;
   }
   // defined when the device is GPU memory
   const Tensor dkh = dk_h_[s].t().defined() ? own(dk_h_[s].t()) : Tensor(),

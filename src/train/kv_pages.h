@@ -13,7 +13,8 @@
 // heads are reduce-scattered, each rank keeping the sum of its part.
 // bf16 K/V (the plan's kv_dtype): the K and V stores hold bf16 (half the
 // bytes); a page is rounded when stored and widened to fp32 in a device slot
-// before attention reads it. The gradient stores stay fp32.
+// before attention reads it. The gradient stores stay fp32 unless kv_grad_dtype
+// is bf16: then each addition into a page is made in fp32 and rounded.
 #pragma once
 #include <memory>
 #include <vector>
@@ -76,8 +77,10 @@ class KvPages : public AttentionRunner {
   int64_t Tc_, k_, page_elems_;
   Comm* share_ = nullptr;                           // ranks of the same KV heads (null: none)
   int64_t part_ = 0, part_off_ = 0, part_len_ = 0;  // a stored page's elements; this rank's part of a page
-  bool bf16_ = false;                               // K and V stores in bf16
-  int64_t elem_bytes(Store s) const { return bf16_ && (s == kK || s == kV) ? 2 : 4; }
+  bool bf16_ = false, gbf16_ = false;               // K and V stores in bf16; their gradient stores in bf16
+  int64_t elem_bytes(Store s) const { return (s == kK || s == kV ? bf16_ : gbf16_) ? 2 : 4; }
+  // t (part_len_, F32) += a page of gradient store s (bf16 or fp32)
+  void add_from_store(const Tensor& t, Store s, int64_t l, int64_t p, Context& ctx);
   Tier tier_;
   bool gpu_;  // the device tier is GPU memory: host code stages through pinned copies
   std::vector<Buffer> kc_, vc_, kg_, vg_;          // L x (k, part) on the device or host tier
@@ -85,6 +88,7 @@ class KvPages : public AttentionRunner {
   Buffer io_main_, io_copy_;                       // (Tc, Ckv) host pages: disk I/O of the main / copy thread
   Buffer kpage_[2], vpage_[2], dkpage_;            // (Tc, Ckv) device staging
   Buffer kraw_[2], vraw_[2], praw_;  // bf16: (Tc * Ckv) slots the copy thread fills; (part) a page to store
+  Buffer graw_, gwide_;              // bf16 gradients: (part) a page as stored, and widened
   Buffer out_p_, lse_p_, dq_p_, docs_;  // device scratch
   Buffer dk_p_[2], dv_p_[2];            // (Tc, Ckv) gradients of one earlier page, two slots
   Buffer dk_h_[2], dv_h_[2];            // (Tc, Ckv) their host copies (GPU memory, off-device stores)

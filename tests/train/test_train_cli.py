@@ -238,7 +238,8 @@ def test_plan_vs_grad(exe, d):
     for flags in (["--recompute", "none"], ["--recompute", "selective", "--offload", "host", "--mlp-tiles", "3"],
                   ["--chunk-mode", "seco", "--chunk-size", "64", "--offload", "disk"],
                   ["--chunk-mode", "seco", "--chunk-size", "64", "--batch", "2"],
-                  ["--chunk-mode", "seco", "--chunk-size", "64", "--offload", "host", "--kv-dtype", "bf16"],
+                  ["--chunk-mode", "seco", "--chunk-size", "64", "--offload", "host", "--kv-dtype", "bf16",
+                   "--kv-grad-dtype", "bf16"],
                   ["--offload-model", "host"], ["--offload-model", "host", "--chunk-mode", "seco", "--chunk-size", "64"]):
         b2 = "--batch" in flags
         flags = [f for f in flags if f not in ("--batch", "2")]
