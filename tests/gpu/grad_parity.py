@@ -35,6 +35,13 @@ CONFIGS = {
         intermediate_size=512, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
         max_position_embeddings=4096, rms_norm_eps=1e-6, rope_theta=10000.0, tie_word_embeddings=False,
         initializer_range=0.05, torch_dtype="float32"),
+    # q/k/v biases and a sliding window from block 1 on (the CUDA bias and window kernels)
+    "qwen2_biases_window": dict(
+        architectures=["Qwen2ForCausalLM"], model_type="qwen2", vocab_size=512, hidden_size=128,
+        intermediate_size=256, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=4096, rms_norm_eps=1e-6, rope_theta=10000.0, tie_word_embeddings=False,
+        use_sliding_window=True, sliding_window=48, max_window_layers=1, initializer_range=0.05,
+        torch_dtype="float32"),
 }
 
 PLANS = {
@@ -52,6 +59,11 @@ PLANS = {
     "spaco": ["--chunk-mode", "spaco", "--chunk-size", "64", "--chunk-budget", "2"],
     "lora": ["--lora-rank", "8", "--recompute", "full"],
     "lora_seco": ["--lora-rank", "8", "--chunk-mode", "seco", "--chunk-size", "64"],
+    # the weights, gradients and AdamW state in host memory, a unit at a time on the GPU
+    "offload_model": ["--offload-model", "host"],
+    # the K/V cache and its gradients in bf16 (against the CPU rounding the same pages)
+    "seco_kv_bf16": ["--chunk-mode", "seco", "--chunk-size", "64", "--offload", "host", "--kv-dtype", "bf16",
+                     "--kv-grad-dtype", "bf16"],
 }
 # plans whose gradients are not the plain step's: compared with the CPU backend under the same plan
 SAME_PLAN_REF = {"spaco", "lora", "lora_seco"}
@@ -82,10 +94,11 @@ def rel(a, b):
 
 def hf_grads(model_dir, toks):
     import torch
-    from transformers import LlamaForCausalLM
+    from transformers import AutoModelForCausalLM  # LlamaForCausalLM, Qwen2ForCausalLM by the config
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    m = LlamaForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32, attn_implementation="eager").cuda()
+    m = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32,
+                                             attn_implementation="eager").cuda()
     ids = torch.tensor(toks, dtype=torch.long, device="cuda")
     logits = m(input_ids=ids[:, :-1]).logits
     loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), ids[:, 1:].reshape(-1))
@@ -184,7 +197,7 @@ def main():
             out["hf_loss_rel"] = max(out["hf_loss_rel"] or 0.0, lrel)
             out["hf_grad_max_rel"] = max(out["hf_grad_max_rel"] or 0.0, worst)
             check(worst < HF_RTOL and lrel < LOSS_RTOL and not missing,
-                  f"{name} vs Hugging Face LlamaForCausalLM (fp32, GPU): loss rel {lrel:.2e}, grads max rel "
+                  f"{name} vs Hugging Face {cfg['architectures'][0]} (fp32, GPU): loss rel {lrel:.2e}, grads max rel "
                   f"{worst:.2e}{', missing ' + str(missing) if missing else ''}")
     out["passed"], out["failed"] = passed, failed
     if args.json:
