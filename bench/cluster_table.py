@@ -22,8 +22,9 @@ PLANS = [["--recompute", r, "--offload", o, "--mlp-tiles", m]
          for r, o, m in itertools.product(("full", "selective"), ("none", "host"), ("1", "auto"))]
 # Chunk-wise training across ranks (ChunkedStep: Ulysses on each chunk, the K/V cache of this rank's heads for
 # the whole sequence paged on the offload tier; ranks that receive the same KV head share its pages)
-CHUNK_PLANS = [["--chunk-mode", "seco", "--recompute", r, "--offload", o]
-               for r, o in itertools.product(("full", "selective"), ("host", "none"))]
+CHUNK_PLANS = [["--chunk-mode", "seco", "--recompute", r, "--offload", o] + g
+               for r, o, g in itertools.product(("full", "selective"), ("host", "none"),
+                                                ([], ["--kv-grad-dtype", "bf16"]))]
 
 
 def plan(a, ranks, kind, flags, T=1 << 20, longest=True):
@@ -70,8 +71,9 @@ def main():
              "(full, selective), offload of saved block inputs (none, host) and MLP tiling (1, auto) was tried,",
              "and with Ulysses also SeCO chunks (`--chunk-mode seco`, exact: the K/V cache of each rank's heads",
              "for the whole sequence paged between the GPU and the offload tier, none or host; with more ranks",
-             "than KV heads the ranks that receive the same KV head keep a part of each page each); the plan",
-             "that fits the longest sequence is shown.", "",
+             "than KV heads the ranks that receive the same KV head keep a part of each page each; the cache in",
+             "bf16 as the engine keeps it with bf16 math, its gradients in fp32 or, with `--kv-grad-dtype bf16`,",
+             "in bf16); the plan that fits the longest sequence is shown.", "",
              "Assumptions: 80 GB per GPU; 250 GB host memory per rank (2 TB per 8-GPU node); 300 GB/s per GPU",
              "inside a node, 50 GB/s across nodes; bf16 activations and weights with fp32 master weights and",
              "AdamW moments (16 bytes per parameter) sharded by ZeRO-3 (each rank: its parts plus one whole",
@@ -90,8 +92,8 @@ def main():
     lines += ["", "Published figures: ALST (Arctic Long Sequence Training, Snowflake, 2025) reports 3.7M tokens on",
               "8 H100s and 15M on 32 for Llama-3.1-8B, with Ulysses, tiled MLP and loss, and activation",
               "checkpoints offloaded to host memory; UPipe (Together) reports 5M tokens on 8 H100s.", "",
-              "The chunked plans' lengths come from their host memory (the K/V cache and its gradients, 8 bytes",
-              "a token per KV head element in bf16) and their step times from attention over every earlier",
+              "The chunked plans' lengths come from their host memory (the K/V cache and its gradients: 8 bytes",
+              "per K/V element with bf16 gradients, 12 with fp32 ones) and their step times from attention over every earlier",
               "page; the engine runs them across ranks on the CPU (tests/parallel/test_cp.py: every gradient",
               "equal to one rank's, each rank's cache as `plan --ranks` predicts it, on 2 and 4 ranks with",
               "fewer KV heads than ranks).", ""]

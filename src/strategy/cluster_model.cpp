@@ -65,7 +65,7 @@ double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind
   const double NH = double(c.num_attention_heads), NKV = double(c.num_key_value_heads),
                HS = double(c.head_dim);
   const double Cq = double(c.q_dim()), Ckv = double(c.kv_dim());
-  double floats = 0;
+  double floats = 0, kv_floats = 0;
   if (kind == CpKind::ulysses || kind == CpKind::upipe) {
     const bool copies = kind == CpKind::upipe || c.num_key_value_heads % P != 0;
     const double KVe = (copies ? NH : NKV) * HS;  // K or V as sent, copies included
@@ -77,17 +77,29 @@ double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind
         (double(P) - 1) / double(P) * double(B) * Tl * (ch.backward_share * ((1 + R) * fwd + bwd) + first);
     const int S = UlyssesAttention::kv_sharing_ranks(c, P);
     if (ch.chunks > 1 && S > 1) {  // shared K/V pages: gathered before each read, gradients reduce-scattered
-      const double k = double(ch.chunks), page = double(B) * double(T) / k * (NH / double(P)) * HS;
-      // per block: the first pass (SeCO's skips the last block's attention), then each chunk's rerun reads
-      // its pages in the forward, in the recompute of `R` forwards and in the backward
-      const double first = ch.first == 1 ? (L - 1) / L : ch.first == 2 ? 1 : 0;
-      const double reads = first + ch.backward_share * (2 + R), scatters = ch.backward_share;
-      floats += k * (k - 1) / 2 * 2 * (S - 1.0) / S * page * (reads + scatters);
+      const int64_t k = ch.chunks, Tc = T / k;
+      const double page = double(B) * double(Tc) * (NH / double(P)) * HS;
+      // the earlier pages block l's chunks read (none wholly outside its sliding window: KvPages::first_page)
+      auto pages = [&](int64_t l) {
+        const int64_t w = c.window(l), reach = w > 0 ? (w + Tc - 2) / Tc : k;
+        double n = 0;
+        for (int64_t j = 0; j < k; j++) n += double(std::min(j, reach));
+        return n;
+      };
+      // the first pass (SeCO's skips the last block's attention), then each rerun chunk reads its pages in
+      // the forward, in the recompute of `R` forwards and in the backward, and scatters their gradients
+      double all = 0, first = 0;
+      for (int64_t l = 0; l < c.num_hidden_layers; l++) {
+        const double n = pages(l);
+        all += n;
+        if (ch.first == 2 || (ch.first == 1 && l + 1 < c.num_hidden_layers)) first += n;
+      }
+      kv_floats = 2 * (S - 1.0) / S * page * (first + all * ch.backward_share * (3 + R));
     }
   } else {
     floats = 2 * double(B) * Tl * Ckv * ((1 + R) * (P - 1) + (P - 1) + P);
   }
-  return floats * L * act_bytes;
+  return floats * L * act_bytes + kv_floats * 4;  // (the engine gathers pages widened to fp32)
 }
 
 namespace {
@@ -144,6 +156,9 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
         c.num_key_value_heads % P == 0 ? c.num_key_value_heads / P : c.num_attention_heads / P;
     Plan shared = rp;  // the ranks that receive the same KV heads share their pages
     shared.kv_share = UlyssesAttention::kv_sharing_ranks(c, P);
+    // the K/V cache's dtype is the engine's: bf16 with the GPU's bf16 math (kv_dtype auto), its gradients
+    // fp32 unless the plan says bf16 (counted below as they are, not scaled with the activations)
+    if (cl.act_bytes == 2) shared.bf16_attention = true;
     const MemoryPrediction kv = predict_memory(hc, shared, B, T, why);  // this rank's heads of whole chunks
     for (int t = 0; t < kNumTiers; t++)
       for (Tag tag : {Tag::kv_cache, Tag::kv_grad}) {
@@ -160,6 +175,7 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
     for (int g = 0; g < kNumTags; g++) {
       const Tag tag = Tag(g);
       if (tag == Tag::weights || tag == Tag::grads || tag == Tag::optim || tag == Tag::data) continue;
+      if (chunked && (tag == Tag::kv_cache || tag == Tag::kv_grad)) continue;  // in their own dtypes above
       m.tag[size_t(t)][size_t(g)] = int64_t(double(m.tag[size_t(t)][size_t(g)]) * s);
     }
   if (P > 1) {

@@ -141,10 +141,14 @@ TimePrediction predict_time(const LlamaConfig& c, const Plan& plan, int64_t B, i
   // the copy thread overlaps with compute; what it cannot hide adds on
   t.step_s = std::max(t.compute_s, t.copy_s) + 0.05 * std::min(t.compute_s, t.copy_s);
   if (p.model_offload == Offload::host && !p.lora.enabled()) {
-    // the weights go to the device for each pass over the blocks (the forward, the backward; chunked: the
-    // first pass and each chunk's rerun, forward and backward), the gradients come back once per backward
-    const double w = double(param_bytes(c)), k = p.chunked() ? double((T + s.Tc - 1) / s.Tc) * B : 1;
-    t.model_copy_bytes = w * (p.chunked() ? 1 + 2 * k : 2) + w * k;
+    // the weights go to the device for each pass over the blocks (the forward and the backward; chunked:
+    // every chunk's first pass, then each rerun chunk's forward and backward), the gradients come back once
+    // per backward (SpaCO reruns budget/k of the chunks, in expectation)
+    const double w = double(param_bytes(c)), chunks = double((T + s.Tc - 1) / s.Tc);
+    const double share =
+        p.chunk_mode == ChunkMode::spaco ? std::min(1.0, double(p.chunk_budget) / chunks) : 1;
+    const double k = chunks * double(B);  // a batch's rows go one after another
+    t.model_copy_bytes = p.chunked() ? w * (k + 2 * k * share) + w * k * share : 3 * w;
     t.model_copy_s = t.model_copy_bytes / (std::max(r.host_gbps, 1e-3) * 1e9);
     // AdamW reads the weights, gradients and both moments and writes three of them: 28 bytes a parameter
     t.host_update_s = 7 * w / (std::max(r.host_gbps, 1e-3) * 1e9);

@@ -48,8 +48,9 @@ class ChunkedStep {
   // while every tier holds what the full step holds and the chunks that run do all their work (the last
   // chunk attends to every page). Empty: every chunk (the default).
   void set_only_chunks(std::vector<int64_t> chunks) { only_ = std::move(chunks); }
-  // Wall seconds of each chunk's forward (the first pass) and backward (its rerun with grad) in the last
-  // run's last row, after the backend finished its work (synchronised); -1 for a chunk that did not run.
+  // Probe mode: wall seconds of each chunk's forward (the first pass) and backward (its rerun with grad) in
+  // the last run's last row, after the backend finished its work (synchronised); -1 for a chunk that did
+  // not run, and for every chunk outside probe mode (no synchronisation there).
   struct ChunkTiming {
     double forward_s = -1, backward_s = -1;
   };

@@ -188,12 +188,20 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     std::vector<std::pair<int64_t, int64_t>> shapes = {{cfg.batch_size, cfg.seq_len}};
     for (const auto& st : cfg.curriculum)
       shapes.emplace_back(st.batch_size > 0 ? st.batch_size : cfg.batch_size, st.seq_len);
-    for (auto [B, T] : shapes)
-      if (!cp) choose_plan(mc, run_cfg.plan, cfg.plan_auto, B, T, Purpose::train);
+    // plan auto may move the weights off the device for some shape: the model is built once, so every
+    // shape then keeps them on the host (and its plan is chosen again with that fixed)
+    for (int pass = 0; pass < 2 && !cp; pass++) {
+      bool off = false;
+      for (auto [B, T] : shapes)
+        off |=
+            choose_plan(mc, run_cfg.plan, cfg.plan_auto, B, T, Purpose::train).model_offload == Offload::host;
+      if (!off || run_cfg.plan.model_offload == Offload::host) break;
+      run_cfg.plan.model_offload = Offload::host;
+    }
   }
   // ZeRO 2-3 of full training across ranks: weights and gradients by block; the weights off the device
   // (offload_model: host): stage 3 on one rank with the shards in host memory
-  const bool offload_model = cfg.plan.model_offload == Offload::host;
+  const bool offload_model = run_cfg.plan.model_offload == Offload::host;
   CHECK(!offload_model || !comm || comm->size() == 1, "offload_model: host runs on one rank for now (",
         comm ? comm->size() : 1,
         " here); across ranks use zero: 3, which shards the weights and their state");

@@ -90,6 +90,24 @@ def test_equal(exe, d, tokens):
                   % (dev["weights"], one["weights"]), dev["weights"] < 0.5 * one["weights"])
 
 
+def test_auto(exe, d, tokens):
+    """plan: auto in a device budget too small for the model state on the device moves it to the host, and
+    the trainer does what the plan says (the model is built with it)."""
+    out, r = train(exe, d, "auto", tokens, 5, ["plan=auto", "device_mem=450KiB"])
+    ref = metrics(os.path.join(d, "ref-whole")) if os.path.exists(os.path.join(d, "ref-whole")) else []
+    if r.returncode or not ref:
+        check("plan auto in 450 KiB of device memory", False, r.stderr[-300:])
+        return
+    got = metrics(out)
+    check("plan auto in 450 KiB of device memory picks offload_model host", "offload_model=host" in r.stdout,
+          r.stdout[-300:])
+    peak = max(m["peak_bytes"]["device"] for m in got)
+    check("... and the device peak stays in the budget (%d bytes)" % peak, peak <= 450 * 1024)
+    check("... with the losses of the run on the device",
+          len(got) == len(ref) and all(abs(a["loss"] - b["loss"]) <= 1e-5 * abs(b["loss"]) for a, b in zip(got, ref)),
+          "%r vs %r" % ([m["loss"] for m in got], [m["loss"] for m in ref]))
+
+
 def test_grad(exe, d):
     """`grad --offload-model host`: every gradient of the step on the device."""
     model = os.path.join(d, "ref-whole")
@@ -156,6 +174,7 @@ def main():
         tokens = os.path.join(d, "tokens.npy")
         np.save(tokens, np.random.default_rng(0).integers(0, 64, size=20000).astype(np.int32))
         test_equal(args.longctx, d, tokens)
+        test_auto(args.longctx, d, tokens)
         test_grad(args.longctx, d)
         test_resume(args.longctx, d, tokens)
         test_refusals(args.longctx, d, tokens)
