@@ -141,9 +141,11 @@ int run_grad(const Opts& o) {
   wanted.bf16_attention = backend == Backend::cuda && math == DType::BF16;
   // one rank: the plan is checked against its budgets before anything is allocated; across ranks the
   // per-rank budget is enforced as buffers are allocated (the model of CP memory is not built yet)
-  const Plan plan =
-      comm.size() > 1 ? resolve_plan(wanted, c, B, std::max<int64_t>(T, 1))
-                      : choose_plan(c, wanted, o.flags.is_auto(), B, std::max<int64_t>(T, 1), Purpose::grad);
+  Context rates_on;  // where --plan auto measures its rates: this run's backend and math
+  rates_on.backend = backend, rates_on.math = math;
+  const Plan plan = comm.size() > 1 ? resolve_plan(wanted, c, B, std::max<int64_t>(T, 1))
+                                    : choose_plan(c, wanted, o.flags.is_auto(), B, std::max<int64_t>(T, 1),
+                                                  Purpose::grad, &rates_on);
   CHECK(!o.probe || plan.chunked(), "--probe needs a chunk mode (--chunk-mode seco or spaco): it runs the ",
         "first and the last chunk of a chunked step, and this plan runs the whole sequence at once (",
         describe(plan), ")");

@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "core/check.h"
 #include "model/llama_io.h"
+#include "ops/backend.h"
 #include "plan_flags.h"
 #include "strategy/cluster_model.h"
 #include "strategy/plan_search.h"
@@ -16,7 +17,7 @@ namespace longctx::cli {
 namespace {
 
 struct Opts {
-  std::string model, purpose = "grad", rates, cp_kind = "all", dtype = "fp32";
+  std::string model, purpose = "grad", rates, cp_kind = "all", dtype = "auto", device = "cpu";
   int64_t seq_len = 0, batch = 1;
   bool json = false, automatic = false, max_length = false;
   PlanFlags flags;
@@ -96,8 +97,22 @@ int run_plan(const Opts& o) {
   CHECK(o.batch >= 1, "--batch must be >= 1, got ", o.batch);
   CHECK(o.purpose == "grad" || o.purpose == "train", "--for must be grad or train, got '", o.purpose, "'");
   const Purpose why = o.purpose == "train" ? Purpose::train : Purpose::grad;
-  const Plan wanted = o.flags.to_plan();
+  Plan wanted = o.flags.to_plan();
   const bool automatic = o.automatic || o.flags.is_auto();
+  // one device: the memory layout and math of the device the run will have (a GPU: its memory behind host
+  // staging, bf16 math by --dtype; its free memory as the budget unless given; the rates measured on it)
+  const bool one = o.cluster.ranks <= 1 && !o.max_length;
+  // (a GPU named with the rates and a budget given is predicted without one: nothing is measured on it)
+  const bool gpu_unseen = o.device == "cuda" && !o.rates.empty() && wanted.device_mem > 0;
+  const Backend backend = !one ? Backend::cpu : gpu_unseen ? Backend::cuda : parse_device(o.device);
+  const DType math = one ? resolve_math(o.dtype, backend) : DType::F32;
+  Context rates_on;
+  rates_on.backend = backend, rates_on.math = math;
+  if (one) {
+    wanted.gpu_memory = backend == Backend::cuda || o.device == "cpu-staged";
+    wanted.bf16_attention = backend == Backend::cuda && math == DType::BF16;
+    if (backend == Backend::cuda && wanted.device_mem == 0) wanted.device_mem = gpu_budget_bytes();
+  }
   MachineRates r;
   if (!o.rates.empty()) {
     const auto j = nlohmann::json::parse(o.rates);
@@ -105,14 +120,18 @@ int run_plan(const Opts& o) {
     r.host_gbps = j.value("host_gbps", 10.0), r.disk_gbps = j.value("disk_gbps", 1.0);
     CHECK(r.gemm_gflops > 0 && r.attn_gflops > 0, "--rates needs gemm_gflops and attn_gflops > 0");
   } else {
-    r = measure_rates(c, automatic || wanted.offload == Offload::disk
-                             ? (wanted.offload_dir.empty() ? std::string("/tmp") : wanted.offload_dir)
-                             : "");
+    r = measure_rates(c,
+                      automatic || wanted.offload == Offload::disk
+                          ? (wanted.offload_dir.empty() ? std::string("/tmp") : wanted.offload_dir)
+                          : "",
+                      &rates_on);
   }
   if (o.cluster.ranks > 1 || o.max_length) {
-    CHECK(o.dtype == "fp32" || o.dtype == "bf16", "--dtype must be fp32 or bf16, got '", o.dtype, "'");
+    CHECK(o.dtype == "auto" || o.dtype == "fp32" || o.dtype == "bf16", "--dtype must be fp32 or bf16, got '",
+          o.dtype, "'");
     Opts oc = o;
-    oc.cluster.act_bytes = o.dtype == "bf16" ? 2 : 4;
+    oc.dtype = o.dtype == "auto" ? "fp32" : o.dtype;  // (ranks run on CPUs in this build)
+    oc.cluster.act_bytes = oc.dtype == "bf16" ? 2 : 4;
     return run_cluster(oc, c, wanted, r, why);  // `auto` choices resolve per length
   }
   nlohmann::json out;
@@ -151,6 +170,8 @@ int run_plan(const Opts& o) {
   const std::string over = m.overflow(chosen);
   if (!over.empty()) std::printf("does not fit: %s\n", over.c_str());
   out["plan"] = plan_to_json(chosen);
+  out["device"] = o.device;
+  out["dtype"] = dtype_name(math);
   out["fits"] = over.empty();
   out["peak_bytes"] = m.to_json();
   out["time"] = t.to_json();
@@ -178,8 +199,14 @@ Run add_plan(CLI::App& app) {
   app.add_option("--inter-bw", o->cluster.inter_gbps, "GB/s per rank across nodes (default 40)");
   app.add_option("--cp-kind", o->cp_kind, "ulysses | upipe | ring | zigzag | hybrid | all (default all)");
   app.add_option("--cp-ulysses", o->cluster.cp_ulysses, "hybrid: Ulysses group size (default 8)");
-  app.add_option("--dtype", o->dtype,
-                 "fp32 (this CPU backend) | bf16 (GPUs: bf16 activations, fp32 master + AdamW)");
+  app.add_option(
+      "--dtype", o->dtype,
+      "fp32 | bf16: across ranks, the activations' bytes assumed (bf16: GPUs, fp32 master + AdamW); "
+      "on one --device cuda, its math (bf16: the K/V cache in bf16 too, as grad runs it)");
+  app.add_option(
+      "--device", o->device,
+      "cpu (default) | cuda | cpu-staged: one device's memory layout and math, and where the rates "
+      "are measured (cuda: on the GPU, its free memory as the budget unless --device-mem)");
   app.add_option("--zero", o->cluster.zero,
                  "ZeRO stage 0-3 for the model state (3: predicted only, not built)");
   app.add_flag("--max-length", o->max_length, "also the longest sequence each CP kind fits in the budgets");

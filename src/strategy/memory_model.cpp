@@ -211,6 +211,13 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t 
   // workspace (its heuristics size that on the GPU)
   if (plan.bf16_attention) att = std::max(att, (4 * B * s.Tc * c.q_dim() + 4 * B * s.Tc * c.kv_dim()) * 2);
   add(dev, Tag::workspace, std::max(lm, att));
+  // GPU memory: the weights are loaded (or initialised) through a host copy of them, before the step's own
+  // host buffers exist: the tag's peak holds it, the tier's is the larger of the two moments
+  if (plan.gpu_memory && !(s.plan.model_offload == Offload::host && !s.plan.lora.enabled())) {
+    const size_t h = size_t(Tier::host), d = size_t(Tag::data);
+    m.tier[h] = std::max(m.tier[h], m.tag[h][d] + param_bytes(c));
+    m.tag[h][d] += param_bytes(c);
+  }
   return m;
 }
 

@@ -66,20 +66,20 @@ const Candidate* nearest_fitting(const std::vector<Candidate>& all, const Plan& 
 
 namespace longctx {
 
-Plan choose_plan(const LlamaConfig& c, const Plan& wanted, bool automatic, int64_t B, int64_t T,
-                 Purpose why) {
+Plan choose_plan(const LlamaConfig& c, const Plan& wanted, bool automatic, int64_t B, int64_t T, Purpose why,
+                 const Context* on) {
   if (!automatic) {
     const Plan p = resolve_plan(wanted, c, B, T);
     const std::string over = predict_memory(c, p, B, T, why).overflow(p);
     if (over.empty()) return p;
-    const MachineRates r = measure_rates(c, p.offload_dir);
+    const MachineRates r = measure_rates(c, p.offload_dir, on);
     const auto all = search_plans(c, wanted, B, T, why, r);
     const Candidate* near = nearest_fitting(all, p);
     FAIL("plan (", describe(p), ") cannot fit at ", B, " x ", T, " tokens: ", over, "; ",
          near ? "the nearest plan that fits: " + describe(near->plan) + " (add its flags, or --plan auto)"
               : std::string("no plan fits these budgets"));
   }
-  const MachineRates r = measure_rates(c, wanted.offload_dir.empty() ? "/tmp" : wanted.offload_dir);
+  const MachineRates r = measure_rates(c, wanted.offload_dir.empty() ? "/tmp" : wanted.offload_dir, on);
   const auto all = search_plans(c, wanted, B, T, why, r);
   CHECK(!all.empty() && all.front().fits, "plan auto: no plan fits ", B, " x ", T, " tokens in device ",
         format_bytes(wanted.device_mem), " and host ",

@@ -29,5 +29,7 @@ namespace longctx {
 // The plan a run uses: with `automatic`, the fastest that fits the budgets of
 // `wanted`; else `wanted` itself if it fits. Otherwise throws, naming what
 // does not fit and the nearest plan that would.
-Plan choose_plan(const LlamaConfig& c, const Plan& wanted, bool automatic, int64_t B, int64_t T, Purpose why);
+// The rates behind `auto` are measured on `on`'s backend (the GPU when the step runs there), else the CPU.
+Plan choose_plan(const LlamaConfig& c, const Plan& wanted, bool automatic, int64_t B, int64_t T, Purpose why,
+                 const Context* on = nullptr);
 }  // namespace longctx

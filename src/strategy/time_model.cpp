@@ -14,6 +14,8 @@
 #include "model/flops.h"
 #include "model/params.h"
 #include "ops/attention.h"
+#include "ops/backend.h"
+#include "ops/elementwise.h"
 #include "ops/matmul.h"
 #include "strategy/memory_model.h"
 
@@ -54,34 +56,58 @@ nlohmann::json TimePrediction::to_json() const {
           {"host_update_seconds", host_update_s}, {"step_seconds", step_s}};
 }
 
-MachineRates measure_rates(const LlamaConfig& c, const std::string& disk_dir) {
+MachineRates measure_rates(const LlamaConfig& c, const std::string& disk_dir, const Context* on) {
   MachineRates r;
+  // on the backend (and with the math) of `on`, in memory of its own so that no run's peaks see it
   Memory mem;
   Context ctx;
-  ctx.mem = &mem;
+  setup_backend(ctx, mem, on ? on->backend : Backend::cpu);
+  ctx.math = on ? on->math : DType::F32;
+  const Tier dev = Tier::device;
+  auto timed = [&](int reps, auto&& f) {
+    return best_seconds(reps, [&] {
+      f();
+      copy_sync(ctx);  // the GPU's work done, not only queued
+    });
+  };
   const int64_t N = 1024, C = c.hidden_size, F = std::max(c.intermediate_size, c.hidden_size);
   {  // an MLP-shaped matmul
-    std::vector<float> a(size_t(N * C), 0.5f), w(size_t(F * C), 0.25f), o(size_t(N * F));
-    Tensor ta(a.data(), {N, C}), tw(w.data(), {F, C}), to(o.data(), {N, F});
-    const double s = best_seconds(3, [&] { matmul_forward(to, ta, tw, ctx); });
+    Buffer a(mem, dev, Tag::workspace, {N, C}), w(mem, dev, Tag::workspace, {F, C}),
+        o(mem, dev, Tag::workspace, {N, F});
+    fill_inplace(a.t(), 0.5f, ctx), fill_inplace(w.t(), 0.25f, ctx);
+    const double s = timed(3, [&] { matmul_forward(o.t(), a.t(), w.t(), ctx); });
     r.gemm_gflops = 2.0 * double(N * C * F) / s / 1e9;
   }
   {  // flash attention forward + backward at 1024 tokens with the model's heads
     const int64_t T = 1024, NH = c.num_attention_heads, NKV = c.num_key_value_heads, HS = c.head_dim;
-    std::vector<float> q(size_t(T * NH * HS), 0.01f), k(size_t(T * NKV * HS), 0.02f), v(k.size(), 0.5f);
-    std::vector<float> o(q.size()), lse(size_t(NH * T)), dq(q.size()), dk(k.size()), dv(k.size());
-    Tensor tq(q.data(), {1, T, NH, HS}), tk(k.data(), {1, T, NKV, HS}), tv(v.data(), {1, T, NKV, HS});
-    Tensor to(o.data(), {1, T, NH, HS}), tl(lse.data(), {1, NH, T});
-    Tensor tdq(dq.data(), tq.shape), tdk(dk.data(), tk.shape), tdv(dv.data(), tk.shape);
-    const double s = best_seconds(2, [&] {
-      attention_forward(to, tl, tq, tk, tv, AttentionParams{}, ctx);
-      attention_backward(tdq, tdk, tdv, to, tq, tk, tv, to, tl, AttentionParams{}, ctx);
+    const Shape qs{1, T, NH, HS}, ks{1, T, NKV, HS};
+    Buffer q(mem, dev, Tag::workspace, qs), k(mem, dev, Tag::workspace, ks), v(mem, dev, Tag::workspace, ks),
+        o(mem, dev, Tag::workspace, qs), lse(mem, dev, Tag::workspace, {1, NH, T}),
+        dq(mem, dev, Tag::workspace, qs), dk(mem, dev, Tag::workspace, ks), dv(mem, dev, Tag::workspace, ks);
+    fill_inplace(q.t(), 0.01f, ctx), fill_inplace(k.t(), 0.02f, ctx), fill_inplace(v.t(), 0.5f, ctx);
+    const double s = timed(2, [&] {
+      attention_forward(o.t(), lse.t(), q.t(), k.t(), v.t(), AttentionParams{}, ctx);
+      attention_backward(dq.t(), dk.t(), dv.t(), o.t(), q.t(), k.t(), v.t(), o.t(), lse.t(),
+                         AttentionParams{}, ctx);
     });
     r.attn_gflops = 3.5 * attn_fwd_flops(1, double(NH), double(HS), double(T), 0) / s / 1e9;
   }
   const size_t bytes = size_t(64) << 20;
   std::vector<char> src(bytes, 1), dst(bytes);
-  r.host_gbps = double(bytes) / best_seconds(3, [&] { std::memcpy(dst.data(), src.data(), bytes); }) / 1e9;
+  if (ctx.backend == Backend::cuda) {  // the device and pinned host memory, both ways
+    const int64_t n = int64_t(bytes / 4);
+    Buffer d(mem, dev, Tag::workspace, {n}), h(mem, Tier::host, Tag::workspace, {n});
+    h.zero();
+    r.host_gbps = 2.0 * double(bytes) /
+                  timed(3,
+                        [&] {
+                          copy_tensor(d.t(), h.t(), ctx);
+                          copy_tensor(h.t(), d.t(), ctx);
+                        }) /
+                  1e9;
+  } else {
+    r.host_gbps = double(bytes) / best_seconds(3, [&] { std::memcpy(dst.data(), src.data(), bytes); }) / 1e9;
+  }
   if (!disk_dir.empty()) {
     std::string path = disk_dir + "/longctx-rate-XXXXXX";
     const int fd = ::mkstemp(path.data());

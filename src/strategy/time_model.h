@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "core/context.h"
 #include "model/config.h"
 #include "strategy/plan.h"
 
@@ -18,9 +19,11 @@ struct MachineRates {
   double disk_gbps = 0;    // sequential write + read of the offload dir
   nlohmann::json to_json() const;
 };
-// A second or so of small benchmarks with the model's shapes; disk only when
-// `disk_dir` is not empty.
-MachineRates measure_rates(const LlamaConfig& c, const std::string& disk_dir = "");
+// A second or so of small benchmarks with the model's shapes, on the CPU or on the backend of `on` (the
+// GPU: its GEMMs and attention in its math, and copies between it and pinned host memory), in memory of
+// their own; disk only when `disk_dir` is not empty.
+MachineRates measure_rates(const LlamaConfig& c, const std::string& disk_dir = "",
+                           const Context* on = nullptr);
 
 struct TimePrediction {
   double gemm_flops = 0, attn_flops = 0;  // executed, recompute included

@@ -193,8 +193,8 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     for (int pass = 0; pass < 2 && !cp; pass++) {
       bool off = false;
       for (auto [B, T] : shapes)
-        off |=
-            choose_plan(mc, run_cfg.plan, cfg.plan_auto, B, T, Purpose::train).model_offload == Offload::host;
+        off |= choose_plan(mc, run_cfg.plan, cfg.plan_auto, B, T, Purpose::train, &ctx).model_offload ==
+               Offload::host;
       if (!off || run_cfg.plan.model_offload == Offload::host) break;
       run_cfg.plan.model_offload = Offload::host;
     }
@@ -383,7 +383,7 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
       step_fn.reset();  // free the old shape's buffers first
       // refused before anything is allocated when the plan cannot fit its budgets
       const Plan plan = cp ? resolve_plan(run_cfg.plan, c, B, T)
-                           : choose_plan(c, run_cfg.plan, cfg.plan_auto, B, T, Purpose::train);
+                           : choose_plan(c, run_cfg.plan, cfg.plan_auto, B, T, Purpose::train, &ctx);
       if (step == start || cfg.plan_auto)
         std::printf("%splan for %lld x %lld: %s\n", step == start ? "" : "\n", (long long)B, (long long)T,
                     describe(plan).c_str());

@@ -8,6 +8,7 @@
 #include "model/params.h"
 #include "strategy/plan_search.h"
 #include "train/any_step.h"
+#include "train/host_stage.h"
 
 namespace longctx::test {
 namespace {
@@ -139,7 +140,8 @@ void expect_peaks_match(const LlamaConfig& c, const Plan& p, int64_t B, int64_t 
   std::memcpy(in.t().ptr, tk.in.data(), in.t().bytes());
   std::memcpy(lab.t().ptr, tk.lab.data(), lab.t().bytes());
   ParamSet w(c, mem, Tier::device, Tag::weights), g(c, mem, Tier::device, Tag::grads);
-  init_params_random(w, c, 3);  // (the opaque tier is host memory: the test may write it directly)
+  // through a host copy, as the commands load weights into GPU memory (the plan counts that copy)
+  on_host(w, c, ctx, false, true, [&](ParamSet& h) { init_params_random(h, c, 3); });
   {
     AnyStep step(c, mem, B, T, p);
     step.run(w, g, StepInput{in.t(), lab.t(), Tensor(), Tensor()}, ctx);

@@ -240,6 +240,8 @@ def test_plan_vs_grad(exe, d):
                   ["--chunk-mode", "seco", "--chunk-size", "64", "--batch", "2"],
                   ["--chunk-mode", "seco", "--chunk-size", "64", "--offload", "host", "--kv-dtype", "bf16",
                    "--kv-grad-dtype", "bf16"],
+                  ["--device", "cpu-staged", "--chunk-mode", "seco", "--chunk-size", "64", "--offload", "disk"],
+                  ["--device", "cpu-staged", "--offload", "host", "--offload-model", "host"],
                   ["--offload-model", "host"], ["--offload-model", "host", "--chunk-mode", "seco", "--chunk-size", "64"]):
         b2 = "--batch" in flags
         flags = [f for f in flags if f not in ("--batch", "2")]
@@ -261,6 +263,27 @@ def test_plan_vs_grad(exe, d):
         bad += [(t, got[t], want[t]) for t in ("device", "host", "disk")
                 if got[t] - want[t] > 0.05 * want[t] or want[t] - got[t] > 0.05 * want[t] + slack.get(t, 0)]
         check("plan --json predicts grad's peak bytes within 5%: " + " ".join(flags), not bad, str(bad))
+
+
+def test_plan_for_a_gpu(exe, d):
+    """`plan --device cuda --dtype bf16` on a machine without one (given rates and a budget): the GPU's layout
+    and math as `grad --device cuda` would run them, the K/V cache in bf16."""
+    model = os.path.join(d, "full")
+    args = ["plan", "--model", model, "--seq-len", "4096", "--json", "--chunk-mode", "seco", "--chunk-size", "512",
+            "--offload", "host", "--device-mem", "1GiB", "--rates", '{"gemm_gflops": 10, "attn_gflops": 5}']
+    r16 = run(exe, args + ["--device", "cuda", "--dtype", "bf16"])
+    r32 = run(exe, args)
+    if r16.returncode or r32.returncode:
+        check("plan --device cuda --dtype bf16", False, (r16.stderr + r32.stderr)[-300:])
+        return
+    a, b = json.loads(r16.stdout.strip().splitlines()[-1]), json.loads(r32.stdout.strip().splitlines()[-1])
+    ka, kb = a["peak_bytes"]["tags"]["host"]["kv_cache"], b["peak_bytes"]["tags"]["host"]["kv_cache"]
+    check("plan --device cuda --dtype bf16: the GPU's math and a bf16 K/V cache (half the CPU plan's on the host)",
+          a["dtype"] == "BF16" and a["plan"]["kv_dtype"] == "bf16" and b["plan"]["kv_dtype"] == "fp32"
+          and 2 * ka == kb, "%s %s %d vs %d" % (a["dtype"], a["plan"].get("kv_dtype"), ka, kb))
+    r = run(exe, ["plan", "--model", model, "--seq-len", "64", "--dtype", "bf16"])
+    check("plan --dtype bf16 on the CPU is refused naming the GPU", r.returncode == 1 and "GPU" in r.stderr,
+          r.stderr[-300:])
 
 
 def test_prompt_completion(exe, d):
@@ -320,6 +343,7 @@ def main():
         test_eval_generate(args.longctx, d, tokens)
         test_plans(args.longctx, d, tokens, ref)
         test_plan_vs_grad(args.longctx, d)
+        test_plan_for_a_gpu(args.longctx, d)
         test_prompt_completion(args.longctx, d)
     finally:
         if not args.keep:
