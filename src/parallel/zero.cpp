@@ -198,9 +198,17 @@ void ZeroShards::refresh_weights() {
   }
 }
 
-ZeroOptimizer::ZeroOptimizer(ZeroShards& shards, Memory& mem) : sh_(shards), mem_(mem) {
+ZeroOptimizer::ZeroOptimizer(ZeroShards& shards, Memory& mem, bool moments_on_host, int64_t slice)
+    : sh_(shards), mem_(mem) {
   const int64_t n = std::max<int64_t>(shards.g_shard().numel(), 1);
-  const Tier tier = shards.g_shard().tier;  // (by unit: device, or the host when offloaded)
+  Tier tier = shards.g_shard().tier;  // (by unit: device, or the host when offloaded)
+  streamed_ = moments_on_host && tier == Tier::device;
+  if (streamed_) {
+    tier = Tier::host;
+    slice_ = std::min(std::max<int64_t>(slice, 1), n);
+    ms_ = Buffer(mem, Tier::device, Tag::optim, {slice_});
+    vs_ = Buffer(mem, Tier::device, Tag::optim, {slice_});
+  }
   m_ = Buffer(mem, tier, Tag::optim, {n});
   v_ = Buffer(mem, tier, Tag::optim, {n});
   m_.zero(), v_.zero();
@@ -211,8 +219,20 @@ void ZeroOptimizer::step(AdamWParams p, float weight_decay, Context& device_ctx)
   const Tensor g = sh_.g_shard();
   for (const auto& q : sh_.pieces()) {
     p.weight_decay = q.decay ? weight_decay : 0.f;  // no decay on norms
-    adamw_update(sh_.weights_of(q), g.slice0(q.at, q.n), m_.t().slice0(q.at, q.n), v_.t().slice0(q.at, q.n),
-                 p, ctx);
+    if (!streamed_) {
+      adamw_update(sh_.weights_of(q), g.slice0(q.at, q.n), m_.t().slice0(q.at, q.n), v_.t().slice0(q.at, q.n),
+                   p, ctx);
+      continue;
+    }
+    // the moments of a slice to the device, the update there, and back (elementwise: the same result)
+    for (int64_t o = 0; o < q.n; o += slice_) {
+      const int64_t len = std::min(slice_, q.n - o);
+      const Tensor m = m_.t().slice0(q.at + o, len), v = v_.t().slice0(q.at + o, len);
+      const Tensor md = ms_.t().slice0(0, len), vd = vs_.t().slice0(0, len);
+      copy_tensor(md, m, ctx), copy_tensor(vd, v, ctx);
+      adamw_update(sh_.weights_of(q).slice0(o, len), g.slice0(q.at + o, len), md, vd, p, ctx);
+      copy_tensor(m, md, ctx), copy_tensor(v, vd, ctx);
+    }
   }
   sh_.refresh_weights();
 }

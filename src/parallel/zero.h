@@ -119,7 +119,10 @@ class ZeroShards : public UnitHook {
 
 class ZeroOptimizer {
  public:
-  ZeroOptimizer(ZeroShards& shards, Memory& mem);
+  // moments_on_host: the moments in host memory, streamed through the device in slices of `slice` elements
+  // during the update (weights and gradients stay where the shards keep them)
+  ZeroOptimizer(ZeroShards& shards, Memory& mem, bool moments_on_host = false,
+                int64_t slice = int64_t(1) << 22);
   // AdamW on this rank's part (decay only on matrices), then the weights re-assembled.
   void step(AdamWParams p, float weight_decay, Context& ctx);
   // The whole moments as named tensors (m., v. as in checkpoints), gathered
@@ -142,7 +145,10 @@ class ZeroOptimizer {
 
  private:
   ZeroShards& sh_;
-  Buffer m_, v_;                      // (shard)
+  Buffer m_, v_;           // (shard)
+  bool streamed_ = false;  // the moments on the host, updated through device slices
+  int64_t slice_ = 0;
+  Buffer ms_, vs_;                    // (slice) their device slices
   Buffer mfull_, vfull_;              // host scratch for checkpoints
   std::vector<Buffer> shard_copies_;  // save_shard's host copies of GPU memory
   Memory& mem_;

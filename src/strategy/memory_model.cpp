@@ -155,7 +155,12 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t 
   } else {
     add(dev, Tag::weights, param_bytes(c) + (s.plan.lora.enabled() ? trained : 0));
     add(dev, Tag::grads, trained);
-    if (why == Purpose::train) add(dev, Tag::optim, 2 * trained);
+    if (why == Purpose::train && s.plan.optim_offload == Offload::host) {  // streamed through device slices
+      add(Tier::host, Tag::optim, 2 * trained);
+      add(dev, Tag::optim, 2 * std::min(Plan::kOptimSlice, std::max<int64_t>(trained / 4, 1)) * 4);
+    } else if (why == Purpose::train) {
+      add(dev, Tag::optim, 2 * trained);
+    }
   }
   if (why == Purpose::grad) add(Tier::host, Tag::data, 2 * NT * 4);  // the command's inputs and labels
   // GradStep: token ids and labels, positions, document ids, rope tables

@@ -71,6 +71,7 @@ std::string describe(const Plan& p) {
     << " mlp_tiles=" << tiles_str(p.mlp_tiles) << " loss_tiles=" << tiles_str(p.loss_tiles)
     << " chunk_mode=" << chunk_mode_name(p.chunk_mode);
   if (p.model_offload != Offload::none) o << " offload_model=" << offload_name(p.model_offload);
+  if (p.optim_offload != Offload::none) o << " offload_optimizer=" << offload_name(p.optim_offload);
   if (p.chunked() && p.kv_bf16()) o << " kv_dtype=bf16";
   if (p.chunked() && p.kv_grad_bf16()) o << " kv_grad_dtype=bf16";
   if (p.chunked()) o << " chunk_size=" << tiles_str(p.chunk_size);
@@ -92,6 +93,7 @@ nlohmann::json plan_to_json(const Plan& p) {
                       {"chunk_budget", p.chunk_budget}};
   if (!p.offload_dir.empty()) j["offload_dir"] = p.offload_dir;
   if (p.model_offload != Offload::none) j["offload_model"] = offload_name(p.model_offload);
+  if (p.optim_offload != Offload::none) j["offload_optimizer"] = offload_name(p.optim_offload);
   if (p.chunked()) j["kv_dtype"] = p.kv_bf16() ? "bf16" : "fp32";
   if (p.chunked()) j["kv_grad_dtype"] = p.kv_grad_bf16() ? "bf16" : "fp32";
   if (p.lora.enabled())
@@ -119,6 +121,11 @@ void validate_plan(const Plan& p, int64_t B, int64_t T) {
         "' clashes with --offload ", offload_name(p.offload), ": the directory is for --offload disk");
   CHECK(p.model_offload != Offload::disk, "plan: --offload-model disk is not built; the weights and ",
         "optimizer state go to the host (--offload-model host)");
+  CHECK(p.optim_offload != Offload::disk,
+        "plan: --offload-optimizer disk is not built; the moments go to the ",
+        "host (--offload-optimizer host)");
+  CHECK(p.optim_offload == Offload::none || p.model_offload == Offload::none, "plan: --offload-optimizer ",
+        "clashes with --offload-model host, which keeps the moments on the host already");
   CHECK(p.model_offload == Offload::none || !p.lora.enabled(),
         "plan: --offload-model host moves what trains ",
         "off the device; with LoRA only the small adapters train and the frozen base stays on the device");
@@ -149,6 +156,8 @@ bool set_plan_key(Plan& p, const std::string& key, const std::string& v) {
     p.offload_dir = v;
   else if (key == "offload_model")
     p.model_offload = parse_offload(v);
+  else if (key == "offload_optimizer")
+    p.optim_offload = parse_offload(v);
   else if (key == "kv_dtype" || key == "kv_grad_dtype") {
     CHECK(v == "auto" || v == "fp32" || v == "bf16", key == "kv_dtype" ? "kv-dtype" : "kv-grad-dtype", ": '",
           v, "' is not one of auto|fp32|bf16");

@@ -24,6 +24,10 @@ struct Plan {
   // host: the weights, their gradients and the AdamW state live in host memory, one unit (the embedding, a
   // block, the head) at a time on the device; the update runs on the CPU (full training, one rank).
   Offload model_offload = Offload::none;
+  // host: only the AdamW moments live in host memory, streamed through the device in slices of
+  // kOptimSlice elements during the update (the weights and gradients stay on the device).
+  Offload optim_offload = Offload::none;
+  static constexpr int64_t kOptimSlice = int64_t(1) << 22;
   int64_t mlp_tiles = 1;   // MLP in this many row tiles, nothing kept (0: auto)
   int64_t loss_tiles = 0;  // LM head + loss in this many row tiles (0: auto, ~32 MiB logits)
   ChunkMode chunk_mode = ChunkMode::none;

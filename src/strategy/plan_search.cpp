@@ -9,7 +9,8 @@ namespace {
 int distance(const Plan& a, const Plan& b) {
   return int(a.recompute != b.recompute) + int(a.offload != b.offload) + int(a.mlp_tiles != b.mlp_tiles) +
          int(a.loss_tiles != b.loss_tiles) + int(a.chunk_mode != b.chunk_mode) +
-         int(a.chunk_size != b.chunk_size) + int(a.model_offload != b.model_offload);
+         int(a.chunk_size != b.chunk_size) + int(a.model_offload != b.model_offload) +
+         int(a.optim_offload != b.optim_offload);
 }
 
 }  // namespace
@@ -19,19 +20,21 @@ std::vector<Candidate> search_plans(const LlamaConfig& c, const Plan& base, int6
   // chunk sizes for SeCO: powers of two from 256 below T (a batch's rows run one after another)
   std::vector<int64_t> chunks = {0};
   for (int64_t cs = 256; cs < T; cs *= 2) chunks.push_back(cs);
-  // full training may move the weights and their state to the host (offload_model host)
-  std::vector<Offload> models = {base.model_offload};
-  if (why == Purpose::train && !base.lora.enabled() && base.model_offload == Offload::none)
-    models.push_back(Offload::host);
+  // full training may move the AdamW moments (offload_optimizer), or the weights with their whole state
+  // (offload_model), to the host
+  std::vector<std::pair<Offload, Offload>> models = {{base.model_offload, base.optim_offload}};
+  if (why == Purpose::train && !base.lora.enabled() && base.model_offload == Offload::none &&
+      base.optim_offload == Offload::none)
+    models.push_back({Offload::none, Offload::host}), models.push_back({Offload::host, Offload::none});
   std::vector<Candidate> out;
-  for (Offload mo : models)
+  for (auto [mo, oo] : models)
     for (int64_t cs : chunks)
       for (Recompute rc : {Recompute::none, Recompute::selective, Recompute::full})
         for (Offload off : {Offload::none, Offload::host, Offload::disk})
           for (int64_t mlp : {int64_t(1), int64_t(0)}) {
             if (off == Offload::disk && r.disk_gbps <= 0) continue;  // disk speed not measured
             Plan p = base;
-            p.model_offload = mo;
+            p.model_offload = mo, p.optim_offload = oo;
             p.recompute = rc, p.offload = off, p.mlp_tiles = mlp, p.loss_tiles = 0;
             p.chunk_mode = cs > 0 ? ChunkMode::seco : ChunkMode::none, p.chunk_size = cs, p.chunk_budget = 0;
             if (off != Offload::disk) p.offload_dir.clear();

@@ -166,6 +166,13 @@ TimePrediction predict_time(const LlamaConfig& c, const Plan& plan, int64_t B, i
   t.copy_s = t.copy_bytes > 0 ? t.copy_bytes / (std::max(bw, 1e-3) * 1e9) : 0;
   // the copy thread overlaps with compute; what it cannot hide adds on
   t.step_s = std::max(t.compute_s, t.copy_s) + 0.05 * std::min(t.compute_s, t.copy_s);
+  if (p.optim_offload == Offload::host && p.model_offload == Offload::none) {
+    // the moments to the device and back for the update (not overlapped)
+    const double trained = double(p.lora.enabled() ? lora_param_bytes(c, p.lora) : param_bytes(c));
+    t.model_copy_bytes = 4 * trained;
+    t.model_copy_s = t.model_copy_bytes / (std::max(r.host_gbps, 1e-3) * 1e9);
+    t.step_s += t.model_copy_s;
+  }
   if (p.model_offload == Offload::host && !p.lora.enabled()) {
     // the weights go to the device for each pass over the blocks (the forward and the backward; chunked:
     // every chunk's first pass, then each rerun chunk's forward and backward), the gradients come back once

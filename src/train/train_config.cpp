@@ -29,7 +29,7 @@ const json& schema() {
     "resume": false, "stop_after": 0, "log_every": 1, "max_bad_steps": 5, "curriculum": [],
     "grace_seconds": 30.0, "on_checkpoint_error": "stop", "watchdog_seconds": 600.0,
     "device_mem": "", "host_mem": "", "device": "auto", "dtype": "auto",
-    "cp_kind": "ulysses", "cp_ulysses": 2, "dp": 1, "zero": 0, "plan": "manual", "recompute": "full", "offload": "none", "offload_dir": "", "offload_model": "none", "kv_dtype": "auto", "kv_grad_dtype": "auto",
+    "cp_kind": "ulysses", "cp_ulysses": 2, "dp": 1, "zero": 0, "plan": "manual", "recompute": "full", "offload": "none", "offload_dir": "", "offload_model": "none", "offload_optimizer": "none", "kv_dtype": "auto", "kv_grad_dtype": "auto",
     "mlp_tiles": null, "loss_tiles": null, "chunk_mode": "none", "chunk_size": null, "chunk_budget": null,
     "lora": {"rank": 0, "alpha": 16.0, "targets": ["q_proj", "k_proj", "v_proj", "o_proj"]},
     "eval": {"lengths": [], "depths": [0.1, 0.5, 0.9], "samples": 4, "heatmap": "passkey.png"}
@@ -237,9 +237,9 @@ TrainConfig train_config_from_json(json user, const std::string& src) {
   c.device = r["device"], c.dtype = r["dtype"];
   c.eval = r["eval"];
   // the plan keys: the same words as the CLI flags; tiles and chunks take a count or "auto"
-  for (const char* k :
-       {"recompute", "offload", "offload_dir", "offload_model", "kv_dtype", "kv_grad_dtype", "mlp_tiles",
-        "loss_tiles", "chunk_mode", "chunk_size", "chunk_budget", "device_mem", "host_mem"}) {
+  for (const char* k : {"recompute", "offload", "offload_dir", "offload_model", "offload_optimizer",
+                        "kv_dtype", "kv_grad_dtype", "mlp_tiles", "loss_tiles", "chunk_mode", "chunk_size",
+                        "chunk_budget", "device_mem", "host_mem"}) {
     const json& v = r[k];
     if (v.is_null()) continue;
     CHECK(v.is_string() || v.is_number_integer(), src, ": key '", k, "' must be a string or an integer, got ",

@@ -188,15 +188,21 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     std::vector<std::pair<int64_t, int64_t>> shapes = {{cfg.batch_size, cfg.seq_len}};
     for (const auto& st : cfg.curriculum)
       shapes.emplace_back(st.batch_size > 0 ? st.batch_size : cfg.batch_size, st.seq_len);
-    // plan auto may move the weights off the device for some shape: the model is built once, so every
-    // shape then keeps them on the host (and its plan is chosen again with that fixed)
-    for (int pass = 0; pass < 2 && !cp; pass++) {
-      bool off = false;
-      for (auto [B, T] : shapes)
-        off |= choose_plan(mc, run_cfg.plan, cfg.plan_auto, B, T, Purpose::train, &ctx).model_offload ==
-               Offload::host;
-      if (!off || run_cfg.plan.model_offload == Offload::host) break;
-      run_cfg.plan.model_offload = Offload::host;
+    // plan auto may move the moments, or the weights and their state, off the device for some shape: the
+    // model and its optimizer are built once, so every shape then keeps them there (its plan chosen again)
+    for (int pass = 0; pass < 3 && !cp; pass++) {
+      bool model = false, optim = false;
+      for (auto [B, T] : shapes) {
+        const Plan p = choose_plan(mc, run_cfg.plan, cfg.plan_auto, B, T, Purpose::train, &ctx);
+        model |= p.model_offload == Offload::host, optim |= p.optim_offload == Offload::host;
+      }
+      if (model && run_cfg.plan.model_offload != Offload::host) {
+        run_cfg.plan.model_offload = Offload::host, run_cfg.plan.optim_offload = Offload::none;
+      } else if (optim && !model && run_cfg.plan.optim_offload != Offload::host) {
+        run_cfg.plan.optim_offload = Offload::host;
+      } else {
+        break;
+      }
     }
   }
   // ZeRO 2-3 of full training across ranks: weights and gradients by block; the weights off the device
@@ -216,7 +222,7 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
       by_unit ? std::make_unique<ZeroShards>(c, *md.w, by_unit, world, mem, offload_model)
               : std::make_unique<ZeroShards>(md.trained_flat(), md.grad_all(), md.trained(), int(cfg.zero),
                                              world, mem);
-  ZeroOptimizer opt(*sh, mem);
+  ZeroOptimizer opt(*sh, mem, run_cfg.plan.optim_offload == Offload::host, Plan::kOptimSlice);
   auto data = make_data_source(data_config_from_json(cfg.data), uint64_t(cfg.seed), c.vocab_size);
 
   int64_t start = 0, bad = 0;

@@ -90,6 +90,38 @@ def test_equal(exe, d, tokens):
                   % (dev["weights"], one["weights"]), dev["weights"] < 0.5 * one["weights"])
 
 
+def test_optimizer(exe, d, tokens):
+    """offload_optimizer: host: only the AdamW moments on the host, streamed through the device for the update:
+    the run on the device bit for bit, and the moments' bytes where plan says."""
+    ref = os.path.join(d, "ref-whole")
+    out, r = train(exe, d, "optim", tokens, 5, ["offload_optimizer=host"])
+    if r.returncode or not os.path.exists(ref):
+        check("offload_optimizer host runs", False, r.stderr[-300:])
+        return
+    a, b = metrics(ref), metrics(out)
+    check("offload_optimizer host: the losses of the run on the device bit for bit",
+          [m["loss"] for m in a] == [m["loss"] for m in b], "%r vs %r" % ([m["loss"] for m in b], [m["loss"] for m in a]))
+    wa = read_safetensors(os.path.join(ref, "model.safetensors"))[0]
+    wb = read_safetensors(os.path.join(out, "model.safetensors"))[0]
+    check("offload_optimizer host: the final weights bit for bit",
+          set(wa) == set(wb) and all(np.array_equal(wa[k], wb[k]) for k in wa))
+    plan = cli.run(exe, ["plan", "--model", ref, "--seq-len", "48", "--batch", "2", "--for", "train",
+                         "--offload-optimizer", "host", "--json", "--rates", '{"gemm_gflops": 10, "attn_gflops": 5}'])
+    if plan.returncode:
+        check("offload_optimizer host: plan", False, plan.stderr[-300:])
+        return
+    want = json.loads(plan.stdout.strip().splitlines()[-1])["peak_bytes"]["tags"]
+    got = b[-1]["peak_bytes"]["tags"]
+    for tier in ("host", "device"):
+        check("offload_optimizer host: %s optim peak %s = plan's %s" % (tier, got[tier].get("optim"),
+                                                                       want[tier].get("optim")),
+              got[tier].get("optim") == want[tier].get("optim") and want[tier].get("optim", 0) > 0)
+    _, r = train(exe, d, "err", tokens, 2, ["offload_optimizer=host", "offload_model=host"])
+    lines = [l for l in r.stderr.strip().splitlines() if l]
+    check("offload_optimizer with offload_model is refused in one line",
+          r.returncode == 1 and len(lines) == 1 and "already" in lines[0], r.stderr[-300:])
+
+
 def test_auto(exe, d, tokens):
     """plan: auto in a device budget too small for the model state on the device moves it to the host, and
     the trainer does what the plan says (the model is built with it)."""
@@ -174,6 +206,7 @@ def main():
         tokens = os.path.join(d, "tokens.npy")
         np.save(tokens, np.random.default_rng(0).integers(0, 64, size=20000).astype(np.int32))
         test_equal(args.longctx, d, tokens)
+        test_optimizer(args.longctx, d, tokens)
         test_auto(args.longctx, d, tokens)
         test_grad(args.longctx, d)
         test_resume(args.longctx, d, tokens)
