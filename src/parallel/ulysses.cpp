@@ -17,9 +17,10 @@ int UlyssesAttention::kv_sharing_ranks(const LlamaConfig& c, int P) {
   const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, G = NH / NKV;
   if (P <= 1 || NKV % P == 0 || NH % P != 0) return 1;
   const int64_t NHr = NH / P;
-  auto heads = [&](int d) {  // as the constructor assigns them (copies of the query heads' KV heads)
+  auto heads = [&](int d) {  // as the constructor assigns them (the query heads' KV heads)
     std::vector<int64_t> kv;
     for (int64_t i = 0; i < NHr; i++) kv.push_back((d * NHr + i) / G);
+    if (G % NHr == 0) kv.resize(1);  // every query head of the rank is in one KV head's group: one copy
     return kv;
   };
   int least = P;
@@ -47,6 +48,8 @@ UlyssesAttention::UlyssesAttention(const LlamaConfig& c, Comm& comm, Memory& mem
       for (int64_t i = 0; i < Gs; i++) q.push_back(d * NHr_ + g * Gs + i);
       if (!copies_)
         for (int64_t j = 0; j < NKV / P_; j++) kv.push_back(d * (NKV / P_) + j);
+      else if (G % Gs == 0)  // the rank's query heads are all in one KV head's group: that head, once
+        kv.push_back(q[0] / G);
       else  // a copy of the KV head of each query head (K/V were projected once, before)
         for (int64_t h : q) kv.push_back(h / G);
       qg.push_back(q), kvg.push_back(kv);

@@ -2,7 +2,8 @@
 // of every sequence with all heads; attention needs all tokens of some heads. An all-to-all turns (B, T/P,
 // NH, HS) into (B, T, NH/P, HS), flash attention runs on the whole sequence for this rank's heads, and an
 // all-to-all brings the output back. Query heads must divide by P. KV heads: NKV/P each when P divides NKV;
-// otherwise every rank gets a copy of the KV head of each of its query heads, and the gradients of the copies
+// otherwise a rank whose query heads all belong to one KV head's group gets that head once (GQA inside the
+// rank), and any other rank a copy of the KV head of each of its query heads; the gradients of the copies
 // are summed back. UPipe runs the same exchange one query head per rank at a time, so only one group's
 // head-sharded buffers are ever live (1/(NH/P) of Ulysses').
 #pragma once

@@ -191,10 +191,10 @@ def test_chunks(exe, d):
                 one = json.loads(r1.stdout.strip().splitlines()[-1])["peak_bytes"]["tags"][tier]
                 pred = json.loads(pl.stdout.strip().splitlines()[-1])["kinds"][0]["peak_bytes"]["tags"][tier]
                 sharing = n // nkv  # ranks per KV head (one query head per rank on 4, two on 2 for MQA)
-                heads = nh // n    # copies of the KV head on each rank: one per query head
+                heads = 1          # the KV head once on each rank (its query heads all in that head's group)
                 for tag in ("kv_cache", "kv_grad"):
                     got = sorted(set(p["tags"][tier][tag] for p in per))
-                    # the stores: one rank's whole cache of nkv heads x heads copies / nkv heads / sharing;
+                    # the stores: one rank's whole cache of nkv heads / nkv heads / sharing;
                     # on the device also the staging slots (tag kv_cache), checked against the plan only
                     want_store = one[tag] * heads // nkv // sharing
                     ok = got == [pred[tag]] and (off != "host" or got == [want_store])
