@@ -13,6 +13,12 @@ void UlyssesAttention::check_layout(const LlamaConfig& c, int P) {
         " query heads do not divide over ", P, " ranks (use a rank count that divides them)");
 }
 
+int64_t UlyssesAttention::kv_heads_per_rank(const LlamaConfig& c, int P) {
+  const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, NHr = NH / P;
+  if (NKV % P == 0) return NKV / P;
+  return NHr > 0 && (NH / NKV) % NHr == 0 ? 1 : NHr;  // (NHr 0: a layout check_layout refuses)
+}
+
 int UlyssesAttention::kv_sharing_ranks(const LlamaConfig& c, int P) {
   const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, G = NH / NKV;
   if (P <= 1 || NKV % P == 0 || NH % P != 0) return 1;

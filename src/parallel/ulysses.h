@@ -41,6 +41,9 @@ class UlyssesAttention : public AttentionRunner {
   // Chunks across ranks: how many ranks at least receive the same KV heads as one rank does (1 when the ranks
   // do not outnumber the KV heads), so that they can share the storage of those heads' K/V cache.
   static int kv_sharing_ranks(const LlamaConfig& c, int P);
+  // The KV heads (copies included) each of P Ulysses ranks receives, group_kv_heads() of such a runner:
+  // NKV/P; one when the rank's query heads are all in one KV head's group; else a copy per query head.
+  static int64_t kv_heads_per_rank(const LlamaConfig& c, int P);
 
  private:
   // local (B, Tl, H, HS) rows of heads `heads[d]` -> block d of send; recv -> (B, T, m, HS)

@@ -239,34 +239,31 @@ void ZeroOptimizer::step(AdamWParams p, float weight_decay, Context& device_ctx)
 
 void ZeroOptimizer::gather_state(std::vector<NamedTensor>& m, std::vector<NamedTensor>& v, Context& ctx) {
   const int64_t n = sh_.whole_size();
-  const auto& ts = sh_.tensors();
-  m.clear(), v.clear();
-  if (sh_.map().parts() == 1 && m_.t().tier == Tier::host && sh_.map().shard_size() == n) {
-    // one part in host memory (weights off the device): the moments are the whole vector already
-    for (size_t i = 0; i < ts.size(); i++) {
-      const Shape s = ts[i].t.shape;
-      m.push_back({ts[i].name, Tensor(m_.f32() + sh_.offsets()[i], s, DType::F32, Tier::host)});
-      v.push_back({ts[i].name, Tensor(v_.f32() + sh_.offsets()[i], s, DType::F32, Tier::host)});
+  // one part in host memory (the weights or the moments off the device): the moments are the whole vector
+  // already, viewed in place; else gathered into host scratch
+  const bool in_place = sh_.map().parts() == 1 && m_.t().tier == Tier::host && sh_.map().shard_size() == n;
+  if (!in_place) {
+    if (!mfull_.t().defined()) {
+      mfull_ = Buffer(mem_, Tier::host, Tag::optim, {n});
+      vfull_ = Buffer(mem_, Tier::host, Tag::optim, {n});
     }
-    return;
+    mfull_.zero(), vfull_.zero();
+    if (!mem_.host_accessible(m_.t().tier)) {  // GPU memory (one rank): the moments are the whole vector
+      CHECK(sh_.map().parts() == 1, "[zero] optimizer state in GPU memory is gathered on one rank only");
+      copy_tensor(mfull_.t(), m_.t().slice0(0, n), ctx);
+      copy_tensor(vfull_.t(), v_.t().slice0(0, n), ctx);
+    } else {
+      sh_.map().gather(m_.f32(), mfull_.f32(), sh_.comm());
+      sh_.map().gather(v_.f32(), vfull_.f32(), sh_.comm());
+    }
   }
-  if (!mfull_.t().defined()) {
-    mfull_ = Buffer(mem_, Tier::host, Tag::optim, {n});
-    vfull_ = Buffer(mem_, Tier::host, Tag::optim, {n});
-  }
-  mfull_.zero(), vfull_.zero();
-  if (!mem_.host_accessible(m_.t().tier)) {  // GPU memory (one rank): the moments are the whole vector
-    CHECK(sh_.map().parts() == 1, "[zero] optimizer state in GPU memory is gathered on one rank only");
-    copy_tensor(mfull_.t(), m_.t().slice0(0, n), ctx);
-    copy_tensor(vfull_.t(), v_.t().slice0(0, n), ctx);
-  } else {
-    sh_.map().gather(m_.f32(), mfull_.f32(), sh_.comm());
-    sh_.map().gather(v_.f32(), vfull_.f32(), sh_.comm());
-  }
+  float *mw = in_place ? m_.f32() : mfull_.f32(), *vw = in_place ? v_.f32() : vfull_.f32();
+  m.clear(), v.clear();
+  const auto& ts = sh_.tensors();
   for (size_t i = 0; i < ts.size(); i++) {
     const Shape s = ts[i].t.shape;
-    m.push_back({ts[i].name, Tensor(mfull_.f32() + sh_.offsets()[i], s, DType::F32, Tier::host)});
-    v.push_back({ts[i].name, Tensor(vfull_.f32() + sh_.offsets()[i], s, DType::F32, Tier::host)});
+    m.push_back({ts[i].name, Tensor(mw + sh_.offsets()[i], s, DType::F32, Tier::host)});
+    v.push_back({ts[i].name, Tensor(vw + sh_.offsets()[i], s, DType::F32, Tier::host)});
   }
 }
 

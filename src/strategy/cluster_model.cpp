@@ -22,12 +22,7 @@ int recomputes(const Plan& p) { return p.recompute == Recompute::full ? 1 : 0; }
 LlamaConfig hybrid_ring_config(const LlamaConfig& c, int U) {
   LlamaConfig h = c;
   h.num_attention_heads = c.num_attention_heads / U;
-  // the KV heads UlyssesAttention gives each rank of the group (group_kv_heads): NKV/U, or one head when the
-  // rank's query heads share it, or a copy per query head
-  const int64_t G = c.num_attention_heads / c.num_key_value_heads;
-  h.num_key_value_heads = c.num_key_value_heads % U == 0   ? c.num_key_value_heads / U
-                          : G % h.num_attention_heads == 0 ? 1
-                                                           : h.num_attention_heads;
+  h.num_key_value_heads = UlyssesAttention::kv_heads_per_rank(c, U);  // the group's KV heads per rank
   return h;
 }
 
@@ -36,14 +31,11 @@ int64_t runner_floats(const LlamaConfig& c, int64_t B, int64_t Tl, CpKind kind, 
   if (kind == CpKind::hybrid)
     return runner_floats(c, B, Tl, CpKind::ulysses, U) +
            runner_floats(hybrid_ring_config(c, U), B, Tl * U, CpKind::ring, P / U);
-  const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, HS = c.head_dim, T = Tl * P;
+  const int64_t NH = c.num_attention_heads, HS = c.head_dim, T = Tl * P;
   if (kind == CpKind::ulysses ||
       kind == CpKind::upipe) {  // UPipe: one query head (and its KV copy) at a time
     const int64_t NHr = kind == CpKind::upipe ? 1 : NH / P;
-    const int64_t m = kind == CpKind::upipe   ? 1
-                      : NKV % P == 0          ? NKV / P
-                      : (NH / NKV) % NHr == 0 ? 1  // all in one KV head's group: it once
-                                              : NHr;
+    const int64_t m = kind == CpKind::upipe ? 1 : UlyssesAttention::kv_heads_per_rank(c, P);
     return 4 * B * T * NHr * HS + 4 * B * T * m * HS + B * NHr * T + 2 * P * B * Tl * std::max(NHr, m) * HS +
            B * T;
   }
@@ -70,16 +62,13 @@ double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind
            cp_bytes_per_step(hybrid_ring_config(c, U), B, Tp, CpKind::ring, P / U, R, act_bytes);
   }
   const double Tl = double(local_tokens(T, kind, P)), L = double(c.num_hidden_layers);
-  const double NH = double(c.num_attention_heads), NKV = double(c.num_key_value_heads),
-               HS = double(c.head_dim);
+  const double NH = double(c.num_attention_heads), HS = double(c.head_dim);
   const double Cq = double(c.q_dim()), Ckv = double(c.kv_dim());
   double floats = 0, kv_floats = 0;
   if (kind == CpKind::ulysses || kind == CpKind::upipe) {
-    const bool copies = kind == CpKind::upipe || c.num_key_value_heads % P != 0;
-    // K or V as sent, copies included (one per query head, or one per rank whose query heads share one)
-    const bool once = kind == CpKind::ulysses && copies &&
-                      (c.num_attention_heads / c.num_key_value_heads) % (c.num_attention_heads / P) == 0;
-    const double KVe = (once ? double(P) : copies ? NH : NKV) * HS;
+    // K or V per token as sent to all P ranks, copies included (UPipe: a copy per query head)
+    const int64_t m = UlyssesAttention::kv_heads_per_rank(c, P);
+    const double KVe = (kind == CpKind::upipe ? NH : double(P * m)) * HS;
     const double fwd = 2 * Cq + 2 * KVe + NH, bwd = 4 * Cq + 4 * KVe + NH;
     const double first = ch.first == 1   ? (fwd * (L - 1) + 2 * KVe) / L  // the last block sends only K/V
                          : ch.first == 2 ? fwd
@@ -89,8 +78,7 @@ double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind
     const int S = UlyssesAttention::kv_sharing_ranks(c, P);
     if (ch.chunks > 1 && S > 1) {  // shared K/V pages: gathered before each read, gradients reduce-scattered
       const int64_t k = ch.chunks, Tc = T / k;
-      // a page of this rank's KV heads: one when its query heads share it, else a copy per query head
-      const double page = double(B) * double(Tc) * (once ? 1.0 : NH / double(P)) * HS;
+      const double page = double(B) * double(Tc) * double(m) * HS;  // a page of this rank's KV heads
       // the earlier pages block l's chunks read (none wholly outside its sliding window: KvPages::first_page)
       auto pages = [&](int64_t l) {
         const int64_t w = c.window(l), reach = w > 0 ? (w + Tc - 2) / Tc : k;
@@ -164,10 +152,7 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
     m = predict_memory(c, slice, B, T, why);  // the block rows of a slice
     LlamaConfig hc = c;
     hc.num_attention_heads = c.num_attention_heads / P;
-    const int64_t G = c.num_attention_heads / c.num_key_value_heads, NHr = c.num_attention_heads / P;
-    hc.num_key_value_heads = c.num_key_value_heads % P == 0 ? c.num_key_value_heads / P
-                             : G % NHr == 0                 ? 1
-                                                            : NHr;
+    hc.num_key_value_heads = UlyssesAttention::kv_heads_per_rank(c, P);
     Plan shared = rp;  // the ranks that receive the same KV heads share their pages
     shared.kv_share = UlyssesAttention::kv_sharing_ranks(c, P);
     // the K/V cache's dtype is the engine's: bf16 with the GPU's bf16 math (kv_dtype auto), its gradients

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <mutex>
 #include <vector>
 
 #include "core/check.h"
@@ -57,6 +59,15 @@ nlohmann::json TimePrediction::to_json() const {
 }
 
 MachineRates measure_rates(const LlamaConfig& c, const std::string& disk_dir, const Context* on) {
+  // measured once per process for the same shapes, directory and device: a run that chooses plans for
+  // several shapes (and again at each new one) pays for it once, and every choice sees the same rates
+  static std::mutex lock;
+  static std::map<std::string, MachineRates> seen;
+  const std::string key = str_cat(c.hidden_size, ",", c.intermediate_size, ",", c.num_attention_heads, ",",
+                                  c.num_key_value_heads, ",", c.head_dim, ",", disk_dir, ",",
+                                  int(on ? on->backend : Backend::cpu), ",", int(on ? on->math : DType::F32));
+  const std::lock_guard<std::mutex> hold(lock);
+  if (auto it = seen.find(key); it != seen.end()) return it->second;
   MachineRates r;
   // on the backend (and with the math) of `on`, in memory of its own so that no run's peaks see it
   Memory mem;
@@ -121,6 +132,7 @@ MachineRates measure_rates(const LlamaConfig& c, const std::string& disk_dir, co
     ::close(fd);
     r.disk_gbps = 2.0 * double(bytes) / s / 1e9;
   }
+  seen[key] = r;
   return r;
 }
 

@@ -21,7 +21,8 @@ struct MachineRates {
 };
 // A second or so of small benchmarks with the model's shapes, on the CPU or on the backend of `on` (the
 // GPU: its GEMMs and attention in its math, and copies between it and pinned host memory), in memory of
-// their own; disk only when `disk_dir` is not empty.
+// their own; disk only when `disk_dir` is not empty. Measured once per process for the same shapes,
+// directory and device (later calls return the first figures).
 MachineRates measure_rates(const LlamaConfig& c, const std::string& disk_dir = "",
                            const Context* on = nullptr);
 
