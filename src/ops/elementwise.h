@@ -19,4 +19,15 @@ void bias_add_backward(Tensor db, Tensor dy, Context& ctx);
 // K/V cache kept in bf16.
 void convert_dtype(Tensor dst, Tensor src, Context& ctx);
 
+// One side of copy_rows: rows of `width` elements in t, the first at `offset`, each `pitch` after the last.
+struct RowBlock {
+  Tensor t;
+  int64_t offset = 0, pitch = 0;
+};
+// The packing of context parallelism (heads and segments in and out of exchange buffers): for i in [0, rows),
+// dst's row i = src's row i (accumulate: +=, F32 only). Elements of the tensors' dtype, any tier on either
+// side (the CUDA backend copies across; device to device in stream order). dst and src must not overlap.
+void copy_rows(RowBlock dst, RowBlock src, int64_t rows, int64_t width, Context& ctx,
+               bool accumulate = false);
+
 }  // namespace longctx

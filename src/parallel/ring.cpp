@@ -1,10 +1,10 @@
 #include "parallel/ring.h"
 
 #include <cmath>
-#include <cstring>
 
 #include "core/check.h"
 #include "ops/attention.h"
+#include "ops/elementwise.h"
 
 namespace longctx {
 
@@ -35,49 +35,43 @@ RingAttention::RingAttention(const LlamaConfig& c, Comm& comm, Memory& mem, int6
   for (Buffer* b : {&k_, &v_, &dk_, &dv_}) *b = Buffer(mem, dev, Tag::comm, {B, L, NKV, HS});
   lse_ = Buffer(mem, dev, Tag::comm, {B, NH, L});
   lsefull_ = Buffer(mem, dev, Tag::comm, {B, NH, L});
-  docq_ = Buffer(mem, dev, Tag::comm, {B, L}, DType::I32);
-  dock_ = Buffer(mem, dev, Tag::comm, {B, L}, DType::I32);
+  // every rank's segments' document ids, (P, segments, B, L), set once per step
+  docs_ = Buffer(mem, dev, Tag::comm, {P_, int64_t(segs_[0].size()), B, L}, DType::I32);
 }
 
-void RingAttention::set_docs(const std::vector<int32_t>& d) {
+void RingAttention::set_docs(const std::vector<int32_t>& d, Context& ctx) {
   CHECK(int64_t(d.size()) == B_ * T_, "[ring] ", d.size(), " document ids for ", B_, " x ", T_, " tokens");
-  docs_.assign(size_t(P_), {});
+  const int64_t S = int64_t(segs_[0].size()), L = seg_len_;
+  const Tensor all(const_cast<int32_t*>(d.data()), {B_, T_}, DType::I32);
   for (int x = 0; x < P_; x++)
-    for (const Seg& s : segs_[size_t(x)]) {
-      std::vector<int32_t> v(size_t(B_ * s.len));
-      for (int64_t b = 0; b < B_; b++)
-        std::memcpy(&v[size_t(b * s.len)], &d[size_t(b * T_ + s.start)], size_t(s.len) * 4);
-      docs_[size_t(x)].push_back(v);
-    }
+    for (int64_t i = 0; i < S; i++)
+      copy_rows({docs_.t(), (x * S + i) * B_ * L, L}, {all, segs_[size_t(x)][size_t(i)].start, T_}, B_, L,
+                ctx);
 }
 
-void RingAttention::gather_rows(const float* src, int64_t H, const Seg& s, float* dst) const {
+Tensor RingAttention::docs_of(int x, size_t i) const {
+  const int64_t S = int64_t(segs_[0].size());
+  return docs_.t().view({P_ * S, B_, seg_len_}).slice0(x * S + int64_t(i), 1).view({B_, seg_len_});
+}
+
+void RingAttention::gather_rows(const Tensor& src, int64_t H, const Seg& s, const Tensor& dst,
+                                Context& ctx) const {
   const int64_t row = H * c_.head_dim;
-  for (int64_t b = 0; b < B_; b++)
-    std::memcpy(dst + b * s.len * row, src + (b * Tl_ + s.local) * row, size_t(s.len * row) * 4);
+  copy_rows({dst, 0, s.len * row}, {src, s.local * row, Tl_ * row}, B_, s.len * row, ctx);
 }
 
-void RingAttention::add_rows(const float* src, int64_t H, const Seg& s, float* dst) const {
+void RingAttention::put_rows(const Tensor& src, int64_t H, const Seg& s, const Tensor& dst, Context& ctx,
+                             bool accumulate) const {
   const int64_t row = H * c_.head_dim;
-  for (int64_t b = 0; b < B_; b++) {
-    float* d = dst + (b * Tl_ + s.local) * row;
-    const float* x = src + b * s.len * row;
-    for (int64_t i = 0; i < s.len * row; i++) d[i] += x[i];
-  }
+  copy_rows({dst, s.local * row, Tl_ * row}, {src, 0, s.len * row}, B_, s.len * row, ctx, accumulate);
 }
 
-void RingAttention::gather_lse(const float* src, const Seg& s, float* dst) const {
-  const int64_t NH = c_.num_attention_heads;
-  for (int64_t b = 0; b < B_; b++)
-    for (int64_t h = 0; h < NH; h++)
-      std::memcpy(dst + (b * NH + h) * s.len, src + (b * NH + h) * Tl_ + s.local, size_t(s.len) * 4);
+void RingAttention::gather_lse(const Tensor& src, const Seg& s, const Tensor& dst, Context& ctx) const {
+  copy_rows({dst, 0, s.len}, {src, s.local, Tl_}, B_ * c_.num_attention_heads, s.len, ctx);
 }
 
-void RingAttention::scatter_lse(const float* src, const Seg& s, float* dst) const {
-  const int64_t NH = c_.num_attention_heads;
-  for (int64_t b = 0; b < B_; b++)
-    for (int64_t h = 0; h < NH; h++)
-      std::memcpy(dst + (b * NH + h) * Tl_ + s.local, src + (b * NH + h) * s.len, size_t(s.len) * 4);
+void RingAttention::scatter_lse(const Tensor& src, const Seg& s, const Tensor& dst, Context& ctx) const {
+  copy_rows({dst, s.local, Tl_}, {src, 0, s.len}, B_ * c_.num_attention_heads, s.len, ctx);
 }
 
 AttentionParams RingAttention::params(int64_t layer, const Seg& q, int rq, size_t iq, const Seg& k, int rk,
@@ -86,10 +80,8 @@ AttentionParams RingAttention::params(int64_t layer, const Seg& q, int rq, size_
   p.q_offset = q.start - k.start;  // segments are whole chunks: k wholly before q, or the same chunk
   p.causal = true;
   p.window = c_.window(layer);  // relative positions: the same offset serves the window
-  std::memcpy(docq_.t().ptr, docs_[size_t(rq)][iq].data(), size_t(B_ * q.len) * 4);
-  std::memcpy(dock_.t().ptr, docs_[size_t(rk)][ik].data(), size_t(B_ * k.len) * 4);
-  p.q_doc = docq_.t().view({B_, q.len});
-  p.k_doc = dock_.t().view({B_, k.len});
+  p.q_doc = docs_of(rq, iq).view({B_, q.len});
+  p.k_doc = docs_of(rk, ik).view({B_, k.len});
   return p;
 }
 
@@ -100,36 +92,33 @@ void RingAttention::exchange(Buffer& cur, Buffer& next) {
 
 void RingAttention::forward(int64_t layer, const BlockActs& a, Context& ctx) {
   const int64_t NH = c_.num_attention_heads, NKV = c_.num_key_value_heads, HS = c_.head_dim;
-  const int64_t kvn = B_ * Tl_ * NKV * HS;
-  std::memcpy(kv_[0].f32(), a.k.f32(), size_t(kvn) * 4);
-  std::memcpy(kv_[0].f32() + kvn, a.v.f32(), size_t(kvn) * 4);
-  std::memset(a.att.ptr, 0, a.att.bytes());
-  std::fill(a.lse.f32(), a.lse.f32() + a.lse.numel(), -INFINITY);
+  copy_tensor(half(kv_[0], 0).view(a.k.shape), a.k, ctx);
+  copy_tensor(half(kv_[0], 1).view(a.v.shape), a.v, ctx);
+  fill_inplace(a.att, 0.f, ctx);
+  fill_inplace(a.lse, -INFINITY, ctx);
   int cur = 0;
   for (int s = 0; s < P_; s++) {
     const int src = (r_ - s + P_) % P_;
     if (s + 1 < P_) exchange(kv_[cur], kv_[1 - cur]);  // the next block travels while this one computes
-    const float* K = kv_[cur].f32();
+    const Tensor K = half(kv_[cur], 0), V = half(kv_[cur], 1);
     for (size_t iq = 0; iq < segs_[size_t(r_)].size(); iq++)
       for (size_t ik = 0; ik < segs_[size_t(src)].size(); ik++) {
         const Seg &q = segs_[size_t(r_)][iq], &k = segs_[size_t(src)][ik];
         if (k.start > q.start) continue;  // every key after every query
-        gather_rows(a.q.f32(), NH, q, q_.f32());
-        gather_rows(K, NKV, k, k_.f32());
-        gather_rows(K + kvn, NKV, k, v_.f32());
+        gather_rows(a.q, NH, q, q_.t(), ctx);
+        gather_rows(K, NKV, k, k_.t(), ctx);
+        gather_rows(V, NKV, k, v_.t(), ctx);
         const AttentionParams p = params(layer, q, r_, iq, k, src, ik);
         const Shape qs{B_, q.len, NH, HS}, ks{B_, k.len, NKV, HS};
         attention_forward(o_.t().view(qs), lse_.t().view({B_, NH, q.len}), q_.t().view(qs), k_.t().view(ks),
                           v_.t().view(ks), p, ctx);
         // merge into this segment's rows of the block output
-        gather_rows(a.att.f32(), NH, q, ofull_.f32());
-        gather_lse(a.lse.f32(), q, lsefull_.f32());
+        gather_rows(a.att, NH, q, ofull_.t(), ctx);
+        gather_lse(a.lse, q, lsefull_.t(), ctx);
         attention_merge(ofull_.t().view(qs), lsefull_.t().view({B_, NH, q.len}), o_.t().view(qs),
                         lse_.t().view({B_, NH, q.len}), ctx);
-        for (int64_t b = 0; b < B_; b++)
-          std::memcpy(a.att.f32() + (b * Tl_ + q.local) * NH * HS, ofull_.f32() + b * q.len * NH * HS,
-                      size_t(q.len * NH * HS) * 4);
-        scatter_lse(lsefull_.f32(), q, a.lse.f32());
+        put_rows(ofull_.t(), NH, q, a.att, ctx);
+        scatter_lse(lsefull_.t(), q, a.lse, ctx);
       }
     comm_.exchange_wait();
     cur = 1 - cur;
@@ -138,43 +127,42 @@ void RingAttention::forward(int64_t layer, const BlockActs& a, Context& ctx) {
 
 void RingAttention::backward(int64_t layer, const BlockActs& a, const BlockGrads& g, Context& ctx) {
   const int64_t NH = c_.num_attention_heads, NKV = c_.num_key_value_heads, HS = c_.head_dim;
-  const int64_t kvn = B_ * Tl_ * NKV * HS;
-  std::memcpy(kv_[0].f32(), a.k.f32(), size_t(kvn) * 4);
-  std::memcpy(kv_[0].f32() + kvn, a.v.f32(), size_t(kvn) * 4);
+  copy_tensor(half(kv_[0], 0).view(a.k.shape), a.k, ctx);
+  copy_tensor(half(kv_[0], 1).view(a.v.shape), a.v, ctx);
   dkv_[0].zero();
-  std::memset(g.dq.ptr, 0, g.dq.bytes());
+  fill_inplace(g.dq, 0.f, ctx);
   int cur = 0;
   for (int s = 0; s < P_; s++) {
     const int src = (r_ - s + P_) % P_;
     if (s + 1 < P_) exchange(kv_[cur], kv_[1 - cur]);
-    const float* K = kv_[cur].f32();
-    float* dK = dkv_[cur].f32();
+    const Tensor K = half(kv_[cur], 0), V = half(kv_[cur], 1), dK = half(dkv_[cur], 0),
+                 dV = half(dkv_[cur], 1);
     for (size_t iq = 0; iq < segs_[size_t(r_)].size(); iq++)
       for (size_t ik = 0; ik < segs_[size_t(src)].size(); ik++) {
         const Seg &q = segs_[size_t(r_)][iq], &k = segs_[size_t(src)][ik];
         if (k.start > q.start) continue;
         const Shape qs{B_, q.len, NH, HS}, ks{B_, k.len, NKV, HS};
-        gather_rows(a.q.f32(), NH, q, q_.f32());
-        gather_rows(K, NKV, k, k_.f32());
-        gather_rows(K + kvn, NKV, k, v_.f32());
-        gather_rows(a.att.f32(), NH, q, ofull_.f32());
-        gather_rows(g.datt.f32(), NH, q, dout_.f32());
-        gather_lse(a.lse.f32(), q, lsefull_.f32());
+        gather_rows(a.q, NH, q, q_.t(), ctx);
+        gather_rows(K, NKV, k, k_.t(), ctx);
+        gather_rows(V, NKV, k, v_.t(), ctx);
+        gather_rows(a.att, NH, q, ofull_.t(), ctx);
+        gather_rows(g.datt, NH, q, dout_.t(), ctx);
+        gather_lse(a.lse, q, lsefull_.t(), ctx);
         const AttentionParams p = params(layer, q, r_, iq, k, src, ik);
         attention_backward(dq_.t().view(qs), dk_.t().view(ks), dv_.t().view(ks), dout_.t().view(qs),
                            q_.t().view(qs), k_.t().view(ks), v_.t().view(ks), ofull_.t().view(qs),
                            lsefull_.t().view({B_, NH, q.len}), p, ctx);
-        add_rows(dq_.f32(), NH, q, g.dq.f32());
-        add_rows(dk_.f32(), NKV, k, dK);
-        add_rows(dv_.f32(), NKV, k, dK + kvn);
+        put_rows(dq_.t(), NH, q, g.dq, ctx, true);
+        put_rows(dk_.t(), NKV, k, dK, ctx, true);
+        put_rows(dv_.t(), NKV, k, dV, ctx, true);
       }
     // this block's gradient accumulator moves on with it (P hops bring it home)
     exchange(dkv_[cur], dkv_[1 - cur]);
     comm_.exchange_wait();
     cur = 1 - cur;
   }
-  std::memcpy(g.dk.f32(), dkv_[cur].f32(), size_t(kvn) * 4);
-  std::memcpy(g.dv.f32(), dkv_[cur].f32() + kvn, size_t(kvn) * 4);
+  copy_tensor(g.dk, half(dkv_[cur], 0).view(g.dk.shape), ctx);
+  copy_tensor(g.dv, half(dkv_[cur], 1).view(g.dv.shape), ctx);
 }
 
 }  // namespace longctx

@@ -1,10 +1,10 @@
 #include "parallel/ulysses.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "core/check.h"
 #include "ops/attention.h"
+#include "ops/elementwise.h"
 
 namespace longctx {
 
@@ -74,93 +74,69 @@ UlyssesAttention::UlyssesAttention(const LlamaConfig& c, Comm& comm, Memory& mem
   docs_ = Buffer(mem, dev, Tag::comm, {B, T_}, DType::I32);
 }
 
-void UlyssesAttention::set_docs(const std::vector<int32_t>& d) {
+void UlyssesAttention::set_docs(const std::vector<int32_t>& d, Context& ctx) {
   CHECK(int64_t(d.size()) == B_ * T_, "[ulysses] ", d.size(), " document ids for ", B_, " x ", T_, " tokens");
-  std::memcpy(docs_.t().ptr, d.data(), d.size() * 4);
+  copy_tensor(docs_.t(), Tensor(const_cast<int32_t*>(d.data()), {B_, T_}, DType::I32), ctx);
+}
+
+void UlyssesAttention::exchange(int64_t blk) {
+  // (a Comm on device buffers orders itself after the packing on the compute stream)
+  comm_.all_to_all(send_.f32(), recv_.f32(), blk);
+  bytes_sent_ += (P_ - 1) * blk * 4;
 }
 
 void UlyssesAttention::scatter_heads(const Tensor& local, int64_t H,
-                                     const std::vector<std::vector<int64_t>>& heads, Tensor sharded) {
+                                     const std::vector<std::vector<int64_t>>& heads, Tensor sharded,
+                                     Context& ctx) {
   const int64_t HS = c_.head_dim, m = int64_t(heads[0].size()), blk = B_ * Tl_ * m * HS;
-  const float* src = local.f32();
-  float* s = send_.f32();
-  for (int d = 0; d < P_; d++)  // block d: (B, Tl, m, HS)
+  for (int d = 0; d < P_; d++)  // block d: (B, Tl, m, HS), head j of it from local's head heads[d][j]
     for (int64_t b = 0; b < B_; b++)
-      for (int64_t t = 0; t < Tl_; t++)
-        for (int64_t j = 0; j < m; j++)
-          std::memcpy(s + d * blk + ((b * Tl_ + t) * m + j) * HS,
-                      src + ((b * Tl_ + t) * H + heads[size_t(d)][size_t(j)]) * HS, size_t(HS) * 4);
-  comm_.all_to_all(s, recv_.f32(), blk);
-  bytes_sent_ += (P_ - 1) * blk * 4;
-  const float* r = recv_.f32();
-  float* dst = sharded.f32();
-  for (int sr = 0; sr < P_; sr++)  // from rank sr: its tokens [sr*Tl, (sr+1)*Tl)
-    for (int64_t b = 0; b < B_; b++)
-      std::memcpy(dst + (b * T_ + sr * Tl_) * m * HS, r + sr * blk + b * Tl_ * m * HS,
-                  size_t(Tl_ * m * HS) * 4);
+      for (int64_t j = 0; j < m; j++)
+        copy_rows({send_.t(), d * blk + (b * Tl_ * m + j) * HS, m * HS},
+                  {local, (b * Tl_ * H + heads[size_t(d)][size_t(j)]) * HS, H * HS}, Tl_, HS, ctx);
+  exchange(blk);
+  for (int sr = 0; sr < P_; sr++)  // from rank sr: its tokens [sr*Tl, (sr+1)*Tl) of every sequence
+    copy_rows({sharded, sr * Tl_ * m * HS, T_ * m * HS}, {recv_.t(), sr * blk, Tl_ * m * HS}, B_,
+              Tl_ * m * HS, ctx);
 }
 
 void UlyssesAttention::gather_heads(const Tensor& sharded, int64_t H,
                                     const std::vector<std::vector<int64_t>>& heads, Tensor local,
-                                    bool accumulate) {
+                                    bool accumulate, Context& ctx) {
   const int64_t HS = c_.head_dim, m = int64_t(heads[0].size()), blk = B_ * Tl_ * m * HS;
-  const float* src = sharded.f32();
-  float* s = send_.f32();
   for (int d = 0; d < P_; d++)  // to rank d: its tokens, my heads
-    for (int64_t b = 0; b < B_; b++)
-      std::memcpy(s + d * blk + b * Tl_ * m * HS, src + (b * T_ + d * Tl_) * m * HS,
-                  size_t(Tl_ * m * HS) * 4);
-  comm_.all_to_all(s, recv_.f32(), blk);
-  bytes_sent_ += (P_ - 1) * blk * 4;
-  const float* r = recv_.f32();
-  float* dst = local.f32();
+    copy_rows({send_.t(), d * blk, Tl_ * m * HS}, {sharded, d * Tl_ * m * HS, T_ * m * HS}, B_, Tl_ * m * HS,
+              ctx);
+  exchange(blk);
   for (int sr = 0; sr < P_; sr++)
     for (int64_t b = 0; b < B_; b++)
-      for (int64_t t = 0; t < Tl_; t++)
-        for (int64_t j = 0; j < m; j++) {
-          float* o = dst + ((b * Tl_ + t) * H + heads[size_t(sr)][size_t(j)]) * HS;
-          const float* i = r + sr * blk + ((b * Tl_ + t) * m + j) * HS;
-          if (accumulate)
-            for (int64_t e = 0; e < HS; e++) o[e] += i[e];
-          else
-            std::memcpy(o, i, size_t(HS) * 4);
-        }
+      for (int64_t j = 0; j < m; j++)
+        copy_rows({local, (b * Tl_ * H + heads[size_t(sr)][size_t(j)]) * HS, H * HS},
+                  {recv_.t(), sr * blk + (b * Tl_ * m + j) * HS, m * HS}, Tl_, HS, ctx, accumulate);
 }
 
 void UlyssesAttention::lse_to_local(const Tensor& sharded, const std::vector<std::vector<int64_t>>& heads,
-                                    Tensor local) {
+                                    Tensor local, Context& ctx) {
   const int64_t Gs = int64_t(heads[0].size()), blk = B_ * Gs * Tl_, NH = c_.num_attention_heads;
-  float* s = send_.f32();
-  for (int d = 0; d < P_; d++)
-    for (int64_t b = 0; b < B_; b++)
-      for (int64_t h = 0; h < Gs; h++)
-        std::memcpy(s + d * blk + (b * Gs + h) * Tl_, sharded.f32() + (b * Gs + h) * T_ + d * Tl_,
-                    size_t(Tl_) * 4);
-  comm_.all_to_all(s, recv_.f32(), blk);
-  bytes_sent_ += (P_ - 1) * blk * 4;
+  for (int d = 0; d < P_; d++)  // (B, Gs) rows of rank d's Tl tokens
+    copy_rows({send_.t(), d * blk, Tl_}, {sharded, d * Tl_, T_}, B_ * Gs, Tl_, ctx);
+  exchange(blk);
   for (int sr = 0; sr < P_; sr++)
-    for (int64_t b = 0; b < B_; b++)
-      for (int64_t h = 0; h < Gs; h++)
-        std::memcpy(local.f32() + (b * NH + heads[size_t(sr)][size_t(h)]) * Tl_,
-                    recv_.f32() + sr * blk + (b * Gs + h) * Tl_, size_t(Tl_) * 4);
+    for (int64_t h = 0; h < Gs; h++)
+      copy_rows({local, heads[size_t(sr)][size_t(h)] * Tl_, NH * Tl_},
+                {recv_.t(), sr * blk + h * Tl_, Gs * Tl_}, B_, Tl_, ctx);
 }
 
 void UlyssesAttention::lse_to_sharded(const Tensor& local, const std::vector<std::vector<int64_t>>& heads,
-                                      Tensor sharded) {
+                                      Tensor sharded, Context& ctx) {
   const int64_t Gs = int64_t(heads[0].size()), blk = B_ * Gs * Tl_, NH = c_.num_attention_heads;
-  float* s = send_.f32();
   for (int d = 0; d < P_; d++)
-    for (int64_t b = 0; b < B_; b++)
-      for (int64_t h = 0; h < Gs; h++)
-        std::memcpy(s + d * blk + (b * Gs + h) * Tl_,
-                    local.f32() + (b * NH + heads[size_t(d)][size_t(h)]) * Tl_, size_t(Tl_) * 4);
-  comm_.all_to_all(s, recv_.f32(), blk);
-  bytes_sent_ += (P_ - 1) * blk * 4;
+    for (int64_t h = 0; h < Gs; h++)
+      copy_rows({send_.t(), d * blk + h * Tl_, Gs * Tl_},
+                {local, heads[size_t(d)][size_t(h)] * Tl_, NH * Tl_}, B_, Tl_, ctx);
+  exchange(blk);
   for (int sr = 0; sr < P_; sr++)
-    for (int64_t b = 0; b < B_; b++)
-      for (int64_t h = 0; h < Gs; h++)
-        std::memcpy(sharded.f32() + (b * Gs + h) * T_ + sr * Tl_, recv_.f32() + sr * blk + (b * Gs + h) * Tl_,
-                    size_t(Tl_) * 4);
+    copy_rows({sharded, sr * Tl_, T_}, {recv_.t(), sr * blk, Tl_}, B_ * Gs, Tl_, ctx);
 }
 
 BlockActs UlyssesAttention::sharded_acts() const {
@@ -177,15 +153,15 @@ void UlyssesAttention::forward(int64_t layer, const BlockActs& a, Context& ctx) 
   p.q_doc = p.k_doc = docs_.t();
   p.window = c_.window(layer);
   for (size_t g = 0; g < qheads_.size(); g++) {  // UPipe: one head group's buffers live at a time
-    scatter_heads(a.q.view({B_, Tl_, NH, HS}), NH, qheads_[g], q_.t());
-    scatter_heads(a.k.view({B_, Tl_, NKV, HS}), NKV, kvheads_[g], k_.t());
-    scatter_heads(a.v.view({B_, Tl_, NKV, HS}), NKV, kvheads_[g], v_.t());
+    scatter_heads(a.q.view({B_, Tl_, NH, HS}), NH, qheads_[g], q_.t(), ctx);
+    scatter_heads(a.k.view({B_, Tl_, NKV, HS}), NKV, kvheads_[g], k_.t(), ctx);
+    scatter_heads(a.v.view({B_, Tl_, NKV, HS}), NKV, kvheads_[g], v_.t(), ctx);
     if (inner_)
       inner_->forward(layer, sharded_acts(), ctx);
     else
       attention_forward(o_.t(), lse_.t(), q_.t(), k_.t(), v_.t(), p, ctx);
-    gather_heads(o_.t(), NH, qheads_[g], a.att.view({B_, Tl_, NH, HS}), false);
-    lse_to_local(lse_.t(), qheads_[g], a.lse);
+    gather_heads(o_.t(), NH, qheads_[g], a.att.view({B_, Tl_, NH, HS}), false, ctx);
+    lse_to_local(lse_.t(), qheads_[g], a.lse, ctx);
   }
 }
 
@@ -193,8 +169,8 @@ void UlyssesAttention::store_kv(int64_t layer, const BlockActs& a, Context& ctx)
   CHECK(inner_, "[ulysses] store_kv needs an inner runner that keeps K/V");
   const int64_t NKV = c_.num_key_value_heads, HS = c_.head_dim;
   for (size_t g = 0; g < kvheads_.size(); g++) {
-    scatter_heads(a.k.view({B_, Tl_, NKV, HS}), NKV, kvheads_[g], k_.t());
-    scatter_heads(a.v.view({B_, Tl_, NKV, HS}), NKV, kvheads_[g], v_.t());
+    scatter_heads(a.k.view({B_, Tl_, NKV, HS}), NKV, kvheads_[g], k_.t(), ctx);
+    scatter_heads(a.v.view({B_, Tl_, NKV, HS}), NKV, kvheads_[g], v_.t(), ctx);
     inner_->store_kv(layer, sharded_acts(), ctx);
   }
 }
@@ -205,16 +181,16 @@ void UlyssesAttention::backward(int64_t layer, const BlockActs& a, const BlockGr
   p.q_doc = p.k_doc = docs_.t();
   p.window = c_.window(layer);
   if (copies_) {  // copies of a KV head (and groups) add into its gradient
-    std::memset(g.dk.ptr, 0, g.dk.bytes());
-    std::memset(g.dv.ptr, 0, g.dv.bytes());
+    fill_inplace(g.dk, 0.f, ctx);
+    fill_inplace(g.dv, 0.f, ctx);
   }
   for (size_t h = 0; h < qheads_.size(); h++) {
-    scatter_heads(a.q.view({B_, Tl_, NH, HS}), NH, qheads_[h], q_.t());
-    scatter_heads(a.k.view({B_, Tl_, NKV, HS}), NKV, kvheads_[h], k_.t());
-    scatter_heads(a.v.view({B_, Tl_, NKV, HS}), NKV, kvheads_[h], v_.t());
-    scatter_heads(a.att.view({B_, Tl_, NH, HS}), NH, qheads_[h], o_.t());
-    scatter_heads(g.datt.view({B_, Tl_, NH, HS}), NH, qheads_[h], dout_.t());
-    lse_to_sharded(a.lse, qheads_[h], lse_.t());
+    scatter_heads(a.q.view({B_, Tl_, NH, HS}), NH, qheads_[h], q_.t(), ctx);
+    scatter_heads(a.k.view({B_, Tl_, NKV, HS}), NKV, kvheads_[h], k_.t(), ctx);
+    scatter_heads(a.v.view({B_, Tl_, NKV, HS}), NKV, kvheads_[h], v_.t(), ctx);
+    scatter_heads(a.att.view({B_, Tl_, NH, HS}), NH, qheads_[h], o_.t(), ctx);
+    scatter_heads(g.datt.view({B_, Tl_, NH, HS}), NH, qheads_[h], dout_.t(), ctx);
+    lse_to_sharded(a.lse, qheads_[h], lse_.t(), ctx);
     if (inner_) {
       const int64_t n = B_ * T_;
       BlockGrads hg{};
@@ -225,9 +201,9 @@ void UlyssesAttention::backward(int64_t layer, const BlockActs& a, const BlockGr
       attention_backward(dq_.t(), dk_.t(), dv_.t(), dout_.t(), q_.t(), k_.t(), v_.t(), o_.t(), lse_.t(), p,
                          ctx);
     }
-    gather_heads(dq_.t(), NH, qheads_[h], g.dq.view({B_, Tl_, NH, HS}), false);
-    gather_heads(dk_.t(), NKV, kvheads_[h], g.dk.view({B_, Tl_, NKV, HS}), copies_);
-    gather_heads(dv_.t(), NKV, kvheads_[h], g.dv.view({B_, Tl_, NKV, HS}), copies_);
+    gather_heads(dq_.t(), NH, qheads_[h], g.dq.view({B_, Tl_, NH, HS}), false, ctx);
+    gather_heads(dk_.t(), NKV, kvheads_[h], g.dk.view({B_, Tl_, NKV, HS}), copies_, ctx);
+    gather_heads(dv_.t(), NKV, kvheads_[h], g.dv.view({B_, Tl_, NKV, HS}), copies_, ctx);
   }
 }
 

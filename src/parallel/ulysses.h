@@ -22,7 +22,7 @@ class UlyssesAttention : public AttentionRunner {
   UlyssesAttention(const LlamaConfig& c, Comm& comm, Memory& mem, int64_t B, int64_t T_local,
                    bool upipe = false);
   // Document ids of the whole (padded) sequences (B, T), the same on every rank.
-  void set_docs(const std::vector<int32_t>& docs);
+  void set_docs(const std::vector<int32_t>& docs, Context& ctx);
   void forward(int64_t layer, const BlockActs& a, Context& ctx) override;
   void backward(int64_t layer, const BlockActs& a, const BlockGrads& g, Context& ctx) override;
   // Chunked training: this block's K/V sent head-sharded to `inner`, which keeps them.
@@ -48,13 +48,16 @@ class UlyssesAttention : public AttentionRunner {
  private:
   // local (B, Tl, H, HS) rows of heads `heads[d]` -> block d of send; recv -> (B, T, m, HS)
   void scatter_heads(const Tensor& local, int64_t H, const std::vector<std::vector<int64_t>>& heads,
-                     Tensor sharded);
+                     Tensor sharded, Context& ctx);
   // the inverse; accumulate sums the copies of a replicated head
   void gather_heads(const Tensor& sharded, int64_t H, const std::vector<std::vector<int64_t>>& heads,
-                    Tensor local, bool accumulate);
+                    Tensor local, bool accumulate, Context& ctx);
   // (B, Gs, T) of the group's heads <-> (B, NH, Tl)
-  void lse_to_local(const Tensor& sharded, const std::vector<std::vector<int64_t>>& heads, Tensor local);
-  void lse_to_sharded(const Tensor& local, const std::vector<std::vector<int64_t>>& heads, Tensor sharded);
+  void lse_to_local(const Tensor& sharded, const std::vector<std::vector<int64_t>>& heads, Tensor local,
+                    Context& ctx);
+  void lse_to_sharded(const Tensor& local, const std::vector<std::vector<int64_t>>& heads, Tensor sharded,
+                      Context& ctx);
+  void exchange(int64_t blk);  // send_ -> recv_, blocks of blk floats
 
   LlamaConfig c_;
   Comm& comm_;

@@ -102,8 +102,8 @@ double CpStep::run(const ParamSet& w, const Grads& g, const StepInput& in, Conte
       }
   }
   label_count_ = labels;
-  if (ulysses_ && kind_ != CpKind::hybrid) ulysses_->set_docs(docs);
-  if (ring_) ring_->set_docs(docs);
+  if (ulysses_ && kind_ != CpKind::hybrid) ulysses_->set_docs(docs, ctx);
+  if (ring_) ring_->set_docs(docs, ctx);
   if (label_norm <= 0) label_norm = double(labels);
   const StepInput local{Tensor(tok.data(), {Bl, Tl_}, DType::I32), Tensor(lab.data(), {Bl, Tl_}, DType::I32),
                         Tensor(pos.data(), {Bl, Tl_}, DType::I32), Tensor(doc.data(), {Bl, Tl_}, DType::I32)};

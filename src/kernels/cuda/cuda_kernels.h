@@ -58,6 +58,9 @@ void add(float* out, const float* a, const float* b, int64_t n, void* stream);
 void scale(float* x, float s, int64_t n, void* stream);
 void axpy(float* y, float a, const float* x, int64_t n, void* stream);  // y += a * x
 void fill(float* x, float value, int64_t n, void* stream);
+// dst row i (dpitch apart) += src row i (spitch apart), `rows` rows of `width` floats (copy_rows)
+void add_rows(float* dst, int64_t dpitch, const float* src, int64_t spitch, int64_t width, int64_t rows,
+              void* stream);
 // y (N, C) += b (C) on every row; db (C) += the sum of dy's (N, C) rows (in double, deterministic)
 void bias_add(float* y, const float* b, int64_t N, int64_t C, void* stream);
 void bias_grad(float* db, const float* dy, int64_t N, int64_t C, void* stream);

@@ -73,6 +73,15 @@ void copy_device(void* dst, const void* src, size_t bytes, void* stream) {
   cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, as_stream(stream)), "device copy");
 }
 
+void copy_2d(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t rows,
+             bool on_device, void* stream) {
+  if (width == 0 || rows == 0) return;
+  cuda_check(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, rows,
+                               on_device ? cudaMemcpyDeviceToDevice : cudaMemcpyDefault, as_stream(stream)),
+             "2-D copy");
+  if (!on_device) cuda_check(cudaStreamSynchronize(as_stream(stream)), "2-D copy sync");
+}
+
 void synchronize(void* stream) { cuda_check(cudaStreamSynchronize(as_stream(stream)), "stream sync"); }
 
 int64_t pool_peak_bytes() {

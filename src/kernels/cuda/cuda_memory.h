@@ -17,6 +17,10 @@ std::unique_ptr<Allocator> make_pinned_allocator();
 void copy_bytes(void* dst, const void* src, size_t bytes, void* stream);
 // Device to device, in stream order (returns at once: no host code waits on these bytes).
 void copy_device(void* dst, const void* src, size_t bytes, void* stream);
+// `rows` blocks of `width` bytes, each `dpitch` / `spitch` bytes after the last (cudaMemcpy2D): in stream
+// order when both sides are device memory (on_device), else it returns when the bytes are there.
+void copy_2d(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t rows,
+             bool on_device, void* stream);
 void synchronize(void* stream);
 int64_t free_bytes();  // the GPU's free memory now (cudaMemGetInfo)
 // Bytes the device pool held at most since the last reset (what the GPU really gave us,

@@ -64,6 +64,7 @@ void add(float*, const float*, const float*, int64_t, void*) { not_built("add");
 void scale(float*, float, int64_t, void*) { not_built("scale"); }
 void axpy(float*, float, const float*, int64_t, void*) { not_built("axpy"); }
 void fill(float*, float, int64_t, void*) { not_built("fill"); }
+void add_rows(float*, int64_t, const float*, int64_t, int64_t, int64_t, void*) { not_built("add_rows"); }
 void bias_add(float*, const float*, int64_t, int64_t, void*) { not_built("bias_add"); }
 void bias_grad(float*, const float*, int64_t, int64_t, void*) { not_built("bias_grad"); }
 void to_bf16(void*, const float*, int64_t, void*) { not_built("to_bf16"); }
@@ -87,6 +88,7 @@ std::unique_ptr<Allocator> make_device_allocator() { not_built("device memory");
 std::unique_ptr<Allocator> make_pinned_allocator() { not_built("pinned memory"); }
 void copy_bytes(void*, const void*, size_t, void*) { not_built("copy"); }
 void copy_device(void*, const void*, size_t, void*) { not_built("copy_device"); }
+void copy_2d(void*, size_t, const void*, size_t, size_t, size_t, bool, void*) { not_built("copy_2d"); }
 void synchronize(void*) {}
 int64_t free_bytes() { not_built("free_bytes"); }
 int64_t pool_peak_bytes() { return 0; }
