@@ -1,6 +1,8 @@
-// `longctx comm-check [--nccl]`: every collective of the ranks' Comm on known
+// `longctx comm-check [--nccl | --staged]`: every collective of the ranks' Comm on known
 // data, checked on every rank. Under mpirun it checks MpiComm; with --nccl,
-// NcclComm on device buffers (one GPU per rank).
+// NcclComm on device buffers (one GPU per rank); with --staged, MPI staged
+// through pinned host buffers (on the GPU when there is one, else on
+// cpu-staged memory).
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -9,18 +11,24 @@
 #include "comm/comm_check.h"
 #include "comm/watchdog.h"
 #include "commands.h"
+#include "core/check.h"
+#include "kernels/cuda/cuda_info.h"
+#include "ops/backend.h"
 #include "ranks.h"
 
 namespace longctx::cli {
 
 Run add_comm_check(CLI::App& app) {
   struct Opts {
-    bool nccl = false;
+    bool nccl = false, staged = false;
     double watchdog = -1;
     int hang_rank = -1;
   };
   auto o = std::make_shared<Opts>();
   app.add_flag("--nccl", o->nccl, "check NcclComm on device buffers (one GPU per rank) instead of MPI");
+  app.add_flag("--staged", o->staged,
+               "check MPI staged through pinned host memory (--comm mpi) on device buffers: GPU memory when "
+               "a GPU is there, else cpu-staged memory");
   app.add_option("--watchdog", o->watchdog,
                  "seconds a collective may wait before the job is ended (default: LONGCTX_WATCHDOG or 600)");
   app.add_option("--hang-rank", o->hang_rank,
@@ -32,14 +40,23 @@ Run add_comm_check(CLI::App& app) {
       set_activity("hanging on purpose (--hang-rank)");
       std::this_thread::sleep_for(std::chrono::hours(1));
     }
+    CHECK(!(o->nccl && o->staged), "comm-check: --nccl or --staged, not both");
     const bool nccl = o->nccl;
+    Memory mem;  // --staged: device and pinned host memory for the staging (outlives nc)
+    Context ctx;
     std::unique_ptr<Comm> nc;
+    bool gpu = false;
     if (nccl) {
       set_activity("starting NCCL");
       nc = make_nccl_comm();
+    } else if (o->staged) {
+      std::string why;
+      gpu = cuda_built() && !cuda_devices(&why).empty();
+      setup_device(ctx, mem, gpu ? "cuda" : "cpu-staged");
+      nc = make_staged_comm(w, mem);
     }
     set_activity("checking the collectives");
-    const std::vector<std::string> lines = comm_check(nc ? *nc : w, nccl);
+    const std::vector<std::string> lines = comm_check(nc ? *nc : w, nccl || gpu, nccl);
     double failed = 0;
     for (const std::string& l : lines) failed += l.rfind("FAIL", 0) == 0;
     w.all_reduce_sum(&failed, 1);       // over MPI (host), whatever was checked

@@ -27,7 +27,8 @@ namespace longctx::cli {
 namespace {
 
 struct Opts {
-  std::string model, tokens, out, adapter, cp_kind = "ulysses", device = "auto", dtype = "auto";
+  std::string model, tokens, out, adapter, cp_kind = "ulysses", device = "auto", dtype = "auto",
+                                           comm = "auto";
   int cp_ulysses = 2, dp = 1, zero = 0;
   int repeat = 1;
   bool probe = false;
@@ -118,7 +119,6 @@ nlohmann::json probe_json(const Probe& p, const ChunkedStep& cs, const LlamaConf
 
 int run_grad(const Opts& o) {
   namespace fs = std::filesystem;
-  Comm& comm = world();
   const CpKind cp = parse_cp_kind(o.cp_kind);
   set_activity("loading the model and tokens");
   CHECK(fs::is_directory(o.model), o.model, ": model directory not found");
@@ -143,9 +143,9 @@ int run_grad(const Opts& o) {
   // per-rank budget is enforced as buffers are allocated (the model of CP memory is not built yet)
   Context rates_on;  // where --plan auto measures its rates: this run's backend and math
   rates_on.backend = backend, rates_on.math = math;
-  const Plan plan = comm.size() > 1 ? resolve_plan(wanted, c, B, std::max<int64_t>(T, 1))
-                                    : choose_plan(c, wanted, o.flags.is_auto(), B, std::max<int64_t>(T, 1),
-                                                  Purpose::grad, &rates_on);
+  const Plan plan = world().size() > 1 ? resolve_plan(wanted, c, B, std::max<int64_t>(T, 1))
+                                       : choose_plan(c, wanted, o.flags.is_auto(), B, std::max<int64_t>(T, 1),
+                                                     Purpose::grad, &rates_on);
   CHECK(!o.probe || plan.chunked(), "--probe needs a chunk mode (--chunk-mode seco or spaco): it runs the ",
         "first and the last chunk of a chunked step, and this plan runs the whole sequence at once (",
         describe(plan), ")");
@@ -156,10 +156,11 @@ int run_grad(const Opts& o) {
   mem.tracker().set_budget(Tier::host, plan.host_mem ? plan.host_mem : default_host_budget());
   Context ctx;
   const std::string dtype = math == DType::BF16 ? "bf16" : "fp32";
-  if (backend == Backend::cuda) {
-    CHECK(comm.size() == 1, "--device cuda runs on one rank in this build (ranks on GPUs are not built yet)");
-  }
   setup_device(ctx, mem, o.device);
+  // across ranks, the collectives on device buffers: NCCL, or MPI staged through pinned host memory
+  const std::unique_ptr<Comm> device_comm = make_device_comm(world(), mem, backend == Backend::cuda, o.comm);
+  Comm& comm = device_comm ? *device_comm : world();
+  comm.set_stream(ctx.stream);
   ctx.math = math;
   Buffer inputs(mem, Tier::host, Tag::data, {B, std::max<int64_t>(T, 1)}, DType::I32);
   Buffer labels(mem, Tier::host, Tag::data, {B, std::max<int64_t>(T, 1)}, DType::I32);
@@ -278,6 +279,7 @@ int run_grad(const Opts& o) {
   if (backend == Backend::cuda) j["gpu_pool_peak_bytes"] = cuda::pool_peak_bytes();
   if (comm.size() > 1) {
     j["ranks"] = comm.size();
+    j["comm"] = comm.kind();
     j["cp_kind"] = o.cp_kind;
     j["zero"] = o.zero;
     j["peak_bytes_per_rank"] = per_rank;
@@ -321,6 +323,10 @@ Run add_grad(CLI::App& app) {
   app.add_option("--cp-ulysses", o->cp_ulysses, "hybrid: Ulysses group size, ring across groups (default 2)");
   app.add_option("--adapter", o->adapter, "PEFT LoRA adapter directory: base frozen, adapter gradients out");
   app.add_option("--device", o->device, "cpu | cuda | auto (default: cuda when built and a GPU is visible)");
+  app.add_option(
+      "--comm", o->comm,
+      "ranks on GPUs: auto | nccl | mpi (mpi: device buffers staged through pinned host memory, for "
+      "ranks that share a GPU or clusters without NCCL; auto: nccl when every rank has its own GPU)");
   app.add_option(
       "--dtype", o->dtype,
       "auto | fp32 | bf16: the GPU's math (bf16: bf16 tensor-core GEMMs and cuDNN attention with fp32 "

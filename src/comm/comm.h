@@ -7,6 +7,8 @@
 
 namespace longctx {
 
+class Memory;
+
 // Part p of n elements cut over P ranks, as reduce_scatter_sum and
 // all_gather_parts cut them (and ZeRO's ShardMap): ceil(n / P) each, the last
 // ones shorter or empty.
@@ -24,6 +26,10 @@ class Comm {
   virtual int rank() const = 0;
   virtual int size() const = 0;
   virtual const char* kind() const = 0;
+  // The stream the compute that fills and reads device buffers runs on (null: the default stream). A Comm on
+  // device buffers (NCCL) orders each collective after the work enqueued there so far, and the work enqueued
+  // after it after the collective, without the host waiting. Host comms ignore it.
+  virtual void set_stream(void* stream) { (void)stream; }
   // In place, over every rank.
   virtual void all_reduce_sum(float* buf, int64_t n) = 0;
   virtual void all_reduce_sum(double* buf, int64_t n) = 0;
@@ -57,6 +63,21 @@ std::unique_ptr<Comm> make_mpi_comm();
 // The ranks over NCCL on device buffers, bootstrapped over MPI; throws when not built.
 std::unique_ptr<Comm> make_nccl_comm();
 bool nccl_built();
+// Collectives on `mem`'s device buffers over `inner`, a Comm on host pointers (MPI): every float buffer is
+// copied through pinned staging buffers in the host tier (Tag::comm; a sum `slice` floats at a time), host
+// scalars (double, int32) pass straight through. For ranks that share a GPU, or a cluster without NCCL.
+// `inner` must outlive it; its splits are staged too.
+std::unique_ptr<Comm> make_staged_comm(Comm& inner, Memory& mem, int64_t slice = int64_t(1) << 24);
+// The Comm that a step's collectives on `mem`'s buffers take over the ranks of `world` (host pointers: MPI or
+// local): null when `world` serves as it is (the device tier is host memory, or one local rank). Otherwise
+// `choice` says: "nccl" (NcclComm, one GPU per rank), "mpi" (world staged through pinned host buffers),
+// "auto" (nccl when NCCL is built, the device is a real GPU and this node has a GPU per rank; else mpi).
+// `gpu` tells a real GPU from cpu-staged device memory. Call it on every rank (collective).
+std::unique_ptr<Comm> make_device_comm(Comm& world, Memory& mem, bool gpu, const std::string& choice);
+// The ranks of this node and this process's index among them (MPI_Comm_split_type over the world when MPI
+// runs; else 1 and 0): which GPU a rank takes.
+int node_ranks();
+int node_rank();
 // True when this process was started by mpirun / srun with more than one rank.
 bool launched_with_ranks();
 

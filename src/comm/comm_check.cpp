@@ -53,7 +53,7 @@ std::string first_bad(const std::vector<T>& got, const std::vector<T>& want) {
   return "";
 }
 
-void check_comm(Comm& comm, bool device, Checker& c, const std::string& tag) {
+void check_comm(Comm& comm, bool device, bool scalars, Checker& c, const std::string& tag) {
   const int P = comm.size(), r = comm.rank();
   const int64_t n = 1001;  // does not divide by 2 or 4: parts of unequal length
   {
@@ -68,7 +68,7 @@ void check_comm(Comm& comm, bool device, Checker& c, const std::string& tag) {
     c.expect(tag + "all_reduce_sum (float)", bad.empty(), bad);
   }
   {
-    Buf<double> s(n, device), m(n, device);
+    Buf<double> s(n, scalars), m(n, scalars);
     std::vector<double> ws(static_cast<size_t>(n)), wm(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; i++) {
       s.h[size_t(i)] = 1e-3 * double(r + 1) * double(i),
@@ -100,8 +100,8 @@ void check_comm(Comm& comm, bool device, Checker& c, const std::string& tag) {
   {
     const int64_t k = 5;
     Buf<float> sf(k, device), rf(P * k, device);
-    Buf<double> sd(k, device), rd(P * k, device);
-    Buf<int32_t> si(k, device), ri(P * k, device);
+    Buf<double> sd(k, scalars), rd(P * k, scalars);
+    Buf<int32_t> si(k, scalars), ri(P * k, scalars);
     std::vector<float> wf(static_cast<size_t>(P * k));
     std::vector<double> wd(static_cast<size_t>(P * k));
     std::vector<int32_t> wi(static_cast<size_t>(P * k));
@@ -157,16 +157,16 @@ void check_comm(Comm& comm, bool device, Checker& c, const std::string& tag) {
 
 }  // namespace
 
-std::vector<std::string> comm_check(Comm& comm, bool device) {
+std::vector<std::string> comm_check(Comm& comm, bool device, bool scalars_on_device) {
   Checker c;
   const std::string kind = comm.kind();
-  check_comm(comm, device, c, kind + " x" + std::to_string(comm.size()) + ": ");
+  check_comm(comm, device, scalars_on_device, c, kind + " x" + std::to_string(comm.size()) + ": ");
   if (comm.size() > 1) {  // sub-communicators: even and odd ranks
     std::unique_ptr<Comm> sub = comm.split(comm.rank() % 2, comm.rank());
     c.expect(kind + " split: rank " + std::to_string(comm.rank()) + " is rank " +
                  std::to_string(sub->rank()) + " of " + std::to_string(sub->size()),
              sub->rank() == comm.rank() / 2 && sub->size() == (comm.size() + 1 - comm.rank() % 2) / 2);
-    check_comm(*sub, device, c, kind + " split x" + std::to_string(sub->size()) + ": ");
+    check_comm(*sub, device, scalars_on_device, c, kind + " split x" + std::to_string(sub->size()) + ": ");
   }
   return c.lines;
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "comm/comm.h"
 #include "kernels/cuda/cuda_info.h"
 #include "kernels/cuda/cuda_memory.h"
 
@@ -32,6 +33,7 @@ void setup_backend(Context& ctx, Memory& mem, Backend b) {
   ctx.mem = &mem;
   ctx.stream = nullptr;  // the default stream: every op and copy in order
   if (b == Backend::cuda) {
+    cuda_select_device(node_rank());  // ranks of a node take a GPU each (or share the one there is)
     mem.set_allocator(Tier::device, cuda::make_device_allocator());
     mem.set_allocator(Tier::host, cuda::make_pinned_allocator());
   }

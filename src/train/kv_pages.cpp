@@ -33,9 +33,6 @@ KvPages::KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& m
       gpu_(!mem.host_accessible(Tier::device)) {
   const int64_t Ckv = c.kv_dim(), Cq = c.q_dim(), NH = c.num_attention_heads, Tp = k * Tc_,
                 L = c.num_hidden_layers;
-  // (the collectives of a shared page take host pointers: Comm is not stream-aware yet)
-  CHECK(!share_ || !gpu_, "[kv_pages] KV heads shared by several ranks' caches need host-accessible device ",
-        "memory (the CPU backend) for now; use as many ranks as KV heads, or fewer");
   part_ = share_ ? part_elems(page_elems_, share_->size()) : page_elems_;
   part_off_ = share_ ? std::min(page_elems_, part_ * share_->rank()) : 0;
   part_len_ = std::min(part_, page_elems_ - part_off_);

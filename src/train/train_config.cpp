@@ -28,7 +28,7 @@ const json& schema() {
     "beta1": 0.9, "beta2": 0.95, "seed": 0, "out_dir": "runs/train", "save_every": 0, "keep_last": 2,
     "resume": false, "stop_after": 0, "log_every": 1, "max_bad_steps": 5, "curriculum": [],
     "grace_seconds": 30.0, "on_checkpoint_error": "stop", "watchdog_seconds": 600.0,
-    "device_mem": "", "host_mem": "", "device": "auto", "dtype": "auto",
+    "device_mem": "", "host_mem": "", "device": "auto", "dtype": "auto", "comm": "auto",
     "cp_kind": "ulysses", "cp_ulysses": 2, "dp": 1, "zero": 0, "plan": "manual", "recompute": "full", "offload": "none", "offload_dir": "", "offload_model": "none", "offload_optimizer": "none", "kv_dtype": "auto", "kv_grad_dtype": "auto",
     "mlp_tiles": null, "loss_tiles": null, "chunk_mode": "none", "chunk_size": null, "chunk_budget": null,
     "lora": {"rank": 0, "alpha": 16.0, "targets": ["q_proj", "k_proj", "v_proj", "o_proj"]},
@@ -234,7 +234,9 @@ TrainConfig train_config_from_json(json user, const std::string& src) {
         ": key 'on_checkpoint_error' must be stop or continue, got '", c.on_checkpoint_error, "'");
   c.out_dir = r["out_dir"], c.resume = r["resume"], c.device_mem = r["device_mem"],
   c.host_mem = r["host_mem"];
-  c.device = r["device"], c.dtype = r["dtype"];
+  c.device = r["device"], c.dtype = r["dtype"], c.comm = r["comm"];
+  CHECK(c.comm == "auto" || c.comm == "mpi" || c.comm == "nccl", src,
+        ": key 'comm' must be auto, mpi or nccl, got '", c.comm, "'");
   c.eval = r["eval"];
   // the plan keys: the same words as the CLI flags; tiles and chunks take a count or "auto"
   for (const char* k : {"recompute", "offload", "offload_dir", "offload_model", "offload_optimizer",

@@ -38,6 +38,7 @@ struct TrainConfig {
   std::vector<CurriculumStage> curriculum;   // empty: seq_len throughout
   std::string device_mem, host_mem;
   std::string device = "auto", dtype = "auto";  // cpu | cuda | auto; fp32 | bf16 | auto (the GPU's math)
+  std::string comm = "auto";        // ranks on GPUs: auto | nccl | mpi (staged through pinned host memory)
   Plan plan;                        // recompute, offload, tiles, chunks, budgets (the `plan` CLI's flags)
   bool plan_auto = false;           // plan: auto -- the fastest plan that fits the budgets
   std::string cp_kind = "ulysses";  // under mpirun: ulysses | ring | zigzag

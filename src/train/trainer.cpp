@@ -175,8 +175,11 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
   Context ctx;
   const Backend backend = setup_device(ctx, mem, cfg.device);
   ctx.math = resolve_math(cfg.dtype, backend);
-  CHECK(backend == Backend::cpu || !comm || comm->size() == 1,
-        "device: cuda runs on one rank in this build (ranks on GPUs are not built yet)");
+  // across ranks, the collectives on device buffers: NCCL, or MPI staged through pinned host memory
+  const std::unique_ptr<Comm> device_comm =
+      comm ? make_device_comm(*comm, mem, backend == Backend::cuda, cfg.comm) : nullptr;
+  if (device_comm) comm = device_comm.get();
+  if (comm) comm->set_stream(ctx.stream);
   TrainConfig run_cfg = cfg;  // on a GPU the plan's device budget is the GPU's memory unless given
   if (backend == Backend::cuda && run_cfg.plan.device_mem == 0) run_cfg.plan.device_mem = gpu_budget_bytes();
   run_cfg.plan.gpu_memory = device_memory_is_opaque(cfg.device);

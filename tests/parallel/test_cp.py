@@ -210,6 +210,80 @@ def test_chunks(exe, d):
           r.returncode != 0 and "does not divide over 4 ranks" in r.stderr, r.stderr[-300:])
 
 
+def test_device_buffers(exe, d):
+    """Ranks whose buffers are device memory that host code may not touch (--device cpu-staged: the GPU
+    backend's paths on the CPU): every CP kind, with and without ZeRO-3, chunks with shared K/V pages and
+    training, over MPI staged through pinned host buffers (--comm mpi, what ranks sharing one GPU take),
+    equal one rank's plain step."""
+    for n in (2, 4):
+        r = run(mpirun(n) + [exe, "comm-check", "--staged"], timeout=120)
+        check("comm-check --staged -np %d: every collective staged through host buffers, and of its split halves"
+              % n, r.returncode == 0 and "0 failed" in r.stdout, (r.stdout + r.stderr)[-400:])
+    toks = os.path.join(d, "dev.npy")
+    np.save(toks, np.random.default_rng(0).integers(0, 97, size=(2, 38)).astype(np.int32))  # T = 37
+    staged = ["--device", "cpu-staged"]
+    for name, nh, nkv in (("gqa", 4, 2), ("mqa", 4, 1)):
+        m = model(exe, d, "dev" + name, nh, nkv)
+        ref = os.path.join(d, "dev1.safetensors")
+        r1 = run([exe, "grad", "--model", m, "--tokens", toks, "--out", ref, "--device", "cpu"])
+        if r1.returncode:
+            check("one rank %s" % name, False, r1.stderr[-300:])
+            continue
+        l1 = json.loads(r1.stdout.strip().splitlines()[-1])["loss"]
+        runs = [(k, n, z) for k in ("ulysses", "upipe", "ring", "zigzag") for n in (2, 4) for z in ([], ["--zero", "3"])]
+        runs += [("hybrid", 4, ["--cp-ulysses", "2"]), ("hybrid", 4, ["--cp-ulysses", "2", "--zero", "3"]),
+                 ("zigzag", 4, ["--dp", "2", "--zero", "2"])]
+        if name == "gqa":
+            runs += [("ring", 2, ["--recompute", "none", "--offload", "host", "--mlp-tiles", "3"])]
+        for kind, n, extra in runs:
+            out = os.path.join(d, "dev%d.safetensors" % n)
+            r = run(mpirun(n) + [exe, "grad", "--model", m, "--tokens", toks, "--out", out, "--cp-kind", kind]
+                    + staged + extra)
+            what = "cpu-staged %s -np %d %s %s" % (kind, n, name, " ".join(extra))
+            if r.returncode:
+                check(what, False, r.stderr[-300:])
+                continue
+            j = json.loads(r.stdout.strip().splitlines()[-1])
+            ok, detail = grads_close(ref, out)
+            check(what + ": loss and every gradient equal one rank's (comm mpi-staged)",
+                  ok and abs(j["loss"] - l1) <= 1e-5 * abs(l1) and j.get("comm") == "mpi-staged",
+                  detail + " loss %r vs %r, comm %r" % (j["loss"], l1, j.get("comm")))
+    # chunks across more ranks than KV heads: the shared pages' gathers and reduce-scatters on device buffers
+    toks1 = os.path.join(d, "dev37.npy")
+    np.save(toks1, np.random.default_rng(4).integers(0, 97, size=(1, 38)).astype(np.int32))
+    m = os.path.join(d, "devmqa")
+    for off in ("none", "host"):
+        flags = ["--chunk-mode", "seco", "--chunk-size", "8", "--offload", off]
+        ref = os.path.join(d, "devc1.safetensors")
+        r1 = run([exe, "grad", "--model", m, "--tokens", toks1, "--out", ref, "--device", "cpu"] + flags)
+        out = os.path.join(d, "devc4.safetensors")
+        r = run(mpirun(4) + [exe, "grad", "--model", m, "--tokens", toks1, "--out", out, "--cp-kind", "ulysses"]
+                + staged + flags)
+        what = "cpu-staged ulysses -np 4 mqa, SeCO, K/V pages shared, offload %s" % off
+        if r.returncode or r1.returncode:
+            check(what, False, (r1.stderr + r.stderr)[-300:])
+            continue
+        ok, detail = grads_close(ref, out)
+        check(what + ": every gradient equals one rank's", ok, detail)
+    r = run(mpirun(2) + [exe, "grad", "--model", m, "--tokens", toks, "--comm", "nccl"] + staged)
+    check("--comm nccl without a GPU is refused saying so", r.returncode != 0 and "needs --device cuda" in r.stderr,
+          r.stderr[-300:])
+    # training: the same losses as the CPU ranks
+    tokens = os.path.join(d, "devtrain.npy")
+    np.save(tokens, np.random.default_rng(0).integers(0, 64, size=20000).astype(np.int32))
+    got = {}
+    for key, dev, extra in (("cpu", "cpu", ""), ("staged", "cpu-staged", ""),
+                            ("staged-zero3", "cpu-staged", "zero: 3\n")):
+        out = os.path.join(d, "devtrain-" + key)
+        cfg = train_cli.write_config(d, out, 3, tokens, "cp_kind: zigzag\ndevice: %s\n%s" % (dev, extra))
+        r = run(mpirun(2) + [exe, "train", cfg, "data.eos_id=5"])
+        got[key] = [l for _, l in train_cli.losses(out)] if r.returncode == 0 else r.stderr[-300:]
+    for key in ("staged", "staged-zero3"):
+        ok = isinstance(got[key], list) and len(got[key]) == 3 and all(
+            abs(a - b) <= 1e-6 * abs(b) for a, b in zip(got[key], got["cpu"]))
+        check("train 3 steps, zigzag -np 2, %s: the losses on CPU ranks" % key, ok, "%r vs %r" % (got[key], got["cpu"]))
+
+
 def test_zero_memory(exe, d):
     """ZeRO-2 keeps a part of the gradients plus one block's whole ones, ZeRO-3 the same of the weights;
     with tied embeddings the head gathers the embedding's unit."""
@@ -401,6 +475,7 @@ def main():
         groups = [("comm", lambda: test_comm(args.longctx)), ("grads", lambda: test_grads(args.longctx, d)),
                   ("zero_memory", lambda: test_zero_memory(args.longctx, d)),
                   ("chunks", lambda: test_chunks(args.longctx, d)),
+                  ("device_buffers", lambda: test_device_buffers(args.longctx, d)),
                   ("training", lambda: test_training(args.longctx, d)),
                   ("sharded_checkpoints", lambda: test_sharded_checkpoints(args.longctx, d)),
                   ("failures", lambda: test_failures(args.longctx, d))]

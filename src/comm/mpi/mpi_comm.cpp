@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdio>
+#include <utility>
 #include <vector>
 
 #include "comm/comm.h"
@@ -147,5 +148,25 @@ class MpiComm : public Comm {
 }  // namespace
 
 std::unique_ptr<Comm> make_mpi_comm() { return std::make_unique<MpiComm>(); }
+
+namespace {
+std::pair<int, int> node_place() {  // (this node's ranks, this rank among them), asked once MPI runs
+  static std::pair<int, int> place{0, 0};
+  if (place.first > 0) return place;
+  int init = 0, fin = 0;
+  MPI_Initialized(&init);
+  MPI_Finalized(&fin);
+  if (!init || fin) return {1, 0};  // not started by mpirun (or over): a node of one
+  MPI_Comm node;
+  ok(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node), "comm_split_type");
+  MPI_Comm_size(node, &place.first);
+  MPI_Comm_rank(node, &place.second);
+  MPI_Comm_free(&node);
+  return place;
+}
+}  // namespace
+
+int node_ranks() { return node_place().first; }
+int node_rank() { return node_place().second; }
 
 }  // namespace longctx

@@ -31,6 +31,13 @@ void cuda_ok(cudaError_t e, const char* what) {
 }
 }  // namespace
 
+void cuda_select_device(int index) {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess || n <= 0) FAIL("no CUDA device to select");
+  const cudaError_t e = cudaSetDevice(index % n);
+  if (e != cudaSuccess) FAIL("cudaSetDevice(", index % n, ") failed: ", cudaGetErrorString(e));
+}
+
 void* cuda_malloc(size_t bytes) {
   void* p = nullptr;
   cuda_ok(cudaMalloc(&p, bytes), "malloc");

@@ -17,6 +17,9 @@ struct CudaDeviceInfo {
 bool cuda_built();
 // Devices the runtime sees; empty with a reason in *why_none otherwise.
 std::vector<CudaDeviceInfo> cuda_devices(std::string* why_none);
+// The GPU this process computes on: device `index` modulo the devices there are (ranks of a node take
+// one each). Call before anything is allocated on it.
+void cuda_select_device(int index);
 // Device memory for code that feeds device-buffer paths (NcclComm's checks);
 // they throw when the backend is not built or the runtime fails.
 void* cuda_malloc(size_t bytes);

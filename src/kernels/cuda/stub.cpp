@@ -18,6 +18,7 @@ std::vector<CudaDeviceInfo> cuda_devices(std::string* why_none) {
   if (why_none) *why_none = "CUDA backend not built (no nvcc at configure time)";
   return {};
 }
+void cuda_select_device(int) { not_built("cuda_select_device"); }
 void* cuda_malloc(size_t) { not_built("cuda_malloc"); }
 void cuda_free(void*) {}
 void cuda_to_device(void*, const void*, size_t) { not_built("cuda_to_device"); }
