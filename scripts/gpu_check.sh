@@ -54,6 +54,7 @@ PART_TABLE=(
   "ops         1  part_ops          every CUDA op against the CPU backend (gtest Backend*)"
   "grad        1  part_grad         scripts/gpu_parts/grad.sh"
   "nccl        1  part_nccl         mpirun -np 1 longctx comm-check --nccl"
+  "ranks       1  part_ranks        scripts/gpu_parts/ranks.sh (ranks sharing the GPU: every CP kind)"
   "attn-bench  1  part_attn_bench   scripts/gpu_parts/attn_bench.sh"
   "step-bench  1  part_step_bench   scripts/gpu_parts/step_bench.sh (1B step vs Hugging Face)"
   "report      0  part_report       \$OUT/step.json for docs/gpu/ from the parts' results"
@@ -486,6 +487,7 @@ run_helper() {
 }
 
 part_grad() { run_helper grad.sh; }
+part_ranks() { run_helper ranks.sh; }
 part_attn_bench() { run_helper attn_bench.sh; }
 part_step_bench() { run_helper step_bench.sh; }
 # docs/gpu/step.json's shape, from what the parts before it wrote (LCX_COMMIT: the commit, given by the
