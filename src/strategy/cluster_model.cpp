@@ -96,6 +96,23 @@ double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind
       }
       kv_floats = 2 * (S - 1.0) / S * page * (first + all * ch.backward_share * (3 + R));
     }
+  } else if (ch.chunks > 0) {  // ring with chunks: every chunk's and earlier page's K/V gathered from slices
+    const int64_t k = ch.chunks, Tc = T / k;
+    const double page = double(B) * double(Tc) * Ckv, part = (double(P) - 1) / double(P) * page;
+    double reads = 0, first_reads = 0;  // earlier pages each block's chunks read (within its window)
+    for (int64_t l = 0; l < c.num_hidden_layers; l++) {
+      const int64_t w = c.window(l), reach = w > 0 ? (w + Tc - 2) / Tc : k;
+      double n = 0;
+      for (int64_t j = 0; j < k; j++) n += double(std::min(j, reach));
+      reads += n;
+      if (ch.first == 2 || (ch.first == 1 && l + 1 < c.num_hidden_layers)) first_reads += n;
+    }
+    // the chunk's own K/V: gathered in the first pass (SeCO's last block only stores its slice) and in each
+    // rerun's forward, recompute and backward, whose gradients are reduce-scattered; pages the same way
+    const double first_blocks = ch.first == 1 ? L - 1 : ch.first == 2 ? L : 0;
+    kv_floats = 2 * part *
+                (double(k) * (first_blocks + ch.backward_share * L * (3 + R)) + first_reads +
+                 reads * ch.backward_share * (3 + R));
   } else {
     floats = 2 * double(B) * Tl * Ckv * ((1 + R) * (P - 1) + (P - 1) + P);
   }
@@ -135,11 +152,13 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
   const bool a2a = kind == CpKind::ulysses || kind == CpKind::upipe;
   CHECK(!a2a || c.num_attention_heads % P == 0, "cp-kind ", cp_kind_name(kind), ": ", c.num_attention_heads,
         " query heads do not divide over ", P, " ranks");
-  // chunks across ranks (ChunkedStep): each rank runs a 1/P slice of every chunk, Ulysses gives it the
-  // whole chunk for NH/P heads, and it keeps the K/V cache of those heads for the whole sequence
+  // chunks across ranks (ChunkedStep): each rank runs a 1/P slice of every chunk; Ulysses gives it the
+  // whole chunk for NH/P heads and it keeps the K/V cache of those heads for the whole sequence; ring
+  // gathers the chunk's K/V for all heads and it keeps its token slice of every page
   const bool chunked = plan.chunked() && P > 1;
-  CHECK(!chunked || kind == CpKind::ulysses,
-        "plan: chunk modes run across ranks with cp-kind ulysses only, not ", cp_kind_name(kind));
+  CHECK(!chunked || kind == CpKind::ulysses || kind == CpKind::ring,
+        "plan: chunk modes run across ranks with cp-kind ulysses or ring, not ", cp_kind_name(kind));
+  const bool slices = chunked && kind == CpKind::ring;
   const Plan rp = chunked ? resolve_plan(plan, c, B, T) : plan;
   CHECK(!chunked || rp.chunk_size % P == 0, "plan: chunk size ", rp.chunk_size, " does not divide over ", P,
         " ranks of context parallelism");
@@ -151,10 +170,12 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
     slice.chunk_size = Tl;
     m = predict_memory(c, slice, B, T, why);  // the block rows of a slice
     LlamaConfig hc = c;
-    hc.num_attention_heads = c.num_attention_heads / P;
-    hc.num_key_value_heads = UlyssesAttention::kv_heads_per_rank(c, P);
-    Plan shared = rp;  // the ranks that receive the same KV heads share their pages
-    shared.kv_share = UlyssesAttention::kv_sharing_ranks(c, P);
+    if (!slices) {
+      hc.num_attention_heads = c.num_attention_heads / P;
+      hc.num_key_value_heads = UlyssesAttention::kv_heads_per_rank(c, P);
+    }
+    Plan shared = rp;  // the ranks that receive the same KV heads share their pages (ring: all, by tokens)
+    shared.kv_share = slices ? P : UlyssesAttention::kv_sharing_ranks(c, P);
     // the K/V cache's dtype is the engine's: bf16 with the GPU's bf16 math (kv_dtype auto), its gradients
     // fp32 unless the plan says bf16 (counted below as they are, not scaled with the activations)
     if (cl.act_bytes == 2) shared.bf16_attention = true;
@@ -178,7 +199,9 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
       m.tag[size_t(t)][size_t(g)] = int64_t(double(m.tag[size_t(t)][size_t(g)]) * s);
     }
   if (P > 1) {
-    m.tag[dev][size_t(Tag::comm)] += int64_t(double(runner_floats(c, B, Tl, kind, P, U)) * 4 * s);
+    // (ring with chunks: the whole chunk's K/V and their gradients, fp32)
+    m.tag[dev][size_t(Tag::comm)] += slices ? 4 * B * rp.chunk_size * c.kv_dim() * 4
+                                            : int64_t(double(runner_floats(c, B, Tl, kind, P, U)) * 4 * s);
     if (why == Purpose::grad)
       m.tag[size_t(Tier::host)][size_t(Tag::data)] += 2 * B * (T - Tl) * 4;  // every rank reads all
   }
@@ -213,8 +236,8 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
   if (chunked) local.gemm_flops /= P, local.copy_s /= P;  // 1/P of every chunk's rows
   const double full_attn = 4.0 * double(B) * double(c.num_attention_heads) * double(c.head_dim) * double(T) *
                            (double(T) + 1) / 2 * double(c.num_hidden_layers);
-  const int Rg = P / U;  // ring length (hybrid: across groups)
-  const double share = P == 1                   ? 1.0
+  const int Rg = P / U;                                    // ring length (hybrid: across groups)
+  const double share = P == 1 || slices         ? 1.0 / P  // (chunks: only a chunk's own page is causal)
                        : kind == CpKind::ring   ? double(2 * P - 1) / double(P) / double(P)
                        : kind == CpKind::hybrid ? double(2 * Rg - 1) / double(Rg) / double(Rg) / U
                                                 : 1.0 / P;
@@ -255,8 +278,10 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
     out.step_s = std::max(out.compute_s, (attn_bytes - a2a_bytes) / bw) + a2a_bytes / (cl.intra_gbps * 1e9) +
                  zero_bytes / bw + local.copy_s;
   } else {
-    out.step_s = (a2a ? out.compute_s + attn_bytes / bw : std::max(out.compute_s, attn_bytes / bw)) +
-                 zero_bytes / bw + local.copy_s;
+    // (ring with chunks: the gathers wait, as the all-to-alls do)
+    out.step_s =
+        (a2a || slices ? out.compute_s + attn_bytes / bw : std::max(out.compute_s, attn_bytes / bw)) +
+        zero_bytes / bw + local.copy_s;
   }
   return out;
 }

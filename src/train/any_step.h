@@ -15,11 +15,18 @@ class AnyStep {
   AnyStep(const LlamaConfig& c, Memory& mem, int64_t B, int64_t T, const Plan& plan, Comm* comm = nullptr,
           CpKind kind = CpKind::ulysses, int ulysses_group = 1, int dp = 1) {
     const bool ranks = comm && comm->size() > 1;
-    if (ranks && plan.chunked()) {  // chunks across ranks: Ulysses on each chunk, the K/V cache head-sharded
-      CHECK(kind == CpKind::ulysses && dp == 1, "plan: --chunk-mode ", chunk_mode_name(plan.chunk_mode),
-            " runs across ranks with --cp-kind ulysses and no --dp (", cp_kind_name(kind),
-            dp > 1 ? " with --dp" : "", " is not combined with chunks)");
-      chunked_ = std::make_unique<ChunkedStep>(c, mem, T, plan, comm);
+    if (ranks && plan.chunked()) {
+      // chunks across ranks: Ulysses on each chunk, the K/V cache head-sharded; or ring, the cache in
+      // token slices. Zigzag balances causal work that chunks already balance (only a chunk's own page is
+      // causal); hybrid and --dp are not combined with chunks.
+      CHECK((kind == CpKind::ulysses || kind == CpKind::ring) && dp == 1, "plan: --chunk-mode ",
+            chunk_mode_name(plan.chunk_mode),
+            " runs across ranks with --cp-kind ulysses or ring and no --dp (", cp_kind_name(kind),
+            dp > 1 ? " with --dp" : "", " is not combined with chunks",
+            kind == CpKind::zigzag ? "; with chunks only each chunk's own page is causal, so ring is balanced"
+                                   : "",
+            ")");
+      chunked_ = std::make_unique<ChunkedStep>(c, mem, T, plan, comm, kind == CpKind::ring);
       comm_ = comm;
     } else if (ranks) {
       cp_ = std::make_unique<CpStep>(c, mem, *comm, B, T, plan, kind, ulysses_group, dp);

@@ -30,7 +30,56 @@ uint64_t mix64(uint64_t z) {
 
 }  // namespace
 
-ChunkedStep::ChunkedStep(const LlamaConfig& c, Memory& mem, int64_t T, const Plan& plan, Comm* cp)
+// Ring kinds with chunks: every rank runs its slice of each chunk's tokens with all heads. The chunk's whole
+// K/V is gathered from the ranks' slices (NCCL runs an all-gather as a ring) for the inner KvPages, which
+// keeps only this rank's slice of every page and gathers earlier pages the same way; the whole chunk's K/V
+// gradients are reduce-scattered back, each rank keeping its slice's.
+class SliceGather : public AttentionRunner {
+ public:
+  SliceGather(const LlamaConfig& c, Comm& comm, Memory& mem, int64_t Tc, KvPages& inner)
+      : comm_(comm), inner_(inner), Tl_(Tc / comm.size()), n_(Tc * c.kv_dim()) {
+    for (Buffer* b : {&k_, &v_, &dk_, &dv_}) *b = Buffer(mem, Tier::device, Tag::comm, {Tc, c.kv_dim()});
+  }
+  void forward(int64_t l, const BlockActs& a, Context& ctx) override {
+    inner_.forward(l, whole(a, true, ctx), ctx);
+  }
+  void store_kv(int64_t l, const BlockActs& a, Context& ctx) override {  // only this rank's slice is stored
+    inner_.store_kv(l, whole(a, false, ctx), ctx);
+  }
+  void backward(int64_t l, const BlockActs& a, const BlockGrads& g, Context& ctx) override {
+    BlockGrads h = g;
+    h.dk = dk_.t(), h.dv = dv_.t();
+    inner_.backward(l, whole(a, true, ctx), h, ctx);
+    for (auto [from, to] : {std::pair{dk_.t(), g.dk}, std::pair{dv_.t(), g.dv}}) {
+      comm_.reduce_scatter_sum(from.f32(), n_);  // every rank's queries sent gradients to every slice
+      copy_tensor(to, mine(from).view(to.shape), ctx);
+    }
+    bytes_sent_ += 2 * (comm_.size() - 1) * (n_ / comm_.size()) * 4;
+  }
+  int64_t bytes_sent() const { return bytes_sent_; }
+
+ private:
+  Tensor mine(const Tensor& t) const { return t.slice0(Tl_ * comm_.rank(), Tl_); }
+  // a with K and V of the whole chunk (gathered from every rank when `gather`)
+  BlockActs whole(const BlockActs& a, bool gather, Context& ctx) {
+    BlockActs h = a;
+    for (auto [from, to] : {std::pair{a.k, &k_}, std::pair{a.v, &v_}}) {
+      copy_tensor(mine(to->t()), from.view(mine(to->t()).shape), ctx);
+      if (gather) comm_.all_gather_parts(to->f32(), n_);
+    }
+    if (gather) bytes_sent_ += 2 * (comm_.size() - 1) * (n_ / comm_.size()) * 4;
+    h.k = k_.t(), h.v = v_.t();
+    return h;
+  }
+  Comm& comm_;
+  KvPages& inner_;
+  int64_t Tl_, n_;
+  Buffer k_, v_, dk_, dv_;  // (Tc, Ckv): the whole chunk's K/V and their gradients
+  int64_t bytes_sent_ = 0;
+};
+
+ChunkedStep::ChunkedStep(const LlamaConfig& c, Memory& mem, int64_t T, const Plan& plan, Comm* cp,
+                         bool token_slices)
     : c_(c), lay_(step_layout(c, plan, 1, T)) {
   CHECK(lay_.plan.chunked(), "[chunked_step] needs chunk-mode seco or spaco");
   k_ = (T + lay_.Tc - 1) / lay_.Tc;
@@ -44,6 +93,16 @@ ChunkedStep::ChunkedStep(const LlamaConfig& c, Memory& mem, int64_t T, const Pla
   CHECK(lay_.Tc % P_ == 0, "plan: chunk size ", lay_.Tc, " does not divide over ", P_,
         " ranks of context parallelism (each runs an equal slice of every chunk); use a multiple of ", P_);
   Tl_ = lay_.Tc / P_;
+  Plan local = lay_.plan;  // the block rows of this rank's slice
+  local.chunk_size = Tl_;
+  if (token_slices) {  // ring: all heads of this rank's tokens; the cache keeps its slice of every page
+    kv_ = std::make_unique<KvPages>(c, lay_, k_, mem, cp, true);
+    auto g = std::make_unique<SliceGather>(c, *cp, mem, lay_.Tc, *kv_);
+    slices_ = g.get();
+    runner_ = std::move(g);
+    step_ = std::make_unique<GradStep>(c, mem, step_layout(c, local, 1, T), runner_.get());
+    return;
+  }
   ulysses_ = std::make_unique<UlyssesAttention>(c, *cp, mem, 1, Tl_);
   LlamaConfig hc = c;  // the cache holds this rank's heads of whole chunks
   hc.num_attention_heads = ulysses_->group_heads(), hc.num_key_value_heads = ulysses_->group_kv_heads();
@@ -55,12 +114,11 @@ ChunkedStep::ChunkedStep(const LlamaConfig& c, Memory& mem, int64_t T, const Pla
   }
   kv_ = std::make_unique<KvPages>(hc, lay_, k_, mem, share_.get());
   ulysses_->set_inner(kv_.get());
-  Plan local = lay_.plan;  // the block rows of this rank's slice
-  local.chunk_size = Tl_;
   step_ = std::make_unique<GradStep>(c, mem, step_layout(c, local, 1, T), ulysses_.get());
 }
 
 int64_t ChunkedStep::cp_bytes_sent() const {
+  if (slices_) return slices_->bytes_sent() + kv_->bytes_sent();
   return ulysses_ ? ulysses_->bytes_sent() + kv_->bytes_sent() : 0;
 }
 int64_t ChunkedStep::kv_pages_read() const { return kv_->pages_read(); }

@@ -12,6 +12,10 @@
 // those heads stays on it; so activations and cache are 1/P of one rank's. With
 // more ranks than KV heads, the ranks that receive the same KV heads each keep
 // a part of every page of their cache (KvPages' shared heads).
+// Ring kinds (token_slices): every rank runs its slice of each chunk with all
+// heads and keeps that slice of every page; a chunk's and each earlier page's
+// K/V are gathered from the ranks' slices before attention reads them, their
+// gradients reduce-scattered back (any rank count that divides the chunk).
 #pragma once
 #include <memory>
 #include <vector>
@@ -23,11 +27,14 @@ namespace longctx {
 
 class KvPages;
 class UlyssesAttention;
+class SliceGather;
 
 class ChunkedStep {
  public:
-  // cp: the ranks of context parallelism (null or one rank: none).
-  ChunkedStep(const LlamaConfig& c, Memory& mem, int64_t T, const Plan& plan, Comm* cp = nullptr);
+  // cp: the ranks of context parallelism (null or one rank: none); token_slices: the ring kinds' layout
+  // (all heads, the cache in token slices) instead of Ulysses'.
+  ChunkedStep(const LlamaConfig& c, Memory& mem, int64_t T, const Plan& plan, Comm* cp = nullptr,
+              bool token_slices = false);
   ~ChunkedStep();
   const StepLayout& layout() const { return lay_; }
   // As GradStep::run: a batch's rows go one after another through the same
@@ -70,6 +77,8 @@ class ChunkedStep {
   std::unique_ptr<Comm> share_;  // the ranks that share this rank's KV heads' cache (null: none)
   std::unique_ptr<KvPages> kv_;
   std::unique_ptr<UlyssesAttention> ulysses_;
+  std::unique_ptr<AttentionRunner> runner_;  // ring kinds: the SliceGather below
+  SliceGather* slices_ = nullptr;
   std::unique_ptr<GradStep> step_;
   std::vector<int32_t> pos_, doc_;  // (T) the whole sequence's positions and document ids
   std::vector<int32_t> chunk_tok_, chunk_lab_, chunk_pos_, chunk_doc_;  // (Tc) the chunk being run

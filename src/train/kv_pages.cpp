@@ -18,7 +18,8 @@ void add_into_host_bf16(uint16_t* d, const float* s, int64_t n, float scale) {
 }
 }  // namespace
 
-KvPages::KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& mem, Comm* share)
+KvPages::KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& mem, Comm* share,
+                 bool token_slices)
     : c_(c),
       mem_(mem),
       Tc_(s.Tc),
@@ -33,6 +34,11 @@ KvPages::KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& m
       gpu_(!mem.host_accessible(Tier::device)) {
   const int64_t Ckv = c.kv_dim(), Cq = c.q_dim(), NH = c.num_attention_heads, Tp = k * Tc_,
                 L = c.num_hidden_layers;
+  CHECK(!token_slices || (share_ && Tc_ % share_->size() == 0), "[kv_pages] token slices need ranks that ",
+        "divide the chunk of ", Tc_);
+  // token slices: this rank's queries are its slice of each chunk, and its part of a page is that slice's K/V
+  Tq_ = token_slices ? Tc_ / share_->size() : Tc_;
+  q_off_ = token_slices ? Tq_ * share_->rank() : 0;
   part_ = share_ ? part_elems(page_elems_, share_->size()) : page_elems_;
   part_off_ = share_ ? std::min(page_elems_, part_ * share_->rank()) : 0;
   part_len_ = std::min(part_, page_elems_ - part_off_);
@@ -80,9 +86,9 @@ KvPages::KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& m
     graw_ = Buffer(mem, dev, Tag::kv_grad, {part_}, DType::BF16);
     gwide_ = Buffer(mem, dev, Tag::kv_grad, {part_});
   }
-  out_p_ = Buffer(mem, dev, Tag::workspace, {Tc_, Cq});  // (Tc, NH, HS)
-  lse_p_ = Buffer(mem, dev, Tag::workspace, {NH, Tc_});
-  dq_p_ = Buffer(mem, dev, Tag::workspace, {Tc_, Cq});
+  out_p_ = Buffer(mem, dev, Tag::workspace, {Tq_, Cq});  // (Tq, NH, HS)
+  lse_p_ = Buffer(mem, dev, Tag::workspace, {NH, Tq_});
+  dq_p_ = Buffer(mem, dev, Tag::workspace, {Tq_, Cq});
   for (int i = 0; i < 2; i++) {
     dk_p_[i] = Buffer(mem, dev, Tag::workspace, {Tc_, Ckv});
     dv_p_[i] = Buffer(mem, dev, Tag::workspace, {Tc_, Ckv});
@@ -167,7 +173,7 @@ void KvPages::add_async(Store s, int64_t l, int64_t p, const Tensor& src, const 
 void KvPages::forward(int64_t l, const BlockActs& a, Context& ctx) {
   const int64_t NH = c_.num_attention_heads, NKV = c_.num_key_value_heads, HS = c_.head_dim;
   store_kv(l, a, ctx);  // this chunk's K/V, for the chunks after it
-  const Tensor q = a.q.view({1, Tc_, NH, HS}), out = a.att.view({1, Tc_, NH, HS});
+  const Tensor q = a.q.view({1, Tq_, NH, HS}), out = a.att.view({1, Tq_, NH, HS});
   attention_forward(out, a.lse, q, a.k.view({1, Tc_, NKV, HS}), a.v.view({1, Tc_, NKV, HS}), params(l, j_),
                     ctx);
   const int64_t lo = first_page(l);
@@ -175,9 +181,9 @@ void KvPages::forward(int64_t l, const BlockActs& a, Context& ctx) {
   for (int64_t p = j_ - 1; p >= lo; p--) {
     Tensor K, V;
     fetch(l, p, lo, K, V, ctx);
-    attention_forward(out_p_.t().view({1, Tc_, NH, HS}), lse_p_.t().view({1, NH, Tc_}), q, K, V, params(l, p),
+    attention_forward(out_p_.t().view({1, Tq_, NH, HS}), lse_p_.t().view({1, NH, Tq_}), q, K, V, params(l, p),
                       ctx);
-    attention_merge(out, a.lse, out_p_.t().view({1, Tc_, NH, HS}), lse_p_.t().view({1, NH, Tc_}), ctx);
+    attention_merge(out, a.lse, out_p_.t().view({1, Tq_, NH, HS}), lse_p_.t().view({1, NH, Tq_}), ctx);
   }
 }
 
@@ -188,8 +194,8 @@ void KvPages::store_kv(int64_t l, const BlockActs& a, Context& ctx) {
 
 void KvPages::backward(int64_t l, const BlockActs& a, const BlockGrads& g, Context& ctx) {
   const int64_t NH = c_.num_attention_heads, NKV = c_.num_key_value_heads, HS = c_.head_dim;
-  const Tensor q = a.q.view({1, Tc_, NH, HS}), out = a.att.view({1, Tc_, NH, HS});
-  const Tensor dout = g.datt.view({1, Tc_, NH, HS}), dq = g.dq.view({1, Tc_, NH, HS});
+  const Tensor q = a.q.view({1, Tq_, NH, HS}), out = a.att.view({1, Tq_, NH, HS});
+  const Tensor dout = g.datt.view({1, Tq_, NH, HS}), dq = g.dq.view({1, Tq_, NH, HS});
   attention_backward(dq, g.dk.view({1, Tc_, NKV, HS}), g.dv.view({1, Tc_, NKV, HS}), dout, q,
                      a.k.view({1, Tc_, NKV, HS}), a.v.view({1, Tc_, NKV, HS}), out, a.lse, params(l, j_),
                      ctx);
@@ -204,7 +210,7 @@ void KvPages::backward(int64_t l, const BlockActs& a, const BlockGrads& g, Conte
     const int s = int(p % 2);
     if (copier_) copier_->wait(sent_[s]);  // this slot's gradients from two pages ago have left
     const Tensor dk = dk_p_[s].t().view({1, Tc_, NKV, HS}), dv = dv_p_[s].t().view({1, Tc_, NKV, HS});
-    attention_backward(dq_p_.t().view({1, Tc_, NH, HS}), dk, dv, dout, q, K, V, out, a.lse, params(l, p),
+    attention_backward(dq_p_.t().view({1, Tq_, NH, HS}), dk, dv, dout, q, K, V, out, a.lse, params(l, p),
                        ctx);
     axpy_inplace(g.dq, 1.f, dq_p_.t().view(g.dq.shape), ctx);
     if (share_) {  // every rank's query heads sent gradients to the page: each keeps its part's sum
@@ -220,10 +226,11 @@ AttentionParams KvPages::params(int64_t l, int64_t p) const {
   AttentionParams a;
   // an earlier page is wholly in the past of every query of chunk j_: no causal mask (the same result)
   a.causal = p == j_;
-  a.q_offset = (j_ - p) * Tc_;  // chunk j_'s rows relative to page p's: what a sliding window measures
+  // chunk j_'s rows (this rank's slice of them) relative to page p's: what a sliding window measures
+  a.q_offset = (j_ - p) * Tc_ + q_off_;
   a.window = c_.window(l);
   if (masked_) {
-    a.q_doc = docs_.t().slice0(j_ * Tc_, Tc_).view({1, Tc_});
+    a.q_doc = docs_.t().slice0(j_ * Tc_ + q_off_, Tq_).view({1, Tq_});
     a.k_doc = docs_.t().slice0(p * Tc_, Tc_).view({1, Tc_});
   }
   return a;

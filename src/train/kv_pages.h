@@ -29,8 +29,12 @@ namespace longctx {
 
 class KvPages : public AttentionRunner {
  public:
-  // share: the ranks that hold the same KV heads (null or one rank: none)
-  KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& mem, Comm* share = nullptr);
+  // share: the ranks that hold the same KV heads (null or one rank: none).
+  // token_slices (ring kinds): the ranks of `share` each run a slice of every chunk's tokens with all heads:
+  // the blocks give this runner the rank's queries (Tc / P rows) and the whole chunk's K/V (gathered), and
+  // part r of a page is rank r's slice of it.
+  KvPages(const LlamaConfig& c, const StepLayout& s, int64_t k, Memory& mem, Comm* share = nullptr,
+          bool token_slices = false);
   ~KvPages() override;
   // Per-step state: the whole sequence's document ids (padding its own), and those of its real tokens.
   void set_docs(std::vector<int32_t>& d, const std::vector<int32_t>& real, Context& ctx);
@@ -75,7 +79,8 @@ class KvPages : public AttentionRunner {
   LlamaConfig c_;
   Memory& mem_;
   int64_t Tc_, k_, page_elems_;
-  Comm* share_ = nullptr;                           // ranks of the same KV heads (null: none)
+  int64_t Tq_ = 0, q_off_ = 0;  // query rows of a chunk this rank runs, and where they start in the chunk
+  Comm* share_ = nullptr;       // ranks of the same KV heads (null: none)
   int64_t part_ = 0, part_off_ = 0, part_len_ = 0;  // a stored page's elements; this rank's part of a page
   bool bf16_ = false, gbf16_ = false;               // K and V stores in bf16; their gradient stores in bf16
   int64_t elem_bytes(Store s) const { return (s == kK || s == kV ? bf16_ : gbf16_) ? 2 : 4; }

@@ -24,8 +24,12 @@ CONFIG = dict(architectures=["LlamaForCausalLM"], model_type="llama", vocab_size
               intermediate_size=256, num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2,
               max_position_embeddings=4096, rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False,
               initializer_range=0.05, torch_dtype="float32")
-RUNS = [(n, k, z) for n in (2, 4) for k in ("ulysses", "upipe", "ring", "zigzag") for z in (0, 3)]
-RUNS += [(4, "hybrid", 0), (4, "hybrid", 3)]
+SECO = ["--chunk-mode", "seco", "--chunk-size", "64"]
+RUNS = [(n, k, z, []) for n in (2, 4) for k in ("ulysses", "upipe", "ring", "zigzag") for z in (0, 3)]
+RUNS += [(4, "hybrid", 0, []), (4, "hybrid", 3, [])]
+# chunks across ranks (one sequence): Ulysses (the cache head-sharded) and ring (in token slices), pages on
+# the GPU and in host memory
+RUNS += [(4, k, 0, SECO + ["--offload", off]) for k in ("ulysses", "ring") for off in ("none", "host")]
 RESULTS = []
 
 
@@ -89,25 +93,30 @@ def main():
         sys.exit(1)
     toks = os.path.join(d, "t.npy")
     np.save(toks, np.random.default_rng(1).integers(0, 256, size=(2, 258)).astype(np.int32))  # T = 257
-    m, ref = os.path.join(d, "m"), os.path.join(d, "g1.safetensors")
-    r = run([exe, "grad", "--model", m, "--tokens", toks, "--out", ref] + dev)
-    if r.returncode:
-        check("one-rank step on %s" % args.device, False, r.stderr[-500:])
-        sys.exit(1)
-    for n, kind, zero in RUNS:
+    toks1 = os.path.join(d, "t1.npy")  # chunk modes take one sequence: 257 tokens, 5 chunks of 64
+    np.save(toks1, np.random.default_rng(2).integers(0, 256, size=(1, 258)).astype(np.int32))
+    m, ref, ref1 = os.path.join(d, "m"), os.path.join(d, "g1.safetensors"), os.path.join(d, "g1c.safetensors")
+    for t, g in ((toks, ref), (toks1, ref1)):
+        r = run([exe, "grad", "--model", m, "--tokens", t, "--out", g] + dev)
+        if r.returncode:
+            check("one-rank step on %s" % args.device, False, r.stderr[-500:])
+            sys.exit(1)
+    for n, kind, zero, flags in RUNS:
         out = os.path.join(d, "g%d.safetensors" % n)
-        extra = ["--zero", "3"] if zero else []
+        extra = (["--zero", "3"] if zero else []) + flags
         if kind == "hybrid":
             extra += ["--cp-ulysses", "2"]
-        r = run(mpi + ["-np", str(n), exe, "grad", "--model", m, "--tokens", toks, "--out", out, "--cp-kind", kind,
-                       "--comm", "mpi"] + dev + extra)
-        what = "%s -np %d zero %d, ranks sharing the %s through staged MPI" % (kind, n, zero, args.device)
+        r = run(mpi + ["-np", str(n), exe, "grad", "--model", m, "--tokens", toks1 if flags else toks, "--out", out,
+                       "--cp-kind", kind, "--comm", "mpi"] + dev + extra)
+        what = "%s -np %d zero %d %s, ranks sharing the %s through staged MPI" % (kind, n, zero, " ".join(flags),
+                                                                                 args.device)
         if r.returncode:
             check(what, False, r.stderr[-500:])
-            report["runs"].append({"ranks": n, "cp_kind": kind, "zero": zero, "max_rel": None})
+            report["runs"].append({"ranks": n, "cp_kind": kind, "zero": zero, "flags": " ".join(flags),
+                                   "max_rel": None})
             continue
-        rel = max_rel(out, ref)
-        report["runs"].append({"ranks": n, "cp_kind": kind, "zero": zero, "max_rel": rel})
+        rel = max_rel(out, ref1 if flags else ref)
+        report["runs"].append({"ranks": n, "cp_kind": kind, "zero": zero, "flags": " ".join(flags), "max_rel": rel})
         check("%s: every gradient equals one rank's (max rel %.2e, bound %.0e)" % (what, rel, RTOL), rel < RTOL)
     for n in (2, 4):
         r = run(mpi + ["-np", str(n), exe, "comm-check", "--staged"])

@@ -142,11 +142,11 @@ def test_chunks(exe, d):
             ref = os.path.join(d, "c1.safetensors")
             r1 = run([exe, "grad", "--model", m, "--tokens", toks, "--out", ref] + flags)
             l1 = json.loads(r1.stdout.strip().splitlines()[-1])["loss"] if r1.returncode == 0 else None
-            for n in (2, 4):
+            for n, kind in ((2, "ulysses"), (4, "ulysses"), (2, "ring"), (4, "ring")):
                 out = os.path.join(d, "c%d.safetensors" % n)
                 r = run(mpirun(n) + [exe, "grad", "--model", m, "--tokens", toks, "--out", out, "--cp-kind",
-                                     "ulysses"] + flags + extra)
-                what = "ulysses -np %d %s %s %s" % (n, name, " ".join(flags), " ".join(extra))
+                                     kind] + flags + extra)
+                what = "%s -np %d %s %s %s" % (kind, n, name, " ".join(flags), " ".join(extra))
                 if r.returncode or r1.returncode:
                     check(what, False, (r1.stderr + r.stderr)[-300:])
                     continue
@@ -167,15 +167,16 @@ def test_chunks(exe, d):
                 flags += ["--kv-dtype", "bf16"]
             tier = {"none": "device"}.get(off, off.split("-")[0])
             r1 = run([exe, "grad", "--model", m, "--tokens", toks, "--out", os.path.join(d, "s1.safetensors")] + flags)
-            for n in (2, 4):
-                if nkv % n == 0:
+            # ring: every rank keeps its token slice of every page, all heads, whatever the KV heads
+            for n, kind in ((2, "ulysses"), (4, "ulysses"), (2, "ring"), (4, "ring")):
+                if nkv % n == 0 and kind == "ulysses":
                     continue
                 out = os.path.join(d, "s%d.safetensors" % n)
                 r = run(mpirun(n) + [exe, "grad", "--model", m, "--tokens", toks, "--out", out, "--cp-kind",
-                                     "ulysses"] + flags)
-                pl = run([exe, "plan", "--model", m, "--seq-len", "37", "--ranks", str(n), "--cp-kind", "ulysses",
+                                     kind] + flags)
+                pl = run([exe, "plan", "--model", m, "--seq-len", "37", "--ranks", str(n), "--cp-kind", kind,
                           "--json"] + flags)
-                what = "ulysses -np %d %s, K/V pages shared, offload %s" % (n, name, off)
+                what = "%s -np %d %s, K/V pages shared, offload %s" % (kind, n, name, off)
                 if r.returncode or r1.returncode or pl.returncode:
                     check(what, False, (r1.stderr + r.stderr + pl.stderr)[-300:])
                     continue
@@ -190,8 +191,9 @@ def test_chunks(exe, d):
                 per = json.loads(r.stdout.strip().splitlines()[-1])["peak_bytes_per_rank"]
                 one = json.loads(r1.stdout.strip().splitlines()[-1])["peak_bytes"]["tags"][tier]
                 pred = json.loads(pl.stdout.strip().splitlines()[-1])["kinds"][0]["peak_bytes"]["tags"][tier]
-                sharing = n // nkv  # ranks per KV head (one query head per rank on 4, two on 2 for MQA)
-                heads = 1          # the KV head once on each rank (its query heads all in that head's group)
+                # ulysses: ranks per KV head (one query head per rank on 4, two on 2 for MQA), the KV head once
+                # on each rank (its query heads all in that head's group); ring: all heads, a 1/n token slice
+                sharing, heads = (n // nkv, 1) if kind == "ulysses" else (n, nkv)
                 for tag in ("kv_cache", "kv_grad"):
                     got = sorted(set(p["tags"][tier][tag] for p in per))
                     # the stores: one rank's whole cache of nkv heads / nkv heads / sharing;
@@ -201,10 +203,10 @@ def test_chunks(exe, d):
                     check("%s: %s per rank %s = plan --ranks %d's %d (one rank's %d)"
                           % (what, tag, got, n, pred[tag], one[tag]), ok)
     m = model(exe, d, "cref", 4, 2)
-    r = run(mpirun(2) + [exe, "grad", "--model", m, "--tokens", toks, "--cp-kind", "ring", "--chunk-mode", "seco",
+    r = run(mpirun(2) + [exe, "grad", "--model", m, "--tokens", toks, "--cp-kind", "zigzag", "--chunk-mode", "seco",
                          "--chunk-size", "8"])
-    check("chunks with ring CP are refused saying so", r.returncode != 0 and "--cp-kind ulysses" in r.stderr,
-          r.stderr[-300:])
+    check("chunks with zigzag CP are refused saying why (ring is balanced with chunks)",
+          r.returncode != 0 and "--cp-kind ulysses or ring" in r.stderr and "balanced" in r.stderr, r.stderr[-300:])
     r = run(mpirun(4) + [exe, "grad", "--model", m, "--tokens", toks, "--chunk-mode", "seco", "--chunk-size", "6"])
     check("a chunk size that does not divide over the ranks is refused saying so",
           r.returncode != 0 and "does not divide over 4 ranks" in r.stderr, r.stderr[-300:])
@@ -252,14 +254,14 @@ def test_device_buffers(exe, d):
     toks1 = os.path.join(d, "dev37.npy")
     np.save(toks1, np.random.default_rng(4).integers(0, 97, size=(1, 38)).astype(np.int32))
     m = os.path.join(d, "devmqa")
-    for off in ("none", "host"):
+    for off, kind in (("none", "ulysses"), ("host", "ulysses"), ("none", "ring"), ("disk", "ring")):
         flags = ["--chunk-mode", "seco", "--chunk-size", "8", "--offload", off]
         ref = os.path.join(d, "devc1.safetensors")
         r1 = run([exe, "grad", "--model", m, "--tokens", toks1, "--out", ref, "--device", "cpu"] + flags)
         out = os.path.join(d, "devc4.safetensors")
-        r = run(mpirun(4) + [exe, "grad", "--model", m, "--tokens", toks1, "--out", out, "--cp-kind", "ulysses"]
+        r = run(mpirun(4) + [exe, "grad", "--model", m, "--tokens", toks1, "--out", out, "--cp-kind", kind]
                 + staged + flags)
-        what = "cpu-staged ulysses -np 4 mqa, SeCO, K/V pages shared, offload %s" % off
+        what = "cpu-staged %s -np 4 mqa, SeCO, K/V pages shared, offload %s" % (kind, off)
         if r.returncode or r1.returncode:
             check(what, False, (r1.stderr + r.stderr)[-300:])
             continue
