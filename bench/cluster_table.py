@@ -21,7 +21,8 @@ PUBLISHED = {8: "3.7M (ALST), 5M (UPipe)", 32: "15M (ALST)", 64: "-"}
 PLANS = [["--recompute", r, "--offload", o, "--mlp-tiles", m]
          for r, o, m in itertools.product(("full", "selective"), ("none", "host"), ("1", "auto"))]
 # Chunk-wise training across ranks (ChunkedStep: Ulysses on each chunk, the K/V cache of this rank's heads for
-# the whole sequence paged on the offload tier; ranks that receive the same KV head share its pages)
+# the whole sequence paged on the offload tier, ranks that receive the same KV head sharing its pages; or ring,
+# each rank keeping its token slice of every page for all heads)
 CHUNK_PLANS = [["--chunk-mode", "seco", "--recompute", r, "--offload", o] + g
                for r, o, g in itertools.product(("full", "selective"), ("host", "none"),
                                                 ([], ["--kv-grad-dtype", "bf16"]))]
@@ -50,7 +51,7 @@ def main():
     for ranks in (8, 32, 64):
         for kind in ("ulysses", "upipe", "ring", "zigzag", "hybrid"):
             best = None
-            for flags in PLANS + (CHUNK_PLANS if kind == "ulysses" else []):
+            for flags in PLANS + (CHUNK_PLANS if kind in ("ulysses", "ring") else []):
                 k = plan(a, ranks, kind, flags)
                 if k and (best is None or k["longest_T"] > best[0]):
                     best = (k["longest_T"], flags)
@@ -69,9 +70,11 @@ def main():
              "(`src/strategy/cluster_model.cpp`), not measured: no cluster was available. For each GPU count and",
              "CP kind (hybrid: Ulysses inside each 8-GPU node, ring across nodes), every combination of recompute",
              "(full, selective), offload of saved block inputs (none, host) and MLP tiling (1, auto) was tried,",
-             "and with Ulysses also SeCO chunks (`--chunk-mode seco`, exact: the K/V cache of each rank's heads",
-             "for the whole sequence paged between the GPU and the offload tier, none or host; with more ranks",
-             "than KV heads the ranks that receive the same KV head keep a part of each page each; the cache in",
+             "and with Ulysses and ring also SeCO chunks (`--chunk-mode seco`, exact: Ulysses keeps the K/V cache",
+             "of each rank's heads for the whole sequence paged between the GPU and the offload tier, none or",
+             "host, and with more ranks than KV heads the ranks that receive the same KV head keep a part of each",
+             "page each; ring keeps each rank's token slice of every page for all heads, gathered from the",
+             "slices before attention reads it, so any rank count that divides the chunk works; the cache in",
              "bf16 as the engine keeps it with bf16 math, its gradients in fp32 or, with `--kv-grad-dtype bf16`,",
              "in bf16); the plan that fits the longest sequence is shown.", "",
              "Assumptions: 80 GB per GPU; 250 GB host memory per rank (2 TB per 8-GPU node); 300 GB/s per GPU",
@@ -79,8 +82,10 @@ def main():
              "AdamW moments (16 bytes per parameter) sharded by ZeRO-3 (each rank: its parts plus one whole",
              "unit, a block or the embedding or the head, as the engine runs it); 600 TFLOP/s achieved on",
              "matmuls and 400 TFLOP/s on flash attention. The bf16 CUDA kernels these assume are built in",
-             "longctx but have not run on a GPU yet, and ranks on GPUs are not built (the engine runs these",
-             "plans in fp32 across MPI ranks on CPUs, where ZeRO-3 and the chunked plans are tested).", "",
+             "longctx but have not run on a GPU yet, nor have ranks on GPUs (NCCL, or MPI staged through pinned",
+             "host memory): the engine runs these plans in fp32 across MPI ranks on CPUs, where ZeRO-3 and the",
+             "chunked plans are tested, also with device buffers host code may not touch (`--device cpu-staged`).",
+             "",
              "| GPUs | CP kind | longest T predicted | step time at that T | device / host per rank | plan | published |",
              "|---:|---|---:|---:|---|---|---|"]
     for ranks, kind, T, step, mem, flags in rows:
@@ -96,7 +101,12 @@ def main():
               "per K/V element with bf16 gradients, 12 with fp32 ones) and their step times from attention over every earlier",
               "page; the engine runs them across ranks on the CPU (tests/parallel/test_cp.py: every gradient",
               "equal to one rank's, each rank's cache as `plan --ranks` predicts it, on 2 and 4 ranks with",
-              "fewer KV heads than ranks).", ""]
+              "fewer KV heads than ranks, for Ulysses and ring).", "",
+              "Ring with chunks gathers every earlier page of the cache, all heads, from every rank for each",
+              "chunk: its traffic grows with the square of the chunk count and, uncovered by compute in the",
+              "model (the gathers wait), sets its step time, 3.4 times Ulysses' on 8 GPUs. It is there for rank",
+              "counts Ulysses cannot take: on 64 GPUs, where 32 query heads do not divide, it is the plan that",
+              "reaches furthest.", ""]
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         f.write("\n".join(lines))
