@@ -13,8 +13,12 @@
     device peak and bytes sent, next to one rank's SeCO peak and to the prediction.
 
     /usr/bin/python3 bench/bench_cp.py [--seq-len 4096] [--ranks 2,4] [--longctx build/bin/longctx]
+                                       [--device cpu|cpu-staged|cuda] [--comm auto|mpi|nccl] [--mpirun PATH]
 
-Ranks share this machine's cores (one OpenMP thread each), so step times are not the point here.
+Ranks share this machine's cores (one OpenMP thread each), so step times are not the point here. With
+--device cuda (scripts/gpu_check.sh part `cp-bench`) the ranks share the GPU through --comm mpi and run in
+fp32 (--dtype fp32), the precision `plan --ranks` predicts them in; cpu-staged runs the same device-buffer
+paths on the CPU.
 """
 import argparse
 import json
@@ -28,8 +32,12 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+MPIRUN = "mpirun"
+DEVICE = []  # --device (and --dtype, --comm) for every grad
+
+
 def mpirun(n):
-    cmd = ["mpirun", "--oversubscribe", "-x", "OMP_NUM_THREADS=1", "--mca", "mpi_yield_when_idle", "1", "-np", str(n)]
+    cmd = [MPIRUN, "--oversubscribe", "-x", "OMP_NUM_THREADS=1", "--mca", "mpi_yield_when_idle", "1", "-np", str(n)]
     if os.geteuid() == 0:
         cmd.insert(1, "--allow-run-as-root")
     return cmd
@@ -50,7 +58,7 @@ def fmt(n):
 
 def grad_ranks(a, P, model, toks, args):
     """`longctx grad` on P ranks: its JSON, or None (printed) when it failed."""
-    r = subprocess.run(mpirun(P) + [a.longctx, "grad", "--model", model, "--tokens", toks] + args,
+    r = subprocess.run(mpirun(P) + [a.longctx, "grad", "--model", model, "--tokens", toks] + DEVICE + args,
                        capture_output=True, text=True)
     if r.returncode:
         print(f"P={P} {' '.join(args)} FAILED: {r.stderr.strip()[-300:]}")
@@ -71,15 +79,23 @@ def main():
     ap.add_argument("--config", default=os.path.join(REPO, "configs", "bench-plan.json"))
     ap.add_argument("--seq-len", type=int, default=4096)
     ap.add_argument("--ranks", default="2,4")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--comm", default="auto")
+    ap.add_argument("--mpirun", default=os.environ.get("LCX_MPIRUN", "mpirun"))
     a = ap.parse_args()
+    global MPIRUN
+    MPIRUN = a.mpirun
+    DEVICE.extend(["--device", a.device, "--comm", a.comm] + (["--dtype", "fp32"] if a.device == "cuda" else []))
     failed = False
     with tempfile.TemporaryDirectory() as tmp:
         model, toks = os.path.join(tmp, "m"), os.path.join(tmp, "t.npy")
         subprocess.run([a.longctx, "init", "--config", a.config, "--out", model], check=True, capture_output=True)
         np.save(toks, np.random.default_rng(0).integers(0, 512, size=(1, a.seq_len + 1)).astype(np.int32))
-        one = last_json(subprocess.run([a.longctx, "grad", "--model", model, "--tokens", toks], check=True,
+        one = last_json(subprocess.run([a.longctx, "grad", "--model", model, "--tokens", toks] + DEVICE[:2] +
+                                       DEVICE[4:], check=True,
                                        capture_output=True, text=True).stdout)
         base = act_bytes(one["peak_bytes"])
+        print(f"device {a.device}, comm {a.comm}")
         print(f"model {a.config}, T = {a.seq_len}, plan {' '.join(f'{k}={v}' for k, v in one['plan'].items())}")
         print(f"one rank: activation peak {fmt(base)}\n")
         print(f"{'kind':8} {'P':>2} {'act peak/rank':>14} {'1/P of one rank':>16} {'ratio':>6}   "
@@ -105,14 +121,15 @@ def main():
 
 def chunk_table(a, model, toks):
     chunk = ["--chunk-mode", "seco", "--chunk-size", str(a.seq_len // 4)]
-    one = last_json(subprocess.run([a.longctx, "grad", "--model", model, "--tokens", toks] + chunk, check=True,
-                                   capture_output=True, text=True).stdout)
-    print(f"\nSeCO ({' '.join(chunk[1:])}) across ranks, cp-kind ulysses: device peak per rank "
-          f"(one rank's SeCO: {fmt(one['peak_bytes']['device'])})")
-    print(f"{'P':>2} {'device/rank':>12} {'predicted':>11} {'sent/rank/step':>15} {'formula':>15} {'match':>6}")
+    one = last_json(subprocess.run([a.longctx, "grad", "--model", model, "--tokens", toks] + DEVICE[:2] +
+                                   DEVICE[4:] + chunk, check=True, capture_output=True, text=True).stdout)
+    print(f"\nSeCO ({' '.join(chunk[1:])}) across ranks (ulysses: the cache head-sharded; ring: in token "
+          f"slices, pages gathered): device peak per rank (one rank's SeCO: {fmt(one['peak_bytes']['device'])})")
+    print(f"{'kind':8} {'P':>2} {'device/rank':>12} {'predicted':>11} {'sent/rank/step':>15} {'formula':>15} "
+          f"{'match':>6}")
     failed = False
-    for P in [int(x) for x in a.ranks.split(",")]:
-        args = ["--cp-kind", "ulysses"] + chunk
+    for kind, P in [(k, int(x)) for k in ("ulysses", "ring") for x in a.ranks.split(",")]:
+        args = ["--cp-kind", kind] + chunk
         j = grad_ranks(a, P, model, toks, args)
         if j is None:
             failed = True
@@ -120,7 +137,7 @@ def chunk_table(a, model, toks):
         dev = max(p["device"] for p in j["peak_bytes_per_rank"])
         sent = j["cp_attention_bytes_sent_per_step"]
         k = predicted(a, P, model, args)
-        print(f"{P:>2} {fmt(dev):>12} {fmt(k['peak_bytes']['device']):>11} {fmt(sent):>15} "
+        print(f"{kind:8} {P:>2} {fmt(dev):>12} {fmt(k['peak_bytes']['device']):>11} {fmt(sent):>15} "
               f"{fmt(k['attention_bytes']):>15} {'yes' if abs(sent - k['attention_bytes']) <= 1e-6 * sent else 'NO':>6}")
     return failed
 

@@ -57,6 +57,7 @@ PART_TABLE=(
   "ranks       1  part_ranks        scripts/gpu_parts/ranks.sh (ranks sharing the GPU: every CP kind)"
   "attn-bench  1  part_attn_bench   scripts/gpu_parts/attn_bench.sh"
   "step-bench  1  part_step_bench   scripts/gpu_parts/step_bench.sh (1B step vs Hugging Face)"
+  "cp-bench    1  part_cp_bench     scripts/gpu_parts/cp_bench.sh (CP bytes and per-rank memory vs plan)"
   "report      0  part_report       \$OUT/step.json for docs/gpu/ from the parts' results"
   "memcheck    1  part_memcheck     compute-sanitizer memcheck over the op harness"
   "cpu-tests   1  part_cpu_tests    ctest -E 'py\\.' (every test but the Python ones)"
@@ -488,6 +489,7 @@ run_helper() {
 
 part_grad() { run_helper grad.sh; }
 part_ranks() { run_helper ranks.sh; }
+part_cp_bench() { run_helper cp_bench.sh; }
 part_attn_bench() { run_helper attn_bench.sh; }
 part_step_bench() { run_helper step_bench.sh; }
 # docs/gpu/step.json's shape, from what the parts before it wrote (LCX_COMMIT: the commit, given by the
