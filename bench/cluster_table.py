@@ -51,7 +51,7 @@ def main():
     for ranks in (8, 32, 64):
         for kind in ("ulysses", "upipe", "ring", "zigzag", "hybrid"):
             best = None
-            for flags in PLANS + (CHUNK_PLANS if kind in ("ulysses", "ring") else []):
+            for flags in PLANS + (CHUNK_PLANS if kind in ("ulysses", "ring", "hybrid") else []):
                 k = plan(a, ranks, kind, flags)
                 if k and (best is None or k["longest_T"] > best[0]):
                     best = (k["longest_T"], flags)
@@ -70,11 +70,12 @@ def main():
              "(`src/strategy/cluster_model.cpp`), not measured: no cluster was available. For each GPU count and",
              "CP kind (hybrid: Ulysses inside each 8-GPU node, ring across nodes), every combination of recompute",
              "(full, selective), offload of saved block inputs (none, host) and MLP tiling (1, auto) was tried,",
-             "and with Ulysses and ring also SeCO chunks (`--chunk-mode seco`, exact: Ulysses keeps the K/V cache",
+             "and with Ulysses, ring and hybrid also SeCO chunks (`--chunk-mode seco`, exact: Ulysses keeps the K/V cache",
              "of each rank's heads for the whole sequence paged between the GPU and the offload tier, none or",
              "host, and with more ranks than KV heads the ranks that receive the same KV head keep a part of each",
              "page each; ring keeps each rank's token slice of every page for all heads, gathered from the",
-             "slices before attention reads it, so any rank count that divides the chunk works; the cache in",
+             "slices before attention reads it, so any rank count that divides the chunk works; hybrid runs that",
+             "ring across nodes on the heads Ulysses gives each rank inside its node; the cache in",
              "bf16 as the engine keeps it with bf16 math, its gradients in fp32 or, with `--kv-grad-dtype bf16`,",
              "in bf16); the plan that fits the longest sequence is shown.", "",
              "Assumptions: 80 GB per GPU; 250 GB host memory per rank (2 TB per 8-GPU node); 300 GB/s per GPU",
@@ -105,8 +106,9 @@ def main():
               "Ring with chunks gathers every earlier page of the cache, all heads, from every rank for each",
               "chunk: its traffic grows with the square of the chunk count and, uncovered by compute in the",
               "model (the gathers wait), sets its step time, 3.4 times Ulysses' on 8 GPUs. It is there for rank",
-              "counts Ulysses cannot take: on 64 GPUs, where 32 query heads do not divide, it is the plan that",
-              "reaches furthest.", ""]
+              "counts Ulysses cannot take; on 64 GPUs, where 32 query heads do not divide, hybrid with chunks",
+              "(Ulysses over 8 GPUs of a node, the ring over 8 nodes on one KV head per rank) gathers 1/8 of",
+              "those bytes per page.", ""]
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         f.write("\n".join(lines))

@@ -58,8 +58,8 @@ double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind
   if (P <= 1) return 0;
   if (kind == CpKind::hybrid) {  // the group's all-to-alls, then the ring of head-sharded K/V across groups
     const int64_t Tp = local_tokens(T, CpKind::ulysses, P) * P;
-    return cp_bytes_per_step(c, B, Tp / (P / U), CpKind::ulysses, U, R, act_bytes) +
-           cp_bytes_per_step(hybrid_ring_config(c, U), B, Tp, CpKind::ring, P / U, R, act_bytes);
+    return cp_bytes_per_step(c, B, Tp / (P / U), CpKind::ulysses, U, R, act_bytes, 1, ch) +
+           cp_bytes_per_step(hybrid_ring_config(c, U), B, Tp, CpKind::ring, P / U, R, act_bytes, 1, ch);
   }
   const double Tl = double(local_tokens(T, kind, P)), L = double(c.num_hidden_layers);
   const double NH = double(c.num_attention_heads), HS = double(c.head_dim);
@@ -156,9 +156,12 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
   // whole chunk for NH/P heads and it keeps the K/V cache of those heads for the whole sequence; ring
   // gathers the chunk's K/V for all heads and it keeps its token slice of every page
   const bool chunked = plan.chunked() && P > 1;
-  CHECK(!chunked || kind == CpKind::ulysses || kind == CpKind::ring,
-        "plan: chunk modes run across ranks with cp-kind ulysses or ring, not ", cp_kind_name(kind));
-  const bool slices = chunked && kind == CpKind::ring;
+  CHECK(!chunked || kind == CpKind::ulysses || kind == CpKind::ring || kind == CpKind::hybrid,
+        "plan: chunk modes run across ranks with cp-kind ulysses, ring or hybrid, not ", cp_kind_name(kind));
+  const bool slices = chunked && (kind == CpKind::ring || (kind == CpKind::hybrid && U < P));
+  CHECK(!slices || U == 1 || UlyssesAttention::kv_sharing_ranks(c, U) == 1,
+        "cp-kind hybrid with chunks: ", "--cp-ulysses ", U, " exceeds the ", c.num_key_value_heads,
+        " KV heads");
   const Plan rp = chunked ? resolve_plan(plan, c, B, T) : plan;
   CHECK(!chunked || rp.chunk_size % P == 0, "plan: chunk size ", rp.chunk_size, " does not divide over ", P,
         " ranks of context parallelism");
@@ -169,13 +172,11 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
     Plan slice = rp;
     slice.chunk_size = Tl;
     m = predict_memory(c, slice, B, T, why);  // the block rows of a slice
-    LlamaConfig hc = c;
-    if (!slices) {
-      hc.num_attention_heads = c.num_attention_heads / P;
-      hc.num_key_value_heads = UlyssesAttention::kv_heads_per_rank(c, P);
-    }
-    Plan shared = rp;  // the ranks that receive the same KV heads share their pages (ring: all, by tokens)
-    shared.kv_share = slices ? P : UlyssesAttention::kv_sharing_ranks(c, P);
+    // the cache's heads: this rank's of whole chunks (Ulysses), all (ring) or this rank's in its group
+    // (hybrid); the ranks that receive the same KV heads share their pages (ring: all, hybrid: the groups)
+    const LlamaConfig hc = slices ? hybrid_ring_config(c, U) : hybrid_ring_config(c, P);
+    Plan shared = rp;
+    shared.kv_share = slices ? P / U : UlyssesAttention::kv_sharing_ranks(c, P);
     // the K/V cache's dtype is the engine's: bf16 with the GPU's bf16 math (kv_dtype auto), its gradients
     // fp32 unless the plan says bf16 (counted below as they are, not scaled with the activations)
     if (cl.act_bytes == 2) shared.bf16_attention = true;
@@ -199,9 +200,14 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
       m.tag[size_t(t)][size_t(g)] = int64_t(double(m.tag[size_t(t)][size_t(g)]) * s);
     }
   if (P > 1) {
-    // (ring with chunks: the whole chunk's K/V and their gradients, fp32)
-    m.tag[dev][size_t(Tag::comm)] += slices ? 4 * B * rp.chunk_size * c.kv_dim() * 4
-                                            : int64_t(double(runner_floats(c, B, Tl, kind, P, U)) * 4 * s);
+    // (ring with chunks: the whole chunk's K/V and their gradients, fp32; hybrid: of the group's heads, and
+    // the Ulysses runner's buffers)
+    if (slices)
+      m.tag[dev][size_t(Tag::comm)] +=
+          4 * B * rp.chunk_size * hybrid_ring_config(c, U).kv_dim() * 4 +
+          (U > 1 ? int64_t(double(runner_floats(c, B, Tl, CpKind::ulysses, U)) * 4 * s) : 0);
+    else
+      m.tag[dev][size_t(Tag::comm)] += int64_t(double(runner_floats(c, B, Tl, kind, P, U)) * 4 * s);
     if (why == Purpose::grad)
       m.tag[size_t(Tier::host)][size_t(Tag::data)] += 2 * B * (T - Tl) * 4;  // every rank reads all
   }
@@ -273,10 +279,13 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
   out.comm_s = out.comm_bytes / bw;
   // ring traffic overlaps with the block in hand; Ulysses' all-to-alls and ZeRO's collectives do not here
   if (kind == CpKind::hybrid) {  // all-to-alls inside a node, the ring (overlapped) across nodes
-    const double a2a_bytes = cp_bytes_per_step(c, B, local_tokens(T, CpKind::ulysses, P) * P / Rg,
-                                               CpKind::ulysses, U, recomputes(plan), cl.act_bytes);
-    out.step_s = std::max(out.compute_s, (attn_bytes - a2a_bytes) / bw) + a2a_bytes / (cl.intra_gbps * 1e9) +
-                 zero_bytes / bw + local.copy_s;
+    const double a2a_bytes =
+        cp_bytes_per_step(c, B, (chunked ? Tpad : local_tokens(T, CpKind::ulysses, P) * P) / Rg,
+                          CpKind::ulysses, U, recomputes(plan), cl.act_bytes, 1, ch);
+    // (with chunks the gathers across groups wait, as the all-to-alls do)
+    const double ring_s = (attn_bytes - a2a_bytes) / bw;
+    out.step_s = (slices ? out.compute_s + ring_s : std::max(out.compute_s, ring_s)) +
+                 a2a_bytes / (cl.intra_gbps * 1e9) + zero_bytes / bw + local.copy_s;
   } else {
     // (ring with chunks: the gathers wait, as the all-to-alls do)
     out.step_s =

@@ -16,17 +16,17 @@ class AnyStep {
           CpKind kind = CpKind::ulysses, int ulysses_group = 1, int dp = 1) {
     const bool ranks = comm && comm->size() > 1;
     if (ranks && plan.chunked()) {
-      // chunks across ranks: Ulysses on each chunk, the K/V cache head-sharded; or ring, the cache in
-      // token slices. Zigzag balances causal work that chunks already balance (only a chunk's own page is
-      // causal); hybrid and --dp are not combined with chunks.
-      CHECK((kind == CpKind::ulysses || kind == CpKind::ring) && dp == 1, "plan: --chunk-mode ",
+      // chunks across ranks: Ulysses on each chunk, the K/V cache head-sharded; ring, the cache in token
+      // slices; or hybrid, both. Zigzag balances causal work that chunks already balance (only a chunk's own
+      // page is causal); --dp is not combined with chunks.
+      CHECK(kind != CpKind::upipe && kind != CpKind::zigzag && dp == 1, "plan: --chunk-mode ",
             chunk_mode_name(plan.chunk_mode),
-            " runs across ranks with --cp-kind ulysses or ring and no --dp (", cp_kind_name(kind),
+            " runs across ranks with --cp-kind ulysses, ring or hybrid and no ", "--dp (", cp_kind_name(kind),
             dp > 1 ? " with --dp" : "", " is not combined with chunks",
             kind == CpKind::zigzag ? "; with chunks only each chunk's own page is causal, so ring is balanced"
                                    : "",
             ")");
-      chunked_ = std::make_unique<ChunkedStep>(c, mem, T, plan, comm, kind == CpKind::ring);
+      chunked_ = std::make_unique<ChunkedStep>(c, mem, T, plan, comm, kind, ulysses_group);
       comm_ = comm;
     } else if (ranks) {
       cp_ = std::make_unique<CpStep>(c, mem, *comm, B, T, plan, kind, ulysses_group, dp);

@@ -79,7 +79,7 @@ class SliceGather : public AttentionRunner {
 };
 
 ChunkedStep::ChunkedStep(const LlamaConfig& c, Memory& mem, int64_t T, const Plan& plan, Comm* cp,
-                         bool token_slices)
+                         CpKind kind, int ulysses_group)
     : c_(c), lay_(step_layout(c, plan, 1, T)) {
   CHECK(lay_.plan.chunked(), "[chunked_step] needs chunk-mode seco or spaco");
   k_ = (T + lay_.Tc - 1) / lay_.Tc;
@@ -95,12 +95,32 @@ ChunkedStep::ChunkedStep(const LlamaConfig& c, Memory& mem, int64_t T, const Pla
   Tl_ = lay_.Tc / P_;
   Plan local = lay_.plan;  // the block rows of this rank's slice
   local.chunk_size = Tl_;
-  if (token_slices) {  // ring: all heads of this rank's tokens; the cache keeps its slice of every page
-    kv_ = std::make_unique<KvPages>(c, lay_, k_, mem, cp, true);
-    auto g = std::make_unique<SliceGather>(c, *cp, mem, lay_.Tc, *kv_);
+  CHECK(kind == CpKind::ulysses || kind == CpKind::ring || kind == CpKind::hybrid,
+        "[chunked_step] chunks run across ranks with cp-kind ulysses, ring or hybrid, not ",
+        cp_kind_name(kind));
+  const int U = kind == CpKind::hybrid ? ulysses_group : kind == CpKind::ring ? 1 : P_;
+  CHECK(U >= 1 && P_ % U == 0, "cp-kind hybrid: --cp-ulysses ", U, " does not divide the ", P_, " ranks");
+  if (U < P_) {  // ring across P / U groups (ring: groups of one): the cache in token slices
+    Comm* ring = cp;
+    LlamaConfig hc = c;  // the ring's heads: all of them, or those of this rank in its Ulysses group
+    if (U > 1) {
+      UlyssesAttention::check_layout(c, U);
+      CHECK(UlyssesAttention::kv_sharing_ranks(c, U) == 1, "cp-kind hybrid with chunks: --cp-ulysses ", U,
+            " exceeds the ", c.num_key_value_heads, " KV heads (the ranks of a group would share KV heads' ",
+            "pages); use a group of at most ", c.num_key_value_heads, " ranks");
+      group_ = cp->split(r_ / U, r_ % U);
+      ring_ = cp->split(r_ % U, r_ / U);
+      ring = ring_.get();
+      ulysses_ = std::make_unique<UlyssesAttention>(c, *group_, mem, 1, Tl_);
+      hc.num_attention_heads = ulysses_->group_heads(), hc.num_key_value_heads = ulysses_->group_kv_heads();
+    }
+    kv_ = std::make_unique<KvPages>(hc, lay_, k_, mem, ring, true);
+    auto g = std::make_unique<SliceGather>(hc, *ring, mem, lay_.Tc, *kv_);
     slices_ = g.get();
     runner_ = std::move(g);
-    step_ = std::make_unique<GradStep>(c, mem, step_layout(c, local, 1, T), runner_.get());
+    if (ulysses_) ulysses_->set_inner(slices_);
+    AttentionRunner* outer = ulysses_ ? static_cast<AttentionRunner*>(ulysses_.get()) : runner_.get();
+    step_ = std::make_unique<GradStep>(c, mem, step_layout(c, local, 1, T), outer);
     return;
   }
   ulysses_ = std::make_unique<UlyssesAttention>(c, *cp, mem, 1, Tl_);
@@ -118,8 +138,8 @@ ChunkedStep::ChunkedStep(const LlamaConfig& c, Memory& mem, int64_t T, const Pla
 }
 
 int64_t ChunkedStep::cp_bytes_sent() const {
-  if (slices_) return slices_->bytes_sent() + kv_->bytes_sent();
-  return ulysses_ ? ulysses_->bytes_sent() + kv_->bytes_sent() : 0;
+  return (ulysses_ ? ulysses_->bytes_sent() : 0) + (slices_ ? slices_->bytes_sent() : 0) +
+         (cp_ ? kv_->bytes_sent() : 0);
 }
 int64_t ChunkedStep::kv_pages_read() const { return kv_->pages_read(); }
 

@@ -12,15 +12,18 @@
 // those heads stays on it; so activations and cache are 1/P of one rank's. With
 // more ranks than KV heads, the ranks that receive the same KV heads each keep
 // a part of every page of their cache (KvPages' shared heads).
-// Ring kinds (token_slices): every rank runs its slice of each chunk with all
-// heads and keeps that slice of every page; a chunk's and each earlier page's
-// K/V are gathered from the ranks' slices before attention reads them, their
-// gradients reduce-scattered back (any rank count that divides the chunk).
+// Ring: every rank runs its slice of each chunk with all heads and keeps that
+// slice of every page; a chunk's and each earlier page's K/V are gathered from
+// the ranks' slices before attention reads them, their gradients
+// reduce-scattered back (any rank count that divides the chunk). Hybrid: the
+// same ring across groups of ranks, on the heads Ulysses gives each rank of
+// its group (the group's slice of the chunk).
 #pragma once
 #include <memory>
 #include <vector>
 
 #include "comm/comm.h"
+#include "parallel/cp_kind.h"
 #include "train/grad_step.h"
 
 namespace longctx {
@@ -31,10 +34,10 @@ class SliceGather;
 
 class ChunkedStep {
  public:
-  // cp: the ranks of context parallelism (null or one rank: none); token_slices: the ring kinds' layout
-  // (all heads, the cache in token slices) instead of Ulysses'.
+  // cp: the ranks of context parallelism (null or one rank: none); kind: ulysses, ring (all heads, the cache
+  // in token slices) or hybrid (Ulysses inside groups of ulysses_group ranks, ring across the groups).
   ChunkedStep(const LlamaConfig& c, Memory& mem, int64_t T, const Plan& plan, Comm* cp = nullptr,
-              bool token_slices = false);
+              CpKind kind = CpKind::ulysses, int ulysses_group = 1);
   ~ChunkedStep();
   const StepLayout& layout() const { return lay_; }
   // As GradStep::run: a batch's rows go one after another through the same
@@ -73,8 +76,9 @@ class ChunkedStep {
   int64_t k_ = 0;  // chunks
   Comm* cp_ = nullptr;
   int P_ = 1, r_ = 0;
-  int64_t Tl_ = 0;               // this rank's slice of a chunk (Tc / P)
-  std::unique_ptr<Comm> share_;  // the ranks that share this rank's KV heads' cache (null: none)
+  int64_t Tl_ = 0;                      // this rank's slice of a chunk (Tc / P)
+  std::unique_ptr<Comm> share_;         // the ranks that share this rank's KV heads' cache (null: none)
+  std::unique_ptr<Comm> group_, ring_;  // hybrid: this rank's Ulysses group, and the ring across groups
   std::unique_ptr<KvPages> kv_;
   std::unique_ptr<UlyssesAttention> ulysses_;
   std::unique_ptr<AttentionRunner> runner_;  // ring kinds: the SliceGather below

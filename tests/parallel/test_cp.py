@@ -142,10 +142,12 @@ def test_chunks(exe, d):
             ref = os.path.join(d, "c1.safetensors")
             r1 = run([exe, "grad", "--model", m, "--tokens", toks, "--out", ref] + flags)
             l1 = json.loads(r1.stdout.strip().splitlines()[-1])["loss"] if r1.returncode == 0 else None
-            for n, kind in ((2, "ulysses"), (4, "ulysses"), (2, "ring"), (4, "ring")):
+            # hybrid: Ulysses in groups of 2, ring (token slices of the group's heads) across the 2 groups
+            hybrid = [(4, "hybrid")] if name == "gqa" else []
+            for n, kind in [(2, "ulysses"), (4, "ulysses"), (2, "ring"), (4, "ring")] + hybrid:
                 out = os.path.join(d, "c%d.safetensors" % n)
                 r = run(mpirun(n) + [exe, "grad", "--model", m, "--tokens", toks, "--out", out, "--cp-kind",
-                                     kind] + flags + extra)
+                                     kind] + (["--cp-ulysses", "2"] if kind == "hybrid" else []) + flags + extra)
                 what = "%s -np %d %s %s %s" % (kind, n, name, " ".join(flags), " ".join(extra))
                 if r.returncode or r1.returncode:
                     check(what, False, (r1.stderr + r.stderr)[-300:])
@@ -168,14 +170,16 @@ def test_chunks(exe, d):
             tier = {"none": "device"}.get(off, off.split("-")[0])
             r1 = run([exe, "grad", "--model", m, "--tokens", toks, "--out", os.path.join(d, "s1.safetensors")] + flags)
             # ring: every rank keeps its token slice of every page, all heads, whatever the KV heads
-            for n, kind in ((2, "ulysses"), (4, "ulysses"), (2, "ring"), (4, "ring")):
+            hybrid = [(4, "hybrid")] if name == "gqa" else []
+            for n, kind in [(2, "ulysses"), (4, "ulysses"), (2, "ring"), (4, "ring")] + hybrid:
                 if nkv % n == 0 and kind == "ulysses":
                     continue
                 out = os.path.join(d, "s%d.safetensors" % n)
+                hy = ["--cp-ulysses", "2"] if kind == "hybrid" else []
                 r = run(mpirun(n) + [exe, "grad", "--model", m, "--tokens", toks, "--out", out, "--cp-kind",
-                                     kind] + flags)
+                                     kind] + hy + flags)
                 pl = run([exe, "plan", "--model", m, "--seq-len", "37", "--ranks", str(n), "--cp-kind", kind,
-                          "--json"] + flags)
+                          "--json"] + hy + flags)
                 what = "%s -np %d %s, K/V pages shared, offload %s" % (kind, n, name, off)
                 if r.returncode or r1.returncode or pl.returncode:
                     check(what, False, (r1.stderr + r.stderr + pl.stderr)[-300:])
@@ -193,7 +197,8 @@ def test_chunks(exe, d):
                 pred = json.loads(pl.stdout.strip().splitlines()[-1])["kinds"][0]["peak_bytes"]["tags"][tier]
                 # ulysses: ranks per KV head (one query head per rank on 4, two on 2 for MQA), the KV head once
                 # on each rank (its query heads all in that head's group); ring: all heads, a 1/n token slice
-                sharing, heads = (n // nkv, 1) if kind == "ulysses" else (n, nkv)
+                # hybrid (groups of 2 with 2 KV heads): one KV head per rank, a token slice of the 2 groups'
+                sharing, heads = {"ulysses": (n // nkv, 1), "ring": (n, nkv), "hybrid": (2, 1)}[kind]
                 for tag in ("kv_cache", "kv_grad"):
                     got = sorted(set(p["tags"][tier][tag] for p in per))
                     # the stores: one rank's whole cache of nkv heads / nkv heads / sharing;
@@ -206,7 +211,12 @@ def test_chunks(exe, d):
     r = run(mpirun(2) + [exe, "grad", "--model", m, "--tokens", toks, "--cp-kind", "zigzag", "--chunk-mode", "seco",
                          "--chunk-size", "8"])
     check("chunks with zigzag CP are refused saying why (ring is balanced with chunks)",
-          r.returncode != 0 and "--cp-kind ulysses or ring" in r.stderr and "balanced" in r.stderr, r.stderr[-300:])
+          r.returncode != 0 and "--cp-kind ulysses, ring or hybrid" in r.stderr and "balanced" in r.stderr,
+          r.stderr[-300:])
+    r = run(mpirun(4) + [exe, "grad", "--model", os.path.join(d, "cmqa"), "--tokens", toks, "--cp-kind", "hybrid",
+                         "--cp-ulysses", "2", "--chunk-mode", "seco", "--chunk-size", "8"])
+    check("chunks with hybrid groups larger than the KV heads are refused saying so",
+          r.returncode != 0 and "exceeds the 1 KV heads" in r.stderr, r.stderr[-300:])
     r = run(mpirun(4) + [exe, "grad", "--model", m, "--tokens", toks, "--chunk-mode", "seco", "--chunk-size", "6"])
     check("a chunk size that does not divide over the ranks is refused saying so",
           r.returncode != 0 and "does not divide over 4 ranks" in r.stderr, r.stderr[-300:])
