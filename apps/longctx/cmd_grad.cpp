@@ -135,7 +135,10 @@ int run_grad(const Opts& o) {
   }
   // on a GPU the device budget is the GPU's memory unless given (the plan must fit what is really there)
   const Backend backend = parse_device(o.device);
-  if (backend == Backend::cuda && wanted.device_mem == 0) wanted.device_mem = gpu_budget_bytes();
+  if (backend == Backend::cuda && wanted.device_mem == 0) {  // (this rank's share of its GPU)
+    select_gpu();
+    wanted.device_mem = gpu_budget_bytes(ranks_sharing_gpu(world()));
+  }
   wanted.gpu_memory = device_memory_is_opaque(o.device);
   const DType math = resolve_math(o.dtype, backend);
   wanted.bf16_attention = backend == Backend::cuda && math == DType::BF16;

@@ -74,6 +74,9 @@ std::unique_ptr<Comm> make_staged_comm(Comm& inner, Memory& mem, int64_t slice =
 // "auto" (nccl when NCCL is built, the device is a real GPU and this node has a GPU per rank; else mpi).
 // `gpu` tells a real GPU from cpu-staged device memory. Call it on every rank (collective).
 std::unique_ptr<Comm> make_device_comm(Comm& world, Memory& mem, bool gpu, const std::string& choice);
+// The most ranks of `world` that compute on one GPU (the same host and PCI bus id), the same number on every
+// rank: 1 when every rank has its own. Collective; call once this rank's GPU is selected (select_gpu).
+int ranks_sharing_gpu(Comm& world);
 // The ranks of this node and this process's index among them (MPI_Comm_split_type over the world when MPI
 // runs; else 1 and 0): which GPU a rank takes.
 int node_ranks();

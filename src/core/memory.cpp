@@ -189,6 +189,20 @@ void Memory::copy(Tier to, void* dst, Tier from, const void* src, size_t n) {
   (alloc_[size_t(to)]->host_accessible() ? alloc_[size_t(from)] : alloc_[size_t(to)])->copy(dst, src, n);
 }
 
+std::shared_ptr<void> Memory::fence() {
+  Allocator* a = alloc_[size_t(Tier::device)].get();
+  return std::shared_ptr<void>(a->fence(), [a](void* f) {
+    if (f) a->release_fence(f);
+  });
+}
+
+void Memory::copy_after(Tier to, void* dst, Tier from, const void* src, size_t n,
+                        const std::shared_ptr<void>& f) {
+  if (n == 0) return;
+  (alloc_[size_t(to)]->host_accessible() ? alloc_[size_t(from)] : alloc_[size_t(to)])
+      ->copy_after(dst, src, n, f.get());
+}
+
 void Memory::zero(Tier t, void* p, size_t bytes) {
   if (p && bytes) alloc_[size_t(t)]->zero(p, bytes);
 }

@@ -65,6 +65,16 @@ class Allocator {
   // Copies n bytes between this allocator's memory and any other (either side may be this one's);
   // returns when they are there.
   virtual void copy(void* dst, const void* src, size_t n);
+  // GPU memory: a mark of the compute enqueued so far (an event on the compute stream) that copies queued
+  // for another thread wait for; null elsewhere (host code is synchronous). release_fence frees it.
+  virtual void* fence() { return nullptr; }
+  virtual void release_fence(void* f) { (void)f; }
+  // copy() on the calling thread's own stream, after `fence` (GPU memory: a copy thread's copies then
+  // overlap with the compute instead of queueing behind it); returns when the bytes are there.
+  virtual void copy_after(void* dst, const void* src, size_t n, void* fence) {
+    (void)fence;
+    copy(dst, src, n);
+  }
 };
 
 std::unique_ptr<Allocator> make_host_allocator();  // 64-byte aligned
@@ -86,6 +96,11 @@ class Memory {
   bool host_accessible(Tier t) const { return alloc_[size_t(t)]->host_accessible(); }
   // n bytes from tier `from` to tier `to`, by the allocator that is not plain host memory (if any)
   void copy(Tier to, void* dst, Tier from, const void* src, size_t n);
+  // For copies a copy thread makes: fence() marks the compute enqueued so far (GPU memory; null elsewhere),
+  // copy_after() copies on the calling thread's stream once that compute is done. Take the fence on the
+  // thread that enqueued the compute, when queueing the copy; it is freed with its last holder.
+  std::shared_ptr<void> fence();
+  void copy_after(Tier to, void* dst, Tier from, const void* src, size_t n, const std::shared_ptr<void>& f);
 
  private:
   MemoryTracker tracker_;

@@ -33,15 +33,18 @@ void setup_backend(Context& ctx, Memory& mem, Backend b) {
   ctx.mem = &mem;
   ctx.stream = nullptr;  // the default stream: every op and copy in order
   if (b == Backend::cuda) {
-    cuda_select_device(node_rank());  // ranks of a node take a GPU each (or share the one there is)
+    select_gpu();
     mem.set_allocator(Tier::device, cuda::make_device_allocator());
     mem.set_allocator(Tier::host, cuda::make_pinned_allocator());
   }
 }
 
-int64_t gpu_budget_bytes() {
+void select_gpu() { cuda_select_device(node_rank()); }
+
+int64_t gpu_budget_bytes(int sharing) {
+  select_gpu();
   const int64_t free_b = cuda::free_bytes();
-  return free_b - std::max<int64_t>(free_b / 20, int64_t(1) << 30);
+  return (free_b - std::max<int64_t>(free_b / 20, int64_t(1) << 30)) / std::max(sharing, 1);
 }
 
 DType resolve_math(const std::string& dtype, Backend b) {

@@ -14,9 +14,13 @@ Backend parse_device(const std::string& name);
 // ctx.backend := b, ctx.mem := &mem; on cuda the device tier becomes GPU memory and the host tier
 // pinned memory. Call before anything is allocated from mem.
 void setup_backend(Context& ctx, Memory& mem, Backend b);
+// This rank's GPU as the current device: its rank on the node modulo the GPUs (ranks of a node take one
+// each, or share the one there is). setup_backend does it; call it first where a GPU is asked about earlier.
+void select_gpu();
 // The device budget a plan gets on the GPU when none is given: its free memory less a margin for the
-// CUDA context, cuBLASLt's and cuDNN's workspaces and the pool's fragmentation (5%, at least 1 GiB).
-int64_t gpu_budget_bytes();
+// CUDA context, cuBLASLt's and cuDNN's workspaces and the pool's fragmentation (5%, at least 1 GiB), split
+// evenly between the `sharing` ranks that compute on it (ranks_sharing_gpu).
+int64_t gpu_budget_bytes(int sharing = 1);
 // The GPU's math for a --dtype / `dtype:` value: "auto" (bf16 on the GPU, fp32 on the CPU), "fp32", "bf16"
 // (refused on the CPU, which computes in fp32).
 DType resolve_math(const std::string& dtype, Backend b);

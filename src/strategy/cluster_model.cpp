@@ -26,7 +26,8 @@ LlamaConfig hybrid_ring_config(const LlamaConfig& c, int U) {
   return h;
 }
 
-// The CP runner's own buffers (fp32 elements), as UlyssesAttention / RingAttention allocate them.
+// The CP runner's own buffers (fp32 elements), as UlyssesAttention / RingAttention allocate them, less their
+// document ids (runner_doc_bytes).
 int64_t runner_floats(const LlamaConfig& c, int64_t B, int64_t Tl, CpKind kind, int P, int U = 1) {
   if (kind == CpKind::hybrid)
     return runner_floats(c, B, Tl, CpKind::ulysses, U) +
@@ -36,11 +37,17 @@ int64_t runner_floats(const LlamaConfig& c, int64_t B, int64_t Tl, CpKind kind, 
       kind == CpKind::upipe) {  // UPipe: one query head (and its KV copy) at a time
     const int64_t NHr = kind == CpKind::upipe ? 1 : NH / P;
     const int64_t m = kind == CpKind::upipe ? 1 : UlyssesAttention::kv_heads_per_rank(c, P);
-    return 4 * B * T * NHr * HS + 4 * B * T * m * HS + B * NHr * T + 2 * P * B * Tl * std::max(NHr, m) * HS +
-           B * T;
+    return 4 * B * T * NHr * HS + 4 * B * T * m * HS + B * NHr * T + 2 * P * B * Tl * std::max(NHr, m) * HS;
   }
   const int64_t L = kind == CpKind::zigzag ? Tl / 2 : Tl, Ckv = c.kv_dim(), Cq = c.q_dim();
-  return 8 * B * Tl * Ckv + 5 * B * L * Cq + 4 * B * L * Ckv + 2 * B * NH * L + 2 * B * L;
+  return 8 * B * Tl * Ckv + 5 * B * L * Cq + 4 * B * L * Ckv + 2 * B * NH * L;
+}
+
+// Their document ids (int32, whatever the precision): Ulysses' (B, T) of the whole sequence, ring's every
+// rank's segments (P, segments, B, segment), as many; hybrid both (its Ulysses group's T is U * Tl).
+int64_t runner_doc_bytes(int64_t B, int64_t Tl, CpKind kind, int P, int U = 1) {
+  if (kind == CpKind::hybrid) return 4 * B * Tl * U + 4 * B * Tl * P;
+  return 4 * B * Tl * P;
 }
 
 }  // namespace
@@ -202,12 +209,17 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
   if (P > 1) {
     // (ring with chunks: the whole chunk's K/V and their gradients, fp32; hybrid: of the group's heads, and
     // the Ulysses runner's buffers)
+    // (chunks run one sequence at a time)
+    const int64_t Br = chunked ? 1 : B;
     if (slices)
       m.tag[dev][size_t(Tag::comm)] +=
-          4 * B * rp.chunk_size * hybrid_ring_config(c, U).kv_dim() * 4 +
-          (U > 1 ? int64_t(double(runner_floats(c, B, Tl, CpKind::ulysses, U)) * 4 * s) : 0);
+          4 * rp.chunk_size * hybrid_ring_config(c, U).kv_dim() * 4 +
+          (U > 1 ? int64_t(double(runner_floats(c, Br, Tl, CpKind::ulysses, U)) * 4 * s) +
+                       runner_doc_bytes(Br, Tl, CpKind::ulysses, U)
+                 : 0);
     else
-      m.tag[dev][size_t(Tag::comm)] += int64_t(double(runner_floats(c, B, Tl, kind, P, U)) * 4 * s);
+      m.tag[dev][size_t(Tag::comm)] += int64_t(double(runner_floats(c, Br, Tl, kind, P, U)) * 4 * s) +
+                                       runner_doc_bytes(Br, Tl, kind, P, U);
     if (why == Purpose::grad)
       m.tag[size_t(Tier::host)][size_t(Tag::data)] += 2 * B * (T - Tl) * 4;  // every rank reads all
   }

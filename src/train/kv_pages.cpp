@@ -146,18 +146,19 @@ void KvPages::get(Store s, int64_t l, int64_t p, const Tensor& dst, Context& ctx
   copy_tensor(dst, io, ctx);
 }
 
-void KvPages::put_async(Store s, int64_t l, int64_t p, const Tensor& dst) {
+void KvPages::put_async(Store s, int64_t l, int64_t p, const Tensor& dst, const std::shared_ptr<void>& f) {
   const size_t n = size_t(part_len_ * elem_bytes(s));
-  if (tier_ != Tier::disk) return mem_.copy(Tier::device, dst.ptr, tier_, page(s, l, p).ptr, n);
+  if (tier_ != Tier::disk) return mem_.copy_after(Tier::device, dst.ptr, tier_, page(s, l, p).ptr, n, f);
   if (!gpu_) return file(s).read(disk_offset(s, l, p), dst.ptr, int64_t(n));
   file(s).read(disk_offset(s, l, p), io_copy_.t().ptr, int64_t(n));
-  mem_.copy(Tier::device, dst.ptr, Tier::host, io_copy_.t().ptr, n);
+  mem_.copy_after(Tier::device, dst.ptr, Tier::host, io_copy_.t().ptr, n, f);
 }
 
-void KvPages::add_async(Store s, int64_t l, int64_t p, const Tensor& src, const Tensor& src_host, float sc) {
+void KvPages::add_async(Store s, int64_t l, int64_t p, const Tensor& src, const Tensor& src_host, float sc,
+                        const std::shared_ptr<void>& f) {
   const float* from = src.f32();
   if (gpu_) {  // the gradient page comes to the host first
-    mem_.copy(Tier::host, src_host.ptr, Tier::device, src.ptr, size_t(part_len_) * 4);
+    mem_.copy_after(Tier::host, src_host.ptr, Tier::device, src.ptr, size_t(part_len_) * 4, f);
     from = src_host.f32();
   }
   const int64_t eb = elem_bytes(s);
@@ -252,9 +253,10 @@ void KvPages::prefetch(int64_t l, int64_t p) {
   const int s = int(p % 2);
   const Tensor kd = bf16_ ? own(kraw_[s].t()) : own(kpage_[s].t()),
                vd = bf16_ ? own(vraw_[s].t()) : own(vpage_[s].t());
+  const std::shared_ptr<void> f = mem_.fence();  // (GPU) the slot's last reader is done
   fetched_[s] = copier_->submit([=, this] {
-    put_async(kK, l, p, kd);
-    put_async(kV, l, p, vd);
+    put_async(kK, l, p, kd, f);
+    put_async(kV, l, p, vd, f);
   });
 }
 
@@ -335,9 +337,10 @@ void KvPages::send_grad_page(int64_t l, int64_t p, int s, Context& ctx) {
   // defined when the device is GPU memory
   const Tensor dkh = dk_h_[s].t().defined() ? own(dk_h_[s].t()) : Tensor(),
                dvh = dv_h_[s].t().defined() ? own(dv_h_[s].t()) : Tensor();
+  const std::shared_ptr<void> f = mem_.fence();  // (GPU) the page's gradients are computed
   sent_[s] = copier_->submit([=, this] {
-    add_async(kDK, l, p, dk, dkh, sc);
-    add_async(kDV, l, p, dv, dvh, sc);
+    add_async(kDK, l, p, dk, dkh, sc, f);
+    add_async(kDV, l, p, dv, dvh, sc, f);
   });
 }
 

@@ -62,9 +62,11 @@ class KvPages : public AttentionRunner {
   // Main thread: page := src (a device tensor of one page); dst (device) := page.
   void put(Store s, int64_t l, int64_t p, const Tensor& src, Context& ctx);
   void get(Store s, int64_t l, int64_t p, const Tensor& dst, Context& ctx);
-  // Copy thread: the same, with host staging of its own; page += sc * src (src on the device).
-  void put_async(Store s, int64_t l, int64_t p, const Tensor& dst);
-  void add_async(Store s, int64_t l, int64_t p, const Tensor& src, const Tensor& src_host, float sc);
+  // Copy thread: the same, with host staging of its own; page += sc * src (src on the device). Device
+  // copies wait for the compute fence `f` marked when they were queued (Memory::fence).
+  void put_async(Store s, int64_t l, int64_t p, const Tensor& dst, const std::shared_ptr<void>& f);
+  void add_async(Store s, int64_t l, int64_t p, const Tensor& src, const Tensor& src_host, float sc,
+                 const std::shared_ptr<void>& f);
 
   // Chunk j_'s queries against chunk p's keys (p <= j_).
   AttentionParams params(int64_t l, int64_t p) const;  // block l's queries of chunk j_ against page p

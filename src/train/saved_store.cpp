@@ -31,18 +31,20 @@ const ActBuffer& SavedStore::forward_set(int64_t l) {
   return *device_[size_t(l % 2)];
 }
 
+// (the copies wait for the compute enqueued before them, f, on the copy thread's own stream on a GPU)
 void SavedStore::copy_out(int64_t l) {
   const char* src = static_cast<const char*>(device_[size_t(l % 2)]->all().ptr);
   Memory* m = &mem_;
+  const std::shared_ptr<void> f = mem_.fence();  // block l's saved state is written
   if (where_ == Offload::host) {
     char* dst = static_cast<char*>(host_[size_t(l)].t().ptr);
     ticket_[size_t(l % 2)] =
-        copier_->submit([=, n = bytes_] { m->copy(Tier::host, dst, Tier::device, src, size_t(n)); });
+        copier_->submit([=, n = bytes_] { m->copy_after(Tier::host, dst, Tier::device, src, size_t(n), f); });
   } else if (!staging_.empty()) {  // GPU memory: through this slot's pinned staging
     char* st = static_cast<char*>(staging_[size_t(l % 2)].t().ptr);
-    ticket_[size_t(l % 2)] = copier_->submit([=, f = file_.get(), n = bytes_] {
-      m->copy(Tier::host, st, Tier::device, src, size_t(n));
-      f->write(l * n, st, n);
+    ticket_[size_t(l % 2)] = copier_->submit([=, file = file_.get(), n = bytes_] {
+      m->copy_after(Tier::host, st, Tier::device, src, size_t(n), f);
+      file->write(l * n, st, n);
     });
   } else {
     ticket_[size_t(l % 2)] = copier_->submit([=, f = file_.get(), n = bytes_] { f->write(l * n, src, n); });
@@ -52,15 +54,16 @@ void SavedStore::copy_out(int64_t l) {
 void SavedStore::copy_in(int64_t l) {
   char* dst = static_cast<char*>(device_[size_t(l % 2)]->all().ptr);
   Memory* m = &mem_;
+  const std::shared_ptr<void> f = mem_.fence();  // the slot's last reader, block l+2's backward, is done
   if (where_ == Offload::host) {
     const char* src = static_cast<const char*>(host_[size_t(l)].t().ptr);
     ticket_[size_t(l % 2)] =
-        copier_->submit([=, n = bytes_] { m->copy(Tier::device, dst, Tier::host, src, size_t(n)); });
+        copier_->submit([=, n = bytes_] { m->copy_after(Tier::device, dst, Tier::host, src, size_t(n), f); });
   } else if (!staging_.empty()) {
     char* st = static_cast<char*>(staging_[size_t(l % 2)].t().ptr);
-    ticket_[size_t(l % 2)] = copier_->submit([=, f = file_.get(), n = bytes_] {
-      f->read(l * n, st, n);
-      m->copy(Tier::device, dst, Tier::host, st, size_t(n));
+    ticket_[size_t(l % 2)] = copier_->submit([=, file = file_.get(), n = bytes_] {
+      file->read(l * n, st, n);
+      m->copy_after(Tier::device, dst, Tier::host, st, size_t(n), f);
     });
   } else {
     ticket_[size_t(l % 2)] = copier_->submit([=, f = file_.get(), n = bytes_] { f->read(l * n, dst, n); });

@@ -181,7 +181,8 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
   if (device_comm) comm = device_comm.get();
   if (comm) comm->set_stream(ctx.stream);
   TrainConfig run_cfg = cfg;  // on a GPU the plan's device budget is the GPU's memory unless given
-  if (backend == Backend::cuda && run_cfg.plan.device_mem == 0) run_cfg.plan.device_mem = gpu_budget_bytes();
+  if (backend == Backend::cuda && run_cfg.plan.device_mem == 0)  // (this rank's share of its GPU)
+    run_cfg.plan.device_mem = gpu_budget_bytes(comm ? ranks_sharing_gpu(*comm) : 1);
   run_cfg.plan.gpu_memory = device_memory_is_opaque(cfg.device);
   run_cfg.plan.bf16_attention = backend == Backend::cuda && ctx.math == DType::BF16;
   // Every shape of the run (curriculum stages, then seq_len) gets its plan

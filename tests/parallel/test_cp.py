@@ -327,6 +327,20 @@ def test_zero_memory(exe, d):
             most = max(p["tags"]["device"][tag] for p in per)
             check("ZeRO-%d on 4 ranks (8 blocks): the %s per rank are under half of one rank's" % (zero, tag),
                   most < 0.5 * one[tag], "%d vs one rank's %d" % (most, one[tag]))
+    # each CP kind's own buffers (tag comm: exchange buffers, head-sharded copies, document ids) as plan says
+    toks = os.path.join(d, "t37.npy")
+    m = os.path.join(d, "tied")
+    for kind in ("ulysses", "upipe", "ring", "zigzag", "hybrid"):
+        extra = ["--cp-kind", kind] + (["--cp-ulysses", "2"] if kind == "hybrid" else [])
+        r = run(mpirun(4) + [exe, "grad", "--model", m, "--tokens", toks] + extra)
+        pl = run([exe, "plan", "--model", m, "--seq-len", "37", "--batch", "2", "--ranks", "4", "--json"] + extra)
+        if r.returncode or pl.returncode:
+            check("%s -np 4: CP buffers per rank" % kind, False, (r.stderr + pl.stderr)[-300:])
+            continue
+        got = sorted(set(p["tags"]["device"]["comm"] for p in json.loads(r.stdout.strip().splitlines()[-1])[
+            "peak_bytes_per_rank"]))
+        want = json.loads(pl.stdout.strip().splitlines()[-1])["kinds"][0]["peak_bytes"]["tags"]["device"]["comm"]
+        check("%s -np 4: CP buffers per rank %s = plan --ranks 4's %d bytes" % (kind, got, want), got == [want])
 
 
 def test_training(exe, d):

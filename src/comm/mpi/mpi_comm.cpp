@@ -147,7 +147,6 @@ class MpiComm : public Comm {
 
 }  // namespace
 
-std::unique_ptr<Comm> make_mpi_comm() { return std::make_unique<MpiComm>(); }
 
 namespace {
 std::pair<int, int> node_place() {  // (this node's ranks, this rank among them), asked once MPI runs
@@ -165,6 +164,12 @@ std::pair<int, int> node_place() {  // (this node's ranks, this rank among them)
   return place;
 }
 }  // namespace
+
+std::unique_ptr<Comm> make_mpi_comm() {
+  auto c = std::make_unique<MpiComm>();
+  node_place();  // (collective: here, where every rank comes, not later where only some might)
+  return c;
+}
 
 int node_ranks() { return node_place().first; }
 int node_rank() { return node_place().second; }

@@ -43,12 +43,14 @@ class NcclComm : public Comm {
     int devices = 0;
     cuda_ok(cudaGetDeviceCount(&devices), "device count");
     CHECK(devices > 0, "NCCL: no CUDA device on rank ", rank_);
+    cuda_ok(cudaSetDevice(node_rank() % devices), "set device");
     // (NCCL_HOSTID set per rank makes each rank another host to NCCL: unsupported, but how one GPU can
     // test several NCCL ranks)
-    CHECK(node_ranks() <= devices || std::getenv("NCCL_HOSTID"), "NCCL: ", node_ranks(),
-          " ranks on this node share ", devices,
-          " GPU(s); NCCL needs one GPU per rank (use --comm mpi, which stages through host memory)");
-    cuda_ok(cudaSetDevice(node_rank() % devices), "set device");
+    if (!std::getenv("NCCL_HOSTID")) {
+      const int sharing = ranks_sharing_gpu(*host_);
+      CHECK(sharing == 1, "NCCL: ", sharing, " ranks share one GPU; NCCL needs one GPU per rank (use --comm ",
+            "mpi, which stages through host memory)");
+    }
     ncclUniqueId id;
     if (rank_ == 0) nccl_ok(ncclGetUniqueId(&id), "get unique id");
     MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);

@@ -9,6 +9,7 @@ namespace {
 constexpr int kThreads = 256;
 
 // element e of the rows * width block: row e / width, column e % width
+// (int64 indexing: pitches past 2^31 elements are fine)
 __global__ void add_rows_kernel(float* dst, int64_t dpitch, const float* src, int64_t spitch, int64_t width,
                                 int64_t n) {
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n;

@@ -38,6 +38,14 @@ void cuda_select_device(int index) {
   if (e != cudaSuccess) FAIL("cudaSetDevice(", index % n, ") failed: ", cudaGetErrorString(e));
 }
 
+std::string cuda_device_pci_id() {
+  int dev = 0;
+  char id[64] = {0};
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetPCIBusId(id, sizeof id, dev) != cudaSuccess)
+    return "";
+  return id;
+}
+
 void* cuda_malloc(size_t bytes) {
   void* p = nullptr;
   cuda_ok(cudaMalloc(&p, bytes), "malloc");

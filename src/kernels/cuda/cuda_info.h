@@ -20,6 +20,8 @@ std::vector<CudaDeviceInfo> cuda_devices(std::string* why_none);
 // The GPU this process computes on: device `index` modulo the devices there are (ranks of a node take
 // one each). Call before anything is allocated on it.
 void cuda_select_device(int index);
+// The current GPU's PCI bus id ("0000:3b:00.0"): which ranks share one GPU. "" when CUDA is not built.
+std::string cuda_device_pci_id();
 // Device memory for code that feeds device-buffer paths (NcclComm's checks);
 // they throw when the backend is not built or the runtime fails.
 void* cuda_malloc(size_t bytes);

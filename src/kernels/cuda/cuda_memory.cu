@@ -1,3 +1,6 @@
+#include <cstdlib>
+#include <string>
+
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_memory.h"
 
@@ -13,16 +16,28 @@ cudaMemPool_t default_pool() {
   return pool;
 }
 
+// The calling thread computes and copies on GPU `dev` (cudaSetDevice holds per thread: a copy thread
+// starts on GPU 0 whatever its process selected).
+void bind(int dev) {
+  thread_local int bound = -1;
+  if (bound == dev) return;
+  cuda_check(cudaSetDevice(dev), "set device");
+  bound = dev;
+}
+
 // Device tier: cudaMallocAsync on the default stream from the default pool, which keeps freed
 // memory for reuse (release threshold: everything), so per-op workspace costs no cudaMalloc.
+// It works on the GPU that was current when it was made, from any thread.
 class DeviceAllocator : public Allocator {
  public:
   DeviceAllocator() {
+    cuda_check(cudaGetDevice(&dev_), "get device");
     uint64_t keep = UINT64_MAX;
     cuda_check(cudaMemPoolSetAttribute(default_pool(), cudaMemPoolAttrReleaseThreshold, &keep),
                "memory pool threshold");
   }
   void* raw_alloc(size_t bytes) override {
+    bind(dev_);
     void* p = nullptr;
     const cudaError_t e = cudaMallocAsync(&p, std::max<size_t>(bytes, 1), nullptr);
     if (e != cudaSuccess) {
@@ -34,10 +49,31 @@ class DeviceAllocator : public Allocator {
     }
     return p;
   }
-  void raw_free(void* p, size_t) override { cudaFreeAsync(p, nullptr); }
-  void zero(void* p, size_t bytes) override { cuda_check(cudaMemsetAsync(p, 0, bytes, nullptr), "memset"); }
+  void raw_free(void* p, size_t) override {
+    bind(dev_);
+    cudaFreeAsync(p, nullptr);
+  }
+  void zero(void* p, size_t bytes) override {
+    bind(dev_);
+    cuda_check(cudaMemsetAsync(p, 0, bytes, nullptr), "memset");
+  }
   bool host_accessible() const override { return false; }
-  void copy(void* dst, const void* src, size_t n) override { copy_bytes(dst, src, n, nullptr); }
+  void copy(void* dst, const void* src, size_t n) override {
+    bind(dev_);
+    copy_bytes(dst, src, n, nullptr);
+  }
+  void* fence() override {
+    bind(dev_);
+    return record_fence();
+  }
+  void release_fence(void* f) override { cuda::release_fence(f); }
+  void copy_after(void* dst, const void* src, size_t n, void* f) override {
+    bind(dev_);
+    copy_bytes_after(dst, src, n, f);
+  }
+
+ private:
+  int dev_ = 0;
 };
 
 // Host tier: page-locked, so the GPU copies from it at full speed (and, later, asynchronously).
@@ -76,10 +112,57 @@ void copy_device(void* dst, const void* src, size_t bytes, void* stream) {
 void copy_2d(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t rows,
              bool on_device, void* stream) {
   if (width == 0 || rows == 0) return;
-  cuda_check(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, rows,
-                               on_device ? cudaMemcpyDeviceToDevice : cudaMemcpyDefault, as_stream(stream)),
-             "2-D copy");
+  const cudaMemcpyKind kind = on_device ? cudaMemcpyDeviceToDevice : cudaMemcpyDefault;
+  constexpr size_t kMaxPitch = (size_t(1) << 31) - 1;       // what cudaMemcpy2D takes (cudaDevAttrMaxPitch)
+  if (rows == 1 || (dpitch == width && spitch == width)) {  // contiguous: one copy
+    cuda_check(cudaMemcpyAsync(dst, src, width * rows, kind, as_stream(stream)), "copy");
+  } else if (dpitch <= kMaxPitch && spitch <= kMaxPitch) {
+    cuda_check(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, rows, kind, as_stream(stream)), "2-D copy");
+  } else {  // pitches past its limit (long sequences, few rows): a copy per row
+    for (size_t i = 0; i < rows; i++)
+      cuda_check(cudaMemcpyAsync(static_cast<char*>(dst) + i * dpitch,
+                                 static_cast<const char*>(src) + i * spitch, width, kind, as_stream(stream)),
+                 "row copy");
+  }
   if (!on_device) cuda_check(cudaStreamSynchronize(as_stream(stream)), "2-D copy sync");
+}
+
+void* record_fence() {
+  cudaEvent_t e = nullptr;
+  cuda_check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "event create");
+  cuda_check(cudaEventRecord(e, nullptr), "event record");
+  return e;
+}
+
+void release_fence(void* fence) {
+  if (fence) cudaEventDestroy(static_cast<cudaEvent_t>(fence));  // (freed once the event completes)
+}
+
+namespace {
+struct ThreadStream {  // a thread's own stream, made on its first copy
+  cudaStream_t s = nullptr;
+  ~ThreadStream() {
+    if (s) cudaStreamDestroy(s);
+  }
+};
+bool copy_stream_on() {
+  static const bool on = [] {
+    const char* v = std::getenv("LONGCTX_COPY_STREAM");
+    return !v || std::string(v) != "0";
+  }();
+  return on;
+}
+}  // namespace
+
+void copy_bytes_after(void* dst, const void* src, size_t bytes, void* fence) {
+  if (bytes == 0 || dst == src) return;
+  if (!copy_stream_on()) return copy_bytes(dst, src, bytes, nullptr);
+  thread_local ThreadStream ts;
+  if (!ts.s) cuda_check(cudaStreamCreateWithFlags(&ts.s, cudaStreamNonBlocking), "copy stream create");
+  // a non-blocking stream does not wait for the default one: the fence says what compute must be done
+  if (fence) cuda_check(cudaStreamWaitEvent(ts.s, static_cast<cudaEvent_t>(fence), 0), "copy stream wait");
+  cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, ts.s), "copy");
+  cuda_check(cudaStreamSynchronize(ts.s), "copy sync");
 }
 
 void synchronize(void* stream) { cuda_check(cudaStreamSynchronize(as_stream(stream)), "stream sync"); }

@@ -22,6 +22,13 @@ void copy_device(void* dst, const void* src, size_t bytes, void* stream);
 void copy_2d(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t rows,
              bool on_device, void* stream);
 void synchronize(void* stream);
+// An event recorded on the default stream (the compute enqueued so far), and its release.
+void* record_fence();
+void release_fence(void* fence);
+// A copy on the calling thread's own non-blocking stream after `fence` (null: none), so that a copy thread's
+// copies run while the compute goes on; returns when the bytes are there. LONGCTX_COPY_STREAM=0 puts them
+// on the default stream instead (behind the compute, as before: for diagnosis).
+void copy_bytes_after(void* dst, const void* src, size_t bytes, void* fence);
 int64_t free_bytes();  // the GPU's free memory now (cudaMemGetInfo)
 // Bytes the device pool held at most since the last reset (what the GPU really gave us,
 // fragmentation included) and a reset of that mark.

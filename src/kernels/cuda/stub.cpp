@@ -19,6 +19,7 @@ std::vector<CudaDeviceInfo> cuda_devices(std::string* why_none) {
   return {};
 }
 void cuda_select_device(int) { not_built("cuda_select_device"); }
+std::string cuda_device_pci_id() { return ""; }
 void* cuda_malloc(size_t) { not_built("cuda_malloc"); }
 void cuda_free(void*) {}
 void cuda_to_device(void*, const void*, size_t) { not_built("cuda_to_device"); }
@@ -91,6 +92,9 @@ void copy_bytes(void*, const void*, size_t, void*) { not_built("copy"); }
 void copy_device(void*, const void*, size_t, void*) { not_built("copy_device"); }
 void copy_2d(void*, size_t, const void*, size_t, size_t, size_t, bool, void*) { not_built("copy_2d"); }
 void synchronize(void*) {}
+void* record_fence() { not_built("record_fence"); }
+void release_fence(void*) {}
+void copy_bytes_after(void*, const void*, size_t, void*) { not_built("copy_bytes_after"); }
 int64_t free_bytes() { not_built("free_bytes"); }
 int64_t pool_peak_bytes() { return 0; }
 void reset_pool_peak() {}
