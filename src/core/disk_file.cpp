@@ -1,6 +1,7 @@
 #include "core/disk_file.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -65,8 +66,19 @@ DiskFile::DiskFile(const std::string& dir, int64_t bytes, Memory& mem, Tag tag)
 }
 
 DiskFile::~DiskFile() {
+  if (map_) ::munmap(map_, size_t(bytes_));
   ::close(fd_);
   mem_.tracker().on_free(Tier::disk, tag_, bytes_);
+}
+
+const void* DiskFile::mapped() const {
+  if (!map_ && bytes_ > 0) {
+    void* p = ::mmap(nullptr, size_t(bytes_), PROT_READ, MAP_SHARED, fd_, 0);
+    CHECK(p != MAP_FAILED, "offload: cannot map a ", bytes_, "-byte file in '", dir_,
+          "': ", std::strerror(errno));
+    map_ = p;
+  }
+  return map_;
 }
 
 void DiskFile::write(int64_t off, const void* src, int64_t n) {

@@ -22,6 +22,10 @@ class DiskFile {
   void read(int64_t off, void* dst, int64_t n) const;
   void zero();  // every byte reads as zero again
   int64_t bytes() const { return bytes_; }
+  // The whole file as read-only host memory (mapped once, kept until the file goes): pages come from the
+  // page cache as they are read and cost no process memory, so a checkpoint can read a large store
+  // without a copy of it in host memory. Sees every write made before.
+  const void* mapped() const;
 
  private:
   std::string dir_;
@@ -29,6 +33,7 @@ class DiskFile {
   int64_t bytes_;
   Memory& mem_;
   Tag tag_;
+  mutable void* map_ = nullptr;
 };
 
 }  // namespace longctx

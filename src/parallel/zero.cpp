@@ -198,14 +198,26 @@ void ZeroShards::refresh_weights() {
   }
 }
 
-ZeroOptimizer::ZeroOptimizer(ZeroShards& shards, Memory& mem, bool moments_on_host, int64_t slice)
+ZeroOptimizer::ZeroOptimizer(ZeroShards& shards, Memory& mem, MomentsAt at, int64_t slice,
+                             const std::string& dir)
     : sh_(shards), mem_(mem) {
   const int64_t n = std::max<int64_t>(shards.g_shard().numel(), 1);
+  n_ = n;
   Tier tier = shards.g_shard().tier;  // (by unit: device, or the host when offloaded)
-  streamed_ = moments_on_host && tier == Tier::device;
+  streamed_ = at == MomentsAt::host && tier == Tier::device;
+  slice_ = std::min(std::max<int64_t>(slice, 1), n);
+  if (at == MomentsAt::disk) {  // a file of m then v; host slices, and device ones when the shards are there
+    file_ = std::make_unique<DiskFile>(dir, 2 * n * 4, mem, Tag::optim);
+    mh_ = Buffer(mem, Tier::host, Tag::optim, {slice_});
+    vh_ = Buffer(mem, Tier::host, Tag::optim, {slice_});
+    if (tier == Tier::device) {
+      ms_ = Buffer(mem, Tier::device, Tag::optim, {slice_});
+      vs_ = Buffer(mem, Tier::device, Tag::optim, {slice_});
+    }
+    return;  // (a new file reads as zeros)
+  }
   if (streamed_) {
     tier = Tier::host;
-    slice_ = std::min(std::max<int64_t>(slice, 1), n);
     ms_ = Buffer(mem, Tier::device, Tag::optim, {slice_});
     vs_ = Buffer(mem, Tier::device, Tag::optim, {slice_});
   }
@@ -214,24 +226,56 @@ ZeroOptimizer::ZeroOptimizer(ZeroShards& shards, Memory& mem, bool moments_on_ho
   m_.zero(), v_.zero();
 }
 
+float* ZeroOptimizer::host_m() const {
+  if (file_) return static_cast<float*>(const_cast<void*>(file_->mapped()));
+  return mem_.host_accessible(m_.t().tier) ? m_.f32() : nullptr;
+}
+float* ZeroOptimizer::host_v() const {
+  if (file_) return static_cast<float*>(const_cast<void*>(file_->mapped())) + n_;
+  return mem_.host_accessible(v_.t().tier) ? v_.f32() : nullptr;
+}
+
+void ZeroOptimizer::put_moments(int64_t at, int64_t n, const float* m, const float* v) {
+  if (file_) {
+    file_->write(at * 4, m, n * 4);
+    file_->write((n_ + at) * 4, v, n * 4);
+    return;
+  }
+  mem_.copy(m_.t().tier, m_.f32() + at, Tier::host, m, size_t(n) * 4);
+  mem_.copy(v_.t().tier, v_.f32() + at, Tier::host, v, size_t(n) * 4);
+}
+
 void ZeroOptimizer::step(AdamWParams p, float weight_decay, Context& device_ctx) {
   Context& ctx = sh_.shard_context(device_ctx);  // offload: AdamW on the host shards, by the CPU
   const Tensor g = sh_.g_shard();
   for (const auto& q : sh_.pieces()) {
     p.weight_decay = q.decay ? weight_decay : 0.f;  // no decay on norms
-    if (!streamed_) {
+    if (!streamed_ && !file_) {
       adamw_update(sh_.weights_of(q), g.slice0(q.at, q.n), m_.t().slice0(q.at, q.n), v_.t().slice0(q.at, q.n),
                    p, ctx);
       continue;
     }
-    // the moments of a slice to the device, the update there, and back (elementwise: the same result)
+    // the moments of a slice to where the shards are (from the disk through the host), the update there,
+    // and back (elementwise: the same result)
     for (int64_t o = 0; o < q.n; o += slice_) {
-      const int64_t len = std::min(slice_, q.n - o);
-      const Tensor m = m_.t().slice0(q.at + o, len), v = v_.t().slice0(q.at + o, len);
-      const Tensor md = ms_.t().slice0(0, len), vd = vs_.t().slice0(0, len);
-      copy_tensor(md, m, ctx), copy_tensor(vd, v, ctx);
-      adamw_update(sh_.weights_of(q).slice0(o, len), g.slice0(q.at + o, len), md, vd, p, ctx);
-      copy_tensor(m, md, ctx), copy_tensor(v, vd, ctx);
+      const int64_t len = std::min(slice_, q.n - o), at = q.at + o;
+      Tensor m, v;  // the slice at rest: host memory (disk: its host slice)
+      if (file_) {
+        m = mh_.t().slice0(0, len), v = vh_.t().slice0(0, len);
+        file_->read(at * 4, m.ptr, len * 4);
+        file_->read((n_ + at) * 4, v.ptr, len * 4);
+      } else {
+        m = m_.t().slice0(at, len), v = v_.t().slice0(at, len);
+      }
+      const bool device = ms_.t().defined();
+      const Tensor md = device ? ms_.t().slice0(0, len) : m, vd = device ? vs_.t().slice0(0, len) : v;
+      if (device) copy_tensor(md, m, ctx), copy_tensor(vd, v, ctx);
+      adamw_update(sh_.weights_of(q).slice0(o, len), g.slice0(at, len), md, vd, p, ctx);
+      if (device) copy_tensor(m, md, ctx), copy_tensor(v, vd, ctx);
+      if (file_) {
+        file_->write(at * 4, m.ptr, len * 4);
+        file_->write((n_ + at) * 4, v.ptr, len * 4);
+      }
     }
   }
   sh_.refresh_weights();
@@ -241,23 +285,25 @@ void ZeroOptimizer::gather_state(std::vector<NamedTensor>& m, std::vector<NamedT
   const int64_t n = sh_.whole_size();
   // one part in host memory (the weights or the moments off the device): the moments are the whole vector
   // already, viewed in place; else gathered into host scratch
-  const bool in_place = sh_.map().parts() == 1 && m_.t().tier == Tier::host && sh_.map().shard_size() == n;
+  const bool in_place = sh_.map().parts() == 1 && host_m() && (file_ || m_.t().tier == Tier::host) &&
+                        sh_.map().shard_size() == n;
   if (!in_place) {
     if (!mfull_.t().defined()) {
       mfull_ = Buffer(mem_, Tier::host, Tag::optim, {n});
       vfull_ = Buffer(mem_, Tier::host, Tag::optim, {n});
     }
     mfull_.zero(), vfull_.zero();
-    if (!mem_.host_accessible(m_.t().tier)) {  // GPU memory (one rank): the moments are the whole vector
+    if (!host_m()) {  // GPU memory (one rank): the moments are the whole vector
       CHECK(sh_.map().parts() == 1, "[zero] optimizer state in GPU memory is gathered on one rank only");
       copy_tensor(mfull_.t(), m_.t().slice0(0, n), ctx);
       copy_tensor(vfull_.t(), v_.t().slice0(0, n), ctx);
     } else {
-      sh_.map().gather(m_.f32(), mfull_.f32(), sh_.comm());
-      sh_.map().gather(v_.f32(), vfull_.f32(), sh_.comm());
+      sh_.map().gather(host_m(), mfull_.f32(), sh_.comm());
+      sh_.map().gather(host_v(), vfull_.f32(), sh_.comm());
     }
   }
-  float *mw = in_place ? m_.f32() : mfull_.f32(), *vw = in_place ? v_.f32() : vfull_.f32();
+  // (disk: views into the file's mapping, read as the checkpoint is written: no copy in host memory)
+  float *mw = in_place ? host_m() : mfull_.f32(), *vw = in_place ? host_v() : vfull_.f32();
   m.clear(), v.clear();
   const auto& ts = sh_.tensors();
   for (size_t i = 0; i < ts.size(); i++) {
@@ -272,8 +318,7 @@ void ZeroOptimizer::load_state(const std::vector<NamedTensor>& m, const std::vec
   CHECK(m.size() == nt && v.size() == nt, "[zero] optimizer state of ", m.size(), " tensors for ", nt);
   for (const auto& q : sh_.pieces()) {
     const int64_t from = q.whole - sh_.offsets()[q.tensor];
-    mem_.copy(m_.t().tier, m_.f32() + q.at, Tier::host, m[q.tensor].t.f32() + from, size_t(q.n) * 4);
-    mem_.copy(v_.t().tier, v_.f32() + q.at, Tier::host, v[q.tensor].t.f32() + from, size_t(q.n) * 4);
+    put_moments(q.at, q.n, m[q.tensor].t.f32() + from, v[q.tensor].t.f32() + from);
   }
 }
 
@@ -301,21 +346,21 @@ void ZeroOptimizer::save_shard(const PieceSink& emit, Context& ctx) {
     if (a >= b) continue;
     const int64_t skip = a - q.whole, n = b - a;
     const Tensor w = sh_.weights_of(q).slice0(skip, n);
+    const float *m = host_m(), *v = host_v();  // (disk: the file's mapping)
     emit(q.tensor, a - sh_.offsets()[q.tensor], n, on_host_view(mem_, w.tier, w.f32(), n, shard_copies_),
-         on_host_view(mem_, m_.t().tier, m_.f32() + q.at + skip, n, shard_copies_),
-         on_host_view(mem_, v_.t().tier, v_.f32() + q.at + skip, n, shard_copies_));
+         m ? m + q.at + skip : on_host_view(mem_, m_.t().tier, m_.f32() + q.at + skip, n, shard_copies_),
+         v ? v + q.at + skip : on_host_view(mem_, v_.t().tier, v_.f32() + q.at + skip, n, shard_copies_));
   }
 }
 
 void ZeroOptimizer::load_shard(const PieceSource& read) {
-  std::vector<float> buf;
+  std::vector<float> bm, bv;
   for (const auto& q : sh_.pieces()) {
     const int64_t from = q.whole - sh_.offsets()[q.tensor];
-    buf.resize(size_t(q.n));
-    read("m.", q.tensor, from, q.n, buf.data());
-    mem_.copy(m_.t().tier, m_.f32() + q.at, Tier::host, buf.data(), size_t(q.n) * 4);
-    read("v.", q.tensor, from, q.n, buf.data());
-    mem_.copy(v_.t().tier, v_.f32() + q.at, Tier::host, buf.data(), size_t(q.n) * 4);
+    bm.resize(size_t(q.n)), bv.resize(size_t(q.n));
+    read("m.", q.tensor, from, q.n, bm.data());
+    read("v.", q.tensor, from, q.n, bv.data());
+    put_moments(q.at, q.n, bm.data(), bv.data());
   }
 }
 

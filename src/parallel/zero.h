@@ -20,10 +20,12 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "comm/comm.h"
 #include "core/context.h"
+#include "core/disk_file.h"
 #include "io/safetensors.h"
 #include "model/params.h"
 #include "model/unit_hook.h"
@@ -117,12 +119,17 @@ class ZeroShards : public UnitHook {
   void set_pieces();
 };
 
+// Where the AdamW moments live: with the shards (the device, or the host when the model is offloaded); in
+// host memory, streamed through the device in slices during the update; or in a file (the disk tier),
+// streamed through host slices (and the device's, when the shards are there).
+enum class MomentsAt : uint8_t { shards, host, disk };
+
 class ZeroOptimizer {
  public:
-  // moments_on_host: the moments in host memory, streamed through the device in slices of `slice` elements
-  // during the update (weights and gradients stay where the shards keep them)
-  ZeroOptimizer(ZeroShards& shards, Memory& mem, bool moments_on_host = false,
-                int64_t slice = int64_t(1) << 22);
+  // slice: elements streamed at a time (host, disk); dir: the disk's directory ("" : the temp directory).
+  // Weights and gradients stay where the shards keep them; the update is the same bit for bit anywhere.
+  ZeroOptimizer(ZeroShards& shards, Memory& mem, MomentsAt at = MomentsAt::shards,
+                int64_t slice = int64_t(1) << 22, const std::string& dir = "");
   // AdamW on this rank's part (decay only on matrices), then the weights re-assembled.
   void step(AdamWParams p, float weight_decay, Context& ctx);
   // The whole moments as named tensors (m., v. as in checkpoints), gathered
@@ -145,11 +152,17 @@ class ZeroOptimizer {
 
  private:
   ZeroShards& sh_;
-  Buffer m_, v_;           // (shard)
+  Buffer m_, v_;           // (shard); none on the disk
   bool streamed_ = false;  // the moments on the host, updated through device slices
-  int64_t slice_ = 0;
-  Buffer ms_, vs_;                    // (slice) their device slices
-  Buffer mfull_, vfull_;              // host scratch for checkpoints
+  int64_t slice_ = 0, n_ = 0;
+  Buffer ms_, vs_;                  // (slice) their device slices
+  std::unique_ptr<DiskFile> file_;  // disk: m then v, (shard) each
+  Buffer mh_, vh_;                  // disk: (slice) host slices
+  // this rank's moments as host memory (disk: the file's mapping), or null when they are in GPU memory
+  float* host_m() const;
+  float* host_v() const;
+  void put_moments(int64_t at, int64_t n, const float* m, const float* v);  // host -> this rank's [at, +n)
+  Buffer mfull_, vfull_;                                                    // host scratch for checkpoints
   std::vector<Buffer> shard_copies_;  // save_shard's host copies of GPU memory
   Memory& mem_;
 };

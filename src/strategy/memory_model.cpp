@@ -148,16 +148,26 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t 
     const int64_t live = std::max({embed, block, head + (c.tie_word_embeddings ? embed : 0)});
     add(Tier::host, Tag::weights, param_bytes(c));
     add(Tier::host, Tag::grads, param_bytes(c));
-    if (why == Purpose::train) add(Tier::host, Tag::optim, 2 * param_bytes(c));
+    if (why == Purpose::train && s.plan.optim_offload == Offload::disk) {  // streamed through host slices
+      add(Tier::disk, Tag::optim, 2 * param_bytes(c));
+      add(Tier::host, Tag::optim, 2 * std::min(Plan::kOptimSlice, param_bytes(c) / 4) * 4);
+    } else if (why == Purpose::train) {
+      add(Tier::host, Tag::optim, 2 * param_bytes(c));
+    }
     add(dev, Tag::weights, live);
     add(dev, Tag::grads, live);
     if (plan.gpu_memory) add(Tier::host, Tag::grads, largest);  // a unit's gradients on their way
   } else {
     add(dev, Tag::weights, param_bytes(c) + (s.plan.lora.enabled() ? trained : 0));
     add(dev, Tag::grads, trained);
+    const int64_t slice = 2 * std::min(Plan::kOptimSlice, std::max<int64_t>(trained / 4, 1)) * 4;
     if (why == Purpose::train && s.plan.optim_offload == Offload::host) {  // streamed through device slices
       add(Tier::host, Tag::optim, 2 * trained);
-      add(dev, Tag::optim, 2 * std::min(Plan::kOptimSlice, std::max<int64_t>(trained / 4, 1)) * 4);
+      add(dev, Tag::optim, slice);
+    } else if (why == Purpose::train && s.plan.optim_offload == Offload::disk) {  // through host and device
+      add(Tier::disk, Tag::optim, 2 * trained);
+      add(Tier::host, Tag::optim, slice);
+      add(dev, Tag::optim, slice);
     } else if (why == Purpose::train) {
       add(dev, Tag::optim, 2 * trained);
     }

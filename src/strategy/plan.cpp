@@ -117,15 +117,14 @@ void validate_plan(const Plan& p, int64_t B, int64_t T) {
   validate_lora(p.lora);
   CHECK(B >= 1 && T >= 1, "plan: batch (", B, ") and sequence length (", T, ") must be positive");
   CHECK(p.mlp_tiles >= 0 && p.loss_tiles >= 0, "plan: mlp-tiles and loss-tiles must be >= 1 or auto");
-  CHECK(p.offload_dir.empty() || p.offload == Offload::disk, "plan: --offload-dir '", p.offload_dir,
-        "' clashes with --offload ", offload_name(p.offload), ": the directory is for --offload disk");
+  CHECK(p.offload_dir.empty() || p.offload == Offload::disk || p.optim_offload == Offload::disk,
+        "plan: --offload-dir '", p.offload_dir, "' clashes with --offload ", offload_name(p.offload),
+        ": the directory is for --offload disk or --offload-optimizer disk");
   CHECK(p.model_offload != Offload::disk, "plan: --offload-model disk is not built; the weights and ",
         "optimizer state go to the host (--offload-model host)");
-  CHECK(p.optim_offload != Offload::disk,
-        "plan: --offload-optimizer disk is not built; the moments go to the ",
-        "host (--offload-optimizer host)");
-  CHECK(p.optim_offload == Offload::none || p.model_offload == Offload::none, "plan: --offload-optimizer ",
-        "clashes with --offload-model host, which keeps the moments on the host already");
+  CHECK(p.optim_offload != Offload::host || p.model_offload == Offload::none, "plan: --offload-optimizer ",
+        "host clashes with --offload-model host, which keeps the moments on the host already (the disk, ",
+        "--offload-optimizer disk, is further)");
   CHECK(p.model_offload == Offload::none || !p.lora.enabled(),
         "plan: --offload-model host moves what trains ",
         "off the device; with LoRA only the small adapters train and the frozen base stays on the device");

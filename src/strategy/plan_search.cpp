@@ -24,8 +24,11 @@ std::vector<Candidate> search_plans(const LlamaConfig& c, const Plan& base, int6
   // (offload_model), to the host
   std::vector<std::pair<Offload, Offload>> models = {{base.model_offload, base.optim_offload}};
   if (why == Purpose::train && !base.lora.enabled() && base.model_offload == Offload::none &&
-      base.optim_offload == Offload::none)
+      base.optim_offload == Offload::none) {
     models.push_back({Offload::none, Offload::host}), models.push_back({Offload::host, Offload::none});
+    if (r.disk_gbps > 0)  // the moments on the disk (disk speed measured)
+      models.push_back({Offload::none, Offload::disk}), models.push_back({Offload::host, Offload::disk});
+  }
   std::vector<Candidate> out;
   for (auto [mo, oo] : models)
     for (int64_t cs : chunks)

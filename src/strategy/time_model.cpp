@@ -51,11 +51,17 @@ nlohmann::json MachineRates::to_json() const {
 }
 
 nlohmann::json TimePrediction::to_json() const {
-  return {{"gemm_gflops", gemm_flops / 1e9},      {"attn_gflops", attn_flops / 1e9},
-          {"model_gflops", model_flops / 1e9},    {"copy_bytes", copy_bytes},
-          {"compute_seconds", compute_s},         {"copy_seconds", copy_s},
-          {"model_copy_bytes", model_copy_bytes}, {"model_copy_seconds", model_copy_s},
-          {"host_update_seconds", host_update_s}, {"step_seconds", step_s}};
+  return {{"gemm_gflops", gemm_flops / 1e9},
+          {"attn_gflops", attn_flops / 1e9},
+          {"model_gflops", model_flops / 1e9},
+          {"copy_bytes", copy_bytes},
+          {"compute_seconds", compute_s},
+          {"copy_seconds", copy_s},
+          {"model_copy_bytes", model_copy_bytes},
+          {"model_copy_seconds", model_copy_s},
+          {"host_update_seconds", host_update_s},
+          {"optim_disk_seconds", optim_disk_s},
+          {"step_seconds", step_s}};
 }
 
 MachineRates measure_rates(const LlamaConfig& c, const std::string& disk_dir, const Context* on) {
@@ -178,12 +184,17 @@ TimePrediction predict_time(const LlamaConfig& c, const Plan& plan, int64_t B, i
   t.copy_s = t.copy_bytes > 0 ? t.copy_bytes / (std::max(bw, 1e-3) * 1e9) : 0;
   // the copy thread overlaps with compute; what it cannot hide adds on
   t.step_s = std::max(t.compute_s, t.copy_s) + 0.05 * std::min(t.compute_s, t.copy_s);
-  if (p.optim_offload == Offload::host && p.model_offload == Offload::none) {
+  if (p.optim_offload != Offload::none && p.model_offload == Offload::none) {
     // the moments to the device and back for the update (not overlapped)
     const double trained = double(p.lora.enabled() ? lora_param_bytes(c, p.lora) : param_bytes(c));
     t.model_copy_bytes = 4 * trained;
     t.model_copy_s = t.model_copy_bytes / (std::max(r.host_gbps, 1e-3) * 1e9);
     t.step_s += t.model_copy_s;
+  }
+  if (p.optim_offload == Offload::disk) {  // and read from the disk and written back, first
+    const double trained = double(p.lora.enabled() ? lora_param_bytes(c, p.lora) : param_bytes(c));
+    t.optim_disk_s = 4 * trained / (std::max(r.disk_gbps, 1e-3) * 1e9);
+    t.step_s += t.optim_disk_s;
   }
   if (p.model_offload == Offload::host && !p.lora.enabled()) {
     // the weights go to the device for each pass over the blocks (the forward and the backward; chunked:

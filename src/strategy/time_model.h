@@ -34,6 +34,7 @@ struct TimePrediction {
   // offload_model host: each unit's weights to the device per pass and its gradients back (not overlapped
   // yet), and AdamW by the CPU on the host state
   double model_copy_bytes = 0, model_copy_s = 0, host_update_s = 0;
+  double optim_disk_s = 0;  // offload_optimizer disk: the moments read from the disk and written back
   nlohmann::json to_json() const;
 };
 TimePrediction predict_time(const LlamaConfig& c, const Plan& p, int64_t B, int64_t T, const MachineRates& r);

@@ -194,19 +194,17 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
       shapes.emplace_back(st.batch_size > 0 ? st.batch_size : cfg.batch_size, st.seq_len);
     // plan auto may move the moments, or the weights and their state, off the device for some shape: the
     // model and its optimizer are built once, so every shape then keeps them there (its plan chosen again)
-    for (int pass = 0; pass < 3 && !cp; pass++) {
-      bool model = false, optim = false;
+    // (only ever further off: none < host < disk for the moments; with the model on the host they are
+    // there already unless on the disk)
+    for (int pass = 0; pass < 4 && !cp; pass++) {
+      Offload model = run_cfg.plan.model_offload, optim = run_cfg.plan.optim_offload;
       for (auto [B, T] : shapes) {
         const Plan p = choose_plan(mc, run_cfg.plan, cfg.plan_auto, B, T, Purpose::train, &ctx);
-        model |= p.model_offload == Offload::host, optim |= p.optim_offload == Offload::host;
+        model = std::max(model, p.model_offload), optim = std::max(optim, p.optim_offload);
       }
-      if (model && run_cfg.plan.model_offload != Offload::host) {
-        run_cfg.plan.model_offload = Offload::host, run_cfg.plan.optim_offload = Offload::none;
-      } else if (optim && !model && run_cfg.plan.optim_offload != Offload::host) {
-        run_cfg.plan.optim_offload = Offload::host;
-      } else {
-        break;
-      }
+      if (model == Offload::host && optim == Offload::host) optim = Offload::none;
+      if (model == run_cfg.plan.model_offload && optim == run_cfg.plan.optim_offload) break;
+      run_cfg.plan.model_offload = model, run_cfg.plan.optim_offload = optim;
     }
   }
   // ZeRO 2-3 of full training across ranks: weights and gradients by block; the weights off the device
@@ -226,7 +224,10 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
       by_unit ? std::make_unique<ZeroShards>(c, *md.w, by_unit, world, mem, offload_model)
               : std::make_unique<ZeroShards>(md.trained_flat(), md.grad_all(), md.trained(), int(cfg.zero),
                                              world, mem);
-  ZeroOptimizer opt(*sh, mem, run_cfg.plan.optim_offload == Offload::host, Plan::kOptimSlice);
+  const MomentsAt moments = run_cfg.plan.optim_offload == Offload::disk   ? MomentsAt::disk
+                            : run_cfg.plan.optim_offload == Offload::host ? MomentsAt::host
+                                                                          : MomentsAt::shards;
+  ZeroOptimizer opt(*sh, mem, moments, Plan::kOptimSlice, run_cfg.plan.offload_dir);
   auto data = make_data_source(data_config_from_json(cfg.data), uint64_t(cfg.seed), c.vocab_size);
 
   int64_t start = 0, bad = 0;

@@ -118,8 +118,55 @@ def test_optimizer(exe, d, tokens):
               got[tier].get("optim") == want[tier].get("optim") and want[tier].get("optim", 0) > 0)
     _, r = train(exe, d, "err", tokens, 2, ["offload_optimizer=host", "offload_model=host"])
     lines = [l for l in r.stderr.strip().splitlines() if l]
-    check("offload_optimizer with offload_model is refused in one line",
+    check("offload_optimizer host with offload_model is refused in one line",
           r.returncode == 1 and len(lines) == 1 and "already" in lines[0], r.stderr[-300:])
+
+
+def test_optimizer_disk(exe, d, tokens):
+    """offload_optimizer: disk: the AdamW moments in a file of the offload directory, streamed through host
+    slices (and the device's): the run on the device bit for bit, alone and with offload_model host (the
+    weights and gradients on the host, the moments on the disk); a resume through a checkpoint that reads
+    them from the file's mapping; the moments' bytes on the disk, host and device where plan says."""
+    ref = os.path.join(d, "ref-whole")
+    a = metrics(ref) if os.path.exists(ref) else []
+    for name, over in (("alone", []), ("with offload_model host", ["offload_model=host"])):
+        odir = os.path.join(d, "optim-dir-" + str(len(over)))  # made on first use
+        out, r = train(exe, d, "optim-disk-%d" % len(over), tokens, 5,
+                       ["offload_optimizer=disk", "offload_dir=" + odir] + over)
+        what = "offload_optimizer disk (%s)" % name
+        if r.returncode or not a:
+            check(what + " runs", False, r.stderr[-300:])
+            continue
+        b = metrics(out)
+        exact = not over  # (offload_model sums each unit's gradients first: equal within rounding)
+        ok = len(b) == 5 and all(abs(x["loss"] - y["loss"]) <= (0 if exact else 1e-5 * abs(y["loss"]))
+                                 for x, y in zip(b, a))
+        check(what + ": the losses of the run on the device" + (" bit for bit" if exact else ""), ok,
+              "%r vs %r" % ([m["loss"] for m in b], [m["loss"] for m in a]))
+        ok, detail = weights_close(os.path.join(out, "model.safetensors"), os.path.join(ref, "model.safetensors"),
+                                   0 if exact else 1e-5)
+        check(what + ": the final weights of the run on the device", ok, detail)
+        plan = cli.run(exe, ["plan", "--model", ref, "--seq-len", "48", "--batch", "2", "--for", "train",
+                             "--offload-optimizer", "disk", "--json", "--rates",
+                             '{"gemm_gflops": 10, "attn_gflops": 5}'] + (["--offload-model", "host"] if over else []))
+        if plan.returncode:
+            check(what + ": plan", False, plan.stderr[-300:])
+            continue
+        want = json.loads(plan.stdout.strip().splitlines()[-1])["peak_bytes"]["tags"]
+        got = b[-1]["peak_bytes"]["tags"]
+        for tier in ("disk", "host", "device"):
+            check("%s: %s optim peak %s = plan's %s" % (what, tier, got[tier].get("optim"), want[tier].get("optim")),
+                  got[tier].get("optim") == want[tier].get("optim") and
+                  (tier == "device" and over or want[tier].get("optim", 0) > 0))
+    # a checkpoint after step 3 (the moments read from the file), resumed: the straight run's steps 4-5
+    out = os.path.join(d, "optim-disk-resume")
+    over = ["offload_optimizer=disk"]
+    _, r1 = train(exe, d, "optim-disk-resume", tokens, 5, over + ["stop_after=3"])
+    _, r2 = train(exe, d, "optim-disk-resume", tokens, 5, over + ["resume=true"])
+    b = metrics(out) if r1.returncode == 0 and r2.returncode == 0 else []
+    check("offload_optimizer disk: resumed after step 3, the losses of the run on the device bit for bit",
+          [m["loss"] for m in b][-5:] == [m["loss"] for m in a], (r1.stderr + r2.stderr)[-300:] +
+          " %r vs %r" % ([m["loss"] for m in b], [m["loss"] for m in a]))
 
 
 def test_auto(exe, d, tokens):
@@ -207,6 +254,7 @@ def main():
         np.save(tokens, np.random.default_rng(0).integers(0, 64, size=20000).astype(np.int32))
         test_equal(args.longctx, d, tokens)
         test_optimizer(args.longctx, d, tokens)
+        test_optimizer_disk(args.longctx, d, tokens)
         test_auto(args.longctx, d, tokens)
         test_grad(args.longctx, d)
         test_resume(args.longctx, d, tokens)

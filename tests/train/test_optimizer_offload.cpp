@@ -20,11 +20,11 @@ LlamaConfig small() {
 
 struct Outcome {
   std::vector<float> w, m, v;
-  int64_t host_optim = 0, device_optim = 0;
+  int64_t host_optim = 0, device_optim = 0, disk_optim = 0;
 };
 
 // Three AdamW steps on fixed gradients, the moments on the device or streamed from the host.
-Outcome three_steps(const LlamaConfig& c, bool on_host, int64_t slice, bool opaque) {
+Outcome three_steps(const LlamaConfig& c, MomentsAt at, int64_t slice, bool opaque) {
   Memory mem;
   if (opaque) mem.set_allocator(Tier::device, make_opaque_host_allocator());
   Context ctx = cpu_context(mem);
@@ -35,7 +35,7 @@ Outcome three_steps(const LlamaConfig& c, bool on_host, int64_t slice, bool opaq
   }
   std::unique_ptr<Comm> one = make_local_comm();
   ZeroShards sh(w.all(), g.all(), named_tensors(w), 0, *one, mem);
-  ZeroOptimizer opt(sh, mem, on_host, slice);
+  ZeroOptimizer opt(sh, mem, at, slice);
   for (int s = 1; s <= 3; s++) {
     std::vector<float> gi = randn(size_t(g.all().numel()), 10 + uint64_t(s), 0.05f);
     mem.copy(Tier::device, g.all().ptr, Tier::host, gi.data(), gi.size() * 4);
@@ -54,6 +54,7 @@ Outcome three_steps(const LlamaConfig& c, bool on_host, int64_t slice, bool opaq
   }
   r.host_optim = mem.tracker().tag(Tier::host, Tag::optim).current;
   r.device_optim = mem.tracker().tag(Tier::device, Tag::optim).current;
+  r.disk_optim = mem.tracker().tag(Tier::disk, Tag::optim).current;
   return r;
 }
 
@@ -61,16 +62,36 @@ TEST(OptimizerOffload, StreamedMomentsGiveTheDeviceUpdateBitForBit) {
   const LlamaConfig c = small();
   const int64_t n = ParamSet(c).flat_size();
   for (bool opaque : {false, true}) {
-    const Outcome ref = three_steps(c, false, 0, opaque);
+    const Outcome ref = three_steps(c, MomentsAt::shards, 0, opaque);
     EXPECT_EQ(ref.device_optim, 2 * n * 4);
     for (int64_t slice : {int64_t(1), int64_t(97), int64_t(1000), n, 10 * n}) {
       SCOPED_TRACE("slice " + std::to_string(slice) + (opaque ? " (GPU memory layout)" : ""));
-      const Outcome r = three_steps(c, true, slice, opaque);
+      const Outcome r = three_steps(c, MomentsAt::host, slice, opaque);
       EXPECT_EQ(r.w, ref.w);
       EXPECT_EQ(r.m, ref.m);
       EXPECT_EQ(r.v, ref.v);
       EXPECT_GE(r.host_optim, 2 * n * 4);  // the moments (and, where the device is opaque, gather scratch)
       EXPECT_EQ(r.device_optim, 2 * std::min(slice, n) * 4) << "two slices on the device, not the moments";
+    }
+  }
+}
+
+// The moments in a file (offload_optimizer disk), streamed through host slices and the device's: the same
+// update bit for bit, and read back for checkpoints from the file's mapping (gather_state), not copied.
+TEST(OptimizerOffload, MomentsOnTheDiskGiveTheDeviceUpdateBitForBit) {
+  const LlamaConfig c = small();
+  const int64_t n = ParamSet(c).flat_size();
+  for (bool opaque : {false, true}) {
+    const Outcome ref = three_steps(c, MomentsAt::shards, 0, opaque);
+    for (int64_t slice : {int64_t(1), int64_t(97), n, 10 * n}) {
+      SCOPED_TRACE("slice " + std::to_string(slice) + (opaque ? " (GPU memory layout)" : ""));
+      const Outcome r = three_steps(c, MomentsAt::disk, slice, opaque);
+      EXPECT_EQ(r.w, ref.w);
+      EXPECT_EQ(r.m, ref.m);
+      EXPECT_EQ(r.v, ref.v);
+      EXPECT_EQ(r.disk_optim, 2 * n * 4);
+      EXPECT_EQ(r.host_optim, 2 * std::min(slice, n) * 4) << "two host slices, and no copy for gather_state";
+      EXPECT_EQ(r.device_optim, 2 * std::min(slice, n) * 4);
     }
   }
 }
