@@ -85,7 +85,9 @@ TEST(Probe, ExtrapolationIsExactForCostsLinearInPages) {
         for (int64_t j = 0; j < k; j++) sum += a + b * double(earlier_pages_read(c, 4, j, blocks));
         const double first = a, last = a + b * double(earlier_pages_read(c, 4, k - 1, blocks));
         EXPECT_NEAR(extrapolate_pass(c, 4, k, first, last, blocks), sum, 1e-9 * sum);
-        if (type == "llama") EXPECT_NEAR(sum, double(k) * (first + last) / 2, 1e-9 * sum);
+        if (type == "llama") {
+          EXPECT_NEAR(sum, double(k) * (first + last) / 2, 1e-9 * sum);
+        }
       }
   }
   // no earlier page is ever read: every chunk costs the mean of the two measured
