@@ -12,10 +12,12 @@ void add_plan_flags(CLI::App& app, PlanFlags& f) {
   static const Flag flags[] = {
       {"recompute", "none | full | selective: what each block keeps for its backward (default full)"},
       {"offload", "none | host | disk: where saved block state waits for the backward (default none)"},
-      {"offload_dir", "directory for --offload disk and --offload-optimizer disk (default: the system temp dir)"},
+      {"offload_dir",
+       "directory for --offload disk and --offload-optimizer disk (default: the system temp dir)"},
       {"offload_optimizer",
-       "none | host | disk: the AdamW moments in host memory, streamed through the device in slices during "
-       "the update; disk: in a file in --offload-dir, streamed through host slices (default none)"},
+       "none | host | disk | split: the AdamW moments in host memory, streamed through the device in slices "
+       "during the update; disk: in a file in --offload-dir, streamed through host slices; split: the first "
+       "moment in host memory, the second on the disk (default none)"},
       {"offload_model",
        "none | host: weights, gradients and AdamW state in host memory, a block at a time on "
        "the device, the update on the CPU (default none)"},

@@ -206,9 +206,16 @@ ZeroOptimizer::ZeroOptimizer(ZeroShards& shards, Memory& mem, MomentsAt at, int6
   Tier tier = shards.g_shard().tier;  // (by unit: device, or the host when offloaded)
   streamed_ = at == MomentsAt::host && tier == Tier::device;
   slice_ = std::min(std::max<int64_t>(slice, 1), n);
-  if (at == MomentsAt::disk) {  // a file of m then v; host slices, and device ones when the shards are there
-    file_ = std::make_unique<DiskFile>(dir, 2 * n * 4, mem, Tag::optim);
-    mh_ = Buffer(mem, Tier::host, Tag::optim, {slice_});
+  if (at == MomentsAt::disk || at == MomentsAt::split) {
+    // a file of m then v (split: v, and m in host memory); host slices, and device ones when the shards are
+    split_ = at == MomentsAt::split;
+    file_ = std::make_unique<DiskFile>(dir, (split_ ? 1 : 2) * n * 4, mem, Tag::optim);
+    if (split_) {
+      m_ = Buffer(mem, Tier::host, Tag::optim, {n});
+      m_.zero();
+    } else {
+      mh_ = Buffer(mem, Tier::host, Tag::optim, {slice_});
+    }
     vh_ = Buffer(mem, Tier::host, Tag::optim, {slice_});
     if (tier == Tier::device) {
       ms_ = Buffer(mem, Tier::device, Tag::optim, {slice_});
@@ -227,18 +234,21 @@ ZeroOptimizer::ZeroOptimizer(ZeroShards& shards, Memory& mem, MomentsAt at, int6
 }
 
 float* ZeroOptimizer::host_m() const {
-  if (file_) return static_cast<float*>(const_cast<void*>(file_->mapped()));
+  if (file_ && !split_) return static_cast<float*>(const_cast<void*>(file_->mapped()));
   return mem_.host_accessible(m_.t().tier) ? m_.f32() : nullptr;
 }
 float* ZeroOptimizer::host_v() const {
-  if (file_) return static_cast<float*>(const_cast<void*>(file_->mapped())) + n_;
+  if (file_) return static_cast<float*>(const_cast<void*>(file_->mapped())) + v_at(0);
   return mem_.host_accessible(v_.t().tier) ? v_.f32() : nullptr;
 }
 
 void ZeroOptimizer::put_moments(int64_t at, int64_t n, const float* m, const float* v) {
   if (file_) {
-    file_->write(at * 4, m, n * 4);
-    file_->write((n_ + at) * 4, v, n * 4);
+    if (split_)
+      std::memcpy(m_.f32() + at, m, size_t(n) * 4);
+    else
+      file_->write(at * 4, m, n * 4);
+    file_->write(v_at(at) * 4, v, n * 4);
     return;
   }
   mem_.copy(m_.t().tier, m_.f32() + at, Tier::host, m, size_t(n) * 4);
@@ -261,9 +271,9 @@ void ZeroOptimizer::step(AdamWParams p, float weight_decay, Context& device_ctx)
       const int64_t len = std::min(slice_, q.n - o), at = q.at + o;
       Tensor m, v;  // the slice at rest: host memory (disk: its host slice)
       if (file_) {
-        m = mh_.t().slice0(0, len), v = vh_.t().slice0(0, len);
-        file_->read(at * 4, m.ptr, len * 4);
-        file_->read((n_ + at) * 4, v.ptr, len * 4);
+        m = split_ ? m_.t().slice0(at, len) : mh_.t().slice0(0, len), v = vh_.t().slice0(0, len);
+        if (!split_) file_->read(at * 4, m.ptr, len * 4);
+        file_->read(v_at(at) * 4, v.ptr, len * 4);
       } else {
         m = m_.t().slice0(at, len), v = v_.t().slice0(at, len);
       }
@@ -273,8 +283,8 @@ void ZeroOptimizer::step(AdamWParams p, float weight_decay, Context& device_ctx)
       adamw_update(sh_.weights_of(q).slice0(o, len), g.slice0(at, len), md, vd, p, ctx);
       if (device) copy_tensor(m, md, ctx), copy_tensor(v, vd, ctx);
       if (file_) {
-        file_->write(at * 4, m.ptr, len * 4);
-        file_->write((n_ + at) * 4, v.ptr, len * 4);
+        if (!split_) file_->write(at * 4, m.ptr, len * 4);
+        file_->write(v_at(at) * 4, v.ptr, len * 4);
       }
     }
   }

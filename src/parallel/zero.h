@@ -122,7 +122,8 @@ class ZeroShards : public UnitHook {
 // Where the AdamW moments live: with the shards (the device, or the host when the model is offloaded); in
 // host memory, streamed through the device in slices during the update; or in a file (the disk tier),
 // streamed through host slices (and the device's, when the shards are there).
-enum class MomentsAt : uint8_t { shards, host, disk };
+// split: the first moment in host memory, the second in the file (half the disk's bytes).
+enum class MomentsAt : uint8_t { shards, host, disk, split };
 
 class ZeroOptimizer {
  public:
@@ -156,14 +157,16 @@ class ZeroOptimizer {
   bool streamed_ = false;  // the moments on the host, updated through device slices
   int64_t slice_ = 0, n_ = 0;
   Buffer ms_, vs_;                  // (slice) their device slices
-  std::unique_ptr<DiskFile> file_;  // disk: m then v, (shard) each
-  Buffer mh_, vh_;                  // disk: (slice) host slices
+  std::unique_ptr<DiskFile> file_;  // disk: m then v, (shard) each; split: v
+  bool split_ = false;              // m in m_ (host memory), v in the file
+  Buffer mh_, vh_;                  // disk: (slice) host slices (split: vh_ only)
   // this rank's moments as host memory (disk: the file's mapping), or null when they are in GPU memory
   float* host_m() const;
   float* host_v() const;
   void put_moments(int64_t at, int64_t n, const float* m, const float* v);  // host -> this rank's [at, +n)
-  Buffer mfull_, vfull_;                                                    // host scratch for checkpoints
-  std::vector<Buffer> shard_copies_;  // save_shard's host copies of GPU memory
+  int64_t v_at(int64_t at) const { return (split_ ? 0 : n_) + at; }  // where v's element `at` is in the file
+  Buffer mfull_, vfull_;                                             // host scratch for checkpoints
+  std::vector<Buffer> shard_copies_;                                 // save_shard's host copies of GPU memory
   Memory& mem_;
 };
 

@@ -149,8 +149,10 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t 
     add(Tier::host, Tag::weights, param_bytes(c));
     add(Tier::host, Tag::grads, param_bytes(c));
     if (why == Purpose::train && s.plan.optim_offload == Offload::disk) {  // streamed through host slices
-      add(Tier::disk, Tag::optim, 2 * param_bytes(c));
-      add(Tier::host, Tag::optim, 2 * std::min(Plan::kOptimSlice, param_bytes(c) / 4) * 4);
+      const int64_t m = s.plan.optim_split ? 1 : 2;  // moments on the disk (split: v; m on the host)
+      add(Tier::disk, Tag::optim, m * param_bytes(c));
+      add(Tier::host, Tag::optim,
+          (2 - m) * param_bytes(c) + m * std::min(Plan::kOptimSlice, param_bytes(c) / 4) * 4);
     } else if (why == Purpose::train) {
       add(Tier::host, Tag::optim, 2 * param_bytes(c));
     }
@@ -165,8 +167,9 @@ MemoryPrediction predict_memory(const LlamaConfig& c, const Plan& plan, int64_t 
       add(Tier::host, Tag::optim, 2 * trained);
       add(dev, Tag::optim, slice);
     } else if (why == Purpose::train && s.plan.optim_offload == Offload::disk) {  // through host and device
-      add(Tier::disk, Tag::optim, 2 * trained);
-      add(Tier::host, Tag::optim, slice);
+      const int64_t m = s.plan.optim_split ? 1 : 2;  // moments on the disk (split: v; m on the host)
+      add(Tier::disk, Tag::optim, m * trained);
+      add(Tier::host, Tag::optim, (2 - m) * trained + slice * m / 2);
       add(dev, Tag::optim, slice);
     } else if (why == Purpose::train) {
       add(dev, Tag::optim, 2 * trained);

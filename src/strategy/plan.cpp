@@ -71,7 +71,8 @@ std::string describe(const Plan& p) {
     << " mlp_tiles=" << tiles_str(p.mlp_tiles) << " loss_tiles=" << tiles_str(p.loss_tiles)
     << " chunk_mode=" << chunk_mode_name(p.chunk_mode);
   if (p.model_offload != Offload::none) o << " offload_model=" << offload_name(p.model_offload);
-  if (p.optim_offload != Offload::none) o << " offload_optimizer=" << offload_name(p.optim_offload);
+  if (p.optim_offload != Offload::none)
+    o << " offload_optimizer=" << (p.optim_split ? "split" : offload_name(p.optim_offload));
   if (p.chunked() && p.kv_bf16()) o << " kv_dtype=bf16";
   if (p.chunked() && p.kv_grad_bf16()) o << " kv_grad_dtype=bf16";
   if (p.chunked()) o << " chunk_size=" << tiles_str(p.chunk_size);
@@ -93,7 +94,8 @@ nlohmann::json plan_to_json(const Plan& p) {
                       {"chunk_budget", p.chunk_budget}};
   if (!p.offload_dir.empty()) j["offload_dir"] = p.offload_dir;
   if (p.model_offload != Offload::none) j["offload_model"] = offload_name(p.model_offload);
-  if (p.optim_offload != Offload::none) j["offload_optimizer"] = offload_name(p.optim_offload);
+  if (p.optim_offload != Offload::none)
+    j["offload_optimizer"] = p.optim_split ? "split" : offload_name(p.optim_offload);
   if (p.chunked()) j["kv_dtype"] = p.kv_bf16() ? "bf16" : "fp32";
   if (p.chunked()) j["kv_grad_dtype"] = p.kv_grad_bf16() ? "bf16" : "fp32";
   if (p.lora.enabled())
@@ -155,9 +157,10 @@ bool set_plan_key(Plan& p, const std::string& key, const std::string& v) {
     p.offload_dir = v;
   else if (key == "offload_model")
     p.model_offload = parse_offload(v);
-  else if (key == "offload_optimizer")
-    p.optim_offload = parse_offload(v);
-  else if (key == "kv_dtype" || key == "kv_grad_dtype") {
+  else if (key == "offload_optimizer") {
+    p.optim_split = v == "split";
+    p.optim_offload = p.optim_split ? Offload::disk : parse_offload(v);
+  } else if (key == "kv_dtype" || key == "kv_grad_dtype") {
     CHECK(v == "auto" || v == "fp32" || v == "bf16", key == "kv_dtype" ? "kv-dtype" : "kv-grad-dtype", ": '",
           v, "' is not one of auto|fp32|bf16");
     (key == "kv_dtype" ? p.kv_dtype : p.kv_grad_dtype) = v == "bf16"   ? Plan::KvDtype::bf16

@@ -25,8 +25,11 @@ struct Plan {
   // block, the head) at a time on the device; the update runs on the CPU (full training, one rank).
   Offload model_offload = Offload::none;
   // host: only the AdamW moments live in host memory, streamed through the device in slices of
-  // kOptimSlice elements during the update (the weights and gradients stay on the device).
+  // kOptimSlice elements during the update (the weights and gradients stay on the device). disk: in a file
+  // of offload_dir, streamed through host slices; with optim_split ("split") only the second moment is on
+  // the disk and the first in host memory (half each: a disk too small for both).
   Offload optim_offload = Offload::none;
+  bool optim_split = false;
   static constexpr int64_t kOptimSlice = int64_t(1) << 22;
   int64_t mlp_tiles = 1;   // MLP in this many row tiles, nothing kept (0: auto)
   int64_t loss_tiles = 0;  // LM head + loss in this many row tiles (0: auto, ~32 MiB logits)

@@ -10,7 +10,7 @@ int distance(const Plan& a, const Plan& b) {
   return int(a.recompute != b.recompute) + int(a.offload != b.offload) + int(a.mlp_tiles != b.mlp_tiles) +
          int(a.loss_tiles != b.loss_tiles) + int(a.chunk_mode != b.chunk_mode) +
          int(a.chunk_size != b.chunk_size) + int(a.model_offload != b.model_offload) +
-         int(a.optim_offload != b.optim_offload);
+         int(a.optim_offload != b.optim_offload) + int(a.optim_split != b.optim_split);
 }
 
 }  // namespace
@@ -22,25 +22,32 @@ std::vector<Candidate> search_plans(const LlamaConfig& c, const Plan& base, int6
   for (int64_t cs = 256; cs < T; cs *= 2) chunks.push_back(cs);
   // full training may move the AdamW moments (offload_optimizer), or the weights with their whole state
   // (offload_model), to the host
-  std::vector<std::pair<Offload, Offload>> models = {{base.model_offload, base.optim_offload}};
+  struct State {
+    Offload model, optim;
+    bool split;
+  };
+  std::vector<State> models = {{base.model_offload, base.optim_offload, base.optim_split}};
   if (why == Purpose::train && !base.lora.enabled() && base.model_offload == Offload::none &&
       base.optim_offload == Offload::none) {
-    models.push_back({Offload::none, Offload::host}), models.push_back({Offload::host, Offload::none});
-    if (r.disk_gbps > 0)  // the moments on the disk (disk speed measured)
-      models.push_back({Offload::none, Offload::disk}), models.push_back({Offload::host, Offload::disk});
+    models.push_back({Offload::none, Offload::host, false}),
+        models.push_back({Offload::host, Offload::none, false});
+    if (r.disk_gbps > 0)  // the moments on the disk (disk speed measured): both, or the second only (split)
+      for (bool split : {false, true})
+        models.push_back({Offload::none, Offload::disk, split}),
+            models.push_back({Offload::host, Offload::disk, split});
   }
   std::vector<Candidate> out;
-  for (auto [mo, oo] : models)
+  for (const State& ms : models)
     for (int64_t cs : chunks)
       for (Recompute rc : {Recompute::none, Recompute::selective, Recompute::full})
         for (Offload off : {Offload::none, Offload::host, Offload::disk})
           for (int64_t mlp : {int64_t(1), int64_t(0)}) {
             if (off == Offload::disk && r.disk_gbps <= 0) continue;  // disk speed not measured
             Plan p = base;
-            p.model_offload = mo, p.optim_offload = oo;
+            p.model_offload = ms.model, p.optim_offload = ms.optim, p.optim_split = ms.split;
             p.recompute = rc, p.offload = off, p.mlp_tiles = mlp, p.loss_tiles = 0;
             p.chunk_mode = cs > 0 ? ChunkMode::seco : ChunkMode::none, p.chunk_size = cs, p.chunk_budget = 0;
-            if (off != Offload::disk) p.offload_dir.clear();
+            if (off != Offload::disk && p.optim_offload != Offload::disk) p.offload_dir.clear();
             p = resolve_plan(p, c, B, T);
             if (mlp == 0 && p.mlp_tiles == 1) continue;  // auto resolved to untiled: a duplicate
             Candidate cand;

@@ -193,7 +193,7 @@ TimePrediction predict_time(const LlamaConfig& c, const Plan& plan, int64_t B, i
   }
   if (p.optim_offload == Offload::disk) {  // and read from the disk and written back, first
     const double trained = double(p.lora.enabled() ? lora_param_bytes(c, p.lora) : param_bytes(c));
-    t.optim_disk_s = 4 * trained / (std::max(r.disk_gbps, 1e-3) * 1e9);
+    t.optim_disk_s = (p.optim_split ? 2 : 4) * trained / (std::max(r.disk_gbps, 1e-3) * 1e9);
     t.step_s += t.optim_disk_s;
   }
   if (p.model_offload == Offload::host && !p.lora.enabled()) {

@@ -198,13 +198,20 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
     // there already unless on the disk)
     for (int pass = 0; pass < 4 && !cp; pass++) {
       Offload model = run_cfg.plan.model_offload, optim = run_cfg.plan.optim_offload;
+      // (split: only the second moment on the disk; both when any shape wants them there)
+      bool split = run_cfg.plan.optim_offload != Offload::disk || run_cfg.plan.optim_split;
       for (auto [B, T] : shapes) {
         const Plan p = choose_plan(mc, run_cfg.plan, cfg.plan_auto, B, T, Purpose::train, &ctx);
         model = std::max(model, p.model_offload), optim = std::max(optim, p.optim_offload);
+        if (p.optim_offload == Offload::disk) split &= p.optim_split;
       }
       if (model == Offload::host && optim == Offload::host) optim = Offload::none;
-      if (model == run_cfg.plan.model_offload && optim == run_cfg.plan.optim_offload) break;
-      run_cfg.plan.model_offload = model, run_cfg.plan.optim_offload = optim;
+      split &= optim == Offload::disk;
+      if (model == run_cfg.plan.model_offload && optim == run_cfg.plan.optim_offload &&
+          split == run_cfg.plan.optim_split)
+        break;
+      run_cfg.plan.model_offload = model, run_cfg.plan.optim_offload = optim,
+      run_cfg.plan.optim_split = split;
     }
   }
   // ZeRO 2-3 of full training across ranks: weights and gradients by block; the weights off the device
@@ -224,7 +231,8 @@ TrainResult run_training(const TrainConfig& cfg, Comm* comm) {
       by_unit ? std::make_unique<ZeroShards>(c, *md.w, by_unit, world, mem, offload_model)
               : std::make_unique<ZeroShards>(md.trained_flat(), md.grad_all(), md.trained(), int(cfg.zero),
                                              world, mem);
-  const MomentsAt moments = run_cfg.plan.optim_offload == Offload::disk   ? MomentsAt::disk
+  const MomentsAt moments = run_cfg.plan.optim_offload == Offload::disk
+                                ? (run_cfg.plan.optim_split ? MomentsAt::split : MomentsAt::disk)
                             : run_cfg.plan.optim_offload == Offload::host ? MomentsAt::host
                                                                           : MomentsAt::shards;
   ZeroOptimizer opt(*sh, mem, moments, Plan::kOptimSlice, run_cfg.plan.offload_dir);

@@ -129,11 +129,13 @@ def test_optimizer_disk(exe, d, tokens):
     them from the file's mapping; the moments' bytes on the disk, host and device where plan says."""
     ref = os.path.join(d, "ref-whole")
     a = metrics(ref) if os.path.exists(ref) else []
-    for name, over in (("alone", []), ("with offload_model host", ["offload_model=host"])):
-        odir = os.path.join(d, "optim-dir-" + str(len(over)))  # made on first use
-        out, r = train(exe, d, "optim-disk-%d" % len(over), tokens, 5,
-                       ["offload_optimizer=disk", "offload_dir=" + odir] + over)
-        what = "offload_optimizer disk (%s)" % name
+    for name, where, over in (("alone", "disk", []), ("with offload_model host", "disk", ["offload_model=host"]),
+                              ("split", "split", []), ("split, with offload_model host", "split",
+                                                       ["offload_model=host"])):
+        odir = os.path.join(d, "optim-dir-%s-%d" % (where, len(over)))  # made on first use
+        out, r = train(exe, d, "optim-%s-%d" % (where, len(over)), tokens, 5,
+                       ["offload_optimizer=" + where, "offload_dir=" + odir] + over)
+        what = "offload_optimizer %s (%s)" % (where, name)
         if r.returncode or not a:
             check(what + " runs", False, r.stderr[-300:])
             continue
@@ -147,7 +149,7 @@ def test_optimizer_disk(exe, d, tokens):
                                    0 if exact else 1e-5)
         check(what + ": the final weights of the run on the device", ok, detail)
         plan = cli.run(exe, ["plan", "--model", ref, "--seq-len", "48", "--batch", "2", "--for", "train",
-                             "--offload-optimizer", "disk", "--json", "--rates",
+                             "--offload-optimizer", where, "--json", "--rates",
                              '{"gemm_gflops": 10, "attn_gflops": 5}'] + (["--offload-model", "host"] if over else []))
         if plan.returncode:
             check(what + ": plan", False, plan.stderr[-300:])

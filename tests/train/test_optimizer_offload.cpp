@@ -83,16 +83,20 @@ TEST(OptimizerOffload, MomentsOnTheDiskGiveTheDeviceUpdateBitForBit) {
   const int64_t n = ParamSet(c).flat_size();
   for (bool opaque : {false, true}) {
     const Outcome ref = three_steps(c, MomentsAt::shards, 0, opaque);
-    for (int64_t slice : {int64_t(1), int64_t(97), n, 10 * n}) {
-      SCOPED_TRACE("slice " + std::to_string(slice) + (opaque ? " (GPU memory layout)" : ""));
-      const Outcome r = three_steps(c, MomentsAt::disk, slice, opaque);
-      EXPECT_EQ(r.w, ref.w);
-      EXPECT_EQ(r.m, ref.m);
-      EXPECT_EQ(r.v, ref.v);
-      EXPECT_EQ(r.disk_optim, 2 * n * 4);
-      EXPECT_EQ(r.host_optim, 2 * std::min(slice, n) * 4) << "two host slices, and no copy for gather_state";
-      EXPECT_EQ(r.device_optim, 2 * std::min(slice, n) * 4);
-    }
+    for (int64_t slice : {int64_t(1), int64_t(97), n, 10 * n})
+      for (MomentsAt at : {MomentsAt::disk, MomentsAt::split}) {  // (split: m in host memory, v on the disk)
+        const bool split = at == MomentsAt::split;
+        SCOPED_TRACE("slice " + std::to_string(slice) + (opaque ? " (GPU memory layout)" : "") +
+                     (split ? " split" : ""));
+        const Outcome r = three_steps(c, at, slice, opaque);
+        EXPECT_EQ(r.w, ref.w);
+        EXPECT_EQ(r.m, ref.m);
+        EXPECT_EQ(r.v, ref.v);
+        EXPECT_EQ(r.disk_optim, (split ? 1 : 2) * n * 4);
+        EXPECT_EQ(r.host_optim, (split ? n * 4 + std::min(slice, n) * 4 : 2 * std::min(slice, n) * 4))
+            << "host slices (split: and m), and no copy for gather_state";
+        EXPECT_EQ(r.device_optim, 2 * std::min(slice, n) * 4);
+      }
   }
 }
 
