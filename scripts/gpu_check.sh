@@ -58,6 +58,7 @@ PART_TABLE=(
   "attn-bench  1  part_attn_bench   scripts/gpu_parts/attn_bench.sh"
   "step-bench  1  part_step_bench   scripts/gpu_parts/step_bench.sh (1B step vs Hugging Face)"
   "cp-bench    1  part_cp_bench     scripts/gpu_parts/cp_bench.sh (CP bytes and per-rank memory vs plan)"
+  "long        1  part_long         scripts/gpu_parts/long.sh (longest T per model; a session of its own)"
   "report      0  part_report       \$OUT/step.json for docs/gpu/ from the parts' results"
   "memcheck    1  part_memcheck     compute-sanitizer memcheck over the op harness"
   "cpu-tests   1  part_cpu_tests    ctest -E 'py\\.' (every test but the Python ones)"
@@ -490,6 +491,7 @@ run_helper() {
 part_grad() { run_helper grad.sh; }
 part_ranks() { run_helper ranks.sh; }
 part_cp_bench() { run_helper cp_bench.sh; }
+part_long() { run_helper long.sh; }
 part_attn_bench() { run_helper attn_bench.sh; }
 part_step_bench() { run_helper step_bench.sh; }
 # docs/gpu/step.json's shape, from what the parts before it wrote (LCX_COMMIT: the commit, given by the
