@@ -164,14 +164,18 @@ def main():
     with tempfile.TemporaryDirectory(dir=a.offload_dir or None) as tmp:
         out["disk_gib"] = shutil.disk_usage(tmp).total / 2**30
         b = Bench(a, tmp)
+        made = {}
         for name in a.models.split(","):
             cfg, flags = MODELS[name]
-            path = os.path.join(tmp, name + ".json")
-            with open(path, "w") as f:
-                json.dump(cfg, f)
-            model = os.path.join(tmp, name)
-            subprocess.run([a.longctx, "init", "--config", path, "--out", model, "--seed", "1"], check=True,
-                           capture_output=True)
+            key = json.dumps(cfg, sort_keys=True)  # one set of weights per shape (8B: 32 GB on the disk)
+            if key not in made:
+                path = os.path.join(tmp, name + ".json")
+                with open(path, "w") as f:
+                    json.dump(cfg, f)
+                made[key] = os.path.join(tmp, name)
+                subprocess.run([a.longctx, "init", "--config", path, "--out", made[key], "--seed", "1"], check=True,
+                               capture_output=True)
+            model = made[key]
             row = {"model": name, "longest_T": 0, "how": None, "plan_T": 0, "full_T": 0, "full_step_s": None,
                    "plan_step_s": None, "tok_s": None, "hf_longest_T": None}
             row["plan_T"] = b.longest(lambda T: b.plan(model, T, flags) is not None)
