@@ -60,17 +60,23 @@ class Bench:
         self.a, self.tmp = a, tmp
         self.dev = ["--device", a.device] + (["--dtype", "bf16"] if a.device == "cuda" else [])
         self.budget = (["--host-mem", a.host_mem] if a.host_mem else []) + \
-                      (["--device-mem", a.device_mem] if a.device_mem else []) + \
-                      (["--offload-dir", a.offload_dir] if a.offload_dir else [])
+                      (["--device-mem", a.device_mem] if a.device_mem else [])
+        self.dir = ["--offload-dir", a.offload_dir] if a.offload_dir else []
         self.rates = None  # measured by the first plan, then given back
 
     def plan(self, model, T, flags, chosen=None):
         """plan --auto's choice at T (None when nothing fits), or with `chosen` (a plan grad ran) that plan's
         prediction."""
         how = ["--auto"] if chosen is None else flags_of(chosen)
+        # (the offload directory only where the plan puts something on the disk: plan refuses it otherwise)
+        disk = chosen is None or chosen.get("offload") == "disk" or chosen.get("offload_optimizer") in ("disk", "split")
         cmd = [self.a.longctx, "plan", "--model", model, "--seq-len", str(T), "--for", "grad", "--json"] + how + \
-              self.dev + self.budget + flags + (["--rates", json.dumps(self.rates)] if self.rates else [])
-        r = subprocess.run(cmd, capture_output=True, text=True)
+              self.dev + self.budget + (self.dir if disk else []) + flags + \
+              (["--rates", json.dumps(self.rates)] if self.rates else [])
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=self.a.timeout)
+        except subprocess.TimeoutExpired:
+            return None
         if r.returncode:
             return None
         j = last_json(r.stdout)
@@ -99,7 +105,7 @@ class Bench:
 
     def grad(self, model, T, vocab, flags, probe):
         cmd = [self.a.longctx, "grad", "--model", model, "--tokens", self.tokens(T, vocab), "--plan", "auto"] + \
-              self.dev + self.budget + flags + (["--probe"] if probe else [])
+              self.dev + self.budget + self.dir + flags + (["--probe"] if probe else [])
         t0 = time.time()
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=self.a.timeout)
         if r.returncode:
@@ -164,7 +170,7 @@ def main():
     with tempfile.TemporaryDirectory(dir=a.offload_dir or None) as tmp:
         out["disk_gib"] = shutil.disk_usage(tmp).total / 2**30
         b = Bench(a, tmp)
-        made = {}
+        made, hf = {}, {}  # per weights: their directory, HF's longest T
         for name in a.models.split(","):
             cfg, flags = MODELS[name]
             key = json.dumps(cfg, sort_keys=True)  # one set of weights per shape (8B: 32 GB on the disk)
@@ -173,8 +179,12 @@ def main():
                 with open(path, "w") as f:
                     json.dump(cfg, f)
                 made[key] = os.path.join(tmp, name)
-                subprocess.run([a.longctx, "init", "--config", path, "--out", made[key], "--seed", "1"], check=True,
-                               capture_output=True)
+                r = subprocess.run([a.longctx, "init", "--config", path, "--out", made[key], "--seed", "1"],
+                                   capture_output=True, text=True)
+                if r.returncode:  # (no room for the weights, say): this model fails, the others go on
+                    out["models"].append({"model": name, "longest_T": 0, "init_error": r.stderr[-500:]})
+                    del made[key]
+                    continue
             model = made[key]
             row = {"model": name, "longest_T": 0, "how": None, "plan_T": 0, "full_T": 0, "full_step_s": None,
                    "plan_step_s": None, "tok_s": None, "hf_longest_T": None}
@@ -201,17 +211,18 @@ def main():
                     worst = max(worst, abs(device_peak(j) / p["peak_bytes"]["device"] - 1))
             except Exception as e:  # noqa: BLE001
                 row["probe_error"] = str(e)[:500]
-            if not a.no_hf and a.device == "cuda":
-                T, best = UNIT * 2, 0
-                while T <= a.max_T and hf_runs(model, T, a.timeout):
-                    best, T = T, T * 2
-                row["hf_longest_T"] = best
+            if not a.no_hf and a.device == "cuda":  # (full backward: the 8B rows share one search)
+                if key not in hf:
+                    T, hf[key] = UNIT * 2, 0
+                    while T <= a.max_T and hf_runs(model, T, a.timeout):
+                        hf[key], T = T, T * 2
+                row["hf_longest_T"] = hf[key]
             out["models"].append(row)
             print(json.dumps(row), flush=True)
     out["peak_vs_plan_max_rel"] = worst
     print(f"\n{'model':8} {'longest T':>10} {'how':>6} {'plan T':>9} {'full T':>9} {'step s':>8} {'plan s':>8} "
           f"{'tok/s':>8} {'HF T':>8}")
-    for r in out["models"]:
+    for r in [r for r in out["models"] if "init_error" not in r]:
         f = lambda v, fmt: format(v, fmt) if v is not None else "-"  # noqa: E731
         print(f"{r['model']:8} {r['longest_T']:>10} {f(r['how'], '>6')} {r['plan_T']:>9} {r['full_T']:>9} "
               f"{f(r['full_step_s'], '8.2f')} {f(r['plan_step_s'], '8.2f')} {f(r['tok_s'], '8.0f')} "

@@ -1,9 +1,9 @@
 // StagedComm: collectives on device buffers over a Comm that takes host pointers (MPI). Each float buffer
 // goes through pinned staging buffers in the host tier (tagged comm, so plans and peaks see them), copied
-// by the device allocator; host scalars (double, int32) pass straight through. Staging buffers up to 256 MiB
-// are kept and reused; an elementwise sum is staged a slice at a time, so a whole model's gradients never
-// need a second copy in host memory. (The other collectives stage their whole buffer: a ZeRO unit's, a ring
-// block's, an all-to-all's; not counted by plan.)
+// by the device allocator; host scalars (double, int32) pass straight through. Staging buffers are kept and
+// reused; an elementwise sum is staged a slice at a time, so a whole model's gradients never need a second
+// copy in host memory. (The other collectives stage their whole buffer: a ZeRO unit's, a ring block's, an
+// all-to-all's; these pinned buffers are not counted by plan yet.)
 #include <algorithm>
 #include <cstdlib>
 #include <vector>
@@ -113,11 +113,8 @@ class StagedComm : public Comm {
     free_.erase(free_.begin() + std::ptrdiff_t(best));
     return b;
   }
-  // kept for the next call, unless large (a unit of ZeRO's: it would stay pinned for nothing)
-  void give(Buffer b) {
-    if (b.t().numel() <= kKeep) free_.push_back(std::move(b));
-  }
-  static constexpr int64_t kKeep = int64_t(1) << 26;  // floats (256 MiB)
+  // kept for the next call (pinning and freeing pinned memory per call would stall the device)
+  void give(Buffer b) { free_.push_back(std::move(b)); }
   void in(float* host, const float* dev, int64_t n) {
     mem_.copy(Tier::host, host, Tier::device, dev, size_t(n) * sizeof(float));
   }

@@ -243,6 +243,18 @@ RankPrediction predict_cp(const LlamaConfig& c, const Plan& plan, int64_t B, int
   m.tag[dev][size_t(Tag::weights)] = int64_t(weights);
   m.tag[dev][size_t(Tag::grads)] = int64_t(grads);
   m.tag[dev][size_t(Tag::optim)] = int64_t(optim);
+  if (train && plan.optim_offload != Offload::none) {
+    // offload_optimizer: this rank's moments on the host or the disk (split: the first on the host, the
+    // second on the disk), streamed through two device slices (and host ones from the disk)
+    const double slice =
+        double(std::min<int64_t>(Plan::kOptimSlice, std::max<int64_t>(int64_t(optim / 8), 1)));
+    const bool disk = plan.optim_offload == Offload::disk, split = disk && plan.optim_split;
+    m.tag[dev][size_t(Tag::optim)] = int64_t(2 * slice * 4);
+    m.tag[size_t(Tier::host)][size_t(Tag::optim)] = int64_t(!disk   ? optim
+                                                            : split ? optim / 2 + slice * 4
+                                                                    : 2 * slice * 4);
+    m.tag[size_t(Tier::disk)][size_t(Tag::optim)] = int64_t(!disk ? 0 : split ? optim / 2 : optim);
+  }
   for (int t = 0; t < kNumTiers; t++) {
     m.tier[size_t(t)] = 0;
     for (int g = 0; g < kNumTags; g++) m.tier[size_t(t)] += m.tag[size_t(t)][size_t(g)];

@@ -247,7 +247,7 @@ int64_t KvPages::first_page(int64_t l) const {
 }
 
 // Starts bringing chunk p's K/V page of block l into staging slot p % 2 (its last reader, page p + 2, ran
-// before: on the CPU compute is synchronous; on the GPU the copy is ordered after it on the same stream).
+// before: on the CPU compute is synchronous; on the GPU the copy waits for the fence taken here).
 void KvPages::prefetch(int64_t l, int64_t p) {
   if (!copier_ || p < 0) return;
   const int s = int(p % 2);

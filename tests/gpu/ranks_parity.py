@@ -39,7 +39,11 @@ def check(name, ok, detail=""):
 
 
 def run(cmd, timeout=180, env=None):
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired as e:  # a hang is a failure of that check, not of the script
+        out = lambda b: b.decode(errors="replace") if isinstance(b, bytes) else (b or "")  # noqa: E731
+        return subprocess.CompletedProcess(cmd, 124, out(e.stdout), out(e.stderr) + "\n(timed out)")
 
 
 def read_safetensors(path):

@@ -368,6 +368,31 @@ def test_training(exe, d):
     with open(os.path.join(d, "trainu4-zero3", "metrics.jsonl")) as f:
         per = [len(json.loads(line).get("peak_bytes_per_rank", [])) for line in f if line.strip()]
     check("train on 4 ranks logs every rank's peak memory each step", per == [4] * 4, str(per))
+    # the AdamW moments off the device across ranks (ZeRO-1 shards them): each rank's bytes on every tier as
+    # `plan --ranks` says
+    cfgj = os.path.join(d, "train-model.json")
+    with open(cfgj, "w") as f:
+        json.dump({"vocab_size": 64, "hidden_size": 32, "intermediate_size": 56, "num_hidden_layers": 2,
+                   "num_attention_heads": 4, "num_key_value_heads": 2, "rope_theta": 10000.0,
+                   "tie_word_embeddings": True}, f)
+    for where, zero in (("host", 1), ("disk", 0), ("split", 1)):
+        out = os.path.join(d, "optim-%s-%d" % (where, zero))
+        cfg = train_cli.write_config(d, out, 2, tokens, "cp_kind: ring\nzero: %d\n" % zero)
+        r = run(mpirun(2) + [exe, "train", cfg, "offload_optimizer=" + where])
+        pl = run([exe, "plan", "--model", cfgj, "--seq-len", "48", "--batch", "2", "--ranks", "2", "--cp-kind", "ring",
+                  "--zero", str(zero), "--for", "train", "--offload-optimizer", where, "--json", "--rates",
+                  '{"gemm_gflops": 1, "attn_gflops": 1}'])
+        if r.returncode or pl.returncode:
+            check("offload_optimizer %s across 2 ranks" % where, False, (r.stderr + pl.stderr)[-300:])
+            continue
+        with open(os.path.join(out, "metrics.jsonl")) as f:
+            per = [json.loads(line) for line in f if line.strip()][-1]["peak_bytes_per_rank"]
+        tiers = ("device", "host", "disk")
+        got = sorted(set(tuple(p["tags"][t].get("optim", 0) for t in tiers) for p in per))
+        want = json.loads(pl.stdout.strip().splitlines()[-1])["kinds"][0]["peak_bytes"]["tags"]
+        want = tuple(want[t].get("optim", 0) for t in tiers)
+        check("offload_optimizer %s, ring -np 2, ZeRO-%d: each rank's moments on the device, host and disk %s = "
+              "plan --ranks' %s" % (where, zero, got, want), got == [want])
     # SeCO chunks across ranks (Ulysses on each chunk) train as one rank does
     seco = "chunk_mode: seco\nchunk_size: 16\n"
     r1 = run([exe, "train", train_cli.write_config(d, os.path.join(d, "seco1"), 4, tokens, seco), "data.eos_id=5",

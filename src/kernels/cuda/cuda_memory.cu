@@ -66,7 +66,10 @@ class DeviceAllocator : public Allocator {
     bind(dev_);
     return record_fence();
   }
-  void release_fence(void* f) override { cuda::release_fence(f); }
+  void release_fence(void* f) override {
+    bind(dev_);
+    cuda::release_fence(f);
+  }
   void copy_after(void* dst, const void* src, size_t n, void* f) override {
     bind(dev_);
     copy_bytes_after(dst, src, n, f);
