@@ -20,7 +20,8 @@ namespace longctx::cli {
 
 Run add_comm_check(CLI::App& app) {
   struct Opts {
-    bool nccl = false, staged = false;
+    bool nccl = false, staged = false, bandwidth = false;
+    int64_t mib = 256;
     double watchdog = -1;
     int hang_rank = -1;
   };
@@ -29,6 +30,10 @@ Run add_comm_check(CLI::App& app) {
   app.add_flag("--staged", o->staged,
                "check MPI staged through pinned host memory (--comm mpi) on device buffers: GPU memory when "
                "a GPU is there, else cpu-staged memory");
+  app.add_flag("--bandwidth", o->bandwidth,
+               "also measure the collectives' bus bandwidth (GB/s per rank's link: what plan --ranks "
+               "--intra-bw / --inter-bw take) on --mib MiB per rank");
+  app.add_option("--mib", o->mib, "--bandwidth: MiB per rank (default 256)");
   app.add_option("--watchdog", o->watchdog,
                  "seconds a collective may wait before the job is ended (default: LONGCTX_WATCHDOG or 600)");
   app.add_option("--hang-rank", o->hang_rank,
@@ -66,6 +71,17 @@ Run add_comm_check(CLI::App& app) {
                     l.c_str());
     if (is_root())
       std::printf("%zu checks on each of %d ranks, %d failed\n", lines.size(), w.size(), int(failed));
+    if (o->bandwidth && failed == 0 && w.size() > 1) {
+      CHECK(o->mib > 0, "--mib ", o->mib, ": expected a positive size");
+      set_activity("measuring bandwidth");
+      const CommBandwidth b = comm_bandwidth(nc ? *nc : w, nccl || gpu, o->mib << 20);
+      if (is_root())
+        std::printf(
+            "bandwidth (%s, %d ranks, %lld MiB per rank, bus GB/s): all_reduce %.2f, all_to_all %.2f, "
+            "exchange %.2f\n",
+            (nc ? *nc : w).kind(), w.size(), (long long)o->mib, b.all_reduce_gbps, b.all_to_all_gbps,
+            b.exchange_gbps);
+    }
     return failed > 0 ? 1 : 0;
   };
 }

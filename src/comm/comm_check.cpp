@@ -1,5 +1,7 @@
 #include "comm/comm_check.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -156,6 +158,38 @@ void check_comm(Comm& comm, bool device, bool scalars, Checker& c, const std::st
 }
 
 }  // namespace
+
+CommBandwidth comm_bandwidth(Comm& comm, bool device, int64_t bytes) {
+  const int P = comm.size();
+  const int64_t n = std::max<int64_t>(bytes / 4 / P * P, P);  // floats, a multiple of the ranks
+  Buf<float> a(n, device), b(n, device);
+  float *pa = a.p(), *pb = b.p();
+  // seconds of op, the slowest rank's, median of three after a warm-up (barriers: NCCL's wait for its stream)
+  auto time = [&](auto op) {
+    std::vector<double> s;
+    for (int i = 0; i < 4; i++) {
+      comm.barrier();
+      const auto t0 = std::chrono::steady_clock::now();
+      op();
+      comm.barrier();
+      double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      comm.all_reduce_max(&t, 1);
+      if (i > 0) s.push_back(t);
+    }
+    std::sort(s.begin(), s.end());
+    return s[1];
+  };
+  const double B = double(n) * 4, f = double(P - 1) / double(P);
+  CommBandwidth r;
+  r.all_reduce_gbps = 2 * f * B / time([&] { comm.all_reduce_sum(pa, n); }) / 1e9;
+  r.all_to_all_gbps = f * B / time([&] { comm.all_to_all(pa, pb, n / P); }) / 1e9;
+  r.exchange_gbps = B / time([&] {
+                      comm.exchange_start(pa, (comm.rank() + 1) % P, pb, (comm.rank() + P - 1) % P, n);
+                      comm.exchange_wait();
+                    }) /
+                    1e9;
+  return r;
+}
 
 std::vector<std::string> comm_check(Comm& comm, bool device, bool scalars_on_device) {
   Checker c;

@@ -123,16 +123,20 @@ def main():
         report["runs"].append({"ranks": n, "cp_kind": kind, "zero": zero, "flags": " ".join(flags), "max_rel": rel})
         check("%s: every gradient equals one rank's (max rel %.2e, bound %.0e)" % (what, rel, RTOL), rel < RTOL)
     for n in (2, 4):
-        r = run(mpi + ["-np", str(n), exe, "comm-check", "--staged"])
+        r = run(mpi + ["-np", str(n), exe, "comm-check", "--staged", "--bandwidth", "--mib", "64"])
         check("comm-check --staged -np %d (GPU memory when there is one)" % n,
               r.returncode == 0 and "0 failed" in r.stdout, (r.stdout + r.stderr)[-500:])
+        bw = [l for l in r.stdout.splitlines() if l.startswith("bandwidth")]
+        if bw:
+            report["staged_bandwidth_np%d" % n] = bw[-1]
+            print("INFO " + bw[-1], flush=True)
     if gpu:
         r = run(mpi + ["-np", "1", exe, "comm-check", "--nccl"])
         ok = r.returncode == 0 and "0 failed" in r.stdout
         report["nccl_one_rank"] = "pass" if ok else "fail"
         check("mpirun -np 1 comm-check --nccl", ok, (r.stdout + r.stderr)[-500:])
         # each rank poses as its own host, so NCCL lets two ranks share the GPU (unsupported: reported only)
-        wrap = ["sh", "-c", 'NCCL_HOSTID=lcxhost$OMPI_COMM_WORLD_RANK exec "$0" comm-check --nccl', exe]
+        wrap = ["sh", "-c", 'NCCL_HOSTID=lcxhost$OMPI_COMM_WORLD_RANK exec "$0" comm-check --nccl --bandwidth', exe]
         r = run(mpi + ["-np", "2"] + wrap, timeout=120)
         ok = r.returncode == 0 and "0 failed" in r.stdout
         report["nccl_hostid_two_ranks"] = "pass" if ok else "fail"

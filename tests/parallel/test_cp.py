@@ -115,6 +115,11 @@ def test_comm(exe):
         r = run(mpirun(n) + [exe, "comm-check"], timeout=120)
         check("comm-check -np %d: every MpiComm collective, and of its split halves" % n,
               r.returncode == 0 and "0 failed" in r.stdout, (r.stdout + r.stderr)[-400:])
+    import re
+    r = run(mpirun(2) + [exe, "comm-check", "--bandwidth", "--mib", "4"], timeout=120)
+    m = re.search(r"all_reduce ([0-9.]+), all_to_all ([0-9.]+), exchange ([0-9.]+)", r.stdout)
+    check("comm-check --bandwidth -np 2: the collectives' bus GB/s, for plan --ranks",
+          r.returncode == 0 and m and all(float(x) > 0 for x in m.groups()), (r.stdout + r.stderr)[-300:])
     info = run([exe, "info"]).stdout
     gpus = [l for l in info.splitlines() if l.startswith("cuda devices:")]
     if "nccl: built" not in info or not gpus or "none" in gpus[0]:
