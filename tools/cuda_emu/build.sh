@@ -17,7 +17,7 @@ done
 wait
 EMUFLAGS="-std=c++20 -O2 -g -Wall -Wno-unused-function -Wno-unknown-pragmas -I . -I stub -I $GEN -I $SRC -I /usr/local/cuda/include $*"
 objs=""
-for f in $GEN/kernels/cuda/*.cu.cpp emu_runtime.cpp test.cpp; do
+for f in $GEN/kernels/cuda/*.cu.cpp emu_runtime.cpp test*.cpp; do
   o=obj/$OUT/$(basename $f .cpp).o
   rm -f $o; throttle; g++ $EMUFLAGS -c $f -o $o &
   objs="$objs $o"

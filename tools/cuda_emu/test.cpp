@@ -1,131 +1,10 @@
-// Emulated CUDA kernels (src/kernels/cuda/*.cu run on host fibers) against the CPU kernels.
-#include <cuda_bf16.h>
-
-#include <algorithm>
-#include <array>
-#include <cmath>
-#include <cstdarg>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <limits>
-#include <random>
-#include <string>
-#include <vector>
-
-#include "core/dtype.h"
-#include "kernels/cpu/attention.h"
-#include "kernels/cpu/cpu_kernels.h"
-#include "kernels/cuda/cuda_kernels.h"
-#include "stub/emu_device.h"
-
-namespace longctx::cuda {
-void block_reduce_test(float* osum, float* omax, double* osumd, const float* in, int blocks, int threads,
-                       int reps);
-}
-namespace emu {
-extern long gemm_calls;
-extern int lt_bad;
-}  // namespace emu
-
-using namespace longctx;
-using F = std::vector<float>;
-static const float NaN = std::numeric_limits<float>::quiet_NaN();
-static int failures = 0, checks = 0;
-static std::mt19937 rng(12345);
-static bool verbose = getenv("VERBOSE") != nullptr;
-
-static F randv(int64_t n, float sd = 1.f, float mean = 0.f) {
-  std::normal_distribution<float> nd(mean, sd);
-  F x(size_t(std::max<int64_t>(n, 0)));
-  for (auto& e : x) e = nd(rng);
-  return x;
-}
-static F nanv(int64_t n) { return F(size_t(std::max<int64_t>(n, 0)), NaN); }
-
-// got vs want: |d| <= atol + rtol |want|; NaN where want is not NaN fails (unwritten output).
-static uint64_t out_hash = 1469598103934665603ull;  // FNV-1a over every emulated output compared
-static void hash_bytes(const void* p, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    out_hash = (out_hash ^ static_cast<const unsigned char*>(p)[i]) * 1099511628211ull;
-}
-static const double tol_scale = getenv("TOL_SCALE") ? atof(getenv("TOL_SCALE")) : 1.0;  // < 1: the margins
-static void cmp(const std::string& what, const float* got, const float* want, int64_t n, double atol,
-                double rtol) {
-  checks++;
-  atol *= tol_scale, rtol *= tol_scale;
-  hash_bytes(got, size_t(n) * 4);
-  double worst_abs = 0, worst_rel = 0;
-  int64_t bad = 0;
-  for (int64_t i = 0; i < n; i++) {
-    const double g = got[i], w = want[i];
-    if (std::isnan(w) && std::isnan(g)) continue;
-    if (std::isinf(w) || std::isinf(g)) {
-      if (g != w && bad++ < 3) std::printf("    %s [%ld]: got %.9g want %.9g\n", what.c_str(), (long)i, g, w);
-      continue;
-    }
-    const double d = std::fabs(g - w);
-    if (!(d <= atol + rtol * std::fabs(w))) {
-      if (bad++ < 3) std::printf("    %s [%ld]: got %.9g want %.9g\n", what.c_str(), (long)i, g, w);
-      continue;
-    }
-    worst_abs = std::max(worst_abs, d);
-    if (w != 0) worst_rel = std::max(worst_rel, d / std::fabs(w));
-  }
-  if (bad) {
-    failures++;
-    std::printf("FAIL %s: %ld of %ld differ\n", what.c_str(), (long)bad, (long)n);
-  } else if (verbose) {
-    std::printf("ok   %s (n=%ld, max abs %.2e, max rel %.2e)\n", what.c_str(), (long)n, worst_abs, worst_rel);
-  }
-  // worst per kernel family, for the report
-  std::string fam = what.substr(0, what.find(' '));
-  extern void note(const std::string&, double, double);
-  note(fam, worst_abs, worst_rel);
-}
-static void cmp(const std::string& what, const F& got, const F& want, double atol, double rtol) {
-  if (got.size() != want.size()) {
-    failures++;
-    std::printf("FAIL %s: size\n", what.c_str());
-    return;
-  }
-  cmp(what, got.data(), want.data(), int64_t(got.size()), atol, rtol);
-}
-static void expect(bool ok, const std::string& what) {
-  checks++;
-  if (!ok)
-    failures++, std::printf("FAIL %s\n", what.c_str());
-  else if (verbose)
-    std::printf("ok   %s\n", what.c_str());
-}
-static bool same_bits(const void* a, const void* b, size_t bytes) { return !std::memcmp(a, b, bytes); }
-
-#include <map>
-static std::map<std::string, std::pair<double, double>> worst;
-void note(const std::string& f, double a, double r) {
-  auto& w = worst[f];
-  w.first = std::max(w.first, a), w.second = std::max(w.second, r);
-}
-
-static std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
-static std::string fmt(const char* f, ...) {
-  char b[512];
-  va_list ap;
-  va_start(ap, f);
-  vsnprintf(b, sizeof b, f, ap);
-  va_end(ap);
-  return b;
-}
-
-struct Caps {
-  int64_t gf, gr;
-  const char* name;
-};
-static const Caps kCaps[] = {{int64_t(65535) * 8, int64_t(1) << 30, "caps=real"}, {2, 3, "caps=2/3"}};
-static void set_caps(const Caps& c) { emu::cap_grid_for = c.gf, emu::cap_grid_rows = c.gr; }
+// Emulated CUDA kernels (src/kernels/cuda/*.cu run on host fibers) against the CPU kernels: the block
+// helpers, elementwise, RMSNorm, embedding, RoPE, GEMM and LM-head groups, and main. (Bias and bf16
+// conversion: test_bias_convert.cpp; attention: test_attention.cpp.)
+#include "harness.h"
 
 // ------------------------------------------------------------------------------------------ block helpers
-static void test_block_reduce() {
+void test_block_reduce() {
   for (int threads : {32, 64, 96, 256, 1024}) {
     const int blocks = 2, reps = 3;
     const int64_t n = int64_t(blocks) * reps * threads;
@@ -167,7 +46,7 @@ static void test_block_reduce() {
 }
 
 // ------------------------------------------------------------------------------------------ elementwise
-static uint16_t bf16_ref(float f) {  // independent bit-exact RNE, NaN -> some quiet NaN
+uint16_t bf16_ref(float f) {  // independent bit-exact RNE, NaN -> some quiet NaN
   uint32_t u;
   std::memcpy(&u, &f, 4);
   if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);
@@ -176,12 +55,12 @@ static uint16_t bf16_ref(float f) {  // independent bit-exact RNE, NaN -> some q
   if (lo > 0x8000u || (lo == 0x8000u && (hi & 1u))) r = hi + 1;  // carries into the exponent: inf is right
   return uint16_t(r);
 }
-static bool bf16_same(uint16_t a, uint16_t b) {
+bool bf16_same(uint16_t a, uint16_t b) {
   const bool na = (a & 0x7fff) > 0x7f80, nb = (b & 0x7fff) > 0x7f80;
   return na || nb ? na && nb : a == b;
 }
 
-static void test_bf16_exhaustive() {
+void test_bf16_exhaustive() {
   // The real cuda_bf16.hpp __float2bfloat16_rn (its host path: the emulated kernel calls it) against two
   // bit-exact references, over every float. On sm_80+ the device path is cvt.rn.bf16.f32 (see report).
   int64_t bad_core = 0, bad_ref = 0, bad_back = 0;
@@ -213,7 +92,7 @@ static void test_bf16_exhaustive() {
              (long)bad_back));
 }
 
-static void test_elementwise() {
+void test_elementwise() {
   const int64_t sizes[] = {1, 31, 255, 256, 257, 1000, 4099};
   for (const Caps& cap : kCaps) {
     set_caps(cap);
@@ -325,7 +204,7 @@ static void test_elementwise() {
 }
 
 // ------------------------------------------------------------------------------------------ rmsnorm
-static void test_rmsnorm() {
+void test_rmsnorm() {
   const int64_t shapes[][2] = {{1, 1},     {3, 0},    {3, 31},   {7, 256}, {5, 257},
                                {70, 1000}, {130, 33}, {2, 2049}, {300, 5}};
   for (const Caps& cap : kCaps) {
@@ -365,7 +244,7 @@ static void test_rmsnorm() {
 }
 
 // ------------------------------------------------------------------------------------------ embedding
-static void test_embedding() {
+void test_embedding() {
   const int64_t shapes[][3] = {{1, 1, 1},      {4, 0, 5},     {37, 100, 50},
                                {300, 257, 13}, {5, 64, 1000}, {64, 31, 3}};
   for (const Caps& cap : kCaps) {
@@ -405,7 +284,7 @@ static void test_embedding() {
 }
 
 // ------------------------------------------------------------------------------------------ rope
-static void test_rope() {
+void test_rope() {
   const int64_t shapes[][3] = {{1, 1, 2}, {3, 2, 0}, {13, 3, 6}, {7, 4, 64}, {5, 3, 130}, {40, 2, 16}};
   const int64_t P = 50;
   for (const Caps& cap : kCaps) {
@@ -448,7 +327,7 @@ static void ref_matmul(float* out, const float* inp, const float* w, int64_t N, 
       out[n * OC + o] = float(acc ? out[n * OC + o] + s : s);
     }
 }
-static void test_matmul() {
+void test_matmul() {
   const int64_t shapes[][3] = {{1, 1, 1},   {3, 5, 7}, {17, 33, 9}, {64, 31, 65},
                                {2, 300, 3}, {5, 0, 4}, {0, 3, 4},   {4, 3, 0}};
   for (auto& sh : shapes)
@@ -511,7 +390,7 @@ static void test_matmul() {
 }
 
 // ------------------------------------------------------------------------------------------ lm head loss
-static void test_lm_head() {
+void test_lm_head() {
   struct S {
     int64_t N, C, V, tile;
   };
@@ -625,326 +504,6 @@ static void test_lm_head() {
         "non-target) = %.2e (cpu %.2e)\n",
         shift, lse_max, worst, cworst);
   }
-}
-
-// ------------------------------------------------------------------------------------------ linear bias
-// y (N, C) += b: the same float addition as the CPU's, so bit-exact. db (C) += column sums of dy in double:
-// against the CPU kernel (double, another order) and an 80-bit sum; deterministic; nothing past C or N * C
-// written (guards after the arrays).
-static void test_bias() {
-  const int64_t shapes[][2] = {{1, 1},   {1, 33},  {3, 31},   {31, 1},   {32, 32},  {33, 65},   {7, 257},
-                               {130, 5}, {65, 97}, {1000, 3}, {2, 2049}, {257, 64}, {3001, 37}, {9, 1000}};
-  const int G = 5;  // guard floats after every output
-  for (const Caps& cap : kCaps) {
-    set_caps(cap);
-    for (auto& sh : shapes) {
-      const int64_t N = sh[0], C = sh[1];
-      const std::string tag = fmt("N=%ld C=%ld %s", (long)N, (long)C, cap.name);
-      F y0 = randv(N * C + G), b = randv(C, 2.f), dy = randv(N * C, 1.f, 0.25f);
-      F got = y0, want = y0;
-      cuda::bias_add(got.data(), b.data(), N, C, nullptr);
-      cpu::bias_add(want.data(), b.data(), N, C);
-      cmp("bias_add " + tag, got, want, 0, 0);  // the guards too: untouched on both
-      F db0 = randv(C + G);
-      for (int g = 0; g < G; g++) db0[size_t(C + g)] = -0.f;  // a stray db[c] += 0 past C shows: -0 + 0 = +0
-      F db = db0, wdb = db0;
-      cuda::bias_grad(db.data(), dy.data(), N, C, nullptr);
-      cpu::bias_grad(wdb.data(), dy.data(), N, C);
-      cmp("bias_grad " + tag, db, wdb, 0, 1e-6);
-      expect(same_bits(db.data() + C, db0.data() + C, sizeof(float) * G),
-             "bias_grad guards untouched " + tag);
-      F ex(static_cast<size_t>(C)), dbz(static_cast<size_t>(C), 0.f);  // from 0: float(column sum) itself
-      for (int64_t c = 0; c < C; c++) {
-        long double s = 0;
-        for (int64_t n = 0; n < N; n++) s += dy[size_t(n * C + c)];
-        ex[size_t(c)] = float(s);
-      }
-      cuda::bias_grad(dbz.data(), dy.data(), N, C, nullptr);
-      cmp("bias_grad(from 0, vs 80-bit sum) " + tag, dbz, ex, 0, 1.2e-7);  // at most an ulp
-      F db2 = db0;
-      cuda::bias_grad(db2.data(), dy.data(), N, C, nullptr);
-      expect(same_bits(db.data(), db2.data(), sizeof(float) * size_t(C)), "bias_grad deterministic " + tag);
-      // twice: accumulates
-      cuda::bias_grad(db2.data(), dy.data(), N, C, nullptr);
-      F w2 = wdb;
-      cpu::bias_grad(w2.data(), dy.data(), N, C);
-      cmp("bias_grad(accumulate twice) " + tag, db2, w2, 0, 1e-6);
-    }
-    // N or C zero: nothing is touched
-    for (auto [N, C] : {std::pair<int64_t, int64_t>{0, 5}, {4, 0}}) {
-      F y = randv(8), y0 = y, db = randv(8), db0 = db, dy = randv(8);
-      cuda::bias_add(y.data(), db.data(), N, C, nullptr);
-      cuda::bias_grad(db.data(), dy.data(), N, C, nullptr);
-      expect(same_bits(y.data(), y0.data(), 32) && same_bits(db.data(), db0.data(), 32),
-             fmt("bias_add/bias_grad N=%ld C=%ld: no-op %s", (long)N, (long)C, cap.name));
-    }
-  }
-  set_caps(kCaps[0]);
-}
-
-// ------------------------------------------------------------------------------------------ bf16 convert
-// convert_dtype's CUDA path (to_bf16 / from_bf16) against its CPU path (f32_to_bf16 / bf16_to_f32 per
-// element, basic_ops.cpp): every bit pattern class (random bits: NaNs with payloads, denormals, infs),
-// ties, odd sizes, the grid-stride loop (caps); guards after the outputs untouched.
-static void test_convert() {
-  const int64_t sizes[] = {1, 2, 3, 31, 255, 256, 257, 511, 1000, 4097, 70001};
-  const int G = 7;
-  std::uniform_int_distribution<uint32_t> bits;
-  for (const Caps& cap : kCaps) {
-    set_caps(cap);
-    for (int64_t n : sizes) {
-      const std::string tag = fmt("n=%ld %s", (long)n, cap.name);
-      F x(static_cast<size_t>(n));
-      for (int64_t i = 0; i < n; i++) {
-        uint32_t u = bits(rng);
-        switch (i % 4) {
-          case 0: break;                                                         // any bits
-          case 1: u = (u & 0xffff0000u) | 0x8000u; break;                        // an exact tie
-          case 2: u = (u & 0x807fffffu) | (i % 8 < 4 ? 0 : 0x7f800000u); break;  // denormal / inf-NaN
-          default: {
-            float f = std::normal_distribution<float>(0.f, 10.f)(rng);
-            std::memcpy(&u, &f, 4);
-          }
-        }
-        std::memcpy(&x[size_t(i)], &u, 4);
-      }
-      std::vector<uint16_t> hb(size_t(n + G), 0xbeef), want(static_cast<size_t>(n));
-      cuda::to_bf16(hb.data(), x.data(), n, nullptr);
-      for (int64_t i = 0; i < n; i++) want[size_t(i)] = f32_to_bf16(x[size_t(i)]);
-      int64_t bad = 0, bad_exact = 0, guard = 0;
-      for (int64_t i = 0; i < n; i++) {
-        bad += !bf16_same(hb[size_t(i)], want[size_t(i)]);
-        bad_exact += hb[size_t(i)] != want[size_t(i)];  // NaN payloads too (the host path of the header)
-      }
-      for (int g = 0; g < G; g++) guard += hb[size_t(n + g)] != 0xbeef;
-      hash_bytes(hb.data(), size_t(n) * 2);
-      expect(bad == 0 && guard == 0, fmt("convert f32->bf16 %s (%ld differ, %ld guards written)", tag.c_str(),
-                                         (long)bad, (long)guard));
-      if (bad_exact && verbose)
-        std::printf("info convert f32->bf16 %s: %ld NaN bit patterns differ from f32_to_bf16's\n",
-                    tag.c_str(), (long)bad_exact);
-      // bf16 -> f32: every 16-bit pattern shows up across the sizes (random halves)
-      std::vector<uint16_t> h(static_cast<size_t>(n));
-      for (auto& e : h) e = uint16_t(bits(rng));
-      F back(size_t(n + G), 7.f), wb(static_cast<size_t>(n));
-      cuda::from_bf16(back.data(), h.data(), n, nullptr);
-      for (int64_t i = 0; i < n; i++) wb[size_t(i)] = bf16_to_f32(h[size_t(i)]);
-      bad = 0, guard = 0;
-      for (int64_t i = 0; i < n; i++) bad += !same_bits(&back[size_t(i)], &wb[size_t(i)], 4);  // NaNs too
-      for (int g = 0; g < G; g++) guard += back[size_t(n + g)] != 7.f;
-      hash_bytes(back.data(), size_t(n) * 4);
-      expect(bad == 0 && guard == 0, fmt("convert bf16->f32 %s bit-exact (%ld differ, %ld guards written)",
-                                         tag.c_str(), (long)bad, (long)guard));
-    }
-  }
-  set_caps(kCaps[0]);
-  // every 16-bit pattern up, and the round trip down again is the identity (NaNs stay NaN)
-  {
-    const int64_t n = 65536;
-    std::vector<uint16_t> h(static_cast<size_t>(n)), h2(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; i++) h[size_t(i)] = uint16_t(i);
-    F f = nanv(n);
-    cuda::from_bf16(f.data(), h.data(), n, nullptr);
-    cuda::to_bf16(h2.data(), f.data(), n, nullptr);
-    int64_t bad = 0;
-    for (int64_t i = 0; i < n; i++) bad += !bf16_same(h[size_t(i)], h2[size_t(i)]);
-    expect(bad == 0,
-           fmt("convert bf16 -> f32 -> bf16 identity on all 2^16 patterns (%ld differ)", (long)bad));
-  }
-}
-
-// ------------------------------------------------------------------------------------------ attention
-// cuda::attention_forward / attention_backward (fp32, one warp per row) against the CPU kernels and a naive
-// double-precision reference of the mask contract (kernels/cpu/attention.h): causal or not, q_offset,
-// sliding window, document ids, GQA, every register chunk count NC = 1 .. 8.
-struct AttnCase {
-  int64_t B, Tq, Tk, NH, NKV, HS;
-  bool causal;
-  int64_t q_offset, window;
-  int docs;  // 0 none, 1 sorted runs, 2 random ids
-};
-static bool visible(const cpu::AttentionMask& m, const int32_t* qd, const int32_t* kd, int64_t i, int64_t j) {
-  if (m.causal && j > m.q_offset + i) return false;
-  if (m.window > 0 && j <= m.q_offset + i - m.window) return false;
-  if (qd && qd[i] != kd[j]) return false;
-  return true;
-}
-// out, lse, dq, dk, dv in double from the definition
-static void ref_attention(const cpu::AttentionDims& d, const cpu::AttentionMask& m, float scale, const F& q,
-                          const F& k, const F& v, const F& dout, F& out, F& lse, F& dq, F& dk, F& dv) {
-  const int64_t G = d.NH / d.NKV, HS = d.HS;
-  out.assign(size_t(d.B * d.Tq * d.NH * HS), 0.f), lse.assign(size_t(d.B * d.NH * d.Tq), -INFINITY);
-  dq.assign(out.size(), 0.f), dk.assign(size_t(d.B * d.Tk * d.NKV * HS), 0.f), dv.assign(dk.size(), 0.f);
-  std::vector<double> dkd(dk.size(), 0.0), dvd(dk.size(), 0.0);
-  for (int64_t b = 0; b < d.B; b++)
-    for (int64_t h = 0; h < d.NH; h++)
-      for (int64_t i = 0; i < d.Tq; i++) {
-        const float* qi = &q[size_t(((b * d.Tq + i) * d.NH + h) * HS)];
-        const float* gi = &dout[size_t(((b * d.Tq + i) * d.NH + h) * HS)];
-        const int32_t *qd = m.q_doc ? m.q_doc + b * d.Tq : nullptr,
-                      *kd = m.k_doc ? m.k_doc + b * d.Tk : nullptr;
-        std::vector<double> s(size_t(d.Tk), -INFINITY);
-        double mx = -INFINITY;
-        for (int64_t j = 0; j < d.Tk; j++) {
-          if (!visible(m, qd, kd, i, j)) continue;
-          const float* kj = &k[size_t(((b * d.Tk + j) * d.NKV + h / G) * HS)];
-          double a = 0;
-          for (int64_t e = 0; e < HS; e++) a += double(qi[e]) * kj[e];
-          s[size_t(j)] = a * scale, mx = std::max(mx, s[size_t(j)]);
-        }
-        if (mx == -INFINITY) continue;
-        double l = 0;
-        for (double x : s) l += std::exp(x - mx);
-        const double L = mx + std::log(l);
-        lse[size_t((b * d.NH + h) * d.Tq + i)] = float(L);
-        std::vector<double> o(size_t(HS), 0.0), dqi(size_t(HS), 0.0), dp(size_t(d.Tk), 0.0);
-        double Dr = 0;
-        for (int64_t j = 0; j < d.Tk; j++) {
-          if (s[size_t(j)] == -INFINITY) continue;
-          const double p = std::exp(s[size_t(j)] - L);
-          const float* vj = &v[size_t(((b * d.Tk + j) * d.NKV + h / G) * HS)];
-          for (int64_t e = 0; e < HS; e++) o[size_t(e)] += p * vj[e], dp[size_t(j)] += double(gi[e]) * vj[e];
-        }
-        for (int64_t e = 0; e < HS; e++) Dr += double(gi[e]) * o[size_t(e)];
-        for (int64_t j = 0; j < d.Tk; j++) {
-          if (s[size_t(j)] == -INFINITY) continue;
-          const double p = std::exp(s[size_t(j)] - L), ds = p * (dp[size_t(j)] - Dr);
-          const size_t ko = size_t(((b * d.Tk + j) * d.NKV + h / G) * HS);
-          for (int64_t e = 0; e < HS; e++) {
-            dqi[size_t(e)] += scale * ds * k[ko + size_t(e)];
-            dkd[ko + size_t(e)] += scale * ds * qi[e];
-            dvd[ko + size_t(e)] += p * gi[e];
-          }
-        }
-        for (int64_t e = 0; e < HS; e++) {
-          out[size_t(((b * d.Tq + i) * d.NH + h) * HS + e)] = float(o[size_t(e)]);
-          dq[size_t(((b * d.Tq + i) * d.NH + h) * HS + e)] = float(dqi[size_t(e)]);
-        }
-      }
-  for (size_t x = 0; x < dk.size(); x++) dk[x] = float(dkd[x]), dv[x] = float(dvd[x]);
-}
-
-static void test_attention() {
-  const AttnCase cases[] = {
-      // B Tq Tk NH NKV HS causal q_offset window docs
-      {1, 1, 1, 1, 1, 1, true, 0, 0, 0},
-      {2, 9, 9, 4, 2, 7, true, 0, 0, 0},
-      {2, 9, 9, 4, 2, 7, true, 0, 3, 0},
-      {1, 13, 20, 3, 1, 33, true, 7, 5, 0},
-      {1, 13, 20, 3, 1, 33, true, 7, 0, 0},
-      {2, 11, 11, 2, 2, 64, false, 0, 4, 0},
-      {1, 11, 7, 2, 1, 65, false, 0, 0, 0},
-      {1, 8, 16, 6, 3, 100, true, 8, 1, 0},
-      {1, 6, 10, 2, 1, 256, true, -3, 2, 0},  // the first queries see no key
-      {1, 10, 6, 2, 2, 130, true, 20, 3, 0},  // the window has passed every key for most queries
-      {1, 7, 12, 4, 4, 170, false, 3, 4, 0},
-      {1, 5, 9, 2, 1, 200, true, 4, 100, 0},  // window wider than the keys
-      {2, 12, 12, 4, 1, 40, true, 0, 4, 1},
-      {2, 12, 12, 4, 2, 40, true, 0, 0, 1},
-      {1, 12, 15, 2, 1, 31, false, 3, 0, 2},
-      {1, 12, 15, 2, 1, 31, true, 3, 6, 2},
-      {1, 40, 40, 2, 1, 16, true, 0, 8, 0},    // many rows: the row-stride loop under caps
-      {3, 24, 24, 8, 2, 128, true, 0, 7, 0},   // G = 4
-      {1, 20, 70, 2, 1, 48, true, 50, 16, 1},  // a chunk's queries at the end of the keys, window and docs
-      {1, 10, 6, 2, 1, 24, false, -4, 3, 0},   // non-causal window, negative q_offset
-      {1, 5, 0, 2, 1, 8, true, 0, 0, 0},       // no keys: out = 0, lse = -inf, dq = 0
-      {1, 0, 5, 2, 1, 8, true, 0, 3, 0},       // no queries: dk = dv = 0
-  };
-  for (const Caps& cap : kCaps) {
-    set_caps(cap);
-    for (const AttnCase& c : cases) {
-      cpu::AttentionDims d;
-      d.B = c.B, d.Tq = c.Tq, d.Tk = c.Tk, d.NH = c.NH, d.NKV = c.NKV, d.HS = c.HS;
-      std::vector<int32_t> qdoc(size_t(c.B * c.Tq)), kdoc(size_t(c.B * c.Tk));
-      if (c.docs) {  // sorted: runs of 1..5 tokens on the key axis, the queries at positions q_offset + i
-        for (int64_t b = 0; b < c.B; b++) {
-          std::vector<int32_t> at(size_t(std::max<int64_t>(c.Tk, c.q_offset + c.Tq) + 1));
-          int32_t id = 0;
-          for (size_t p = 0; p < at.size(); p++) {
-            if (c.docs == 1 ? rng() % 4 == 0 : true) id = c.docs == 1 ? id + 1 : int32_t(rng() % 3);
-            at[p] = id;
-          }
-          for (int64_t j = 0; j < c.Tk; j++) kdoc[size_t(b * c.Tk + j)] = at[size_t(j)];
-          for (int64_t i = 0; i < c.Tq; i++)
-            qdoc[size_t(b * c.Tq + i)] = at[size_t(std::max<int64_t>(0, c.q_offset + i))];
-        }
-      }
-      cpu::AttentionMask m;
-      m.causal = c.causal, m.q_offset = c.q_offset, m.window = c.window;
-      if (c.docs) m.q_doc = qdoc.data(), m.k_doc = kdoc.data();
-      const float scale = 1.f / std::sqrt(float(c.HS));
-      const int64_t nq = c.B * c.Tq * c.NH * c.HS, nk = c.B * c.Tk * c.NKV * c.HS, nl = c.B * c.NH * c.Tq;
-      F q = randv(nq, 1.5f), k = randv(nk, 1.5f), v = randv(nk), dout = randv(nq);
-      const std::string tag =
-          fmt("B=%ld Tq=%ld Tk=%ld NH=%ld NKV=%ld HS=%ld causal=%d q_offset=%ld window=%ld docs=%d %s",
-              (long)c.B, (long)c.Tq, (long)c.Tk, (long)c.NH, (long)c.NKV, (long)c.HS, int(c.causal),
-              (long)c.q_offset, (long)c.window, c.docs, cap.name);
-      F out = nanv(nq), lse = nanv(nl), wout = nanv(nq), wlse = nanv(nl);
-      cuda::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), d, m, scale, nullptr);
-      cpu::attention_forward(wout.data(), wlse.data(), q.data(), k.data(), v.data(), d, m, scale);
-      F rout, rlse, rdq, rdk, rdv;
-      ref_attention(d, m, scale, q, k, v, dout, rout, rlse, rdq, rdk, rdv);
-      cmp("attention_fwd out " + tag, out, wout, 1e-5, 1e-4);
-      cmp("attention_fwd lse " + tag, lse, wlse, 5e-6, 5e-6);
-      cmp("attention_fwd(vs double) out " + tag, out, rout, 1e-5, 1e-4);
-      cmp("attention_fwd(vs double) lse " + tag, lse, rlse, 5e-6, 5e-6);
-      F dq = nanv(nq), dk = nanv(nk), dv = nanv(nk), wdq = nanv(nq), wdk = nanv(nk), wdv = nanv(nk);
-      F ws = nanv(int64_t(cuda::attention_backward_workspace_floats(d)));
-      F cws = nanv(int64_t(cpu::attention_backward_workspace_floats(d)));
-      // both from the CPU's forward (the same out and lse)
-      cuda::attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), k.data(), v.data(),
-                               wout.data(), wlse.data(), ws.data(), d, m, scale, nullptr);
-      cpu::attention_backward(wdq.data(), wdk.data(), wdv.data(), dout.data(), q.data(), k.data(), v.data(),
-                              wout.data(), wlse.data(), cws.data(), d, m, scale);
-      cmp("attention_bwd dq " + tag, dq, wdq, 2e-5, 2e-4);
-      cmp("attention_bwd dk " + tag, dk, wdk, 2e-5, 2e-4);
-      cmp("attention_bwd dv " + tag, dv, wdv, 2e-5, 2e-4);
-      cmp("attention_bwd(vs double) dq " + tag, dq, rdq, 2e-5, 2e-4);
-      cmp("attention_bwd(vs double) dk " + tag, dk, rdk, 2e-5, 2e-4);
-      cmp("attention_bwd(vs double) dv " + tag, dv, rdv, 2e-5, 2e-4);
-      // deterministic: a second run (its own forward) gives the same bits
-      F out2 = nanv(nq), lse2 = nanv(nl), dq2 = nanv(nq), dk2 = nanv(nk), dv2 = nanv(nk);
-      cuda::attention_forward(out2.data(), lse2.data(), q.data(), k.data(), v.data(), d, m, scale, nullptr);
-      cuda::attention_backward(dq2.data(), dk2.data(), dv2.data(), dout.data(), q.data(), k.data(), v.data(),
-                               out.data(), lse.data(), ws.data(), d, m, scale, nullptr);
-      cuda::attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), k.data(), v.data(),
-                               out.data(), lse.data(), ws.data(), d, m, scale, nullptr);
-      expect(same_bits(out.data(), out2.data(), 4 * size_t(nq)) &&
-                 same_bits(lse.data(), lse2.data(), 4 * size_t(nl)) &&
-                 same_bits(dq.data(), dq2.data(), 4 * size_t(nq)) &&
-                 same_bits(dk.data(), dk2.data(), 4 * size_t(nk)) &&
-                 same_bits(dv.data(), dv2.data(), 4 * size_t(nk)),
-             "attention deterministic " + tag);
-    }
-    // merge of two parts against the CPU op's formula (ops/attention.cpp attention_merge)
-    for (auto [B, Tq, NH, HS] :
-         {std::array<int64_t, 4>{1, 1, 1, 1}, {2, 7, 3, 33}, {1, 30, 2, 0}, {1, 9, 4, 300}}) {
-      const int64_t n = B * Tq * NH * HS, nl = B * NH * Tq;
-      F o = randv(n), po = randv(n), l = randv(nl, 3.f), pl = randv(nl, 3.f);
-      for (int64_t r = 0; r < nl; r += 3) (r % 2 ? l : pl)[size_t(r)] = -INFINITY;
-      for (int64_t r = 0; r < nl; r += 5) l[size_t(r)] = pl[size_t(r)] = -INFINITY;
-      F go = o, gl = l, wo = o, wl = l;
-      cuda::attention_merge(go.data(), gl.data(), po.data(), pl.data(), B, Tq, NH, HS, nullptr);
-      for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < NH; h++)
-          for (int64_t t = 0; t < Tq; t++) {
-            const int64_t li = (b * NH + h) * Tq + t;
-            const float x = wl[size_t(li)], y = pl[size_t(li)], mx = std::max(x, y);
-            if (mx == -INFINITY) continue;
-            const float wx = std::exp(x - mx), wy = std::exp(y - mx), s = wx + wy;
-            for (int64_t e = 0; e < HS; e++) {
-              float& r = wo[size_t(((b * Tq + t) * NH + h) * HS + e)];
-              r = (r * wx + po[size_t(((b * Tq + t) * NH + h) * HS + e)] * wy) / s;
-            }
-            wl[size_t(li)] = mx + std::log(s);
-          }
-      const std::string tag =
-          fmt("B=%ld Tq=%ld NH=%ld HS=%ld %s", (long)B, (long)Tq, (long)NH, (long)HS, cap.name);
-      cmp("attention_merge out " + tag, go, wo, 1e-6, 1e-6);
-      cmp("attention_merge lse " + tag, gl, wl, 1e-6, 1e-6);
-    }
-  }
-  set_caps(kCaps[0]);
 }
 
 int main(int argc, char** argv) {

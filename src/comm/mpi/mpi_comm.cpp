@@ -147,7 +147,6 @@ class MpiComm : public Comm {
 
 }  // namespace
 
-
 namespace {
 std::pair<int, int> node_place() {  // (this node's ranks, this rank among them), asked once MPI runs
   static std::pair<int, int> place{0, 0};
