@@ -50,6 +50,24 @@ int64_t runner_doc_bytes(int64_t B, int64_t Tl, CpKind kind, int P, int U = 1) {
   return 4 * B * Tl * P;
 }
 
+// The earlier K/V pages the blocks' chunks read in a step's passes (none wholly outside a block's sliding
+// window: KvPages::first_page): in every pass over all blocks (`all`), and in the first pass (`first`; SeCO's
+// skips the last block's attention).
+struct PageReads {
+  double all = 0, first = 0;
+};
+PageReads page_reads(const LlamaConfig& c, int64_t k, int64_t Tc, int first_pass) {
+  PageReads r;
+  for (int64_t l = 0; l < c.num_hidden_layers; l++) {
+    const int64_t w = c.window(l), reach = w > 0 ? (w + Tc - 2) / Tc : k;
+    double n = 0;
+    for (int64_t j = 0; j < k; j++) n += double(std::min(j, reach));
+    r.all += n;
+    if (first_pass == 2 || (first_pass == 1 && l + 1 < c.num_hidden_layers)) r.first += n;
+  }
+  return r;
+}
+
 }  // namespace
 
 nlohmann::json RankPrediction::to_json() const {
@@ -86,40 +104,21 @@ double cp_bytes_per_step(const LlamaConfig& c, int64_t B, int64_t T, CpKind kind
     if (ch.chunks > 1 && S > 1) {  // shared K/V pages: gathered before each read, gradients reduce-scattered
       const int64_t k = ch.chunks, Tc = T / k;
       const double page = double(B) * double(Tc) * double(m) * HS;  // a page of this rank's KV heads
-      // the earlier pages block l's chunks read (none wholly outside its sliding window: KvPages::first_page)
-      auto pages = [&](int64_t l) {
-        const int64_t w = c.window(l), reach = w > 0 ? (w + Tc - 2) / Tc : k;
-        double n = 0;
-        for (int64_t j = 0; j < k; j++) n += double(std::min(j, reach));
-        return n;
-      };
-      // the first pass (SeCO's skips the last block's attention), then each rerun chunk reads its pages in
-      // the forward, in the recompute of `R` forwards and in the backward, and scatters their gradients
-      double all = 0, first = 0;
-      for (int64_t l = 0; l < c.num_hidden_layers; l++) {
-        const double n = pages(l);
-        all += n;
-        if (ch.first == 2 || (ch.first == 1 && l + 1 < c.num_hidden_layers)) first += n;
-      }
-      kv_floats = 2 * (S - 1.0) / S * page * (first + all * ch.backward_share * (3 + R));
+      // the first pass, then each rerun chunk reads its pages in the forward, in the recompute of `R`
+      // forwards and in the backward, and scatters their gradients
+      const PageReads n = page_reads(c, k, Tc, ch.first);
+      kv_floats = 2 * (S - 1.0) / S * page * (n.first + n.all * ch.backward_share * (3 + R));
     }
   } else if (ch.chunks > 0) {  // ring with chunks: every chunk's and earlier page's K/V gathered from slices
     const int64_t k = ch.chunks, Tc = T / k;
     const double page = double(B) * double(Tc) * Ckv, part = (double(P) - 1) / double(P) * page;
-    double reads = 0, first_reads = 0;  // earlier pages each block's chunks read (within its window)
-    for (int64_t l = 0; l < c.num_hidden_layers; l++) {
-      const int64_t w = c.window(l), reach = w > 0 ? (w + Tc - 2) / Tc : k;
-      double n = 0;
-      for (int64_t j = 0; j < k; j++) n += double(std::min(j, reach));
-      reads += n;
-      if (ch.first == 2 || (ch.first == 1 && l + 1 < c.num_hidden_layers)) first_reads += n;
-    }
+    const PageReads n = page_reads(c, k, Tc, ch.first);
     // the chunk's own K/V: gathered in the first pass (SeCO's last block only stores its slice) and in each
     // rerun's forward, recompute and backward, whose gradients are reduce-scattered; pages the same way
     const double first_blocks = ch.first == 1 ? L - 1 : ch.first == 2 ? L : 0;
     kv_floats = 2 * part *
-                (double(k) * (first_blocks + ch.backward_share * L * (3 + R)) + first_reads +
-                 reads * ch.backward_share * (3 + R));
+                (double(k) * (first_blocks + ch.backward_share * L * (3 + R)) + n.first +
+                 n.all * ch.backward_share * (3 + R));
   } else {
     floats = 2 * double(B) * Tl * Ckv * ((1 + R) * (P - 1) + (P - 1) + P);
   }
