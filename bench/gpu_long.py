@@ -33,13 +33,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gpu_step import LLAMA_1B  # noqa: E402
 
-LLAMA_8B = dict(
-    architectures=["LlamaForCausalLM"], model_type="llama", vocab_size=128256, hidden_size=4096,
-    intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
-    max_position_embeddings=131072, rms_norm_eps=1e-5, rope_theta=500000.0,
-    rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                  "original_max_position_embeddings": 8192},
-    tie_word_embeddings=False, initializer_range=0.02, torch_dtype="float32")
+LLAMA_8B = dict(LLAMA_1B, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, tie_word_embeddings=False,
+                rope_scaling=dict(LLAMA_1B["rope_scaling"], factor=8.0))  # Llama-3.1-8B's shape
 TINY = dict(LLAMA_1B, vocab_size=512, hidden_size=128, intermediate_size=352, num_hidden_layers=2,
             num_attention_heads=8, num_key_value_heads=2)
 MODELS = {  # name: (config, extra grad/plan flags)

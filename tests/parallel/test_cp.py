@@ -60,6 +60,15 @@ def model(exe, d, name, nh, nkv, layers=2, tied=False, extra=None):
     return out
 
 
+def ranks_grad(exe, n, args, what):
+    """`longctx grad ARGS` on n ranks: its JSON, or None once `what` is checked as failed (the error's tail)."""
+    r = run(mpirun(n) + [exe, "grad"] + args)
+    if r.returncode:
+        check(what, False, r.stderr[-300:])
+        return None
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 def grads_close(a, b, rtol=1e-5):
     ga, gb = read_safetensors(a)[0], read_safetensors(b)[0]
     if set(ga) != set(gb):
@@ -95,14 +104,12 @@ def test_grads(exe, d):
                          ("ulysses", 4, ["--dp", "2", "--zero", "3"])]
             for kind, n, extra in runs:
                 out = os.path.join(d, "g%d.safetensors" % n)
-                r = run(mpirun(n) + [exe, "grad", "--model", m, "--tokens", toks, "--out", out, "--cp-kind", kind]
-                        + extra + flags)
                 what = "%s%s -np %d %s (NH %d, NKV %d, T 37) %s" % (kind, " ".join([""] + extra), n, name, nh, nkv,
                                                                      " ".join(flags))
-                if r.returncode:
-                    check(what, False, r.stderr[-300:])
+                j = ranks_grad(exe, n, ["--model", m, "--tokens", toks, "--out", out, "--cp-kind", kind] + extra + flags,
+                               what)
+                if j is None:
                     continue
-                j = json.loads(r.stdout.strip().splitlines()[-1])
                 ok, detail = grads_close(ref, out)
                 check(what + ": loss and every gradient equal one rank's",
                       ok and abs(j["loss"] - l1) <= 1e-5 * abs(l1) and len(j["peak_bytes_per_rank"]) == n,
@@ -254,13 +261,11 @@ def test_device_buffers(exe, d):
             runs += [("ring", 2, ["--recompute", "none", "--offload", "host", "--mlp-tiles", "3"])]
         for kind, n, extra in runs:
             out = os.path.join(d, "dev%d.safetensors" % n)
-            r = run(mpirun(n) + [exe, "grad", "--model", m, "--tokens", toks, "--out", out, "--cp-kind", kind]
-                    + staged + extra)
             what = "cpu-staged %s -np %d %s %s" % (kind, n, name, " ".join(extra))
-            if r.returncode:
-                check(what, False, r.stderr[-300:])
+            j = ranks_grad(exe, n, ["--model", m, "--tokens", toks, "--out", out, "--cp-kind", kind] + staged + extra,
+                           what)
+            if j is None:
                 continue
-            j = json.loads(r.stdout.strip().splitlines()[-1])
             ok, detail = grads_close(ref, out)
             check(what + ": loss and every gradient equal one rank's (comm mpi-staged)",
                   ok and abs(j["loss"] - l1) <= 1e-5 * abs(l1) and j.get("comm") == "mpi-staged",
