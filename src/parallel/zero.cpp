@@ -204,7 +204,7 @@ ZeroOptimizer::ZeroOptimizer(ZeroShards& shards, Memory& mem, MomentsAt at, int6
   const int64_t n = std::max<int64_t>(shards.g_shard().numel(), 1);
   n_ = n;
   Tier tier = shards.g_shard().tier;  // (by unit: device, or the host when offloaded)
-  streamed_ = at == MomentsAt::host && tier == Tier::device;
+  const bool streamed = at == MomentsAt::host && tier == Tier::device;  // updated through device slices
   slice_ = std::min(std::max<int64_t>(slice, 1), n);
   if (at == MomentsAt::disk || at == MomentsAt::split) {
     // a file of m then v (split: v, and m in host memory); host slices, and device ones when the shards are
@@ -223,7 +223,7 @@ ZeroOptimizer::ZeroOptimizer(ZeroShards& shards, Memory& mem, MomentsAt at, int6
     }
     return;  // (a new file reads as zeros)
   }
-  if (streamed_) {
+  if (streamed) {
     tier = Tier::host;
     ms_ = Buffer(mem, Tier::device, Tag::optim, {slice_});
     vs_ = Buffer(mem, Tier::device, Tag::optim, {slice_});
@@ -260,7 +260,7 @@ void ZeroOptimizer::step(AdamWParams p, float weight_decay, Context& device_ctx)
   const Tensor g = sh_.g_shard();
   for (const auto& q : sh_.pieces()) {
     p.weight_decay = q.decay ? weight_decay : 0.f;  // no decay on norms
-    if (!streamed_ && !file_) {
+    if (!ms_.t().defined() && !file_) {             // the moments where the shards are
       adamw_update(sh_.weights_of(q), g.slice0(q.at, q.n), m_.t().slice0(q.at, q.n), v_.t().slice0(q.at, q.n),
                    p, ctx);
       continue;

@@ -153,8 +153,7 @@ class ZeroOptimizer {
 
  private:
   ZeroShards& sh_;
-  Buffer m_, v_;           // (shard); none on the disk
-  bool streamed_ = false;  // the moments on the host, updated through device slices
+  Buffer m_, v_;  // (shard); none on the disk
   int64_t slice_ = 0, n_ = 0;
   Buffer ms_, vs_;                  // (slice) their device slices
   std::unique_ptr<DiskFile> file_;  // disk: m then v, (shard) each; split: v
