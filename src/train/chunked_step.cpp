@@ -54,12 +54,14 @@ class SliceGather : public AttentionRunner {
       comm_.reduce_scatter_sum(from.f32(), n_);  // every rank's queries sent gradients to every slice
       copy_tensor(to, mine(from).view(to.shape), ctx);
     }
-    bytes_sent_ += 2 * (comm_.size() - 1) * (n_ / comm_.size()) * 4;
+    bytes_sent_ += both_parts();
   }
   int64_t bytes_sent() const { return bytes_sent_; }
 
  private:
   Tensor mine(const Tensor& t) const { return t.slice0(Tl_ * comm_.rank(), Tl_); }
+  // bytes this rank sends gathering (or reduce-scattering) K and V: its slice of each to every other rank
+  int64_t both_parts() const { return 2 * (comm_.size() - 1) * (n_ / comm_.size()) * 4; }
   // a with K and V of the whole chunk (gathered from every rank when `gather`)
   BlockActs whole(const BlockActs& a, bool gather, Context& ctx) {
     BlockActs h = a;
@@ -67,7 +69,7 @@ class SliceGather : public AttentionRunner {
       copy_tensor(mine(to->t()), from.view(mine(to->t()).shape), ctx);
       if (gather) comm_.all_gather_parts(to->f32(), n_);
     }
-    if (gather) bytes_sent_ += 2 * (comm_.size() - 1) * (n_ / comm_.size()) * 4;
+    if (gather) bytes_sent_ += both_parts();
     h.k = k_.t(), h.v = v_.t();
     return h;
   }
@@ -115,11 +117,9 @@ ChunkedStep::ChunkedStep(const LlamaConfig& c, Memory& mem, int64_t T, const Pla
       hc.num_attention_heads = ulysses_->group_heads(), hc.num_key_value_heads = ulysses_->group_kv_heads();
     }
     kv_ = std::make_unique<KvPages>(hc, lay_, k_, mem, ring, true);
-    auto g = std::make_unique<SliceGather>(hc, *ring, mem, lay_.Tc, *kv_);
-    slices_ = g.get();
-    runner_ = std::move(g);
-    if (ulysses_) ulysses_->set_inner(slices_);
-    AttentionRunner* outer = ulysses_ ? static_cast<AttentionRunner*>(ulysses_.get()) : runner_.get();
+    slices_ = std::make_unique<SliceGather>(hc, *ring, mem, lay_.Tc, *kv_);
+    if (ulysses_) ulysses_->set_inner(slices_.get());
+    AttentionRunner* outer = ulysses_ ? static_cast<AttentionRunner*>(ulysses_.get()) : slices_.get();
     step_ = std::make_unique<GradStep>(c, mem, step_layout(c, local, 1, T), outer);
     return;
   }

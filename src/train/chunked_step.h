@@ -81,8 +81,7 @@ class ChunkedStep {
   std::unique_ptr<Comm> group_, ring_;  // hybrid: this rank's Ulysses group, and the ring across groups
   std::unique_ptr<KvPages> kv_;
   std::unique_ptr<UlyssesAttention> ulysses_;
-  std::unique_ptr<AttentionRunner> runner_;  // ring kinds: the SliceGather below
-  SliceGather* slices_ = nullptr;
+  std::unique_ptr<SliceGather> slices_;  // ring and hybrid: the chunk's K/V gathered from token slices
   std::unique_ptr<GradStep> step_;
   std::vector<int32_t> pos_, doc_;  // (T) the whole sequence's positions and document ids
   std::vector<int32_t> chunk_tok_, chunk_lab_, chunk_pos_, chunk_doc_;  // (Tc) the chunk being run
