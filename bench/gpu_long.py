@@ -31,6 +31,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_cp import last_json  # noqa: E402
 from gpu_step import LLAMA_1B  # noqa: E402
 
 LLAMA_8B = dict(LLAMA_1B, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, tie_word_embeddings=False,
@@ -44,10 +45,6 @@ MODELS = {  # name: (config, extra grad/plan flags)
     "tiny": (TINY, []),
 }
 UNIT = 4096  # lengths are searched in multiples of this
-
-
-def last_json(out):
-    return json.loads([l for l in out.strip().splitlines() if l.startswith("{")][-1])
 
 
 class Bench:
